@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what hermes-llm needs on Debian/Ubuntu, skipping what is already there.
+# Idempotent and non-interactive. Run as root, or with sudo available.
+set -euo pipefail
+
+PKGS=(build-essential cmake pkg-config libopenblas-openmp-dev libcmocka-dev libjansson-dev
+      zlib1g-dev libzstd-dev libopenmpi-dev openmpi-bin fortunes python3)
+
+missing=()
+for p in "${PKGS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+    echo "setup-deps: all packages present"
+    exit 0
+fi
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+echo "setup-deps: installing ${missing[*]}"
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,154 @@
+/*
+ * cmd-info.c - `hermes-llm info`: architecture, exact parameter count, inference and training
+ * memory, and FLOPs per token, as a table or as JSON (--json).
+ */
+#include "commands.h"
+#include "hermes/config.h"
+#include "hermes/model.h"
+#include "opts.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static void human_bytes(double b, char *buf, size_t cap)
+{
+    const char *unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int u = 0;
+    while (b >= 1024.0 && u < 4) {
+        b /= 1024.0;
+        u++;
+    }
+    snprintf(buf, cap, u ? "%.2f %s" : "%.0f %s", b, unit[u]);
+}
+
+static void human_count(double n, char *buf, size_t cap)
+{
+    if (n >= 1e9)
+        snprintf(buf, cap, "%.2fB", n / 1e9);
+    else if (n >= 1e6)
+        snprintf(buf, cap, "%.2fM", n / 1e6);
+    else if (n >= 1e3)
+        snprintf(buf, cap, "%.2fK", n / 1e3);
+    else
+        snprintf(buf, cap, "%.0f", n);
+}
+
+enum hm_status cmd_info(int argc, char **argv)
+{
+    const char *model = "gpt2-small";
+    long vocab = 0, batch = 32, seq_len = 0;
+    bool json = false, help = false;
+    const struct cli_opt opts[] = {
+        {"model", 'm', CLI_STRING, &model, "MODEL", "Preset name or path to a config .json", "gpt2-small"},
+        {"vocab-size", 'v', CLI_INT, &vocab, "V", "Override the vocabulary size", "the config's", 1, 1 << 24},
+        {"batch-size", 'b', CLI_INT, &batch, "B", "Micro-batch for the training memory figure", "32", 1, 1 << 20},
+        {"seq-len", 0, CLI_INT, &seq_len, "T", "Sequence length for training memory and FLOPs", "min(256, max_seq_len)", 1, 1 << 24},
+        {"json", 0, CLI_FLAG, &json, NULL, "Print machine-readable JSON", NULL},
+        {0},
+    };
+    enum hm_status st = cli_parse("info", opts, argc, argv, &help);
+    if (st != HM_OK)
+        return st;
+    if (help) {
+        cli_usage(stdout, "info", "[options]",
+                  "Print a model's architecture, exact parameter count, memory needs and FLOPs.", opts);
+        return HM_OK;
+    }
+    struct hm_model_config cfg;
+    if ((st = hm_config_resolve(model, &cfg)) != HM_OK)
+        return st;
+    if (vocab)
+        cfg.vocab_size = (int)vocab;
+    int T = seq_len ? (int)seq_len : (cfg.max_seq_len < 256 ? cfg.max_seq_len : 256);
+    if (T > cfg.max_seq_len)
+        return hm_fail(HM_ERR_USAGE, "info: --seq-len %d exceeds the model's max_seq_len %d", T,
+                       cfg.max_seq_len);
+
+    struct hm_model_memory mem;
+    if ((st = hm_model_memory_estimate(&cfg, (int)batch, T, &mem)) != HM_OK)
+        return st;
+    uint64_t P = hm_config_param_count(&cfg);
+    double flops_fwd = hm_config_flops_per_token(&cfg, T);
+
+    if (json) {
+        json_t *o = json_object();
+        json_object_set_new(o, "model", json_string(cfg.name));
+        char *cj = hm_config_to_json(&cfg);
+        json_object_set_new(o, "config", json_loads(cj, 0, NULL));
+        free(cj);
+        json_object_set_new(o, "head_dim", json_integer(hm_config_head_dim(&cfg)));
+        json_object_set_new(o, "parameters", json_integer((json_int_t)P));
+        json_object_set_new(o, "parameters_nonembedding",
+                            json_integer((json_int_t)hm_config_param_count_nonembed(&cfg)));
+        json_t *inf = json_object();
+        json_object_set_new(inf, "context", json_integer(cfg.max_seq_len));
+        json_object_set_new(inf, "weights_f32", json_integer((json_int_t)(P * 4)));
+        json_object_set_new(inf, "weights_bf16", json_integer((json_int_t)(P * 2)));
+        json_object_set_new(inf, "kv_cache_f32", json_integer((json_int_t)hm_config_kv_cache_bytes(&cfg, cfg.max_seq_len, 4)));
+        json_object_set_new(inf, "kv_cache_bf16", json_integer((json_int_t)hm_config_kv_cache_bytes(&cfg, cfg.max_seq_len, 2)));
+        json_object_set_new(o, "inference", inf);
+        json_t *tr = json_object();
+        json_object_set_new(tr, "batch_size", json_integer(batch));
+        json_object_set_new(tr, "seq_len", json_integer(T));
+        json_object_set_new(tr, "parameters", json_integer((json_int_t)mem.params_bytes));
+        json_object_set_new(tr, "gradients", json_integer((json_int_t)mem.grads_bytes));
+        json_object_set_new(tr, "adamw_state", json_integer((json_int_t)mem.optim_bytes));
+        json_object_set_new(tr, "activations", json_integer((json_int_t)mem.activation_bytes));
+        json_object_set_new(tr, "total", json_integer((json_int_t)mem.total_bytes));
+        json_object_set_new(o, "training", tr);
+        json_object_set_new(o, "flops_per_token_forward", json_real(flops_fwd));
+        json_object_set_new(o, "flops_per_token_training", json_real(3.0 * flops_fwd));
+        char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
+        printf("%s\n", s);
+        free(s);
+        json_decref(o);
+        return HM_OK;
+    }
+
+    char a[32], b[32], c[32];
+    printf("Model: %s\n", cfg.name);
+    printf("  %-28s %s\n", "Style", cfg.activation == HM_ACT_SWIGLU ? "LLaMA (SwiGLU FFN)" : "GPT (GELU FFN)");
+    printf("  %-28s %d\n", "Vocab size", cfg.vocab_size);
+    printf("  %-28s %d\n", "Max sequence length", cfg.max_seq_len);
+    printf("  %-28s %d\n", "Hidden size", cfg.hidden_size);
+    printf("  %-28s %d\n", "Layers", cfg.num_layers);
+    printf("  %-28s %d (kv heads %d%s)\n", "Attention heads", cfg.num_heads, cfg.num_kv_heads,
+           cfg.num_kv_heads < cfg.num_heads ? ", grouped-query" : "");
+    printf("  %-28s %d\n", "Head dimension", hm_config_head_dim(&cfg));
+    printf("  %-28s %d\n", "Intermediate size", cfg.intermediate_size);
+    printf("  %-28s RMSNorm (eps %g), RoPE (theta %g)\n", "Norm / positions", cfg.layer_norm_eps, cfg.rope_theta);
+    printf("  %-28s %s, %s\n", "Bias / head", cfg.use_bias ? "biases" : "no biases",
+           cfg.tie_embeddings ? "tied to the embedding" : "separate lm_head");
+    printf("  %-28s %g\n", "Dropout", cfg.dropout);
+    human_count((double)P, a, sizeof a);
+    printf("\nParameters: %llu (%s)\n", (unsigned long long)P, a);
+    printf("  %-28s %llu\n", "Non-embedding", (unsigned long long)hm_config_param_count_nonembed(&cfg));
+
+    printf("\nInference memory (batch 1, KV cache at %d positions):\n", cfg.max_seq_len);
+    printf("  %-12s %14s %14s %14s\n", "dtype", "weights", "KV cache", "total");
+    for (int eb = 4; eb >= 2; eb -= 2) {
+        uint64_t w = P * (uint64_t)eb, kv = hm_config_kv_cache_bytes(&cfg, cfg.max_seq_len, eb);
+        human_bytes((double)w, a, sizeof a);
+        human_bytes((double)kv, b, sizeof b);
+        human_bytes((double)(w + kv), c, sizeof c);
+        printf("  %-12s %14s %14s %14s\n", eb == 4 ? "f32" : "bf16", a, b, c);
+    }
+
+    printf("\nTraining memory (f32, AdamW, batch %ld x seq %d):\n", batch, T);
+    human_bytes((double)mem.params_bytes, a, sizeof a);
+    printf("  %-28s %14s\n", "Parameters", a);
+    human_bytes((double)mem.grads_bytes, a, sizeof a);
+    printf("  %-28s %14s\n", "Gradients", a);
+    human_bytes((double)mem.optim_bytes, a, sizeof a);
+    printf("  %-28s %14s\n", "AdamW moments (m, v)", a);
+    human_bytes((double)mem.activation_bytes, a, sizeof a);
+    printf("  %-28s %14s  (%s)\n", "Activations + workspace", a, mem.planned ? "planned peak" : "estimate");
+    human_bytes((double)mem.total_bytes, a, sizeof a);
+    printf("  %-28s %14s\n", "Total", a);
+
+    human_count(flops_fwd, a, sizeof a);
+    human_count(3.0 * flops_fwd, b, sizeof b);
+    printf("\nFLOPs per token (context %d): forward %s, training (fwd+bwd) %s\n", T, a, b);
+    return HM_OK;
+}

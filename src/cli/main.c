@@ -1,0 +1,64 @@
+/*
+ * main.c - hermes-llm entry point: dispatches to a subcommand and turns its status into the one
+ * error line and exit code of the CLI contract: 0 ok, 2 usage error, 130 interrupted, 1 otherwise.
+ */
+#include "commands.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const struct {
+    const char *name;
+    enum hm_status (*fn)(int, char **);
+    const char *summary;
+} commands[] = {
+    {"train-tokenizer", cmd_train_tokenizer, "Train a byte-level BPE tokenizer (HF tokenizer.json)"},
+    {"train", cmd_train, "Train a model from scratch or from a checkpoint"},
+    {"generate", cmd_generate, "Generate text from a trained checkpoint"},
+    {"info", cmd_info, "Show a model's architecture, parameter count, memory and FLOPs"},
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out, "hermes-llm %s - train GPT- and LLaMA-style language models from scratch\n\n",
+            hm_version());
+    fprintf(out, "Usage: hermes-llm <command> [options]\n\nCommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(out, "  %-16s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "\nOptions:\n  -h, --help       Print this help and exit\n"
+                 "  -V, --version    Print the version and exit\n\n"
+                 "Run 'hermes-llm <command> --help' for a command's options.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0) {
+        printf("hermes-llm %s\n", hm_version());
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        if (strcmp(cmd, commands[i].name) != 0)
+            continue;
+        enum hm_status st = commands[i].fn(argc - 1, argv + 1);
+        if (st == HM_OK)
+            return 0;
+        fprintf(stderr, "hermes-llm: error: %s\n", hm_last_error());
+        if (st == HM_ERR_USAGE) {
+            fprintf(stderr, "Try 'hermes-llm %s --help' for more information.\n", cmd);
+            return 2;
+        }
+        return st == HM_ERR_INTERRUPTED ? 130 : 1;
+    }
+    fprintf(stderr, "hermes-llm: error: unknown command '%s'\n", cmd);
+    fprintf(stderr, "Try 'hermes-llm --help' for the list of commands.\n");
+    return 2;
+}

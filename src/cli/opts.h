@@ -1,0 +1,49 @@
+/*
+ * opts.h - table-driven option parsing for the CLI. One table per subcommand gives each option's
+ * long and short name, type, destination, range and help; --help is generated from the same table,
+ * so the usage text and the parser cannot drift apart.
+ */
+#ifndef HERMES_CLI_OPTS_H
+#define HERMES_CLI_OPTS_H
+
+#include "hermes/hermes.h"
+
+#include <stdio.h>
+
+enum cli_opt_type {
+    CLI_FLAG,   /* bool*: present => true */
+    CLI_INT,    /* long*: strtol, whole string consumed, within [min, max] */
+    CLI_FLOAT,  /* double*: strtod, whole string consumed, within [min, max] */
+    CLI_STRING, /* const char**: borrowed from argv */
+    CLI_LIST,   /* struct cli_list*: one or more values, up to the next option */
+};
+
+struct cli_list {
+    const char **items; /* borrowed from argv; array owned by the parser (freed at exit) */
+    int n;
+};
+
+struct cli_opt {
+    const char *name;     /* long name, without "--" */
+    char short_name;      /* 0 when none */
+    enum cli_opt_type type;
+    void *dest;
+    const char *metavar;  /* "N", "FILE", ... */
+    const char *help;
+    const char *defval;   /* shown as "(default: X)"; NULL when none */
+    double min, max;      /* for CLI_INT and CLI_FLOAT; min == max means unbounded */
+    bool *seen;           /* optional: set when the option was given */
+};
+
+/* Parse argv (argv[0] is the subcommand). Sets *help when --help/-h was given (and stops).
+ * Returns HM_ERR_USAGE with a one-line message naming the flag on any error. */
+enum hm_status cli_parse(const char *cmd, const struct cli_opt *opts, int argc, char **argv,
+                         bool *help);
+
+void cli_usage(FILE *out, const char *cmd, const char *synopsis, const char *description,
+               const struct cli_opt *opts);
+
+/* True when stderr is a terminal (progress bars) */
+bool cli_stderr_is_tty(void);
+
+#endif

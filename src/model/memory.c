@@ -1,0 +1,31 @@
+/*
+ * memory.c - training memory figures for `info`. Parameters, gradients and the two AdamW moments
+ * are exact (4 bytes each per parameter). Activations use a closed-form count of what backward
+ * keeps per layer until the graph planner can report its planned peak.
+ */
+#include "hermes/model.h"
+#include "util/util.h"
+
+enum hm_status hm_model_memory_estimate(const struct hm_model_config *c, int B, int T,
+                                        struct hm_model_memory *out)
+{
+    if (B < 1 || T < 1)
+        return hm_fail(HM_ERR_USAGE, "batch size and sequence length must be positive");
+    uint64_t P = hm_config_param_count(c);
+    uint64_t BT = (uint64_t)B * (uint64_t)T, C = c->hidden_size, I = c->intermediate_size;
+    uint64_t KV = (uint64_t)c->num_kv_heads * (uint64_t)hm_config_head_dim(c);
+    uint64_t n_in = c->activation == HM_ACT_SWIGLU ? 2 : 1;
+    /* Saved per layer: two residual inputs, two norm outputs, q, attention output (C each), k and
+     * v (KV each), the FFN pre-activations and activation (n_in + 1 of width I), plus the per-head
+     * log-sum-exp of the attention. */
+    uint64_t per_layer = BT * (6 * C + 2 * KV + (n_in + 1) * I) + (uint64_t)B * c->num_heads * T;
+    /* Plus the final norm, the logits and their gradient, and one layer's worth of gradients. */
+    uint64_t rest = BT * (2 * C + 2 * (uint64_t)c->vocab_size) + per_layer;
+    out->params_bytes = 4 * P;
+    out->grads_bytes = 4 * P;
+    out->optim_bytes = 8 * P;
+    out->activation_bytes = 4 * ((uint64_t)c->num_layers * per_layer + rest);
+    out->total_bytes = out->params_bytes + out->grads_bytes + out->optim_bytes + out->activation_bytes;
+    out->planned = false;
+    return HM_OK;
+}

@@ -1,0 +1,172 @@
+/*
+ * fs.c - whole-file reads, mkdir -p, and atomic writes (temp file, fsync, rename) so a crash at any
+ * moment leaves the previous file intact.
+ */
+
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+enum hm_status hm_read_file(const char *path, char **data, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return hm_fail(HM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    size_t cap = 1 << 16, n = 0;
+    char *buf = hm_malloc(cap);
+    if (!buf) {
+        fclose(f);
+        return hm_fail(HM_ERR_NOMEM, "%s: out of memory", path);
+    }
+    for (;;) {
+        if (n + 1 >= cap) {
+            char *nb = hm_realloc(buf, cap * 2);
+            if (!nb) {
+                hm_free(buf);
+                fclose(f);
+                return hm_fail(HM_ERR_NOMEM, "%s: out of memory reading %zu bytes", path, cap * 2);
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        size_t got = fread(buf + n, 1, cap - n - 1, f);
+        n += got;
+        if (got == 0)
+            break;
+    }
+    if (ferror(f)) {
+        int e = errno;
+        hm_free(buf);
+        fclose(f);
+        return hm_fail(HM_ERR_IO, "%s: read failed: %s", path, strerror(e));
+    }
+    fclose(f);
+    buf[n] = 0;
+    *data = buf;
+    if (len)
+        *len = n;
+    return HM_OK;
+}
+
+bool hm_file_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+enum hm_status hm_mkdir_p(const char *path)
+{
+    char buf[4096];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof buf)
+        return hm_fail(HM_ERR_USAGE, "invalid directory path '%s'", path);
+    memcpy(buf, path, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] == '/' || buf[i] == 0) {
+            char c = buf[i];
+            buf[i] = 0;
+            if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+                return hm_fail(HM_ERR_IO, "%s: cannot create directory: %s", buf, strerror(errno));
+            buf[i] = c;
+        }
+    }
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+        return hm_fail(HM_ERR_IO, "%s: not a directory", path);
+    if (access(path, W_OK) != 0)
+        return hm_fail(HM_ERR_IO, "%s: directory is not writable: %s", path, strerror(errno));
+    return HM_OK;
+}
+
+enum hm_status hm_atomic_open(struct hm_atomic_file *af, const char *path)
+{
+    memset(af, 0, sizeof *af);
+    size_t n = strlen(path) + 64;
+    af->path = hm_strdup(path);
+    af->tmp_path = hm_malloc(n);
+    if (!af->path || !af->tmp_path) {
+        hm_atomic_abort(af);
+        return hm_fail(HM_ERR_NOMEM, "%s: out of memory", path);
+    }
+    snprintf(af->tmp_path, n, "%s.tmp.%ld", path, (long)getpid());
+    af->f = fopen(af->tmp_path, "wb");
+    if (!af->f) {
+        enum hm_status st = hm_fail(HM_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
+        hm_free(af->tmp_path);
+        af->tmp_path = NULL;
+        hm_atomic_abort(af);
+        return st;
+    }
+    return HM_OK;
+}
+
+static void fsync_dir_of(const char *path)
+{
+    char *copy = hm_strdup(path);
+    if (!copy)
+        return;
+    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+    hm_free(copy);
+}
+
+enum hm_status hm_atomic_commit(struct hm_atomic_file *af)
+{
+    enum hm_status st = HM_OK;
+    if (fflush(af->f) != 0 || ferror(af->f) || fsync(fileno(af->f)) != 0)
+        st = hm_fail(HM_ERR_IO, "%s: write failed: %s", af->path, strerror(errno));
+    if (fclose(af->f) != 0 && st == HM_OK)
+        st = hm_fail(HM_ERR_IO, "%s: write failed: %s", af->path, strerror(errno));
+    af->f = NULL;
+    if (st == HM_OK && rename(af->tmp_path, af->path) != 0)
+        st = hm_fail(HM_ERR_IO, "%s: rename failed: %s", af->path, strerror(errno));
+    if (st == HM_OK)
+        fsync_dir_of(af->path);
+    else
+        unlink(af->tmp_path);
+    hm_free(af->path);
+    hm_free(af->tmp_path);
+    af->path = af->tmp_path = NULL;
+    return st;
+}
+
+void hm_atomic_abort(struct hm_atomic_file *af)
+{
+    if (af->f)
+        fclose(af->f);
+    if (af->tmp_path)
+        unlink(af->tmp_path);
+    hm_free(af->path);
+    hm_free(af->tmp_path);
+    memset(af, 0, sizeof *af);
+}
+
+enum hm_status hm_write_file_atomic(const char *path, const void *data, size_t len)
+{
+    struct hm_atomic_file af;
+    enum hm_status st = hm_atomic_open(&af, path);
+    if (st != HM_OK)
+        return st;
+    if (len && fwrite(data, 1, len, af.f) != len) {
+        st = hm_fail(HM_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+        hm_atomic_abort(&af);
+        return st;
+    }
+    return hm_atomic_commit(&af);
+}
+
+double hm_time_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
