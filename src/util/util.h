@@ -52,6 +52,18 @@ enum hm_status hm_atomic_commit(struct hm_atomic_file *af); /* fsync + rename; c
 void hm_atomic_abort(struct hm_atomic_file *af);            /* closes and removes the temp file */
 enum hm_status hm_write_file_atomic(const char *path, const void *data, size_t len);
 
+/* 64-bit FNV-1a, continuing from `h` (start with HM_HASH64_INIT). For cache keys, not security. */
+#define HM_HASH64_INIT 0xcbf29ce484222325ull
+uint64_t hm_hash64(uint64_t h, const void *data, size_t len);
+
+/* Memory-mapped read-only file. */
+struct hm_mmap {
+    const void *data;
+    size_t size;
+};
+enum hm_status hm_mmap_open(const char *path, struct hm_mmap *m);
+void hm_mmap_close(struct hm_mmap *m);
+
 /* Monotonic seconds. */
 double hm_time_s(void);
 
