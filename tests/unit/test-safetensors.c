@@ -7,6 +7,7 @@
  */
 #include "testutil.h"
 
+#include "hermes/config.h"
 #include "hermes/safetensors.h"
 
 #include <math.h>
@@ -251,6 +252,53 @@ static void test_python_written(void **state)
     assert_int_equal(h->shape[0], 0);
     assert_int_equal(h->shape[1], 3);
     hm_st_close(f);
+}
+
+/* The model parity fixtures (tests/reference/model_ref.py) open with this reader, and their
+ * "config" metadata is a config.json our parser accepts, with shapes that agree. */
+static void test_model_fixtures(void **state)
+{
+    const char *names[] = {"gpt_bias", "llama_swiglu", "gqa", "untied"};
+    for (size_t i = 0; i < 4; i++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/model/%s.safetensors", HM_FIXTURES_DIR, names[i]);
+        struct hm_st_file *f;
+        if (hm_st_open(path, &f) != HM_OK)
+            fail_msg("%s", hm_last_error());
+        const char *cj = hm_st_meta(f, "config");
+        assert_non_null(cj);
+        assert_non_null(hm_st_meta(f, "train"));
+        struct hm_model_config cfg;
+        if (hm_config_parse(cj, path, &cfg) != HM_OK || hm_config_validate(&cfg) != HM_OK)
+            fail_msg("%s", hm_last_error());
+        const struct hm_st_tensor *ids, *logits, *emb;
+        assert_int_equal(hm_st_get(f, "input_ids", &ids), HM_OK);
+        assert_int_equal(ids->dtype, HM_ST_I32);
+        assert_int_equal(hm_st_get(f, "expected.logits", &logits), HM_OK);
+        assert_int_equal(logits->ndim, 3);
+        assert_int_equal(logits->shape[0], ids->shape[0]);
+        assert_int_equal(logits->shape[1], ids->shape[1]);
+        assert_int_equal(logits->shape[2], cfg.vocab_size);
+        assert_int_equal(hm_st_get(f, "embedding.weight", &emb), HM_OK);
+        assert_int_equal(emb->shape[1], cfg.hidden_size);
+        assert_true((hm_st_find(f, "lm_head.weight") != NULL) == !cfg.tie_embeddings);
+        /* every parameter has its gradient and its post-AdamW value */
+        size_t n_params = 0;
+        for (size_t k = 0; k < hm_st_count(f); k++) {
+            const char *nm = hm_st_at(f, k)->name;
+            if (strncmp(nm, "layers.", 7) && strcmp(nm, "embedding.weight") && strcmp(nm, "norm.weight") &&
+                strcmp(nm, "lm_head.weight"))
+                continue;
+            char g[256], a[256];
+            snprintf(g, sizeof g, "grad.%s", nm);
+            snprintf(a, sizeof a, "adamw3.%s", nm);
+            assert_non_null(hm_st_find(f, g));
+            assert_non_null(hm_st_find(f, a));
+            n_params += hm_st_at(f, k)->numel;
+        }
+        assert_int_equal(n_params, hm_config_param_count(&cfg));
+        hm_st_close(f);
+    }
 }
 
 /* ---- corrupt files ------------------------------------------------------------------------- */
@@ -596,7 +644,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip),       cmocka_unit_test(test_write_errors),
-        cmocka_unit_test(test_python_written),  cmocka_unit_test(test_corrupt_table),
+        cmocka_unit_test(test_python_written),  cmocka_unit_test(test_model_fixtures),
+        cmocka_unit_test(test_corrupt_table),
         cmocka_unit_test(test_bad_lengths),     cmocka_unit_test(test_truncated),
         cmocka_unit_test(test_header_flips),    cmocka_unit_test(test_bf16_exact),
         cmocka_unit_test(test_bf16_property),   cmocka_unit_test(test_f16),
