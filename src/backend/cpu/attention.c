@@ -45,7 +45,7 @@ CPU_KERNEL(attention)
         return st;
     int nt = hm_cpu_threads_for(ex, (size_t)g.S * sizeof(float));
     int64_t units = g.B * g.NH * g.T;
-#pragma omp parallel num_threads(nt)
+#pragma omp parallel num_threads(nt) if (parallel : HM_CPU_PAR(units * g.S * g.HD))
     {
         float *sc = (float *)ex->ws + (size_t)omp_get_thread_num() * (size_t)g.S;
 #pragma omp for schedule(static)
@@ -104,7 +104,7 @@ CPU_KERNEL(attention_back)
     bool acc_q = dst->acc & 1, acc_k = dst->acc & 2, acc_v = dst->acc & 4;
     int nt = hm_cpu_threads_for(ex, 2 * (size_t)g.S * sizeof(float));
     int64_t units = g.B * g.NKV, kstride = g.NKV * g.HD;
-#pragma omp parallel num_threads(nt)
+#pragma omp parallel num_threads(nt) if (parallel : HM_CPU_PAR(g.B * g.NH * g.T * g.S * g.HD))
     {
         float *p = (float *)ex->ws + 2 * (size_t)omp_get_thread_num() * (size_t)g.S;
         float *dp = p + g.S;
@@ -160,7 +160,7 @@ CPU_KERNEL(kv_write)
     if (pos < 0 || pos + T > S)
         return hm_fail(HM_ERR_USAGE, "kv_write: positions %lld..%lld exceed the cache length %lld",
                        (long long)pos, (long long)(pos + T - 1), (long long)S);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel : HM_CPU_PAR(B * T * row))
     for (int64_t bt = 0; bt < B * T; bt++) {
         int64_t b = bt / T, t = bt % T;
         memcpy(F32(dst) + (b * S + pos + t) * row, CF32(x) + bt * row, (size_t)row * sizeof(float));

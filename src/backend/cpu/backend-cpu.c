@@ -101,7 +101,7 @@ static enum hm_status cpu_memset0(struct hm_backend *be, void *dst, size_t bytes
 {
     enum { CHUNK = 1 << 20 };
     size_t n_chunks = (bytes + CHUNK - 1) / CHUNK;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel : HM_CPU_PAR((int64_t)(bytes / 4)))
     for (size_t i = 0; i < n_chunks; i++) {
         size_t lo = i * CHUNK, n = bytes - lo < CHUNK ? bytes - lo : CHUNK;
         memset((char *)dst + lo, 0, n);

@@ -61,6 +61,13 @@ static inline int hm_cpu_plan_threads(void)
     return a > b ? a : b;
 }
 
+/* Fork threads only for enough work: below this many element-operations a parallel region costs
+ * more than it saves (and on a shared machine a descheduled thread stalls every barrier). Whether
+ * a loop runs in parallel never changes its result: rows are independent and reductions have a
+ * fixed order. */
+#define HM_CPU_PAR_MIN 32768
+#define HM_CPU_PAR(work) ((int64_t)(work) >= HM_CPU_PAR_MIN)
+
 #define F32(t) ((float *)(t)->data)
 #define CF32(t) ((const float *)(t)->data)
 

@@ -13,7 +13,7 @@ CPU_KERNEL(fill)
     float v = dst->op_params[1] ? ex->rt->loss_scale : hm_op_f32(dst, 0);
     float *y = F32(dst);
     int64_t n = hm_nelements(dst);
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (parallel : HM_CPU_PAR(n))
     for (int64_t i = 0; i < n; i++)
         y[i] = v;
     return HM_OK;
@@ -26,13 +26,13 @@ CPU_KERNEL(add)
     int64_t n = hm_nelements(dst), nb = hm_nelements(dst->src[1]);
     bool acc = dst->acc & 1;
     if (nb == n) {
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (parallel : HM_CPU_PAR(n))
         for (int64_t i = 0; i < n; i++)
             STORE(y, i, a[i] + b[i], acc);
         return HM_OK;
     }
     int64_t rows = n / nb;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel : HM_CPU_PAR(n))
     for (int64_t r = 0; r < rows; r++) {
         const float *ar = a + r * nb;
         float *yr = y + r * nb;
@@ -49,7 +49,7 @@ CPU_KERNEL(mul)
     float *y = F32(dst);
     int64_t n = hm_nelements(dst);
     bool acc = dst->acc & 1;
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (parallel : HM_CPU_PAR(n))
     for (int64_t i = 0; i < n; i++)
         STORE(y, i, a[i] * b[i], acc);
     return HM_OK;
@@ -61,7 +61,7 @@ CPU_KERNEL(scale)
     float *y = F32(dst), s = hm_op_f32(dst, 0);
     int64_t n = hm_nelements(dst);
     bool acc = dst->acc & 1;
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (parallel : HM_CPU_PAR(n))
     for (int64_t i = 0; i < n; i++)
         STORE(y, i, s * x[i], acc);
     return HM_OK;
@@ -77,14 +77,14 @@ CPU_KERNEL(grad_acc)
     int64_t n = hm_nelements(dst), rows = hm_nelements(dst->src[0]) / n;
     bool acc = dst->acc & 1;
     if (rows == 1) {
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (parallel : HM_CPU_PAR(n))
         for (int64_t i = 0; i < n; i++)
             STORE(y, i, s * x[i], acc);
         return HM_OK;
     }
     enum { W = 64 };
     int64_t n_chunks = (n + W - 1) / W;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel : HM_CPU_PAR(n * rows))
     for (int64_t ch = 0; ch < n_chunks; ch++) {
         int64_t c0 = ch * W, w = n - c0 < W ? n - c0 : W;
         double sum[W] = {0};
@@ -105,7 +105,7 @@ CPU_KERNEL(gelu)
     const float *x = CF32(dst->src[0]);
     float *y = F32(dst);
     int64_t n = hm_nelements(dst);
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (parallel : HM_CPU_PAR(n))
     for (int64_t i = 0; i < n; i++) {
         float xi = x[i];
         y[i] = 0.5f * xi * (1.0f + erff(xi * (float)M_SQRT1_2));
@@ -121,7 +121,7 @@ CPU_KERNEL(gelu_back)
     int64_t n = hm_nelements(dst);
     bool acc = dst->acc & 1;
     const float inv_sqrt_2pi = 0.3989422804014327f;
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (parallel : HM_CPU_PAR(n))
     for (int64_t i = 0; i < n; i++) {
         float xi = x[i];
         float cdf = 0.5f * (1.0f + erff(xi * (float)M_SQRT1_2));
@@ -136,7 +136,7 @@ CPU_KERNEL(swiglu)
     const float *g = CF32(dst->src[0]), *u = CF32(dst->src[1]);
     float *y = F32(dst);
     int64_t n = hm_nelements(dst);
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (parallel : HM_CPU_PAR(n))
     for (int64_t i = 0; i < n; i++) {
         float gi = g[i];
         y[i] = gi / (1.0f + expf(-gi)) * u[i];
@@ -151,7 +151,7 @@ CPU_KERNEL(swiglu_back)
     float *dg = F32(dst), *du = dst->src[3] ? F32(dst->src[3]) : NULL;
     int64_t n = hm_nelements(dst);
     bool acc_g = dst->acc & 1, acc_u = dst->acc & 2;
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (parallel : HM_CPU_PAR(n))
     for (int64_t i = 0; i < n; i++) {
         float gi = g[i], ui = u[i], d = dy[i];
         float s = 1.0f / (1.0f + expf(-gi));
@@ -171,7 +171,7 @@ CPU_KERNEL(dropout)
     int64_t n = hm_nelements(dst);
     bool acc = dst->acc & 1;
     if (!ex->rt->training) {
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (parallel : HM_CPU_PAR(n))
         for (int64_t i = 0; i < n; i++)
             STORE(y, i, x[i], acc);
         return HM_OK;
@@ -179,7 +179,7 @@ CPU_KERNEL(dropout)
     float p = hm_op_f32(dst, 0), scale = 1.0f / (1.0f - p);
     uint32_t thr = hm_dropout_threshold(p), id = (uint32_t)dst->op_params[1];
     uint64_t seed = ex->rt->seed, step = ex->rt->step;
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (parallel : HM_CPU_PAR(n))
     for (int64_t i = 0; i < n; i++) {
         float keep = hm_dropout_bits(seed, step, id, (uint64_t)i) >= thr ? scale : 0.0f;
         STORE(y, i, x[i] * keep, acc);

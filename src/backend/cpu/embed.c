@@ -20,7 +20,7 @@ CPU_KERNEL(embedding)
     if (bad >= 0)
         return hm_fail(HM_ERR_USAGE, "embedding: token id %d at index %lld is outside [0, %lld)",
                        ids[bad], (long long)bad, (long long)V);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel : HM_CPU_PAR(N * C))
     for (int64_t i = 0; i < N; i++)
         memcpy(F32(dst) + i * C, CF32(wt) + (int64_t)ids[i] * C, (size_t)C * sizeof(float));
     return HM_OK;
@@ -37,7 +37,7 @@ CPU_KERNEL(embedding_back)
         memset(dw, 0, hm_nbytes(dst));
     enum { W = 64 };
     int64_t n_chunks = (C + W - 1) / W;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel : HM_CPU_PAR(N * C))
     for (int64_t ch = 0; ch < n_chunks; ch++) {
         int64_t c0 = ch * W, w = C - c0 < W ? C - c0 : W;
         for (int64_t i = 0; i < N; i++) {

@@ -27,7 +27,7 @@ CPU_KERNEL(cross_entropy)
         if (tg[i] != ignore && (tg[i] < 0 || tg[i] >= V))
             return hm_fail(HM_ERR_USAGE, "cross_entropy: target %d at index %lld is outside [0, %lld)",
                            tg[i], (long long)i, (long long)V);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel : HM_CPU_PAR(N * V))
     for (int64_t r = 0; r < N; r++) {
         const float *x = CF32(lt) + r * V;
         float m = -INFINITY;
@@ -59,7 +59,7 @@ CPU_KERNEL(cross_entropy_back)
     int64_t n = count_valid(tg, N, ignore);
     float s = n ? CF32(dst->src[0])[0] / (float)n : 0.0f;
     bool acc = dst->acc & 1;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel : HM_CPU_PAR(N * V))
     for (int64_t r = 0; r < N; r++) {
         const float *x = CF32(lt) + r * V;
         float *dx = F32(dst) + r * V;

@@ -9,7 +9,7 @@
 
 static void add_bias(float *c, const float *bias, int64_t rows, int64_t N)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel : HM_CPU_PAR(rows * N))
     for (int64_t r = 0; r < rows; r++) {
         float *cr = c + r * N;
 #pragma omp simd
@@ -29,7 +29,7 @@ CPU_KERNEL(matmul)
     int64_t rows = d.batch * d.M;
     if (bias && !acc) {
         const float *bv = CF32(bias);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel : HM_CPU_PAR(rows * d.N))
         for (int64_t r = 0; r < rows; r++)
             memcpy(c + r * d.N, bv, (size_t)d.N * sizeof(float));
         beta = 1.0f;

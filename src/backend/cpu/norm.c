@@ -21,7 +21,7 @@ CPU_KERNEL(rms_norm)
     const float *w = CF32(dst->src[1]);
     float eps = hm_op_f32(dst, 0);
     int64_t C = xt->shape[xt->n_dims - 1], N = hm_nrows(xt);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel : HM_CPU_PAR(N * C))
     for (int64_t r = 0; r < N; r++) {
         const float *x = CF32(xt) + r * C;
         float *y = F32(dst) + r * C;
@@ -43,7 +43,7 @@ CPU_KERNEL(rms_norm_back)
     bool acc_x = dst->acc & 1, acc_w = dst->acc & 2;
     float *rstd = ex->ws;
     HM_ASSERT(ex->ws_bytes >= (size_t)N * sizeof(float));
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel : HM_CPU_PAR(N * C))
     for (int64_t r = 0; r < N; r++) {
         const float *x = xs + r * C, *d = dy + r * C;
         float *dx = F32(dst) + r * C;
@@ -64,7 +64,7 @@ CPU_KERNEL(rms_norm_back)
         return HM_OK;
     enum { W = 64 };
     int64_t n_chunks = (C + W - 1) / W;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel : HM_CPU_PAR(N * C))
     for (int64_t ch = 0; ch < n_chunks; ch++) {
         int64_t c0 = ch * W, wd = C - c0 < W ? C - c0 : W;
         double sum[W] = {0};

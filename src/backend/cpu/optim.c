@@ -12,7 +12,7 @@ enum hm_status hm_cpu_adamw(struct hm_backend *be, float *p, const float *g, flo
     float b1 = hp->beta1, b2 = hp->beta2, lr = hp->lr, eps = hp->eps, wd = hp->weight_decay;
     float bc1 = (float)(1.0 - pow((double)b1, (double)hp->t));
     float bc2 = (float)(1.0 - pow((double)b2, (double)hp->t));
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (parallel : HM_CPU_PAR((int64_t)n))
     for (size_t i = 0; i < n; i++) {
         float gi = g[i];
         float mi = b1 * m[i] + (1.0f - b1) * gi;
@@ -31,7 +31,7 @@ enum hm_status hm_cpu_sumsq(struct hm_backend *be, const float *x, size_t n, dou
 {
     double part[N_BLOCKS];
     size_t bs = (n + N_BLOCKS - 1) / N_BLOCKS;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel : HM_CPU_PAR((int64_t)n))
     for (int k = 0; k < N_BLOCKS; k++) {
         size_t lo = (size_t)k * bs, hi = lo + bs < n ? lo + bs : n;
         double s = 0.0;
@@ -48,7 +48,7 @@ enum hm_status hm_cpu_sumsq(struct hm_backend *be, const float *x, size_t n, dou
 
 enum hm_status hm_cpu_scale_range(struct hm_backend *be, float *x, size_t n, float s)
 {
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (parallel : HM_CPU_PAR((int64_t)n))
     for (size_t i = 0; i < n; i++)
         x[i] *= s;
     return HM_OK;
@@ -57,7 +57,7 @@ enum hm_status hm_cpu_scale_range(struct hm_backend *be, float *x, size_t n, flo
 enum hm_status hm_cpu_is_finite(struct hm_backend *be, const float *x, size_t n, bool *out)
 {
     int bad = 0;
-#pragma omp parallel for schedule(static) reduction(| : bad)
+#pragma omp parallel for schedule(static) reduction(| : bad) if (parallel : HM_CPU_PAR((int64_t)n))
     for (size_t i = 0; i < n; i++)
         bad |= !isfinite(x[i]);
     *out = !bad;

@@ -16,14 +16,14 @@ static enum hm_status rope(const struct hm_exec *ex, struct hm_tensor *dst, floa
     bool acc = dst->acc & 1;
     float *cs = ex->ws, *sn = cs + T * half;
     HM_ASSERT(ex->ws_bytes >= (size_t)(2 * T * half) * sizeof(float));
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel : HM_CPU_PAR(T * half * 64))
     for (int64_t t = 0; t < T; t++)
         for (int64_t k = 0; k < half; k++) {
             double ang = (double)(pos + t) * pow(theta, -2.0 * (double)k / (double)HD);
             cs[t * half + k] = (float)cos(ang);
             sn[t * half + k] = sign * (float)sin(ang);
         }
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel : HM_CPU_PAR(B * T * H * HD))
     for (int64_t bt = 0; bt < B * T; bt++) {
         const float *c = cs + (bt % T) * half, *s = sn + (bt % T) * half;
         for (int64_t h = 0; h < H; h++) {
