@@ -47,9 +47,8 @@ size_t hm_cpu_workspace_size(struct hm_backend *be, const struct hm_tensor *node
     case HM_OP_ROPE_BACK:
         return (size_t)(x->shape[1] * x->shape[3]) * sizeof(float);
     case HM_OP_ATTENTION:
-        return (size_t)hm_cpu_plan_threads() * (size_t)node->src[1]->shape[1] * sizeof(float);
     case HM_OP_ATTENTION_BACK:
-        return 2 * (size_t)hm_cpu_plan_threads() * (size_t)node->src[2]->shape[1] * sizeof(float);
+        return hm_cpu_attention_ws(node, hm_cpu_plan_threads());
     case HM_OP_CROSS_ENTROPY:
         return (size_t)hm_nrows(x) * sizeof(double);
     default:

@@ -108,25 +108,33 @@ CPU_KERNEL(gelu)
 #pragma omp parallel for simd schedule(static) if (parallel : HM_CPU_PAR(n))
     for (int64_t i = 0; i < n; i++) {
         float xi = x[i];
-        y[i] = 0.5f * xi * (1.0f + erff(xi * (float)M_SQRT1_2));
+        y[i] = 0.5f * xi * (1.0f + hm_erff(xi * (float)M_SQRT1_2));
     }
     return HM_OK;
 }
 
 /* d/dx [x Phi(x)] = Phi(x) + x phi(x) */
+static inline float gelu_grad(float xi)
+{
+    const float inv_sqrt_2pi = 0.3989422804014327f;
+    float cdf = 0.5f * (1.0f + hm_erff(xi * (float)M_SQRT1_2));
+    float pdf = inv_sqrt_2pi * hm_expf(-0.5f * xi * xi);
+    return cdf + xi * pdf;
+}
+
 CPU_KERNEL(gelu_back)
 {
     const float *dy = CF32(dst->src[0]), *x = CF32(dst->src[1]);
     float *dx = F32(dst);
     int64_t n = hm_nelements(dst);
-    bool acc = dst->acc & 1;
-    const float inv_sqrt_2pi = 0.3989422804014327f;
+    if (dst->acc & 1) {
 #pragma omp parallel for simd schedule(static) if (parallel : HM_CPU_PAR(n))
-    for (int64_t i = 0; i < n; i++) {
-        float xi = x[i];
-        float cdf = 0.5f * (1.0f + erff(xi * (float)M_SQRT1_2));
-        float pdf = inv_sqrt_2pi * expf(-0.5f * xi * xi);
-        STORE(dx, i, dy[i] * (cdf + xi * pdf), acc);
+        for (int64_t i = 0; i < n; i++)
+            dx[i] += dy[i] * gelu_grad(x[i]);
+    } else {
+#pragma omp parallel for simd schedule(static) if (parallel : HM_CPU_PAR(n))
+        for (int64_t i = 0; i < n; i++)
+            dx[i] = dy[i] * gelu_grad(x[i]);
     }
     return HM_OK;
 }
@@ -139,26 +147,45 @@ CPU_KERNEL(swiglu)
 #pragma omp parallel for simd schedule(static) if (parallel : HM_CPU_PAR(n))
     for (int64_t i = 0; i < n; i++) {
         float gi = g[i];
-        y[i] = gi / (1.0f + expf(-gi)) * u[i];
+        y[i] = gi / (1.0f + hm_expf(-gi)) * u[i];
     }
     return HM_OK;
 }
 
-/* silu'(g) = s (1 + g (1 - s)), s = sigmoid(g) */
+/* silu'(g) = s (1 + g (1 - s)), s = sigmoid(g). dgate and dup are written in separate loops, each
+ * unswitched on its acc bit, so every loop is a plain vector loop. */
+#define SIMD_LOOP _Pragma("omp parallel for simd schedule(static) if (parallel : HM_CPU_PAR(n))")
+static inline float sigmoid(float x)
+{
+    return 1.0f / (1.0f + hm_expf(-x));
+}
+
 CPU_KERNEL(swiglu_back)
 {
     const float *dy = CF32(dst->src[0]), *g = CF32(dst->src[1]), *u = CF32(dst->src[2]);
     float *dg = F32(dst), *du = dst->src[3] ? F32(dst->src[3]) : NULL;
     int64_t n = hm_nelements(dst);
-    bool acc_g = dst->acc & 1, acc_u = dst->acc & 2;
-#pragma omp parallel for simd schedule(static) if (parallel : HM_CPU_PAR(n))
-    for (int64_t i = 0; i < n; i++) {
-        float gi = g[i], ui = u[i], d = dy[i];
-        float s = 1.0f / (1.0f + expf(-gi));
-        float silu = gi * s;
-        if (du)
-            STORE(du, i, d * silu, acc_u);
-        STORE(dg, i, d * ui * s * (1.0f + gi * (1.0f - s)), acc_g);
+    if (du && (dst->acc & 2)) {
+        SIMD_LOOP
+        for (int64_t i = 0; i < n; i++)
+            du[i] += dy[i] * g[i] * sigmoid(g[i]);
+    } else if (du) {
+        SIMD_LOOP
+        for (int64_t i = 0; i < n; i++)
+            du[i] = dy[i] * g[i] * sigmoid(g[i]);
+    }
+    if (dst->acc & 1) {
+        SIMD_LOOP
+        for (int64_t i = 0; i < n; i++) {
+            float s = sigmoid(g[i]);
+            dg[i] += dy[i] * u[i] * s * (1.0f + g[i] * (1.0f - s));
+        }
+    } else {
+        SIMD_LOOP
+        for (int64_t i = 0; i < n; i++) {
+            float s = sigmoid(g[i]);
+            dg[i] = dy[i] * u[i] * s * (1.0f + g[i] * (1.0f - s));
+        }
     }
     return HM_OK;
 }

@@ -37,7 +37,7 @@ CPU_KERNEL(cross_entropy)
         float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
         for (int64_t j = 0; j < V; j++)
-            sum += expf(x[j] - m);
+            sum += hm_expf(x[j] - m);
         lse[r] = m + logf(sum);
         row_loss[r] = tg[r] == ignore ? 0.0 : (double)lse[r] - (double)x[tg[r]];
     }
@@ -66,7 +66,7 @@ CPU_KERNEL(cross_entropy_back)
         float l = lse[r], rs = tg[r] == ignore ? 0.0f : s;
 #pragma omp simd
         for (int64_t j = 0; j < V; j++) {
-            float v = expf(x[j] - l) * rs;
+            float v = hm_expf(x[j] - l) * rs;
             dx[j] = acc ? dx[j] + v : v;
         }
         if (tg[r] != ignore)
