@@ -1,0 +1,73 @@
+/*
+ * backend.h - compute backends (opaque): buffers in backend memory, host transfers, and the
+ * optimizer/reduction primitives the trainer runs over contiguous ranges of a block.
+ *
+ *     struct hm_backend *be;
+ *     if (hm_backend_cpu_new(&be) != HM_OK) return hm_last_error();
+ *     hm_set_threads(8);                            // OpenMP and OpenBLAS share one pool
+ *     ... blocks and graphs (tensor.h) ...
+ *     hm_buffer_zero(hm_block_grads(params));       // once per optimizer step
+ *     hm_buffer_sumsq(hm_block_grads(params), 0, n, &ss);      // global grad norm^2 (double)
+ *     hm_backend_adamw(data, grads, m, v, 0, n_decay, &hp);    // decayed tensors first
+ *     hm_backend_adamw(data, grads, m, v, n_decay, n - n_decay, &hp_no_decay);
+ *
+ * Ranges (offset, n) count f32 elements. All buffers passed to one call must share a backend.
+ */
+#ifndef HERMES_BACKEND_H
+#define HERMES_BACKEND_H
+
+#include "hermes/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct hm_backend;
+struct hm_buffer;
+
+/* CPU backend: CBLAS sgemm + OpenMP. Warns (does not fail) if OpenBLAS is not the OpenMP build. */
+HM_API enum hm_status hm_backend_cpu_new(struct hm_backend **out);
+HM_API void hm_backend_free(struct hm_backend *be);
+HM_API const char *hm_backend_name(const struct hm_backend *be);
+HM_API bool hm_backend_supports_op(const struct hm_backend *be, enum hm_op op);
+HM_API enum hm_status hm_backend_synchronize(struct hm_backend *be);
+
+/* Threads for OpenMP loops and OpenBLAS together (n >= 1). */
+HM_API void hm_set_threads(int n);
+HM_API int hm_get_threads(void);
+
+/* Buffers: backend memory, 64-byte aligned, contents undefined until written. */
+HM_API enum hm_status hm_buffer_new(struct hm_backend *be, size_t bytes, struct hm_buffer **out);
+HM_API void hm_buffer_free(struct hm_buffer *buf);
+HM_API size_t hm_buffer_size(const struct hm_buffer *buf);
+HM_API struct hm_backend *hm_buffer_backend(const struct hm_buffer *buf);
+HM_API enum hm_status hm_buffer_set(struct hm_buffer *buf, size_t offset, const void *host, size_t bytes);
+HM_API enum hm_status hm_buffer_get(const struct hm_buffer *buf, size_t offset, void *host, size_t bytes);
+HM_API enum hm_status hm_buffer_zero(struct hm_buffer *buf);
+
+/* Reductions over f32 element ranges, deterministic (fixed blocks, summed in double in order). */
+HM_API enum hm_status hm_buffer_sumsq(const struct hm_buffer *buf, size_t offset, size_t n, double *out);
+HM_API enum hm_status hm_buffer_scale(struct hm_buffer *buf, size_t offset, size_t n, float s);
+HM_API enum hm_status hm_buffer_is_finite(const struct hm_buffer *buf, size_t offset, size_t n, bool *out);
+
+/*
+ * AdamW over elements [offset, offset + n) of four same-layout buffers, step t >= 1:
+ *   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  mh = m / (1-b1^t);  vh = v / (1-b2^t)
+ *   p -= lr * (mh / (sqrt(vh) + eps) + weight_decay * p)      (decoupled weight decay)
+ */
+struct hm_adamw_params {
+    float lr;
+    float beta1;
+    float beta2;
+    float eps;
+    float weight_decay;
+    int64_t t;
+};
+HM_API enum hm_status hm_backend_adamw(struct hm_buffer *params, const struct hm_buffer *grads,
+                                       struct hm_buffer *m, struct hm_buffer *v, size_t offset,
+                                       size_t n, const struct hm_adamw_params *hp);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,146 @@
+/*
+ * backend.c - the backend-independent half of the backend API: argument checks, buffers as
+ * (backend, base, size) triples, and dispatch through the vtable in backend-impl.h. Buffer and
+ * range arguments are validated here once so every backend can trust them.
+ */
+#include "backend-impl.h"
+#include "util/util.h"
+
+void hm_backend_free(struct hm_backend *be)
+{
+    if (be)
+        be->iface->free(be);
+}
+
+const char *hm_backend_name(const struct hm_backend *be)
+{
+    return be->iface->name;
+}
+
+bool hm_backend_supports_op(const struct hm_backend *be, enum hm_op op)
+{
+    if (op == HM_OP_NONE || op == HM_OP_VIEW)
+        return true;
+    return (unsigned)op < HM_OP_COUNT && be->iface->kernels[op] != NULL;
+}
+
+enum hm_status hm_backend_synchronize(struct hm_backend *be)
+{
+    return be->iface->synchronize(be);
+}
+
+enum hm_status hm_buffer_new(struct hm_backend *be, size_t bytes, struct hm_buffer **out)
+{
+    struct hm_buffer *b = hm_calloc(1, sizeof(*b));
+    if (!b)
+        return hm_fail(HM_ERR_NOMEM, "out of memory allocating a buffer descriptor");
+    enum hm_status st = be->iface->alloc(be, bytes, &b->base);
+    if (st != HM_OK) {
+        hm_free(b);
+        return st;
+    }
+    b->be = be;
+    b->size = bytes;
+    *out = b;
+    return HM_OK;
+}
+
+void hm_buffer_free(struct hm_buffer *buf)
+{
+    if (!buf)
+        return;
+    buf->be->iface->release(buf->be, buf->base);
+    hm_free(buf);
+}
+
+size_t hm_buffer_size(const struct hm_buffer *buf)
+{
+    return buf->size;
+}
+
+struct hm_backend *hm_buffer_backend(const struct hm_buffer *buf)
+{
+    return buf->be;
+}
+
+static enum hm_status check_range(const struct hm_buffer *buf, size_t offset, size_t bytes,
+                                  const char *what)
+{
+    if (offset > buf->size || bytes > buf->size - offset)
+        return hm_fail(HM_ERR_USAGE, "%s: range [%zu, %zu) outside a buffer of %zu bytes", what,
+                       offset, offset + bytes, buf->size);
+    return HM_OK;
+}
+
+enum hm_status hm_buffer_set(struct hm_buffer *buf, size_t offset, const void *host, size_t bytes)
+{
+    enum hm_status st = check_range(buf, offset, bytes, "hm_buffer_set");
+    if (st != HM_OK)
+        return st;
+    return buf->be->iface->set(buf->be, (char *)buf->base + offset, host, bytes);
+}
+
+enum hm_status hm_buffer_get(const struct hm_buffer *buf, size_t offset, void *host, size_t bytes)
+{
+    enum hm_status st = check_range(buf, offset, bytes, "hm_buffer_get");
+    if (st != HM_OK)
+        return st;
+    return buf->be->iface->get(buf->be, host, (const char *)buf->base + offset, bytes);
+}
+
+enum hm_status hm_buffer_zero(struct hm_buffer *buf)
+{
+    return buf->be->iface->memset0(buf->be, buf->base, buf->size);
+}
+
+static enum hm_status f32_range(const struct hm_buffer *buf, size_t offset, size_t n, const char *what,
+                                float **out)
+{
+    if (offset > SIZE_MAX / 4 || n > SIZE_MAX / 4)
+        return hm_fail(HM_ERR_USAGE, "%s: range too large", what);
+    enum hm_status st = check_range(buf, offset * 4, n * 4, what);
+    if (st != HM_OK)
+        return st;
+    *out = (float *)buf->base + offset;
+    return HM_OK;
+}
+
+enum hm_status hm_buffer_sumsq(const struct hm_buffer *buf, size_t offset, size_t n, double *out)
+{
+    float *x = NULL;
+    enum hm_status st = f32_range(buf, offset, n, "hm_buffer_sumsq", &x);
+    return st != HM_OK ? st : buf->be->iface->sumsq(buf->be, x, n, out);
+}
+
+enum hm_status hm_buffer_scale(struct hm_buffer *buf, size_t offset, size_t n, float s)
+{
+    float *x = NULL;
+    enum hm_status st = f32_range(buf, offset, n, "hm_buffer_scale", &x);
+    return st != HM_OK ? st : buf->be->iface->scale(buf->be, x, n, s);
+}
+
+enum hm_status hm_buffer_is_finite(const struct hm_buffer *buf, size_t offset, size_t n, bool *out)
+{
+    float *x = NULL;
+    enum hm_status st = f32_range(buf, offset, n, "hm_buffer_is_finite", &x);
+    return st != HM_OK ? st : buf->be->iface->is_finite(buf->be, x, n, out);
+}
+
+enum hm_status hm_backend_adamw(struct hm_buffer *params, const struct hm_buffer *grads,
+                                struct hm_buffer *m, struct hm_buffer *v, size_t offset, size_t n,
+                                const struct hm_adamw_params *hp)
+{
+    if (grads->be != params->be || m->be != params->be || v->be != params->be)
+        return hm_fail(HM_ERR_USAGE, "hm_backend_adamw: buffers live on different backends");
+    if (hp->t < 1)
+        return hm_fail(HM_ERR_USAGE, "hm_backend_adamw: step t must be >= 1, got %lld",
+                       (long long)hp->t);
+    float *p = NULL, *g = NULL, *mm = NULL, *vv = NULL;
+    enum hm_status st;
+    if ((st = f32_range(params, offset, n, "hm_backend_adamw", &p)) != HM_OK ||
+        (st = f32_range(grads, offset, n, "hm_backend_adamw", &g)) != HM_OK ||
+        (st = f32_range(m, offset, n, "hm_backend_adamw", &mm)) != HM_OK ||
+        (st = f32_range(v, offset, n, "hm_backend_adamw", &vv)) != HM_OK)
+        return st;
+    return params->be->iface->adamw(params->be, p, g, mm, vv, n, hp);
+}

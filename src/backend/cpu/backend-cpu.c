@@ -1,0 +1,168 @@
+/*
+ * backend-cpu.c - the CPU backend: host memory as backend memory, the kernel table, per-node
+ * workspace sizes, thread control and the OpenBLAS check. Matmuls go to CBLAS sgemm of the
+ * OpenMP build of OpenBLAS, so BLAS and our loops share one OpenMP thread pool; hm_set_threads
+ * sets both. Kernels are split by op family in the other files of this folder.
+ */
+#include "cpu-impl.h"
+
+#include <cblas.h>
+
+/* Declared by OpenBLAS (cblas.h of some builds lacks the prototypes). */
+int openblas_get_parallel(void);
+void openblas_set_num_threads(int n);
+
+static const hm_kernel_fn cpu_kernels[HM_OP_COUNT] = {
+    [HM_OP_FILL] = hm_cpu_fill,
+    [HM_OP_ADD] = hm_cpu_add,
+    [HM_OP_MUL] = hm_cpu_mul,
+    [HM_OP_SCALE] = hm_cpu_scale,
+    [HM_OP_GRAD_ACC] = hm_cpu_grad_acc,
+    [HM_OP_MATMUL] = hm_cpu_matmul,
+    [HM_OP_EMBEDDING] = hm_cpu_embedding,
+    [HM_OP_EMBEDDING_BACK] = hm_cpu_embedding_back,
+    [HM_OP_RMS_NORM] = hm_cpu_rms_norm,
+    [HM_OP_RMS_NORM_BACK] = hm_cpu_rms_norm_back,
+    [HM_OP_ROPE] = hm_cpu_rope,
+    [HM_OP_ROPE_BACK] = hm_cpu_rope_back,
+    [HM_OP_ATTENTION] = hm_cpu_attention,
+    [HM_OP_ATTENTION_BACK] = hm_cpu_attention_back,
+    [HM_OP_KV_WRITE] = hm_cpu_kv_write,
+    [HM_OP_GELU] = hm_cpu_gelu,
+    [HM_OP_GELU_BACK] = hm_cpu_gelu_back,
+    [HM_OP_SWIGLU] = hm_cpu_swiglu,
+    [HM_OP_SWIGLU_BACK] = hm_cpu_swiglu_back,
+    [HM_OP_DROPOUT] = hm_cpu_dropout,
+    [HM_OP_CROSS_ENTROPY] = hm_cpu_cross_entropy,
+    [HM_OP_CROSS_ENTROPY_BACK] = hm_cpu_cross_entropy_back,
+};
+
+size_t hm_cpu_workspace_size(struct hm_backend *be, const struct hm_tensor *node)
+{
+    const struct hm_tensor *x = node->src[0];
+    switch (node->op) {
+    case HM_OP_RMS_NORM_BACK:
+        return (size_t)hm_nrows(node->src[1]) * sizeof(float);
+    case HM_OP_ROPE:
+    case HM_OP_ROPE_BACK:
+        return (size_t)(x->shape[1] * x->shape[3]) * sizeof(float);
+    case HM_OP_ATTENTION:
+    case HM_OP_ATTENTION_BACK:
+        return hm_cpu_attention_ws(node, hm_cpu_plan_threads());
+    case HM_OP_CROSS_ENTROPY:
+        return (size_t)hm_nrows(x) * sizeof(double);
+    default:
+        return 0;
+    }
+}
+
+static enum hm_status cpu_check_node(struct hm_backend *be, const struct hm_tensor *node)
+{
+    bool bf16 = node->type == HM_DTYPE_BF16;
+    for (int i = 0; i < HM_MAX_SRC; i++)
+        bf16 |= node->src[i] && node->src[i]->type == HM_DTYPE_BF16;
+    if (bf16 && node->op != HM_OP_KV_WRITE)
+        return hm_fail(HM_ERR_UNSUPPORTED, "op '%s': bf16 compute is not supported on cpu (f32 only)",
+                       hm_op_name(node->op));
+    if (bf16) /* kv_write copies f32 rows */
+        return hm_fail(HM_ERR_UNSUPPORTED, "op 'kv_write': bf16 caches are not supported on cpu");
+    return HM_OK;
+}
+
+static enum hm_status cpu_alloc(struct hm_backend *be, size_t bytes, void **out)
+{
+    void *p = hm_aligned_alloc(64, bytes);
+    if (!p)
+        return hm_fail(HM_ERR_NOMEM, "cpu: cannot allocate %zu bytes (%.1f MiB)", bytes,
+                       (double)bytes / (1024.0 * 1024.0));
+    *out = p;
+    return HM_OK;
+}
+
+static void cpu_release(struct hm_backend *be, void *p)
+{
+    hm_free(p);
+}
+
+static enum hm_status cpu_set(struct hm_backend *be, void *dst, const void *host, size_t bytes)
+{
+    memcpy(dst, host, bytes);
+    return HM_OK;
+}
+
+static enum hm_status cpu_get(struct hm_backend *be, void *host, const void *src, size_t bytes)
+{
+    memcpy(host, src, bytes);
+    return HM_OK;
+}
+
+static enum hm_status cpu_memset0(struct hm_backend *be, void *dst, size_t bytes)
+{
+    enum { CHUNK = 1 << 20 };
+    size_t n_chunks = (bytes + CHUNK - 1) / CHUNK;
+#pragma omp parallel for schedule(static) if (parallel : HM_CPU_PAR((int64_t)(bytes / 4)))
+    for (size_t i = 0; i < n_chunks; i++) {
+        size_t lo = i * CHUNK, n = bytes - lo < CHUNK ? bytes - lo : CHUNK;
+        memset((char *)dst + lo, 0, n);
+    }
+    return HM_OK;
+}
+
+static enum hm_status cpu_synchronize(struct hm_backend *be)
+{
+    return HM_OK;
+}
+
+static void cpu_free(struct hm_backend *be)
+{
+    hm_free(be);
+}
+
+static const struct hm_backend_i cpu_iface = {
+    .name = "cpu",
+    .free = cpu_free,
+    .alloc = cpu_alloc,
+    .release = cpu_release,
+    .set = cpu_set,
+    .get = cpu_get,
+    .memset0 = cpu_memset0,
+    .synchronize = cpu_synchronize,
+    .kernels = cpu_kernels,
+    .check_node = cpu_check_node,
+    .workspace_size = hm_cpu_workspace_size,
+    .adamw = hm_cpu_adamw,
+    .sumsq = hm_cpu_sumsq,
+    .scale = hm_cpu_scale_range,
+    .is_finite = hm_cpu_is_finite,
+};
+
+void hm_set_threads(int n)
+{
+    if (n < 1)
+        n = 1;
+    omp_set_num_threads(n);
+    openblas_set_num_threads(n);
+}
+
+int hm_get_threads(void)
+{
+    return omp_get_max_threads();
+}
+
+enum hm_status hm_backend_cpu_new(struct hm_backend **out)
+{
+    static bool warned;
+    if (openblas_get_parallel() != 2 && !warned) {
+        warned = true;
+        hm_log(HM_LOG_WARN, "OpenBLAS is not the OpenMP build (openblas_get_parallel() = %d): "
+                            "BLAS and OpenMP loops will fight over cores and results may vary run to "
+                            "run; link libopenblas0-openmp", openblas_get_parallel());
+    }
+    struct hm_backend *be = hm_calloc(1, sizeof(*be));
+    if (!be)
+        return hm_fail(HM_ERR_NOMEM, "out of memory creating the cpu backend");
+    be->iface = &cpu_iface;
+    openblas_set_num_threads(omp_get_max_threads()); /* OMP_NUM_THREADS governs both */
+    *out = be;
+    return HM_OK;
+}

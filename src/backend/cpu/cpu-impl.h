@@ -1,0 +1,114 @@
+/*
+ * cpu-impl.h - private to the CPU backend: kernel declarations (one per op, table in
+ * backend-cpu.c) and small helpers. Kernels parallelise with OpenMP static schedules and fixed
+ * reduction orders, so the same thread count gives bit-identical results; BLAS is only called
+ * outside OpenMP regions. Compute is f32; bf16 nodes are rejected at plan time.
+ */
+#ifndef HERMES_CPU_IMPL_H
+#define HERMES_CPU_IMPL_H
+
+#include "backend/backend-impl.h"
+#include "core/core-impl.h"
+
+#include <math.h>
+#include <omp.h>
+
+/* Let the vectoriser if-convert selects in float loops. This only drops the assumption that FP
+ * operations may trap (we never enable FP traps); results stay IEEE and NaN checks keep working,
+ * unlike -ffast-math. */
+#pragma GCC optimize("no-trapping-math")
+
+#define CPU_KERNEL(name) enum hm_status hm_cpu_##name(const struct hm_exec *ex, struct hm_tensor *dst)
+CPU_KERNEL(fill);
+CPU_KERNEL(add);
+CPU_KERNEL(mul);
+CPU_KERNEL(scale);
+CPU_KERNEL(grad_acc);
+CPU_KERNEL(matmul);
+CPU_KERNEL(embedding);
+CPU_KERNEL(embedding_back);
+CPU_KERNEL(rms_norm);
+CPU_KERNEL(rms_norm_back);
+CPU_KERNEL(rope);
+CPU_KERNEL(rope_back);
+CPU_KERNEL(attention);
+CPU_KERNEL(attention_back);
+CPU_KERNEL(kv_write);
+CPU_KERNEL(gelu);
+CPU_KERNEL(gelu_back);
+CPU_KERNEL(swiglu);
+CPU_KERNEL(swiglu_back);
+CPU_KERNEL(dropout);
+CPU_KERNEL(cross_entropy);
+CPU_KERNEL(cross_entropy_back);
+
+size_t hm_cpu_attention_ws(const struct hm_tensor *node, int n_threads);
+size_t hm_cpu_workspace_size(struct hm_backend *be, const struct hm_tensor *node);
+
+enum hm_status hm_cpu_adamw(struct hm_backend *be, float *p, const float *g, float *m, float *v,
+                            size_t n, const struct hm_adamw_params *hp);
+enum hm_status hm_cpu_sumsq(struct hm_backend *be, const float *x, size_t n, double *out);
+enum hm_status hm_cpu_scale_range(struct hm_backend *be, float *x, size_t n, float s);
+enum hm_status hm_cpu_is_finite(struct hm_backend *be, const float *x, size_t n, bool *out);
+
+/* Threads a kernel may use given per-thread scratch of `per_thread` bytes in ex->ws. */
+static inline int hm_cpu_threads_for(const struct hm_exec *ex, size_t per_thread)
+{
+    int nt = omp_get_max_threads();
+    if (per_thread > 0 && (size_t)nt * per_thread > ex->ws_bytes)
+        nt = (int)(ex->ws_bytes / per_thread);
+    return nt < 1 ? 1 : nt;
+}
+
+/* Threads the planner sizes per-thread scratch for. */
+static inline int hm_cpu_plan_threads(void)
+{
+    int a = omp_get_max_threads(), b = omp_get_num_procs();
+    return a > b ? a : b;
+}
+
+/* Fork threads only for enough work: below this many element-operations a parallel region costs
+ * more than it saves (and on a shared machine a descheduled thread stalls every barrier). Whether
+ * a loop runs in parallel never changes its result: rows are independent and reductions have a
+ * fixed order. */
+#define HM_CPU_PAR_MIN 32768
+#define HM_CPU_PAR(work) ((int64_t)(work) >= HM_CPU_PAR_MIN)
+
+/*
+ * expf and erff written with arithmetic, selects and bit casts only, so loops under
+ * `#pragma omp simd` vectorise them (glibc's vector math needs -ffast-math, which we never use).
+ * hm_expf: Cephes range reduction and polynomial, within 2 ulp of expf; 0 below -87.3.
+ * hm_erff: 1 - erfc with the Numerical Recipes erfc fit (|error| < 1.2e-7), itself via hm_expf.
+ */
+static inline float hm_expf(float x)
+{
+    float xc = x < -87.3f ? -87.3f : x > 88.7f ? 88.7f : x;
+    float n = floorf(xc * 1.44269504088896341f + 0.5f);
+    float r = xc - n * 0.693359375f + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return x < -87.3f ? 0.0f : p * scale;
+}
+
+static inline float hm_erff(float x)
+{
+    float z = x < 0.0f ? -x : x, t = 1.0f / (1.0f + 0.5f * z);
+    float poly = -1.26551223f + t * (1.00002368f + t * (0.37409196f + t * (0.09678418f +
+                 t * (-0.18628806f + t * (0.27886807f + t * (-1.13520398f + t * (1.48851587f +
+                 t * (-0.82215223f + t * 0.17087277f))))))));
+    float erfc = t * hm_expf(-z * z + poly);
+    return x >= 0.0f ? 1.0f - erfc : erfc - 1.0f;
+}
+
+#define F32(t) ((float *)(t)->data)
+#define CF32(t) ((const float *)(t)->data)
+
+#endif

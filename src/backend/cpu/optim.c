@@ -1,0 +1,65 @@
+/*
+ * optim.c - optimizer and reduction primitives over f32 ranges: fused AdamW (decoupled weight
+ * decay, bias correction in double), sum of squares, scaling and the finiteness check. The sum
+ * of squares uses a fixed number of blocks, each summed in double in order, then the block sums
+ * in order: the result is the same for any thread count.
+ */
+#include "cpu-impl.h"
+
+enum hm_status hm_cpu_adamw(struct hm_backend *be, float *p, const float *g, float *m, float *v,
+                            size_t n, const struct hm_adamw_params *hp)
+{
+    float b1 = hp->beta1, b2 = hp->beta2, lr = hp->lr, eps = hp->eps, wd = hp->weight_decay;
+    float bc1 = (float)(1.0 - pow((double)b1, (double)hp->t));
+    float bc2 = (float)(1.0 - pow((double)b2, (double)hp->t));
+#pragma omp parallel for simd schedule(static) if (parallel : HM_CPU_PAR((int64_t)n))
+    for (size_t i = 0; i < n; i++) {
+        float gi = g[i];
+        float mi = b1 * m[i] + (1.0f - b1) * gi;
+        float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        float mh = mi / bc1, vh = vi / bc2;
+        p[i] -= lr * (mh / (sqrtf(vh) + eps) + wd * p[i]);
+    }
+    return HM_OK;
+}
+
+enum { N_BLOCKS = 256 };
+
+enum hm_status hm_cpu_sumsq(struct hm_backend *be, const float *x, size_t n, double *out)
+{
+    double part[N_BLOCKS];
+    size_t bs = (n + N_BLOCKS - 1) / N_BLOCKS;
+#pragma omp parallel for schedule(static) if (parallel : HM_CPU_PAR((int64_t)n))
+    for (int k = 0; k < N_BLOCKS; k++) {
+        size_t lo = (size_t)k * bs, hi = lo + bs < n ? lo + bs : n;
+        double s = 0.0;
+        for (size_t i = lo; i < hi; i++)
+            s += (double)x[i] * (double)x[i];
+        part[k] = s;
+    }
+    double s = 0.0;
+    for (int k = 0; k < N_BLOCKS; k++)
+        s += part[k];
+    *out = s;
+    return HM_OK;
+}
+
+enum hm_status hm_cpu_scale_range(struct hm_backend *be, float *x, size_t n, float s)
+{
+#pragma omp parallel for simd schedule(static) if (parallel : HM_CPU_PAR((int64_t)n))
+    for (size_t i = 0; i < n; i++)
+        x[i] *= s;
+    return HM_OK;
+}
+
+enum hm_status hm_cpu_is_finite(struct hm_backend *be, const float *x, size_t n, bool *out)
+{
+    int bad = 0;
+#pragma omp parallel for schedule(static) reduction(| : bad) if (parallel : HM_CPU_PAR((int64_t)n))
+    for (size_t i = 0; i < n; i++)
+        bad |= !isfinite(x[i]);
+    *out = !bad;
+    return HM_OK;
+}

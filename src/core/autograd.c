@@ -1,0 +1,233 @@
+/*
+ * autograd.c - reverse-mode autograd: one backward rule per forward op, emitted as ordinary nodes.
+ * Gradient storage is a leaf tensor per root (parameters: the block's gradient tensor); backward
+ * nodes are views of that storage with a kernel. The first write to a planned gradient overwrites
+ * (acc bit 0), later writes accumulate (+=); parameter gradients always accumulate, so
+ * micro-batches add up until the trainer zeroes the gradient block. A gradient of a view is the
+ * matching view of its root's gradient (a partial view first zero-fills the root).
+ */
+#include "core-impl.h"
+
+#include <stdio.h>
+
+struct ab {
+    struct hm_graph *g;
+    struct hm_ctx *ctx;
+};
+
+static bool requires(const struct hm_tensor *t)
+{
+    return t && (t->flags & (HM_FLAG_PARAM | HM_FLAG_REQUIRES_GRAD));
+}
+
+static struct hm_tensor *emit(struct ab *ab, enum hm_op op, struct hm_tensor *gstore)
+{
+    struct hm_tensor *n = hm_view_of(ab->ctx, gstore, gstore->n_dims, gstore->shape, 0);
+    n->op = op;
+    snprintf(n->name, sizeof n->name, "%s", hm_op_name(op));
+    hm_graph_push(ab->g, true, n);
+    return n;
+}
+
+/* Whether the next write into gradient storage `gv` must accumulate; marks it written. */
+static bool take_acc(struct hm_tensor *gv)
+{
+    struct hm_tensor *r = hm_root(gv);
+    if (r->data) /* block gradient: always += */
+        return true;
+    bool was = r->flags & HM_FLAG_GRAD_INIT;
+    r->flags |= HM_FLAG_GRAD_INIT;
+    return was;
+}
+
+static struct hm_tensor *grad_of(struct ab *ab, struct hm_tensor *t)
+{
+    if (t->grad)
+        return t->grad;
+    if (t->view_src) {
+        struct hm_tensor *gr = grad_of(ab, t->view_src);
+        if (hm_nbytes(t) != hm_nbytes(t->view_src) && !(hm_root(gr)->flags & HM_FLAG_GRAD_INIT) &&
+            !hm_root(gr)->data) {
+            struct hm_tensor *z = emit(ab, HM_OP_FILL, gr); /* zero the parts no slice covers */
+            hm_op_set_f32(z, 0, 0.0f);
+            take_acc(gr);
+        }
+        size_t offs = t->view_offs - (gr->view_src ? gr->view_offs : 0);
+        t->grad = hm_view_of(ab->ctx, gr, t->n_dims, t->shape, offs);
+        return t->grad;
+    }
+    struct hm_tensor *gt = hm_new_tensor(ab->ctx, HM_DTYPE_F32, t->n_dims, t->shape);
+    gt->flags |= HM_FLAG_GRAD;
+    snprintf(gt->name, sizeof gt->name, "%.40s.grad", t->name);
+    t->grad = gt;
+    return gt;
+}
+
+/* Emit `op` writing grad(t); returns the node with its acc bit 0 set as needed. */
+static struct hm_tensor *emit_into(struct ab *ab, enum hm_op op, struct hm_tensor *t)
+{
+    struct hm_tensor *gt = grad_of(ab, t);
+    bool acc = take_acc(gt);
+    struct hm_tensor *n = emit(ab, op, gt);
+    n->acc = acc ? 1u : 0u;
+    return n;
+}
+
+/* Extra output slot of a multi-output backward node: grad(t) in src[slot], acc bit `bit`. */
+static void extra_out(struct ab *ab, struct hm_tensor *n, int slot, int bit, struct hm_tensor *t)
+{
+    struct hm_tensor *gt = grad_of(ab, t);
+    if (take_acc(gt))
+        n->acc |= 1u << bit;
+    n->src[slot] = gt;
+}
+
+static struct hm_tensor *flat2d(struct ab *ab, struct hm_tensor *t)
+{
+    int64_t c = t->shape[t->n_dims - 1];
+    if (t->n_dims == 2)
+        return t;
+    return hm_view_of(ab->ctx, t, 2, (int64_t[]){hm_nelements(t) / c, c}, 0);
+}
+
+static void backward_matmul(struct ab *ab, struct hm_tensor *y, struct hm_tensor *g)
+{
+    struct hm_tensor *a = y->src[0], *b = y->src[1], *bias = y->src[2];
+    bool ta = y->op_params[1], tb = y->op_params[2];
+    bool flat = b->n_dims == 2;
+    struct hm_tensor *g2 = flat ? flat2d(ab, g) : g;
+    if (requires(a)) {
+        struct hm_tensor *n = emit_into(ab, HM_OP_MATMUL, a);
+        n->op_params[0] = y->op_params[0];
+        if (!ta) { /* dA = g @ op(B)^T */
+            n->src[0] = g2, n->src[1] = b, n->op_params[1] = 0, n->op_params[2] = !tb;
+        } else { /* dA = op(B) @ g^T */
+            n->src[0] = b, n->src[1] = g2, n->op_params[1] = tb, n->op_params[2] = 1;
+        }
+    }
+    if (requires(b)) {
+        struct hm_tensor *a2 = flat ? flat2d(ab, a) : a;
+        struct hm_tensor *n = emit_into(ab, HM_OP_MATMUL, b);
+        n->op_params[0] = y->op_params[0];
+        if (!tb) { /* dB = op(A)^T @ g */
+            n->src[0] = a2, n->src[1] = g2, n->op_params[1] = !ta, n->op_params[2] = 0;
+        } else { /* dB = g^T @ op(A) */
+            n->src[0] = g2, n->src[1] = a2, n->op_params[1] = 1, n->op_params[2] = ta;
+        }
+    }
+    if (requires(bias)) {
+        struct hm_tensor *n = emit_into(ab, HM_OP_GRAD_ACC, bias);
+        n->src[0] = g;
+        hm_op_set_f32(n, 0, 1.0f);
+    }
+}
+
+static void backward_node(struct ab *ab, struct hm_tensor *y)
+{
+    struct hm_tensor *g = y->grad, *n;
+    struct hm_tensor *s0 = y->src[0], *s1 = y->src[1];
+    switch (y->op) {
+    case HM_OP_VIEW: /* its gradient already is a view of the root's gradient */
+        break;
+    case HM_OP_ADD:
+        for (int i = 0; i < 2; i++) {
+            if (!requires(y->src[i]))
+                continue;
+            n = emit_into(ab, HM_OP_GRAD_ACC, y->src[i]);
+            n->src[0] = g;
+            hm_op_set_f32(n, 0, 1.0f);
+        }
+        break;
+    case HM_OP_MUL:
+        for (int i = 0; i < 2; i++) {
+            if (!requires(y->src[i]))
+                continue;
+            n = emit_into(ab, HM_OP_MUL, y->src[i]);
+            n->src[0] = g;
+            n->src[1] = y->src[1 - i];
+        }
+        break;
+    case HM_OP_SCALE:
+        n = emit_into(ab, HM_OP_GRAD_ACC, s0);
+        n->src[0] = g;
+        n->op_params[0] = y->op_params[0];
+        break;
+    case HM_OP_MATMUL:
+        backward_matmul(ab, y, g);
+        break;
+    case HM_OP_EMBEDDING:
+        n = emit_into(ab, HM_OP_EMBEDDING_BACK, s0);
+        n->src[0] = g;
+        n->src[1] = s1;
+        break;
+    case HM_OP_RMS_NORM:
+        n = emit_into(ab, HM_OP_RMS_NORM_BACK, s0); /* dx, and dw in src[3] */
+        n->src[0] = g, n->src[1] = s0, n->src[2] = s1;
+        n->op_params[0] = y->op_params[0];
+        if (requires(s1))
+            extra_out(ab, n, 3, 1, s1);
+        break;
+    case HM_OP_ROPE:
+        n = emit_into(ab, HM_OP_ROPE_BACK, s0);
+        n->src[0] = g;
+        n->op_params[0] = y->op_params[0];
+        break;
+    case HM_OP_ATTENTION:
+        n = emit_into(ab, HM_OP_ATTENTION_BACK, s0); /* dq; dk, dv in src[6], src[7] */
+        n->src[0] = g, n->src[1] = s0, n->src[2] = s1, n->src[3] = y->src[2];
+        n->src[4] = y, n->src[5] = y->src[3];
+        extra_out(ab, n, 6, 1, s1);
+        extra_out(ab, n, 7, 2, y->src[2]);
+        break;
+    case HM_OP_GELU:
+        n = emit_into(ab, HM_OP_GELU_BACK, s0);
+        n->src[0] = g, n->src[1] = s0;
+        break;
+    case HM_OP_SWIGLU:
+        n = emit_into(ab, HM_OP_SWIGLU_BACK, s0); /* dgate; dup in src[3] */
+        n->src[0] = g, n->src[1] = s0, n->src[2] = s1;
+        extra_out(ab, n, 3, 1, s1);
+        break;
+    case HM_OP_DROPOUT: /* the same mask applied to the gradient */
+        n = emit_into(ab, HM_OP_DROPOUT, s0);
+        n->src[0] = g;
+        memcpy(n->op_params, y->op_params, sizeof n->op_params);
+        break;
+    case HM_OP_CROSS_ENTROPY:
+        n = emit_into(ab, HM_OP_CROSS_ENTROPY_BACK, s0);
+        n->src[0] = g, n->src[1] = s0, n->src[2] = s1, n->src[3] = y->src[2];
+        n->op_params[0] = y->op_params[0];
+        break;
+    default:
+        HM_ASSERT(!"op has no backward rule (kv_write is inference only)");
+    }
+}
+
+enum hm_status hm_graph_build_backward(struct hm_graph *g, struct hm_tensor *loss)
+{
+    HM_ASSERT(!g->work && !g->has_backward);
+    if (!(loss->flags & HM_FLAG_OUTPUT))
+        hm_graph_build_forward(g, loss);
+    for (int i = 0; i < g->n_fwd; i++) {
+        struct hm_tensor *t = g->fwd[i];
+        int n_in = t->op == HM_OP_ATTENTION ? 3 : t->op == HM_OP_CROSS_ENTROPY ? 2 : HM_MAX_SRC;
+        for (int j = 0; j < n_in; j++)
+            if (requires(t->src[j]))
+                t->flags |= HM_FLAG_REQUIRES_GRAD;
+    }
+    if (!requires(loss))
+        return hm_fail(HM_ERR_USAGE, "backward: '%s' does not depend on any parameter "
+                                     "(declare parameters in a block created with grads)",
+                       loss->name);
+    struct ab ab = {.g = g, .ctx = g->ctx};
+    struct hm_tensor *seed = emit_into(&ab, HM_OP_FILL, loss);
+    seed->op_params[1] = 1; /* value = rt.loss_scale at run time */
+    for (int i = g->n_fwd - 1; i >= 0; i--) {
+        struct hm_tensor *y = g->fwd[i];
+        if (!(y->flags & HM_FLAG_REQUIRES_GRAD) || !y->grad)
+            continue;
+        backward_node(&ab, y);
+    }
+    g->has_backward = true;
+    return HM_OK;
+}
