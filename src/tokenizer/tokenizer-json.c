@@ -213,7 +213,7 @@ static enum hm_status load_root(json_t *root, const char *name, struct hm_tokeni
             goto fail;
         t->tokens[id].in_vocab = true;
     }
-    t->n_ids = max_id;
+    uint32_t used = max_id; /* t->n_ids stays the table size until the added tokens are in */
     if ((st = hm_smap_init(&t->spelling_to_id, t->n_ids)) != HM_OK)
         goto fail;
     for (uint32_t id = 0; id < max_id; id++)
@@ -280,7 +280,7 @@ static enum hm_status load_root(json_t *root, const char *name, struct hm_tokeni
             if ((st = hm_tok_set(t, (uint32_t)id, c, cl, special)) != HM_OK ||
                 (st = hm_smap_put(&t->spelling_to_id, t->tokens[id].spelling, cl, (uint32_t)id)))
                 goto fail;
-            t->n_ids = HM_MAX(t->n_ids, (uint32_t)id + 1);
+            used = HM_MAX(used, (uint32_t)id + 1);
         }
         max_added = HM_MAX(max_added, id);
         struct hm_added_token *e = &t->added[t->n_added++];
@@ -338,6 +338,7 @@ static enum hm_status load_root(json_t *root, const char *name, struct hm_tokeni
     if (st != HM_OK)
         goto fail;
     t->n_merges = rank;
+    t->n_ids = used;
     if ((st = hm_tok_finalize(t)) != HM_OK)
         goto fail;
     /* byte_fallback only acts on chars missing from the vocab; refuse it only when it would. */

@@ -87,6 +87,42 @@ def generate():
             json.dump(out, f, ensure_ascii=False, separators=(",", ":"))
             f.write("\n")
         print(f"{path}: {len(v)} tokens, {len(m)} merges")
+    # A file written by HF itself (tuple-form merges), with add_prefix_space, a decoder, an
+    # appended special token and a non-special added token, to test loading foreign files.
+    from tokenizers import AddedToken, decoders
+    tok = hf_train("numbers-ws.txt")
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens(["<|endoftext|>"])
+    tok.add_tokens([AddedToken("New York", normalized=True), AddedToken(" the", rstrip=True)])
+    tok.save(os.path.join(FIX, "hf-saved.tokenizer.json"))
+    with open(os.path.join(FIX, "hf-saved.expected.json"), "w", encoding="utf-8") as f:
+        json.dump({"encodings": [tok.encode(t).ids for t in texts() + ["I love New York<|endoftext|>the  the end"]]},
+                  f, separators=(",", ":"))
+        f.write("\n")
+    path = os.path.join(FIX, "pretok.expected.json")
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(pretok_cases(), f, ensure_ascii=False, separators=(",", ":"))
+        f.write("\n")
+    print(f"{path}: pre-tokenizer cases")
+
+
+def pretok_cases():
+    """Texts for the pre-tokenizer test: the encode texts, corpus lines, and random mixes of
+    the characters whose classes matter (letters, digits, White_Space, apostrophes, marks)."""
+    import random
+    rng = random.Random(7)
+    alphabet = list("aZ09 '\t\n\r.,-_sdtmlrve") + ["\u00a0", "\u3000", "\u2009", "\u0085",
+        "\u2028", "\u001c", "\u001f", "\u0301", "é", "ß", "中", "ア", "٣", "Ⅻ", "²", "😀",
+        "\u200d", "\ufe0f", "’", "  ", "'s", "'ll", "'Re"]
+    cases = list(texts())
+    for name in CORPORA:
+        seqs = sequences(name)
+        cases += [seqs[i] for i in range(0, len(seqs), max(1, len(seqs) // 12))]
+    for _ in range(300):
+        cases.append("".join(rng.choice(alphabet) for _ in range(rng.randint(1, 24))))
+    pt = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    return [{"text": t, "pieces": [p for p, _ in pt.pre_tokenize_str(t)]} for t in cases]
 
 
 def check(binary):
