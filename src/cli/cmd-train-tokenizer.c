@@ -100,7 +100,7 @@ static enum hm_status split_specials(char *s, const char ***out, size_t *n)
     return HM_OK;
 }
 
-enum hm_status cmd_train_tokenizer(int argc, char **argv)
+static enum hm_status train_tokenizer(int argc, char **argv, struct cli_list *list)
 {
     struct cli_list inputs = {0};
     const char *output = NULL, *specials_arg = "<pad>,<bos>,<eos>,<unk>", *text_field = "text";
@@ -119,6 +119,7 @@ enum hm_status cmd_train_tokenizer(int argc, char **argv)
         {0},
     };
     enum hm_status st = cli_parse("train-tokenizer", opts, argc, argv, &help);
+    *list = inputs;
     if (st != HM_OK)
         return st;
     if (help) {
@@ -217,5 +218,13 @@ out:
     hm_tokenizer_trainer_free(tr);
     hm_free(specials);
     hm_free(spec_copy);
+    return st;
+}
+
+enum hm_status cmd_train_tokenizer(int argc, char **argv)
+{
+    struct cli_list inputs = {0};
+    enum hm_status st = train_tokenizer(argc, argv, &inputs);
+    free(inputs.items); /* the parser's list array (plain realloc); argv owns the strings */
     return st;
 }

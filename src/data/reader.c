@@ -215,7 +215,7 @@ static enum hm_status next_line(struct hm_reader *r, const char **line, size_t *
 {
     size_t scanned = r->pos;
     for (;;) {
-        char *nl = memchr(r->buf + scanned, '\n', r->len - scanned);
+        char *nl = r->len > scanned ? memchr(r->buf + scanned, '\n', r->len - scanned) : NULL;
         if (nl) {
             *line = r->buf + r->pos;
             *len = (size_t)(nl + 1 - (r->buf + r->pos));

@@ -573,6 +573,12 @@ enum hm_status hm_decode_stream_new(const struct hm_tokenizer *tok, bool skip_sp
         return hm_fail(HM_ERR_NOMEM, "out of memory (decode stream)");
     s->tok = tok;
     s->skip_special = skip_special;
+    s->cap = 64;
+    s->buf = hm_malloc(s->cap);
+    if (!s->buf) {
+        hm_free(s);
+        return hm_fail(HM_ERR_NOMEM, "out of memory (decode stream)");
+    }
     *out = s;
     return HM_OK;
 }
