@@ -1,10 +1,230 @@
-/* cmd-train-tokenizer.c - `hermes-llm train-tokenizer` (placeholder until its issue lands). */
+/*
+ * cmd-train-tokenizer.c - `hermes-llm train-tokenizer`: read text or JSONL corpora (optionally
+ * gzip/zstd compressed), train a byte-level BPE exactly as HF's BpeTrainer would, and write a
+ * tokenizer.json that HF `tokenizers` loads as it is. The output is written atomically: on any
+ * error no output file appears. Progress goes to stderr when it is a terminal.
+ */
 #include "commands.h"
+#include "data/reader.h"
+#include "hermes/tokenizer.h"
 #include "opts.h"
+#include "util/util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct progress {
+    bool tty;
+    double t0, t_merge;
+    uint64_t total_bytes;  /* sum of the input file sizes, 0 if unknown */
+    uint64_t done_bytes;   /* raw bytes of the files already finished */
+    struct hm_reader *cur;
+    bool drawn;
+};
+
+static void fmt_eta(double s, char *buf, size_t cap)
+{
+    if (s < 0 || s > 1e7)
+        snprintf(buf, cap, "?");
+    else if (s >= 3600)
+        snprintf(buf, cap, "%dh%02dm", (int)(s / 3600), (int)(s / 60) % 60);
+    else if (s >= 60)
+        snprintf(buf, cap, "%dm%02ds", (int)(s / 60), (int)s % 60);
+    else
+        snprintf(buf, cap, "%.0fs", s);
+}
+
+static void on_progress(void *user, enum hm_train_phase phase, uint64_t done, uint64_t total)
+{
+    struct progress *p = user;
+    if (!p->tty)
+        return;
+    double now = hm_time_s();
+    char eta[32] = "?";
+    if (phase == HM_TRAIN_PHASE_COUNT) {
+        uint64_t raw = p->done_bytes + (p->cur ? hm_reader_bytes_read(p->cur) : 0);
+        if (p->total_bytes && raw) {
+            double frac = (double)raw / (double)p->total_bytes;
+            fmt_eta((now - p->t0) * (1 - frac) / frac, eta, sizeof eta);
+            fprintf(stderr, "\rcounting words: %.1f MB of text, %llu distinct words (%.0f%%, %s left)   ",
+                    (double)done / 1e6, (unsigned long long)total, 100 * HM_MIN(frac, 1.0), eta);
+        } else {
+            fprintf(stderr, "\rcounting words: %.1f MB of text, %llu distinct words   ",
+                    (double)done / 1e6, (unsigned long long)total);
+        }
+    } else {
+        if (p->t_merge == 0)
+            p->t_merge = now;
+        if (done)
+            fmt_eta((now - p->t_merge) / (double)done * (double)(total - HM_MIN(done, total)), eta,
+                    sizeof eta);
+        fprintf(stderr, "\rmerges: %llu/%llu (%.1f%%), %s left                              ",
+                (unsigned long long)done, (unsigned long long)total,
+                total ? 100.0 * (double)done / (double)total : 100.0, eta);
+    }
+    p->drawn = true;
+}
+
+/* Split "a,b,c" into tokens (in place in a copy). Empty names and repeats are usage errors. */
+static enum hm_status split_specials(char *s, const char ***out, size_t *n)
+{
+    size_t cap = 1;
+    for (char *c = s; *c; c++)
+        cap += *c == ',';
+    const char **v = hm_calloc(cap, sizeof *v);
+    if (!v)
+        return hm_fail(HM_ERR_NOMEM, "out of memory");
+    size_t k = 0;
+    for (char *tok = s;; ) {
+        char *comma = strchr(tok, ',');
+        if (comma)
+            *comma = 0;
+        if (!*tok) {
+            hm_free(v);
+            return hm_fail(HM_ERR_USAGE, "train-tokenizer: --special-tokens: empty token name");
+        }
+        for (size_t j = 0; j < k; j++)
+            if (strcmp(v[j], tok) == 0) {
+                hm_free(v);
+                return hm_fail(HM_ERR_USAGE,
+                               "train-tokenizer: --special-tokens: '%s' is given twice", tok);
+            }
+        v[k++] = tok;
+        if (!comma)
+            break;
+        tok = comma + 1;
+    }
+    *out = v;
+    *n = k;
+    return HM_OK;
+}
+
+static enum hm_status train_tokenizer(int argc, char **argv, struct cli_list *list)
+{
+    struct cli_list inputs = {0};
+    const char *output = NULL, *specials_arg = "<pad>,<bos>,<eos>,<unk>", *text_field = "text";
+    const char *format = "auto";
+    long vocab = 32000, min_freq = 2, threads = 0;
+    bool help = false;
+    const struct cli_opt opts[] = {
+        {"input", 'i', CLI_LIST, &inputs, "FILE...", "Corpus files (.txt lines, .jsonl records; .gz/.zst ok; - = stdin)", NULL},
+        {"output", 'o', CLI_STRING, &output, "FILE", "Where to write tokenizer.json", NULL},
+        {"vocab-size", 'v', CLI_INT, &vocab, "N", "Vocabulary size, special tokens and 256 bytes included", "32000", 1, 1 << 24},
+        {"min-frequency", 0, CLI_INT, &min_freq, "N", "Stop when the best pair occurs fewer times", "2", 0, 1e15},
+        {"special-tokens", 0, CLI_STRING, &specials_arg, "LIST", "Comma-separated special tokens, ids 0..n-1", "<pad>,<bos>,<eos>,<unk>"},
+        {"text-field", 0, CLI_STRING, &text_field, "NAME", "JSONL field that holds the text", "text"},
+        {"format", 0, CLI_STRING, &format, "FMT", "auto (by extension), text or jsonl", "auto"},
+        {"threads", 't', CLI_INT, &threads, "N", "Threads for word counting", "all cores", 1, 4096},
+        {0},
+    };
+    enum hm_status st = cli_parse("train-tokenizer", opts, argc, argv, &help);
+    *list = inputs;
+    if (st != HM_OK)
+        return st;
+    if (help) {
+        cli_usage(stdout, "train-tokenizer", "-i FILE... -o tokenizer.json [options]",
+                  "Train a byte-level BPE tokenizer (the same vocab and merges as HF tokenizers'\n"
+                  "BpeTrainer) and write it as an HF tokenizer.json.", opts);
+        return HM_OK;
+    }
+    if (inputs.n == 0)
+        return hm_fail(HM_ERR_USAGE, "train-tokenizer: --input is required");
+    if (!output)
+        return hm_fail(HM_ERR_USAGE, "train-tokenizer: --output is required");
+    struct hm_reader_opts ropts = {.text_field = text_field};
+    if (strcmp(format, "auto") == 0)
+        ropts.format = HM_READER_AUTO;
+    else if (strcmp(format, "text") == 0)
+        ropts.format = HM_READER_LINES;
+    else if (strcmp(format, "jsonl") == 0)
+        ropts.format = HM_READER_JSONL;
+    else
+        return hm_fail(HM_ERR_USAGE, "train-tokenizer: --format: expected auto, text or jsonl, got '%s'",
+                       format);
+    int n_stdin = 0;
+    for (int i = 0; i < inputs.n; i++)
+        n_stdin += strcmp(inputs.items[i], "-") == 0;
+    if (n_stdin > 1)
+        return hm_fail(HM_ERR_USAGE, "train-tokenizer: --input: '-' (stdin) is given twice");
+
+    char *spec_copy = hm_strdup(specials_arg);
+    if (!spec_copy)
+        return hm_fail(HM_ERR_NOMEM, "out of memory");
+    const char **specials = NULL;
+    size_t n_specials = 0;
+    struct hm_tokenizer_trainer *tr = NULL;
+    struct hm_tokenizer *tok = NULL;
+    struct hm_atomic_file af = {0};
+    char *json = NULL;
+    struct progress prog = {.tty = cli_stderr_is_tty(), .t0 = hm_time_s()};
+    if ((st = split_specials(spec_copy, &specials, &n_specials)) != HM_OK)
+        goto out;
+    struct hm_tokenizer_train_opts topts = {
+        .vocab_size = (uint32_t)vocab,
+        .min_frequency = (uint64_t)min_freq,
+        .special_tokens = specials,
+        .n_special_tokens = n_specials,
+        .n_threads = (int)threads,
+        .progress = on_progress,
+        .progress_user = &prog,
+    };
+    if ((st = hm_tokenizer_trainer_new(&topts, &tr)) != HM_OK)
+        goto out;
+    /* Fail on an unwritable output before spending time on training. */
+    if ((st = hm_atomic_open(&af, output)) != HM_OK)
+        goto out;
+    for (int i = 0; i < inputs.n; i++) {
+        const char *path = inputs.items[i];
+        struct hm_reader *r = NULL;
+        if ((st = hm_reader_open(path, &ropts, &r)) != HM_OK)
+            goto out;
+        prog.total_bytes += hm_reader_file_size(r);
+        prog.cur = r;
+        const char *text;
+        size_t len;
+        while ((st = hm_reader_next(r, &text, &len)) == HM_OK && text)
+            if ((st = hm_tokenizer_trainer_feed(tr, text, len)) != HM_OK)
+                break;
+        prog.done_bytes += hm_reader_bytes_read(r);
+        prog.cur = NULL;
+        hm_reader_free(r);
+        if (st != HM_OK)
+            goto out;
+    }
+    if ((st = hm_tokenizer_trainer_finish(tr, &tok)) != HM_OK)
+        goto out;
+    if (prog.drawn)
+        fputc('\n', stderr);
+    prog.drawn = false;
+    if ((st = hm_tokenizer_to_json(tok, &json)) != HM_OK)
+        goto out;
+    if (fputs(json, af.f) == EOF || fputc('\n', af.f) == EOF) {
+        st = hm_fail(HM_ERR_IO, "%s: write failed", output);
+        goto out;
+    }
+    st = hm_atomic_commit(&af);
+    af.f = NULL;
+    if (st == HM_OK)
+        hm_log(HM_LOG_INFO, "wrote %s: %u tokens (%zu special) in %.1f s", output,
+               hm_tokenizer_vocab_size(tok), n_specials, hm_time_s() - prog.t0);
+out:
+    if (prog.drawn)
+        fputc('\n', stderr);
+    if (af.f)
+        hm_atomic_abort(&af);
+    hm_tokenizer_string_free(json);
+    hm_tokenizer_free(tok);
+    hm_tokenizer_trainer_free(tr);
+    hm_free(specials);
+    hm_free(spec_copy);
+    return st;
+}
 
 enum hm_status cmd_train_tokenizer(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    return hm_fail(HM_ERR_UNSUPPORTED, "train-tokenizer: not implemented yet");
+    struct cli_list inputs = {0};
+    enum hm_status st = train_tokenizer(argc, argv, &inputs);
+    free(inputs.items); /* the parser's list array (plain realloc); argv owns the strings */
+    return st;
 }

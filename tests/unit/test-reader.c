@@ -1,0 +1,150 @@
+/*
+ * test-reader.c - the corpus reader: lines keep their newline (CRLF too, last line without one),
+ * JSONL yields the text field (any field name), .gz and .zst decompress transparently, and bad
+ * input gives errors that name the file and line.
+ */
+#include "testutil.h"
+
+#include "data/reader.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static char *collect(const char *path, const struct hm_reader_opts *o, enum hm_status *st)
+{
+    struct hm_reader *r;
+    *st = hm_reader_open(path, o, &r);
+    if (*st != HM_OK)
+        return NULL;
+    char *out = calloc(1, 1 << 16);
+    size_t n = 0;
+    const char *t;
+    size_t l;
+    while ((*st = hm_reader_next(r, &t, &l)) == HM_OK && t) {
+        memcpy(out + n, t, l);
+        n += l;
+        out[n++] = '|';
+    }
+    hm_reader_free(r);
+    return out;
+}
+
+static void test_lines_and_compression(void **state)
+{
+    (void)state;
+    char *dir = tu_mkdtemp();
+    char *txt = tu_path(dir, "a.txt");
+    const char *body = "one\ntwo\r\n\nlast";
+    tu_write(txt, body, strlen(body));
+    enum hm_status st;
+    char *got = collect(txt, NULL, &st);
+    assert_int_equal(st, HM_OK);
+    assert_string_equal(got, "one\n|two\r\n|\n|last|");
+    free(got);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "cd '%s' && gzip -k a.txt && zstd -q -k a.txt", dir);
+    if (tu_run(cmd, NULL) == 0) {
+        char *gz = tu_path(dir, "a.txt.gz"), *zs = tu_path(dir, "a.txt.zst");
+        got = collect(gz, NULL, &st);
+        assert_int_equal(st, HM_OK);
+        assert_string_equal(got, "one\n|two\r\n|\n|last|");
+        free(got);
+        got = collect(zs, NULL, &st);
+        assert_int_equal(st, HM_OK);
+        assert_string_equal(got, "one\n|two\r\n|\n|last|");
+        free(got);
+        /* Truncated compressed files are errors, not short corpora. */
+        snprintf(cmd, sizeof cmd, "cd '%s' && head -c 20 a.txt.gz > t.gz && head -c 12 a.txt.zst > t.zst", dir);
+        assert_int_equal(tu_run(cmd, NULL), 0);
+        char *tg = tu_path(dir, "t.gz"), *tz = tu_path(dir, "t.zst");
+        free(collect(tg, NULL, &st));
+        assert_int_equal(st, HM_ERR_IO);
+        assert_non_null(strstr(hm_last_error(), "t.gz"));
+        free(collect(tz, NULL, &st));
+        assert_int_equal(st, HM_ERR_IO);
+        assert_non_null(strstr(hm_last_error(), "t.zst"));
+        free(gz);
+        free(zs);
+        free(tg);
+        free(tz);
+    }
+    free(collect("/nonexistent/x.txt", NULL, &st));
+    assert_int_equal(st, HM_ERR_IO);
+    assert_non_null(strstr(hm_last_error(), "/nonexistent/x.txt"));
+    tu_rmdir(dir);
+    free(txt);
+    free(dir);
+}
+
+static void test_jsonl(void **state)
+{
+    (void)state;
+    char *dir = tu_mkdtemp();
+    char *p = tu_path(dir, "d.jsonl");
+    const char *body = "{\"text\":\"a\\nb\",\"x\":1}\n\n  \n{\"text\":\"\",\"body\":\"B\"}\n{\"text\":\"\\u00e9\"}";
+    tu_write(p, body, strlen(body));
+    enum hm_status st;
+    char *got = collect(p, NULL, &st);
+    assert_int_equal(st, HM_OK);
+    assert_string_equal(got, "a\nb||\xc3\xa9|");
+    free(got);
+    struct hm_reader_opts o = {.text_field = "body"};
+    free(collect(p, &o, &st));
+    assert_int_equal(st, HM_ERR_FORMAT);
+    assert_non_null(strstr(hm_last_error(), "d.jsonl:1"));
+    assert_non_null(strstr(hm_last_error(), "body"));
+    const char *bad[] = {"{\"text\":1}\n", "{\"text\":\"a\"} x\n", "[1]\n", "{\"text\":\"a\"\n"};
+    for (size_t i = 0; i < 4; i++) {
+        tu_write(p, bad[i], strlen(bad[i]));
+        free(collect(p, NULL, &st));
+        assert_int_equal(st, HM_ERR_FORMAT);
+        assert_non_null(strstr(hm_last_error(), "d.jsonl:1:"));
+    }
+    /* --format overrides the extension. */
+    o = (struct hm_reader_opts){.format = HM_READER_LINES};
+    tu_write(p, "{\"text\":1}\n", 11);
+    got = collect(p, &o, &st);
+    assert_int_equal(st, HM_OK);
+    assert_string_equal(got, "{\"text\":1}\n|");
+    free(got);
+    tu_rmdir(dir);
+    free(p);
+    free(dir);
+}
+
+static void test_long_line(void **state)
+{
+    (void)state;
+    char *dir = tu_mkdtemp();
+    char *p = tu_path(dir, "long.txt");
+    size_t n = 3u << 20;
+    char *big = malloc(n);
+    memset(big, 'x', n);
+    big[n - 1] = '\n';
+    tu_write(p, big, n);
+    struct hm_reader *r;
+    assert_int_equal(hm_reader_open(p, NULL, &r), HM_OK);
+    const char *t;
+    size_t l;
+    assert_int_equal(hm_reader_next(r, &t, &l), HM_OK);
+    assert_int_equal(l, n);
+    assert_int_equal(hm_reader_next(r, &t, &l), HM_OK);
+    assert_null(t);
+    assert_int_equal(hm_reader_file_size(r), n);
+    hm_reader_free(r);
+    free(big);
+    tu_rmdir(dir);
+    free(p);
+    free(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_lines_and_compression),
+        cmocka_unit_test(test_jsonl),
+        cmocka_unit_test(test_long_line),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
