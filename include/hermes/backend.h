@@ -44,6 +44,9 @@ HM_API struct hm_backend *hm_buffer_backend(const struct hm_buffer *buf);
 HM_API enum hm_status hm_buffer_set(struct hm_buffer *buf, size_t offset, const void *host, size_t bytes);
 HM_API enum hm_status hm_buffer_get(const struct hm_buffer *buf, size_t offset, void *host, size_t bytes);
 HM_API enum hm_status hm_buffer_zero(struct hm_buffer *buf);
+/* The buffer's memory in the backend's address space, for communication libraries (MPI on the
+ * CPU, NCCL on the GPU). Never dereference it on the host unless the backend is the CPU. */
+HM_API void *hm_buffer_ptr(struct hm_buffer *buf);
 
 /* Reductions over f32 element ranges, deterministic (fixed blocks, summed in double in order). */
 HM_API enum hm_status hm_buffer_sumsq(const struct hm_buffer *buf, size_t offset, size_t n, double *out);

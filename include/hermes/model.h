@@ -1,13 +1,27 @@
 /*
- * model.h - GPT- and LLaMA-style transformer models built on the tensor graph.
+ * model.h - GPT- and LLaMA-style transformers built on the tensor graph (tensor.h).
  *
- * (The model itself lands with the model issue; this header starts with the memory figures that
- * `info` prints.)
+ * One model holds its parameters in one block (one contiguous buffer, plus gradients). The same
+ * code builds the training graph (forward, loss, backward) for a (B, T) and the inference graphs
+ * for generation (prefill and one-token decode over a KV cache), so the two cannot drift apart.
+ *
+ *     struct hm_model *m;
+ *     hm_model_new(&cfg, backend, &m);  hm_model_init_weights(m, 42);
+ *     struct hm_train_graph tg;  hm_model_build_train_graph(m, B, T, &tg);
+ *     hm_tensor_set(tg.ids, ...); hm_tensor_set(tg.targets, ...);
+ *     hm_graph_forward(tg.graph); hm_graph_backward(tg.graph);  hm_tensor_get(tg.loss, &loss, 4);
+ *
+ * Tensor names follow the original hermes-llm checkpoints: embedding.weight,
+ * layers.{i}.attention.{q,k,v,o}_proj.{weight,bias}, layers.{i}.feed_forward.{gate,up,down}_proj.*,
+ * layers.{i}.input_layernorm.weight, layers.{i}.post_attention_layernorm.weight, norm.weight and,
+ * only when untied, lm_head.weight. Linear weights are [out, in].
  */
 #ifndef HERMES_MODEL_H
 #define HERMES_MODEL_H
 
+#include "hermes/backend.h"
 #include "hermes/config.h"
+#include "hermes/tensor.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -22,9 +36,81 @@ struct hm_model_memory {
     bool planned;              /* activation_bytes comes from the graph planner, not a formula */
 };
 
-/* Training memory at micro-batch B and sequence length T. */
+/* Training memory at micro-batch B and sequence length T. With a backend, the training graph is
+ * built and planned (nothing else is allocated) and the planner's peak is reported. */
 HM_API enum hm_status hm_model_memory_estimate(const struct hm_model_config *cfg, int B, int T,
                                                struct hm_model_memory *out);
+HM_API enum hm_status hm_model_memory_planned(const struct hm_model_config *cfg, int B, int T,
+                                              struct hm_backend *be, struct hm_model_memory *out);
+
+struct hm_model;
+
+/* Declare and allocate the parameters (zero) on `be`. Weights are not initialised. */
+HM_API enum hm_status hm_model_new(const struct hm_model_config *cfg, struct hm_backend *be,
+                                   struct hm_model **out);
+HM_API void hm_model_free(struct hm_model *m);
+
+/* N(0, 0.02) weights, attention and FFN output projections scaled by 1/sqrt(2L), norm weights 1,
+ * biases 0; deterministic in `seed`. */
+HM_API enum hm_status hm_model_init_weights(struct hm_model *m, uint64_t seed);
+
+HM_API const struct hm_model_config *hm_model_config(const struct hm_model *m);
+HM_API struct hm_backend *hm_model_backend(const struct hm_model *m);
+HM_API struct hm_block *hm_model_params(const struct hm_model *m);
+/* Sum of the element counts of the allocated parameter tensors. */
+HM_API uint64_t hm_model_param_count(const struct hm_model *m);
+/* Parameters are laid out weight-decayed first (matrices, embedding), then norms and biases:
+ * elements [0, n_decay) decay. */
+HM_API uint64_t hm_model_n_decay(const struct hm_model *m);
+/* Parameter by checkpoint name, or NULL. */
+HM_API struct hm_tensor *hm_model_param(const struct hm_model *m, const char *name);
+
+struct hm_train_graph {
+    struct hm_ctx *ctx;
+    struct hm_graph *graph;
+    struct hm_tensor *ids;     /* i32 (B, T), set each step */
+    struct hm_tensor *targets; /* i32 (B, T), set each step; -100 = ignore */
+    struct hm_tensor *logits;  /* (B, T, V) */
+    struct hm_tensor *loss;    /* f32 (1): mean cross-entropy */
+    int B, T;
+};
+/* Forward, loss and backward for (B, T), planned once. T <= max_seq_len. */
+HM_API enum hm_status hm_model_build_train_graph(struct hm_model *m, int B, int T,
+                                                 struct hm_train_graph *out);
+HM_API void hm_train_graph_free(struct hm_train_graph *tg);
+
+/*
+ * Inference: a KV cache of `ctx_len` positions (<= max_seq_len) for batch 1, and graphs that
+ * feed T new tokens at position rt.pos (prefill: T = prompt length; decode: T = 1). Each returns
+ * the logits of the last new position only, (V). No dropout, no gradients.
+ */
+struct hm_kv_cache;
+HM_API enum hm_status hm_kv_cache_new(struct hm_model *m, int ctx_len, struct hm_kv_cache **out);
+HM_API void hm_kv_cache_free(struct hm_kv_cache *c);
+HM_API int hm_kv_cache_len(const struct hm_kv_cache *c);
+HM_API size_t hm_kv_cache_bytes(const struct hm_kv_cache *c);
+
+struct hm_infer_graph {
+    struct hm_ctx *ctx;
+    struct hm_graph *graph;
+    struct hm_tensor *ids;    /* i32 (1, T) */
+    struct hm_tensor *logits; /* f32 (V): last position */
+    int T;
+};
+HM_API enum hm_status hm_model_build_infer_graph(struct hm_model *m, struct hm_kv_cache *cache, int T,
+                                                 struct hm_infer_graph *out);
+/* Run: positions pos .. pos+T-1; fills the cache there. */
+HM_API enum hm_status hm_infer_run(struct hm_infer_graph *g, const int32_t *ids, int pos);
+HM_API void hm_infer_graph_free(struct hm_infer_graph *g);
+
+/* ---- checkpoints (safetensors) --------------------------------------------------------------- */
+
+enum hm_save_dtype { HM_SAVE_F32 = 0, HM_SAVE_BF16 };
+/* Every parameter under its checkpoint name, written atomically. */
+HM_API enum hm_status hm_model_save(const struct hm_model *m, const char *path, enum hm_save_dtype dt);
+/* Load every parameter by name, checking dtype and shape; extra tensors are ignored, a missing or
+ * mis-shaped one is HM_ERR_MISMATCH naming it. */
+HM_API enum hm_status hm_model_load_weights(struct hm_model *m, const char *path);
 
 #ifdef __cplusplus
 }

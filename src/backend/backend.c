@@ -58,6 +58,11 @@ size_t hm_buffer_size(const struct hm_buffer *buf)
     return buf->size;
 }
 
+void *hm_buffer_ptr(struct hm_buffer *buf)
+{
+    return buf->base;
+}
+
 struct hm_backend *hm_buffer_backend(const struct hm_buffer *buf)
 {
     return buf->be;

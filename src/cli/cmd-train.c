@@ -1,10 +1,286 @@
-/* cmd-train.c - `hermes-llm train` (placeholder until its issue lands). */
+/*
+ * cmd-train.c - `hermes-llm train`: resolve the tokenizer (training one from the data when the
+ * file is missing, as the original did), the model config and the data, then run the library's
+ * training loop with a progress bar on a terminal and plain log lines otherwise.
+ */
 #include "commands.h"
+#include "hermes/comm.h"
+#include "hermes/corpus.h"
+#include "hermes/dataset.h"
+#include "hermes/interrupt.h"
+#include "hermes/tokenizer.h"
+#include "hermes/train.h"
 #include "opts.h"
+#include "progress.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct train_args {
+    struct cli_list data, val_data;
+    const char *tokenizer, *model, *output, *checkpoint, *text_field, *lr_schedule, *device;
+    const char *save_dtype;
+    long batch, epochs, seq_len, num_gpus, grad_accum, stride, seed, warmup, max_steps, threads;
+    long log_every, eval_every, eval_batches, save_every, vocab_size;
+    double lr, min_lr, val_split, grad_clip, weight_decay;
+    bool resume, seq_len_given, warmup_given, min_lr_given, model_given;
+};
+
+static void print_progress(const struct hm_train_progress *p, void *user)
+{
+    struct cli_progress *bar = user;
+    char msg[256];
+    if (p->final) {
+        cli_progress_end(bar);
+        return;
+    }
+    snprintf(msg, sizeof msg, "loss %.4f  lr %.2e  gnorm %.3f  %.0f tok/s%s", p->loss, p->lr,
+             p->grad_norm, p->tokens_per_s, "");
+    if (!isnan(p->val_loss)) {
+        size_t n = strlen(msg);
+        snprintf(msg + n, sizeof msg - n, "  val %.4f", p->val_loss);
+    }
+    if (bar->tty) {
+        cli_progress_set_total(bar, (uint64_t)p->total_steps);
+        cli_progress_update(bar, (uint64_t)p->step, msg);
+    }
+    else if (p->logged || !isnan(p->val_loss))
+        fprintf(stderr, "step %ld/%ld  epoch %ld  %s\n", p->step, p->total_steps, p->epoch + 1, msg);
+}
+
+static enum hm_status load_or_train_tokenizer(struct train_args *a, struct hm_tokenizer **tok)
+{
+    if (access(a->tokenizer, F_OK) == 0)
+        return hm_tokenizer_load(a->tokenizer, tok);
+    if (a->data.n == 0)
+        return hm_fail(HM_ERR_USAGE, "train: tokenizer %s does not exist, and one can only be trained "
+                       "from --data files, not standard input", a->tokenizer);
+    fprintf(stderr, "Tokenizer %s not found: training a %ld-token byte-level BPE on the data first\n",
+            a->tokenizer, a->vocab_size);
+    static const char *const specials[] = {"<pad>", "<bos>", "<eos>", "<unk>"};
+    struct hm_tokenizer_train_opts to = {(uint32_t)a->vocab_size, 2, specials, 4, 0, NULL, NULL};
+    enum hm_status st = hm_corpus_train_tokenizer(a->data.items, a->data.n, a->text_field, &to, tok);
+    if (st == HM_OK)
+        st = hm_tokenizer_save(*tok, a->tokenizer);
+    return st;
+}
 
 enum hm_status cmd_train(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    return hm_fail(HM_ERR_UNSUPPORTED, "train: not implemented yet");
+    struct train_args a = {
+        .tokenizer = NULL, .model = "tiny", .output = "checkpoints", .text_field = "text",
+        .lr_schedule = "cosine", .device = "cpu", .save_dtype = "f32", .batch = 32, .epochs = 1,
+        .seq_len = 256, .num_gpus = 1, .grad_accum = 1, .stride = 0, .seed = 42, .warmup = 0,
+        .max_steps = 0, .threads = 0, .log_every = 10, .eval_every = 500, .eval_batches = 20,
+        .save_every = 1000, .vocab_size = 32000, .lr = 3e-4, .min_lr = 0, .val_split = 0.01,
+        .grad_clip = 1.0, .weight_decay = 0.1,
+    };
+    bool help = false;
+    const struct cli_opt opts[] = {
+        {"data", 'd', CLI_LIST, &a.data, "FILE...", "Training data: .txt (one document per file), .jsonl, optionally .gz/.zst", "standard input"},
+        {"tokenizer", 't', CLI_STRING, &a.tokenizer, "FILE", "tokenizer.json (trained from the data first if missing)", NULL},
+        {"model", 'm', CLI_STRING, &a.model, "MODEL", "Preset (nano, tiny, gpt2-small, gpt2-medium, gpt2-large, llama-small) or config .json", "tiny", 0, 0, &a.model_given},
+        {"output", 'o', CLI_STRING, &a.output, "DIR", "Output folder for checkpoints, metrics and the token cache", "checkpoints"},
+        {"batch-size", 'b', CLI_INT, &a.batch, "B", "Micro-batch size per process", "32", 1, 1 << 16},
+        {"epochs", 'e', CLI_INT, &a.epochs, "N", "Epochs over the training windows", "1", 1, 1 << 20},
+        {"seq-len", 0, CLI_INT, &a.seq_len, "T", "Training sequence length (at most the model's max_seq_len)", "256, clamped to max_seq_len", 1, 1 << 20, &a.seq_len_given},
+        {"lr", 0, CLI_FLOAT, &a.lr, "LR", "Peak learning rate", "3e-4", 0, 10},
+        {"min-lr", 0, CLI_FLOAT, &a.min_lr, "LR", "Final learning rate of the decay", "lr/10", 0, 10, &a.min_lr_given},
+        {"lr-schedule", 0, CLI_STRING, &a.lr_schedule, "KIND", "constant, cosine or wsd (all after --warmup)", "cosine"},
+        {"warmup", 0, CLI_INT, &a.warmup, "STEPS", "Linear warmup steps", "min(1000, 5% of the steps)", 0, 1L << 40, &a.warmup_given},
+        {"num-gpus", 0, CLI_INT, &a.num_gpus, "N", "Data-parallel GPUs on this machine (NCCL)", "1", 1, 1024},
+        {"grad-accum", 0, CLI_INT, &a.grad_accum, "N", "Micro-batches per optimizer step (gradients averaged)", "1", 1, 1 << 16},
+        {"grad-clip", 0, CLI_FLOAT, &a.grad_clip, "NORM", "Global gradient-norm bound (0 = off)", "1.0", 0, 1e9},
+        {"weight-decay", 0, CLI_FLOAT, &a.weight_decay, "WD", "AdamW decoupled weight decay (matrices and embedding)", "0.1", 0, 10},
+        {"max-steps", 0, CLI_INT, &a.max_steps, "N", "Stop after N optimizer steps (0 = run all epochs)", "0", 0, 1L << 40},
+        {"stride", 0, CLI_INT, &a.stride, "S", "Window stride in tokens", "seq-len", 1, 1 << 20},
+        {"seed", 0, CLI_INT, &a.seed, "N", "Seed for initialisation, data order and dropout", "42", 0, 1L << 62},
+        {"val-split", 0, CLI_FLOAT, &a.val_split, "F", "Fraction of windows held out for validation", "0.01", 0, 0.5},
+        {"val-data", 0, CLI_LIST, &a.val_data, "FILE...", "Separate validation data (replaces --val-split)", NULL},
+        {"text-field", 0, CLI_STRING, &a.text_field, "KEY", "JSONL field holding the text", "text"},
+        {"checkpoint", 0, CLI_STRING, &a.checkpoint, "FILE", "Start from these weights (.safetensors), for fine-tuning", NULL},
+        {"resume", 0, CLI_FLAG, &a.resume, NULL, "Continue exactly from the output folder's saved state", NULL},
+        {"device", 0, CLI_STRING, &a.device, "DEV", "cpu (cuda when built with CUDA)", "cpu"},
+        {"threads", 0, CLI_INT, &a.threads, "N", "CPU threads", "OMP_NUM_THREADS or all cores", 1, 4096},
+        {"log-every", 0, CLI_INT, &a.log_every, "N", "Log a metrics line every N steps", "10", 1, 1L << 40},
+        {"eval-every", 0, CLI_INT, &a.eval_every, "N", "Validation loss every N steps (0 = only at the end)", "500", 0, 1L << 40},
+        {"eval-batches", 0, CLI_INT, &a.eval_batches, "N", "Validation batches per evaluation", "20", 1, 1L << 40},
+        {"save-every", 0, CLI_INT, &a.save_every, "N", "Step checkpoint every N steps (0 = epochs only)", "1000", 0, 1L << 40},
+        {"save-dtype", 0, CLI_STRING, &a.save_dtype, "DT", "Checkpoint weights dtype: f32 or bf16", "f32"},
+        {"vocab-size", 'v', CLI_INT, &a.vocab_size, "V", "Vocabulary when a tokenizer must be trained", "32000", 260, 1 << 24},
+        {0},
+    };
+    enum hm_status st = cli_parse("train", opts, argc, argv, &help);
+    if (st != HM_OK)
+        return st;
+    if (help) {
+        cli_usage(stdout, "train", "-t tokenizer.json [-d FILE...] [options]",
+                  "Train a model from scratch (or from --checkpoint) on text data.", opts);
+        return HM_OK;
+    }
+    if (!a.tokenizer)
+        return hm_fail(HM_ERR_USAGE, "train: --tokenizer is required");
+    if (strcmp(a.device, "cpu") != 0)
+        return hm_fail(HM_ERR_UNSUPPORTED, "train: --device %s: this build supports only cpu", a.device);
+    enum hm_lr_kind lr_kind;
+    if ((st = hm_lr_kind_parse(a.lr_schedule, &lr_kind)) != HM_OK)
+        return hm_fail(HM_ERR_USAGE, "train: --lr-schedule: %s", hm_last_error());
+    if (strcmp(a.save_dtype, "f32") != 0 && strcmp(a.save_dtype, "bf16") != 0)
+        return hm_fail(HM_ERR_USAGE, "train: --save-dtype: expected f32 or bf16, got '%s'", a.save_dtype);
+    if (a.num_gpus > 1)
+        return hm_fail(HM_ERR_UNSUPPORTED, "train: --num-gpus %ld needs a CUDA + NCCL build and GPUs; "
+                       "for CPU data parallelism run under mpirun", a.num_gpus);
+    if (a.threads)
+        hm_set_threads((int)a.threads);
+
+    struct hm_comm *comm = NULL;
+    if ((st = hm_comm_mpi_launched() ? hm_comm_mpi_new(&comm) : hm_comm_single_new(&comm)) != HM_OK)
+        return st;
+    int rank = hm_comm_rank(comm);
+    struct hm_tokenizer *tok = NULL;
+    struct hm_model *model = NULL;
+    struct hm_token_cache train = {0}, val = {0};
+    bool have_val = false;
+    char path[4096];
+    if ((st = hm_mkdir_p(a.output)) != HM_OK)
+        goto out;
+
+    /* Tokenizer: rank 0 trains a missing one; the others wait and load it. */
+    if (rank == 0)
+        st = load_or_train_tokenizer(&a, &tok);
+    if (st == HM_OK && hm_comm_size(comm) > 1) {
+        double ok = st == HM_OK ? 0 : 1;
+        hm_comm_allreduce_double(comm, &ok);
+        if (ok != 0)
+            st = hm_fail(HM_ERR_IO, "train: rank 0 could not load the tokenizer");
+        else if (rank != 0)
+            st = hm_tokenizer_load(a.tokenizer, &tok);
+    }
+    if (st != HM_OK)
+        goto out;
+
+    /* Model config: the saved one when resuming, else the preset or file, with the tokenizer's vocab. */
+    struct hm_model_config cfg;
+    snprintf(path, sizeof path, "%s/config.json", a.output);
+    if (a.resume) {
+        if ((st = hm_config_load(path, &cfg)) != HM_OK)
+            goto out;
+    } else if ((st = hm_config_resolve(a.model, &cfg)) != HM_OK) {
+        goto out;
+    }
+    uint32_t V = hm_tokenizer_vocab_size(tok);
+    if (a.resume && (uint32_t)cfg.vocab_size != V) {
+        st = hm_fail(HM_ERR_MISMATCH, "train: tokenizer %s has %u tokens, the run in %s was trained with %d",
+                     a.tokenizer, V, a.output, cfg.vocab_size);
+        goto out;
+    }
+    cfg.vocab_size = (int)V;
+    if (a.seq_len > cfg.max_seq_len) {
+        if (a.seq_len_given) {
+            st = hm_fail(HM_ERR_USAGE, "train: --seq-len %ld exceeds the model's max_seq_len %d",
+                         a.seq_len, cfg.max_seq_len);
+            goto out;
+        }
+        if (rank == 0)
+            fprintf(stderr, "Note: the default --seq-len 256 exceeds %s's max_seq_len %d; using %d\n",
+                    cfg.name, cfg.max_seq_len, cfg.max_seq_len);
+        a.seq_len = cfg.max_seq_len;
+    }
+    if (!a.stride)
+        a.stride = a.seq_len;
+
+    /* Data: tokenized once into the output folder, then memory-mapped. */
+    snprintf(path, sizeof path, "%s/tokens-train.bin", a.output);
+    struct hm_dataset_opts dopt = {a.data.items, a.data.n, a.text_field, path, 0};
+    struct hm_dataset_info dinfo;
+    if ((st = hm_dataset_open(tok, &dopt, &train, &dinfo)) != HM_OK)
+        goto out;
+    if (rank == 0)
+        fprintf(stderr, "Data: %llu documents, %llu tokens%s\n", (unsigned long long)dinfo.n_docs,
+                (unsigned long long)train.n_tokens, dinfo.cache_hit ? " (token cache reused)" : "");
+    if (a.val_data.n) {
+        snprintf(path, sizeof path, "%s/tokens-val.bin", a.output);
+        struct hm_dataset_opts vopt = {a.val_data.items, a.val_data.n, a.text_field, path, 0};
+        if ((st = hm_dataset_open(tok, &vopt, &val, &dinfo)) != HM_OK)
+            goto out;
+        have_val = true;
+    }
+
+    struct hm_backend *be = NULL;
+    if ((st = hm_backend_cpu_new(&be)) != HM_OK)
+        goto out;
+    if ((st = hm_model_new(&cfg, be, &model)) != HM_OK ||
+        (st = hm_model_init_weights(model, (uint64_t)a.seed)) != HM_OK)
+        goto out_be;
+    if (a.checkpoint && !a.resume) {
+        struct hm_tensor *emb = hm_model_param(model, "embedding.weight");
+        (void)emb;
+        if ((st = hm_model_load_weights(model, a.checkpoint)) != HM_OK) {
+            if (st == HM_ERR_MISMATCH && strstr(hm_last_error(), "embedding.weight"))
+                hm_fail(st, "train: --checkpoint %s does not match tokenizer %s (%u tokens): %s",
+                        a.checkpoint, a.tokenizer, V, hm_last_error());
+            goto out_be;
+        }
+    }
+    if (rank == 0) {
+        snprintf(path, sizeof path, "%s/config.json", a.output);
+        if ((st = hm_config_save(&cfg, path)) != HM_OK)
+            goto out_be;
+    }
+
+    struct hm_train_opts to = {
+        .output_dir = a.output, .batch_size = (int)a.batch, .seq_len = (int)a.seq_len,
+        .stride = (int)a.stride, .grad_accum = (int)a.grad_accum, .epochs = (int)a.epochs,
+        .max_steps = a.max_steps, .seed = (uint64_t)a.seed, .val_split = a.val_split,
+        .adamw = hm_adamw_defaults(), .log_every = a.log_every, .eval_every = a.eval_every,
+        .eval_batches = a.eval_batches, .save_every = a.save_every,
+        .save_dtype = strcmp(a.save_dtype, "bf16") == 0 ? HM_SAVE_BF16 : HM_SAVE_F32, .resume = a.resume,
+    };
+    to.adamw.grad_clip = (float)a.grad_clip;
+    to.adamw.weight_decay = (float)a.weight_decay;
+    to.lr = (struct hm_lr_schedule){lr_kind, a.lr, a.min_lr_given ? a.min_lr : a.lr / 10, a.warmup, 0, 0.2};
+    if (!a.warmup_given)
+        to.lr.warmup_steps = -1; /* resolved by the trainer once the step count is known */
+    if (rank == 0) {
+        long G = a.batch * a.grad_accum * hm_comm_size(comm);
+        fprintf(stderr, "Model: %s, %llu parameters (%d layers, hidden %d, vocab %u)\n", cfg.name,
+                (unsigned long long)hm_model_param_count(model), cfg.num_layers, cfg.hidden_size, V);
+        fprintf(stderr, "Global batch: %ld windows (batch %ld x grad-accum %ld x %d process%s) of %ld tokens\n",
+                G, a.batch, a.grad_accum, hm_comm_size(comm), hm_comm_size(comm) > 1 ? "es" : "", a.seq_len);
+    }
+    hm_interrupt_install();
+    struct cli_progress bar;
+    cli_progress_begin(&bar, "train", 0);
+    struct hm_train_summary sum;
+    st = hm_train(model, &train, have_val ? &val : NULL, &to, comm, print_progress, &bar, &sum);
+    cli_progress_end(&bar);
+    if (rank == 0 && (st == HM_OK || st == HM_ERR_INTERRUPTED)) {
+        fprintf(stderr, "Done: %ld steps, train loss %.4f, val loss %.4f, %llu tokens in %.1f s "
+                "(%.0f tok/s), peak memory %.1f MiB (graph workspace %.1f MiB)\n",
+                sum.steps, sum.final_loss, sum.final_val_loss, (unsigned long long)sum.tokens_seen,
+                sum.wall_s, sum.mean_tokens_per_s, (double)sum.peak_rss_bytes / 1048576.0,
+                (double)sum.planned_bytes / 1048576.0);
+        if (st == HM_ERR_INTERRUPTED) {
+            /* The exact command: this one, with --resume added once. */
+            fprintf(stderr, "Resume with: hermes-llm");
+            for (int i = 0; i < argc; i++)
+                fprintf(stderr, " %s", argv[i]);
+            fprintf(stderr, "%s\n", a.resume ? "" : " --resume");
+        }
+    }
+    if (st == HM_ERR_INTERRUPTED)
+        st = HM_OK; /* a clean, saved stop */
+out_be:
+    hm_model_free(model);
+    hm_backend_free(be);
+out:
+    if (have_val)
+        hm_token_cache_close(&val);
+    hm_token_cache_close(&train);
+    hm_tokenizer_free(tok);
+    hm_comm_free(comm);
+    return st;
 }

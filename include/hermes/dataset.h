@@ -1,0 +1,44 @@
+/*
+ * dataset.h - training data: documents from files (or stdin) turned into one token stream with
+ * <eos> after every document, encoded in parallel and kept in a memory-mapped token cache.
+ *
+ * A `.txt` file is one document; a `.jsonl` file holds one document per record (its text field);
+ * `.gz` and `.zst` are decompressed on the fly. The cache key hashes the tokenizer, the text field
+ * and every input's bytes, so a second run over the same inputs skips tokenization and any change
+ * rebuilds the cache.
+ */
+#ifndef HERMES_DATASET_H
+#define HERMES_DATASET_H
+
+#include "hermes/token-cache.h"
+#include "hermes/tokenizer.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct hm_dataset_opts {
+    const char *const *paths; /* n_paths files; n_paths == 0 reads standard input */
+    int n_paths;
+    const char *text_field;   /* JSONL field, "text" */
+    const char *cache_path;   /* token cache to reuse or (re)write */
+    int n_threads;
+};
+
+struct hm_dataset_info {
+    uint64_t n_docs;
+    uint64_t n_bytes;
+    bool cache_hit;
+    double seconds;
+};
+
+/* Open (or build) the token cache for the inputs. HM_ERR_USAGE for empty data, HM_ERR_IO for an
+ * unreadable file, HM_ERR_FORMAT for malformed JSONL (with file and line), HM_ERR_MISMATCH when the
+ * tokenizer has no <eos>. */
+HM_API enum hm_status hm_dataset_open(struct hm_tokenizer *tok, const struct hm_dataset_opts *opts,
+                                      struct hm_token_cache *out, struct hm_dataset_info *info);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

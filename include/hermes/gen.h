@@ -1,0 +1,65 @@
+/*
+ * gen.h - text generation: the sampler and the generation loop over a KV cache.
+ *
+ * Sampling order: repetition penalty (sign-aware: positive logits divided by r, negative ones
+ * multiplied), temperature (0 = greedy argmax, lowest id on ties), top-k, top-p (the smallest set
+ * of most likely tokens whose probability reaches p), then one draw from a seeded RNG.
+ *
+ *     struct hm_sampler *s;  hm_sampler_new(V, &opts, &s);
+ *     hm_generate(model, prompt, n, &gopts, s, on_token, user, &stats);
+ */
+#ifndef HERMES_GEN_H
+#define HERMES_GEN_H
+
+#include "hermes/model.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct hm_sampler_opts {
+    float temperature;        /* 0 = greedy */
+    int top_k;                /* 0 = off */
+    float top_p;              /* 1 = off */
+    float repetition_penalty; /* 1 = off */
+    uint64_t seed;
+};
+
+struct hm_sampler;
+HM_API enum hm_status hm_sampler_new(int vocab_size, const struct hm_sampler_opts *opts,
+                                     struct hm_sampler **out);
+HM_API void hm_sampler_free(struct hm_sampler *s);
+/* Pick the next id from `logits` (V, modified in place) given the ids so far. */
+HM_API int32_t hm_sampler_sample(struct hm_sampler *s, float *logits, const int32_t *history, int n_history);
+/* After hm_sampler_sample: how many candidates survived top-k/top-p (for tests). */
+HM_API int hm_sampler_last_candidates(const struct hm_sampler *s);
+
+typedef bool (*hm_token_fn)(int32_t id, void *user); /* return false to stop */
+
+struct hm_generate_opts {
+    int max_new_tokens;
+    int32_t eos_id;   /* -1: never stop at a token */
+};
+
+enum hm_stop_reason { HM_STOP_MAX_TOKENS = 0, HM_STOP_EOS, HM_STOP_CONTEXT_FULL, HM_STOP_CALLBACK };
+
+struct hm_generate_stats {
+    int prompt_tokens;
+    int new_tokens;
+    double prefill_s;   /* time to first token */
+    double decode_s;
+    enum hm_stop_reason stop;
+    size_t kv_cache_bytes;
+};
+
+/* Prefill the prompt in one pass, then decode one token per step over the KV cache, which is
+ * sized to min(max_seq_len, prompt + max_new_tokens). HM_ERR_USAGE for an empty prompt or one
+ * longer than max_seq_len. Generation stops early (stats->stop) at eos or a full context. */
+HM_API enum hm_status hm_generate(struct hm_model *m, const int32_t *prompt, int n_prompt,
+                                  const struct hm_generate_opts *opts, struct hm_sampler *s,
+                                  hm_token_fn on_token, void *user, struct hm_generate_stats *stats);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

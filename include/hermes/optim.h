@@ -1,0 +1,53 @@
+/*
+ * optim.h - AdamW with global-norm gradient clipping over a model's parameter block.
+ *
+ * The moments m and v are two more buffers with the parameter block's layout, so one step is:
+ * the global gradient norm (one deterministic reduction), an optional rescale of the whole
+ * gradient block, and two fused AdamW calls (decayed range, then the norms and biases).
+ */
+#ifndef HERMES_OPTIM_H
+#define HERMES_OPTIM_H
+
+#include "hermes/model.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct hm_adamw_config {
+    float beta1;        /* 0.9 */
+    float beta2;        /* 0.95 */
+    float eps;          /* 1e-8, added after the square root */
+    float weight_decay; /* 0.1, matrices and the embedding only */
+    float grad_clip;    /* global L2 norm bound; 0 = off */
+};
+
+HM_API struct hm_adamw_config hm_adamw_defaults(void);
+
+struct hm_optimizer;
+
+HM_API enum hm_status hm_optimizer_new(struct hm_model *m, const struct hm_adamw_config *cfg,
+                                       struct hm_optimizer **out);
+HM_API void hm_optimizer_free(struct hm_optimizer *o);
+
+/* Global L2 norm of the gradient block. */
+HM_API enum hm_status hm_optimizer_grad_norm(struct hm_optimizer *o, double *norm);
+
+/*
+ * One optimizer step at learning rate `lr` on the gradients already accumulated (and averaged):
+ * measures the global norm (returned in *grad_norm, before clipping), fails with HM_ERR_NUMERIC if
+ * it is not finite (parameters untouched), clips to grad_clip, then applies AdamW with step t+1.
+ * The gradient block is left as used; the caller zeroes it before the next accumulation.
+ */
+HM_API enum hm_status hm_optimizer_step(struct hm_optimizer *o, float lr, double *grad_norm);
+
+HM_API int64_t hm_optimizer_steps(const struct hm_optimizer *o);
+/* Moments, for checkpoints: buffers with the parameter block's layout. */
+HM_API struct hm_buffer *hm_optimizer_m(const struct hm_optimizer *o);
+HM_API struct hm_buffer *hm_optimizer_v(const struct hm_optimizer *o);
+HM_API void hm_optimizer_set_steps(struct hm_optimizer *o, int64_t t);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,106 @@
+/* comm.c - communicator dispatch, the single-process no-op, and the model-level helpers. */
+#include "comm-impl.h"
+#include "hermes/model.h"
+#include "util/util.h"
+
+static enum hm_status none_allreduce(struct hm_comm *c, void *p, size_t n)
+{
+    return HM_OK;
+}
+
+static enum hm_status none_broadcast(struct hm_comm *c, void *p, size_t bytes, int root)
+{
+    return HM_OK;
+}
+
+static enum hm_status none_double(struct hm_comm *c, double *v)
+{
+    return HM_OK;
+}
+
+static enum hm_status none_barrier(struct hm_comm *c)
+{
+    return HM_OK;
+}
+
+static void none_free(struct hm_comm *c)
+{
+}
+
+static const struct hm_comm_ops single_ops = {"single", none_allreduce, none_broadcast, none_double,
+                                              none_barrier, none_free};
+
+enum hm_status hm_comm_single_new(struct hm_comm **out)
+{
+    struct hm_comm *c = hm_calloc(1, sizeof *c);
+    if (!c)
+        return hm_fail(HM_ERR_NOMEM, "out of memory");
+    c->ops = &single_ops;
+    c->rank = 0;
+    c->size = 1;
+    *out = c;
+    return HM_OK;
+}
+
+void hm_comm_free(struct hm_comm *c)
+{
+    if (!c)
+        return;
+    c->ops->free(c);
+    hm_free(c);
+}
+
+int hm_comm_rank(const struct hm_comm *c)
+{
+    return c->rank;
+}
+
+int hm_comm_size(const struct hm_comm *c)
+{
+    return c->size;
+}
+
+const char *hm_comm_name(const struct hm_comm *c)
+{
+    return c->ops->name;
+}
+
+enum hm_status hm_comm_allreduce_sum(struct hm_comm *c, struct hm_buffer *buf, size_t offset, size_t n)
+{
+    HM_ASSERT((offset + n) * sizeof(float) <= hm_buffer_size(buf));
+    return c->ops->allreduce_sum(c, (float *)hm_buffer_ptr(buf) + offset, n);
+}
+
+enum hm_status hm_comm_broadcast(struct hm_comm *c, struct hm_buffer *buf, int root)
+{
+    return c->ops->broadcast(c, hm_buffer_ptr(buf), hm_buffer_size(buf), root);
+}
+
+enum hm_status hm_comm_allreduce_double(struct hm_comm *c, double *value)
+{
+    return c->ops->allreduce_double(c, value);
+}
+
+enum hm_status hm_comm_barrier(struct hm_comm *c)
+{
+    return c->ops->barrier(c);
+}
+
+enum hm_status hm_comm_broadcast_params(struct hm_comm *c, struct hm_model *m)
+{
+    if (c->size == 1)
+        return HM_OK;
+    return hm_comm_broadcast(c, hm_block_data(hm_model_params(m)), 0);
+}
+
+enum hm_status hm_comm_allreduce_grads(struct hm_comm *c, struct hm_model *m, double *loss)
+{
+    if (c->size == 1)
+        return HM_OK;
+    /* Each rank seeded its loss gradient with 1 / (accum * world): the sum is the mean. */
+    struct hm_buffer *g = hm_block_grads(hm_model_params(m));
+    enum hm_status st = hm_comm_allreduce_sum(c, g, 0, hm_buffer_size(g) / sizeof(float));
+    if (st == HM_OK && (st = hm_comm_allreduce_double(c, loss)) == HM_OK)
+        *loss /= c->size;
+    return st;
+}

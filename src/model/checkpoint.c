@@ -1,0 +1,67 @@
+/*
+ * checkpoint.c - model weights to and from safetensors under the original checkpoint names.
+ * Saving stages the parameter block on the host once; loading reads every tensor (F32, BF16 or
+ * F16, shape checked) into a host copy before anything reaches the backend, so a bad file leaves
+ * the model as it was.
+ */
+#include "hermes/model.h"
+#include "hermes/safetensors.h"
+#include "util/util.h"
+
+#include <string.h>
+
+enum hm_status hm_model_save(const struct hm_model *m, const char *path, enum hm_save_dtype dt)
+{
+    struct hm_block *blk = hm_model_params(m);
+    size_t bytes = hm_block_nbytes(blk);
+    int n = hm_block_n_tensors(blk);
+    float *host = hm_malloc(bytes);
+    struct hm_st_entry *e = hm_calloc((size_t)n, sizeof *e);
+    enum hm_status st = HM_OK;
+    if (!host || !e) {
+        st = hm_fail(HM_ERR_NOMEM, "%s: out of memory staging %zu bytes", path, bytes);
+        goto out;
+    }
+    if ((st = hm_buffer_get(hm_block_data(blk), 0, host, bytes)) != HM_OK)
+        goto out;
+    for (int i = 0; i < n; i++) {
+        struct hm_tensor *t = hm_block_tensor(blk, i);
+        e[i].name = t->name;
+        e[i].dtype = dt == HM_SAVE_BF16 ? HM_ST_BF16 : HM_ST_F32;
+        e[i].ndim = t->n_dims;
+        for (int d = 0; d < t->n_dims; d++)
+            e[i].shape[d] = t->shape[d];
+        e[i].data = host + hm_block_elem_offset(t);
+        e[i].data_is_f32 = true;
+    }
+    st = hm_st_write(path, e, (size_t)n, NULL, 0);
+out:
+    hm_free(host);
+    hm_free(e);
+    return st;
+}
+
+enum hm_status hm_model_load_weights(struct hm_model *m, const char *path)
+{
+    struct hm_block *blk = hm_model_params(m);
+    size_t bytes = hm_block_nbytes(blk);
+    struct hm_st_file *f = NULL;
+    float *host = NULL;
+    enum hm_status st = hm_st_open(path, &f);
+    if (st != HM_OK)
+        return st;
+    if (!(host = hm_malloc(bytes))) {
+        st = hm_fail(HM_ERR_NOMEM, "%s: out of memory staging %zu bytes", path, bytes);
+        goto out;
+    }
+    for (int i = 0; i < hm_block_n_tensors(blk); i++) {
+        struct hm_tensor *t = hm_block_tensor(blk, i);
+        if ((st = hm_st_read_f32(f, t->name, t->n_dims, t->shape, host + hm_block_elem_offset(t))) != HM_OK)
+            goto out;
+    }
+    st = hm_buffer_set(hm_block_data(blk), 0, host, bytes);
+out:
+    hm_free(host);
+    hm_st_close(f);
+    return st;
+}

@@ -1,0 +1,406 @@
+/*
+ * gpt.c - the transformer: parameter declaration, initialisation, and the one forward builder
+ * that serves the training graph and the inference (KV-cache) graphs.
+ *
+ * Block (pre-norm):  x = x + drop(o_proj(attn(rope(q), rope(k), v)))     on rms_norm(x)
+ *                    x = x + drop(down(gelu(up(h))))  or  drop(down(silu(gate(h)) * up(h)))
+ * Parameters are declared weight-decayed first (embedding, every matrix, lm_head) and then the
+ * norm weights and biases, so AdamW runs over two contiguous ranges.
+ */
+#include "hermes/model.h"
+#include "util/util.h"
+
+#include <math.h>
+#include <string.h>
+
+struct layer {
+    struct hm_tensor *wq, *wk, *wv, *wo, *bq, *bk, *bv, *bo;
+    struct hm_tensor *w_gate, *w_up, *w_down, *b_gate, *b_up, *b_down;
+    struct hm_tensor *norm_in, *norm_post;
+};
+
+struct hm_model {
+    struct hm_model_config cfg;
+    struct hm_backend *be;
+    struct hm_block *params;
+    struct hm_tensor *embedding, *lm_head, *norm;
+    struct layer *layers;
+    uint64_t n_decay;
+};
+
+struct hm_kv_cache {
+    struct hm_model *model;
+    struct hm_block *block;
+    struct hm_tensor **k, **v; /* per layer (1, ctx, NKV, HD) */
+    int len;
+};
+
+static struct hm_tensor *add_param(struct hm_model *m, int n_dims, int64_t d0, int64_t d1,
+                                   const char *fmt, int layer)
+{
+    char name[96];
+    snprintf(name, sizeof name, fmt, layer);
+    int64_t shape[2] = {d0, d1};
+    return hm_block_add(m->params, name, HM_DTYPE_F32, n_dims, shape);
+}
+
+/* Declaration order is the memory layout: matrices (decayed) first, then vectors. */
+static void declare_params(struct hm_model *m)
+{
+    const struct hm_model_config *c = &m->cfg;
+    int64_t C = c->hidden_size, I = c->intermediate_size, V = c->vocab_size;
+    int64_t KV = (int64_t)c->num_kv_heads * hm_config_head_dim(c);
+    bool swiglu = c->activation == HM_ACT_SWIGLU;
+    m->embedding = add_param(m, 2, V, C, "embedding.weight", 0);
+    for (int i = 0; i < c->num_layers; i++) {
+        struct layer *l = &m->layers[i];
+        l->wq = add_param(m, 2, C, C, "layers.%d.attention.q_proj.weight", i);
+        l->wk = add_param(m, 2, KV, C, "layers.%d.attention.k_proj.weight", i);
+        l->wv = add_param(m, 2, KV, C, "layers.%d.attention.v_proj.weight", i);
+        l->wo = add_param(m, 2, C, C, "layers.%d.attention.o_proj.weight", i);
+        if (swiglu)
+            l->w_gate = add_param(m, 2, I, C, "layers.%d.feed_forward.gate_proj.weight", i);
+        l->w_up = add_param(m, 2, I, C, "layers.%d.feed_forward.up_proj.weight", i);
+        l->w_down = add_param(m, 2, C, I, "layers.%d.feed_forward.down_proj.weight", i);
+    }
+    if (!c->tie_embeddings)
+        m->lm_head = add_param(m, 2, V, C, "lm_head.weight", 0);
+    m->n_decay = 0;
+    for (int i = 0; i < hm_block_n_tensors(m->params); i++)
+        m->n_decay += (uint64_t)hm_nelements(hm_block_tensor(m->params, i));
+    for (int i = 0; i < c->num_layers; i++) {
+        struct layer *l = &m->layers[i];
+        l->norm_in = add_param(m, 1, C, 1, "layers.%d.input_layernorm.weight", i);
+        l->norm_post = add_param(m, 1, C, 1, "layers.%d.post_attention_layernorm.weight", i);
+        if (!c->use_bias)
+            continue;
+        l->bq = add_param(m, 1, C, 1, "layers.%d.attention.q_proj.bias", i);
+        l->bk = add_param(m, 1, KV, 1, "layers.%d.attention.k_proj.bias", i);
+        l->bv = add_param(m, 1, KV, 1, "layers.%d.attention.v_proj.bias", i);
+        l->bo = add_param(m, 1, C, 1, "layers.%d.attention.o_proj.bias", i);
+        if (swiglu)
+            l->b_gate = add_param(m, 1, I, 1, "layers.%d.feed_forward.gate_proj.bias", i);
+        l->b_up = add_param(m, 1, I, 1, "layers.%d.feed_forward.up_proj.bias", i);
+        l->b_down = add_param(m, 1, C, 1, "layers.%d.feed_forward.down_proj.bias", i);
+    }
+    m->norm = add_param(m, 1, C, 1, "norm.weight", 0);
+}
+
+enum hm_status hm_model_new(const struct hm_model_config *cfg, struct hm_backend *be,
+                            struct hm_model **out)
+{
+    enum hm_status st = hm_config_validate(cfg);
+    if (st != HM_OK)
+        return st;
+    struct hm_model *m = hm_calloc(1, sizeof *m);
+    if (!m)
+        return hm_fail(HM_ERR_NOMEM, "out of memory creating the model");
+    m->cfg = *cfg;
+    m->be = be;
+    m->layers = hm_calloc((size_t)cfg->num_layers, sizeof *m->layers);
+    if (!m->layers) {
+        hm_free(m);
+        return hm_fail(HM_ERR_NOMEM, "out of memory creating the model");
+    }
+    if ((st = hm_block_new(true, &m->params)) != HM_OK)
+        goto fail;
+    declare_params(m);
+    if ((st = hm_block_alloc(m->params, be)) != HM_OK)
+        goto fail;
+    HM_ASSERT(hm_model_param_count(m) == hm_config_param_count(cfg));
+    *out = m;
+    return HM_OK;
+fail:
+    hm_model_free(m);
+    return st;
+}
+
+void hm_model_free(struct hm_model *m)
+{
+    if (!m)
+        return;
+    hm_block_free(m->params);
+    hm_free(m->layers);
+    hm_free(m);
+}
+
+const struct hm_model_config *hm_model_config(const struct hm_model *m)
+{
+    return &m->cfg;
+}
+
+struct hm_backend *hm_model_backend(const struct hm_model *m)
+{
+    return m->be;
+}
+
+struct hm_block *hm_model_params(const struct hm_model *m)
+{
+    return m->params;
+}
+
+uint64_t hm_model_n_decay(const struct hm_model *m)
+{
+    return m->n_decay;
+}
+
+uint64_t hm_model_param_count(const struct hm_model *m)
+{
+    uint64_t n = 0;
+    for (int i = 0; i < hm_block_n_tensors(m->params); i++)
+        n += (uint64_t)hm_nelements(hm_block_tensor(m->params, i));
+    return n;
+}
+
+struct hm_tensor *hm_model_param(const struct hm_model *m, const char *name)
+{
+    for (int i = 0; i < hm_block_n_tensors(m->params); i++) {
+        struct hm_tensor *t = hm_block_tensor(m->params, i);
+        if (strcmp(t->name, name) == 0)
+            return t;
+    }
+    return NULL;
+}
+
+enum hm_status hm_model_init_weights(struct hm_model *m, uint64_t seed)
+{
+    /* One host staging buffer for the whole block, filled tensor by tensor in layout order. */
+    size_t n = hm_block_nbytes(m->params) / sizeof(float);
+    float *host = hm_malloc(n * sizeof(float));
+    if (!host)
+        return hm_fail(HM_ERR_NOMEM, "out of memory initialising %zu parameters", n);
+    struct hm_rng rng;
+    hm_rng_seed(&rng, seed);
+    float resid_scale = 1.0f / sqrtf(2.0f * (float)m->cfg.num_layers);
+    for (int i = 0; i < hm_block_n_tensors(m->params); i++) {
+        struct hm_tensor *t = hm_block_tensor(m->params, i);
+        float *p = host + hm_block_elem_offset(t);
+        int64_t cnt = hm_nelements(t);
+        if (t->n_dims == 2) {
+            bool resid = strstr(t->name, "o_proj") || strstr(t->name, "down_proj");
+            float std = 0.02f * (resid ? resid_scale : 1.0f);
+            for (int64_t j = 0; j < cnt; j++)
+                p[j] = std * hm_rng_normal(&rng);
+        } else {
+            float v = strstr(t->name, "norm") ? 1.0f : 0.0f;
+            for (int64_t j = 0; j < cnt; j++)
+                p[j] = v;
+        }
+    }
+    enum hm_status st = hm_buffer_set(hm_block_data(m->params), 0, host, n * sizeof(float));
+    hm_free(host);
+    return st;
+}
+
+/* ---- the forward builder ------------------------------------------------------------------ */
+
+struct build {
+    struct hm_ctx *ctx;
+    int B, T;
+    bool training;
+    struct hm_kv_cache *cache; /* inference only */
+};
+
+static struct hm_tensor *heads(struct build *b, struct hm_tensor *x, int n_heads, int hd)
+{
+    return hm_reshape(b->ctx, x, 4, (int64_t[]){b->B, b->T, n_heads, hd});
+}
+
+static struct hm_tensor *block_forward(struct hm_model *m, struct build *b, int i, struct hm_tensor *x)
+{
+    const struct hm_model_config *c = &m->cfg;
+    struct layer *l = &m->layers[i];
+    struct hm_ctx *ctx = b->ctx;
+    int HD = hm_config_head_dim(c);
+    float p = b->training ? c->dropout : 0.0f;
+
+    struct hm_tensor *h = hm_rms_norm(ctx, x, l->norm_in, c->layer_norm_eps);
+    struct hm_tensor *q = heads(b, hm_linear(ctx, h, l->wq, l->bq), c->num_heads, HD);
+    struct hm_tensor *k = heads(b, hm_linear(ctx, h, l->wk, l->bk), c->num_kv_heads, HD);
+    struct hm_tensor *v = heads(b, hm_linear(ctx, h, l->wv, l->bv), c->num_kv_heads, HD);
+    q = hm_rope(ctx, q, c->rope_theta);
+    k = hm_rope(ctx, k, c->rope_theta);
+    if (b->cache) {
+        k = hm_kv_write(ctx, b->cache->k[i], k);
+        v = hm_kv_write(ctx, b->cache->v[i], v);
+    }
+    struct hm_tensor *a = hm_attention(ctx, q, k, v);
+    a = hm_reshape(ctx, a, 3, (int64_t[]){b->B, b->T, c->hidden_size});
+    struct hm_tensor *o = hm_dropout(ctx, hm_linear(ctx, a, l->wo, l->bo), p, i * 4 + 1);
+    x = hm_add(ctx, x, o);
+
+    h = hm_rms_norm(ctx, x, l->norm_post, c->layer_norm_eps);
+    struct hm_tensor *f;
+    if (c->activation == HM_ACT_SWIGLU)
+        f = hm_swiglu(ctx, hm_linear(ctx, h, l->w_gate, l->b_gate), hm_linear(ctx, h, l->w_up, l->b_up));
+    else
+        f = hm_gelu(ctx, hm_linear(ctx, h, l->w_up, l->b_up));
+    f = hm_dropout(ctx, hm_linear(ctx, f, l->w_down, l->b_down), p, i * 4 + 2);
+    return hm_add(ctx, x, f);
+}
+
+/* ids (B, T) -> final hidden states (B, T, C) after the last norm. */
+static struct hm_tensor *trunk_forward(struct hm_model *m, struct build *b, struct hm_tensor *ids)
+{
+    const struct hm_model_config *c = &m->cfg;
+    struct hm_tensor *x = hm_embedding(b->ctx, m->embedding, ids);
+    x = hm_dropout(b->ctx, x, b->training ? c->dropout : 0.0f, 0);
+    for (int i = 0; i < c->num_layers; i++)
+        x = block_forward(m, b, i, x);
+    return hm_rms_norm(b->ctx, x, m->norm, c->layer_norm_eps);
+}
+
+static struct hm_tensor *lm_head(struct hm_model *m, struct build *b, struct hm_tensor *x)
+{
+    return hm_linear(b->ctx, x, m->lm_head ? m->lm_head : m->embedding, NULL);
+}
+
+enum hm_status hm_model_build_train_graph(struct hm_model *m, int B, int T, struct hm_train_graph *out)
+{
+    memset(out, 0, sizeof *out);
+    const struct hm_model_config *c = &m->cfg;
+    if (B < 1 || T < 1)
+        return hm_fail(HM_ERR_USAGE, "batch size %d and sequence length %d must be positive", B, T);
+    if (T > c->max_seq_len)
+        return hm_fail(HM_ERR_MISMATCH, "sequence length %d exceeds the model's max_seq_len %d", T,
+                       c->max_seq_len);
+    enum hm_status st = hm_ctx_new(&out->ctx);
+    if (st != HM_OK)
+        return st;
+    struct build b = {out->ctx, B, T, true, NULL};
+    out->B = B;
+    out->T = T;
+    out->ids = hm_new_input(out->ctx, HM_DTYPE_I32, 2, (int64_t[]){B, T});
+    out->targets = hm_new_input(out->ctx, HM_DTYPE_I32, 2, (int64_t[]){B, T});
+    hm_tensor_set_name(out->ids, "input_ids");
+    hm_tensor_set_name(out->targets, "targets");
+    struct hm_tensor *x = trunk_forward(m, &b, out->ids);
+    out->logits = lm_head(m, &b, x);
+    hm_tensor_set_name(out->logits, "logits");
+    struct hm_tensor *flat = hm_reshape(out->ctx, out->logits, 2, (int64_t[]){(int64_t)B * T, c->vocab_size});
+    out->loss = hm_cross_entropy(out->ctx, flat, out->targets, HM_IGNORE_INDEX);
+    hm_tensor_set_name(out->loss, "loss");
+    if ((st = hm_graph_new(out->ctx, &out->graph)) != HM_OK)
+        goto fail;
+    hm_graph_build_forward(out->graph, out->logits);
+    hm_graph_build_forward(out->graph, out->loss);
+    if ((st = hm_graph_build_backward(out->graph, out->loss)) != HM_OK ||
+        (st = hm_graph_plan(out->graph, m->be)) != HM_OK)
+        goto fail;
+    return HM_OK;
+fail:
+    hm_train_graph_free(out);
+    return st;
+}
+
+void hm_train_graph_free(struct hm_train_graph *tg)
+{
+    hm_graph_free(tg->graph);
+    hm_ctx_free(tg->ctx);
+    memset(tg, 0, sizeof *tg);
+}
+
+/* ---- inference ---------------------------------------------------------------------------- */
+
+enum hm_status hm_kv_cache_new(struct hm_model *m, int ctx_len, struct hm_kv_cache **out)
+{
+    const struct hm_model_config *c = &m->cfg;
+    if (ctx_len < 1 || ctx_len > c->max_seq_len)
+        return hm_fail(HM_ERR_USAGE, "KV cache length %d must be in [1, max_seq_len %d]", ctx_len,
+                       c->max_seq_len);
+    struct hm_kv_cache *kc = hm_calloc(1, sizeof *kc);
+    if (!kc)
+        return hm_fail(HM_ERR_NOMEM, "out of memory creating the KV cache");
+    kc->model = m;
+    kc->len = ctx_len;
+    kc->k = hm_calloc((size_t)c->num_layers, sizeof *kc->k);
+    kc->v = hm_calloc((size_t)c->num_layers, sizeof *kc->v);
+    enum hm_status st = HM_OK;
+    if (!kc->k || !kc->v) {
+        st = hm_fail(HM_ERR_NOMEM, "out of memory creating the KV cache");
+        goto fail;
+    }
+    if ((st = hm_block_new(false, &kc->block)) != HM_OK)
+        goto fail;
+    int64_t shape[4] = {1, ctx_len, c->num_kv_heads, hm_config_head_dim(c)};
+    for (int i = 0; i < c->num_layers; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "cache.%d.k", i);
+        kc->k[i] = hm_block_add(kc->block, name, HM_DTYPE_F32, 4, shape);
+        snprintf(name, sizeof name, "cache.%d.v", i);
+        kc->v[i] = hm_block_add(kc->block, name, HM_DTYPE_F32, 4, shape);
+    }
+    if ((st = hm_block_alloc(kc->block, m->be)) != HM_OK)
+        goto fail;
+    *out = kc;
+    return HM_OK;
+fail:
+    hm_kv_cache_free(kc);
+    return st;
+}
+
+void hm_kv_cache_free(struct hm_kv_cache *c)
+{
+    if (!c)
+        return;
+    hm_block_free(c->block);
+    hm_free(c->k);
+    hm_free(c->v);
+    hm_free(c);
+}
+
+int hm_kv_cache_len(const struct hm_kv_cache *c)
+{
+    return c->len;
+}
+
+size_t hm_kv_cache_bytes(const struct hm_kv_cache *c)
+{
+    return hm_block_nbytes(c->block);
+}
+
+enum hm_status hm_model_build_infer_graph(struct hm_model *m, struct hm_kv_cache *cache, int T,
+                                          struct hm_infer_graph *out)
+{
+    memset(out, 0, sizeof *out);
+    if (T < 1 || T > cache->len)
+        return hm_fail(HM_ERR_USAGE, "%d new tokens do not fit a KV cache of %d positions", T, cache->len);
+    enum hm_status st = hm_ctx_new(&out->ctx);
+    if (st != HM_OK)
+        return st;
+    struct build b = {out->ctx, 1, T, false, cache};
+    out->T = T;
+    out->ids = hm_new_input(out->ctx, HM_DTYPE_I32, 2, (int64_t[]){1, T});
+    struct hm_tensor *x = trunk_forward(m, &b, out->ids);
+    /* Only the last position's logits are needed: slice before the LM head. */
+    x = hm_reshape(out->ctx, x, 2, (int64_t[]){T, m->cfg.hidden_size});
+    x = hm_slice(out->ctx, x, 0, T - 1, 1);
+    struct hm_tensor *logits = lm_head(m, &b, x);
+    out->logits = hm_reshape(out->ctx, logits, 1, (int64_t[]){m->cfg.vocab_size});
+    if ((st = hm_graph_new(out->ctx, &out->graph)) != HM_OK)
+        goto fail;
+    hm_graph_build_forward(out->graph, out->logits);
+    hm_graph_runtime(out->graph)->training = false;
+    if ((st = hm_graph_plan(out->graph, m->be)) != HM_OK)
+        goto fail;
+    return HM_OK;
+fail:
+    hm_infer_graph_free(out);
+    return st;
+}
+
+enum hm_status hm_infer_run(struct hm_infer_graph *g, const int32_t *ids, int pos)
+{
+    enum hm_status st = hm_tensor_set(g->ids, ids, (size_t)g->T * sizeof(int32_t));
+    if (st != HM_OK)
+        return st;
+    hm_graph_runtime(g->graph)->pos = pos;
+    return hm_graph_forward(g->graph);
+}
+
+void hm_infer_graph_free(struct hm_infer_graph *g)
+{
+    hm_graph_free(g->graph);
+    hm_ctx_free(g->ctx);
+    memset(g, 0, sizeof *g);
+}
