@@ -70,7 +70,9 @@ HM_API enum hm_status hm_tokenizer_trainer_new(const struct hm_tokenizer_train_o
 /* `text` is copied; bytes need not be valid UTF-8. */
 HM_API enum hm_status hm_tokenizer_trainer_feed(struct hm_tokenizer_trainer *tr, const char *text,
                                                 size_t len);
-/* Learn the merges. HM_ERR_USAGE when no text was fed (empty corpus). */
+/* Learn the merges (one call per trainer). HM_ERR_FORMAT when the corpus is empty. On a
+ * merge whose result string already has an id (formats.md §1.7.1, e.g. a special token that is
+ * also a corpus word) the id is reused and the vocab does not grow, exactly as HF does. */
 HM_API enum hm_status hm_tokenizer_trainer_finish(struct hm_tokenizer_trainer *tr,
                                                   struct hm_tokenizer **out);
 HM_API void hm_tokenizer_trainer_free(struct hm_tokenizer_trainer *tr);
