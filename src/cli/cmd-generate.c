@@ -115,7 +115,7 @@ enum hm_status cmd_generate(int argc, char **argv)
     struct hm_sampler *sampler = NULL;
     struct hm_decode_stream *ds = NULL;
     char *ptext = NULL;
-    size_t plen;
+    size_t plen = 0;
     uint32_t *ids = NULL;
     int32_t *prompt_ids = NULL;
     if ((st = hm_config_load(cfg_path, &cfg)) != HM_OK || (st = hm_tokenizer_load(tokenizer, &tok)) != HM_OK)

@@ -12,6 +12,7 @@
 #include "hermes/train.h"
 #include "opts.h"
 #include "progress.h"
+#include "util/util.h"
 
 #include <math.h>
 #include <stdio.h>
