@@ -283,6 +283,16 @@ static enum hm_status setup(struct trainer *t)
     return HM_OK;
 }
 
+/* A non-finite loss or gradient: stop, and say which checkpoint is still good. */
+static enum hm_status numeric_stop(struct trainer *t, const char *what, double value, long last_saved)
+{
+    if (last_saved < 0)
+        return hm_fail(HM_ERR_NUMERIC, "%s is %g at step %ld; stopping (no checkpoint had been saved yet)",
+                       what, value, t->step + 1);
+    return hm_fail(HM_ERR_NUMERIC, "%s is %g at step %ld; stopping (the last checkpoint, step %ld, is intact "
+                   "in %s)", what, value, t->step + 1, last_saved, t->o->output_dir);
+}
+
 static void teardown(struct trainer *t)
 {
     hm_metrics_free(t->metrics);
@@ -359,15 +369,13 @@ enum hm_status hm_train(struct hm_model *m, const struct hm_token_cache *train,
         if (comm && (st = hm_comm_allreduce_grads(comm, m, &loss)) != HM_OK)
             goto out;
         if (!isfinite(loss)) {
-            st = hm_fail(HM_ERR_NUMERIC, "loss is %g at step %ld; stopping (the last checkpoint, step %ld, "
-                         "is intact in %s)", loss, t.step + 1, last_saved, o->output_dir);
+            st = numeric_stop(&t, "loss", loss, last_saved);
             goto out;
         }
         double lr = hm_lr_at(&sched, t.step), gnorm;
         if ((st = hm_optimizer_step(t.opt, (float)lr, &gnorm)) != HM_OK) {
             if (st == HM_ERR_NUMERIC)
-                hm_fail(st, "%s; stopping (the last checkpoint, step %ld, is intact in %s)",
-                        hm_last_error(), last_saved, o->output_dir);
+                st = numeric_stop(&t, "gradient norm", gnorm, last_saved);
             goto out;
         }
         t.step++;
@@ -379,7 +387,6 @@ enum hm_status hm_train(struct hm_model *m, const struct hm_token_cache *train,
         bool epoch_end = t.step % t.steps_per_epoch == 0;
         bool save = (o->save_every > 0 && t.step % o->save_every == 0) || epoch_end ||
                     t.step == t.total_steps;
-        bool stop = hm_interrupt_requested();
         double val_loss = NAN;
         if (eval && t.rank == 0) {
             if ((st = evaluate(&t, &val_loss)) != HM_OK)
@@ -400,6 +407,7 @@ enum hm_status hm_train(struct hm_model *m, const struct hm_token_cache *train,
                                           val_loss, now - t0, log, false};
             progress(&p, user);
         }
+        bool stop = hm_interrupt_requested(); /* polled last, so a signal during the step counts */
         if (save || stop) {
             if (t.rank == 0) {
                 char name[96];
