@@ -69,6 +69,19 @@ static enum hm_status load_or_train_tokenizer(struct train_args *a, struct hm_to
     return st;
 }
 
+/* Undo a folder this run created, when it fails before training: only the files it writes. */
+static void remove_created_output(const char *dir)
+{
+    static const char *const ours[] = {"tokens-train.bin", "tokens-val.bin", "config.json",
+                                       "metrics.jsonl", "loss.svg"};
+    char p[4096];
+    for (size_t i = 0; i < sizeof ours / sizeof ours[0]; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, ours[i]);
+        unlink(p);
+    }
+    rmdir(dir);
+}
+
 enum hm_status cmd_train(int argc, char **argv)
 {
     struct train_args a = {
@@ -128,7 +141,7 @@ enum hm_status cmd_train(int argc, char **argv)
         return hm_fail(HM_ERR_UNSUPPORTED, "train: --device %s: this build supports only cpu", a.device);
     enum hm_lr_kind lr_kind;
     if ((st = hm_lr_kind_parse(a.lr_schedule, &lr_kind)) != HM_OK)
-        return hm_fail(HM_ERR_USAGE, "train: --lr-schedule: %s", hm_last_error());
+        return st;
     if (strcmp(a.save_dtype, "f32") != 0 && strcmp(a.save_dtype, "bf16") != 0)
         return hm_fail(HM_ERR_USAGE, "train: --save-dtype: expected f32 or bf16, got '%s'", a.save_dtype);
     if (a.num_gpus > 1)
@@ -144,8 +157,16 @@ enum hm_status cmd_train(int argc, char **argv)
     struct hm_tokenizer *tok = NULL;
     struct hm_model *model = NULL;
     struct hm_token_cache train = {0}, val = {0};
-    bool have_val = false;
+    bool have_val = false, created_output = false;
     char path[4096];
+    snprintf(path, sizeof path, "%s/state.safetensors", a.output);
+    if (a.resume && !hm_file_exists(path)) {
+        st = hm_fail(HM_ERR_IO, "train: --resume: no training state in %s (state.safetensors is missing)",
+                     a.output);
+        goto out;
+    }
+    /* A folder this run creates is removed again if the run fails before training starts. */
+    created_output = !hm_file_exists(a.output);
     if ((st = hm_mkdir_p(a.output)) != HM_OK)
         goto out;
 
@@ -258,6 +279,9 @@ enum hm_status cmd_train(int argc, char **argv)
     struct hm_train_summary sum;
     st = hm_train(model, &train, have_val ? &val : NULL, &to, comm, print_progress, &bar, &sum);
     cli_progress_end(&bar);
+    snprintf(path, sizeof path, "%s/state.safetensors", a.output);
+    if (hm_file_exists(path))
+        created_output = false; /* the folder holds a resumable run now: keep it */
     if (rank == 0 && (st == HM_OK || st == HM_ERR_INTERRUPTED)) {
         fprintf(stderr, "Done: %ld steps, train loss %.4f, val loss %.4f, %llu tokens in %.1f s "
                 "(%.0f tok/s), peak memory %.1f MiB (graph workspace %.1f MiB)\n",
@@ -278,6 +302,8 @@ out_be:
     hm_model_free(model);
     hm_backend_free(be);
 out:
+    if (st != HM_OK && created_output && rank == 0)
+        remove_created_output(a.output);
     if (have_val)
         hm_token_cache_close(&val);
     hm_token_cache_close(&train);

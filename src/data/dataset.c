@@ -186,7 +186,7 @@ enum hm_status hm_dataset_open(struct hm_tokenizer *tok, const struct hm_dataset
     if ((st = flush_chunk(tok, &d, (uint32_t)eos, o->n_threads, &ids)) != HM_OK)
         goto fail;
     if (info->n_bytes == 0) {
-        st = hm_fail(HM_ERR_USAGE, "the training data %s%s is empty",
+        st = hm_fail(HM_ERR_FORMAT, "the training data %s%s is empty",
                      o->n_paths > 0 ? o->paths[0] : "from standard input", o->n_paths > 1 ? " (and the others)" : "");
         goto fail;
     }

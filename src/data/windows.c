@@ -15,7 +15,7 @@ enum hm_status hm_windows_init(struct hm_windows *w, uint64_t n_tokens, int T, i
     w->T = T;
     w->stride = stride;
     if (n_tokens < (uint64_t)T + 1)
-        return hm_fail(HM_ERR_USAGE,
+        return hm_fail(HM_ERR_FORMAT,
                        "the data has %llu tokens, fewer than one window of seq_len+1 = %d tokens",
                        (unsigned long long)n_tokens, T + 1);
     w->n_total = (n_tokens - (uint64_t)T - 1) / (uint64_t)stride + 1;
@@ -31,7 +31,7 @@ enum hm_status hm_windows_init(struct hm_windows *w, uint64_t n_tokens, int T, i
     }
     w->n_train = n_train;
     if (w->n_train == 0)
-        return hm_fail(HM_ERR_USAGE,
+        return hm_fail(HM_ERR_FORMAT,
                        "the data has %llu tokens: too few for a training window of %d tokens plus a "
                        "validation hold-out", (unsigned long long)n_tokens, T + 1);
     if (w->n_train > UINT32_MAX)

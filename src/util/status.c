@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static _Thread_local char last_error[1024];
 
@@ -35,10 +36,14 @@ const char *hm_last_error(void)
 
 enum hm_status hm_fail(enum hm_status st, const char *fmt, ...)
 {
+    /* Format into a scratch copy first: callers may pass hm_last_error() itself as an argument
+     * to add context ("%s: %s", path, hm_last_error()). */
+    char buf[sizeof last_error];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
+    memcpy(last_error, buf, sizeof buf);
     /* Keep the message on one line: the CLI prints it as "hermes-llm: error: <msg>". */
     for (char *p = last_error; *p; p++)
         if (*p == '\n' || *p == '\r')

@@ -29,11 +29,11 @@ static void test_counts_and_holdout(void **state)
 static void test_too_short(void **state)
 {
     struct hm_windows w;
-    assert_int_equal(hm_windows_init(&w, 10, 10, 10, 0.0), HM_ERR_USAGE);
+    assert_int_equal(hm_windows_init(&w, 10, 10, 10, 0.0), HM_ERR_FORMAT);
     assert_non_null(strstr(hm_last_error(), "10 tokens"));
     assert_int_equal(hm_windows_init(&w, 11, 10, 10, 0.0), HM_OK);
     assert_int_equal(w.n_total, 1);
-    assert_int_equal(hm_windows_init(&w, 11, 10, 10, 0.5), HM_ERR_USAGE); /* nothing left to train */
+    assert_int_equal(hm_windows_init(&w, 11, 10, 10, 0.5), HM_ERR_FORMAT); /* nothing left to train */
 }
 
 static void test_epoch_order(void **state)
