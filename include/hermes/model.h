@@ -45,7 +45,8 @@ HM_API enum hm_status hm_model_memory_planned(const struct hm_model_config *cfg,
 
 struct hm_model;
 
-/* Declare and allocate the parameters (zero) on `be`. Weights are not initialised. */
+/* Declare and allocate the parameters (zero) on `be`. Weights are not initialised. With be NULL
+ * the tensors are only declared (to count them or plan memory); such a model cannot run. */
 HM_API enum hm_status hm_model_new(const struct hm_model_config *cfg, struct hm_backend *be,
                                    struct hm_model **out);
 HM_API void hm_model_free(struct hm_model *m);
@@ -78,6 +79,10 @@ struct hm_train_graph {
 HM_API enum hm_status hm_model_build_train_graph(struct hm_model *m, int B, int T,
                                                  struct hm_train_graph *out);
 HM_API void hm_train_graph_free(struct hm_train_graph *tg);
+/* The activation/gradient workspace the (B, T) training graph would plan on `be`, allocating
+ * nothing (the model may be declare-only). */
+HM_API enum hm_status hm_model_plan_train_bytes(struct hm_model *m, struct hm_backend *be, int B, int T,
+                                                size_t *bytes);
 
 /*
  * Inference: a KV cache of `ctx_len` positions (<= max_seq_len) for batch 1, and graphs that

@@ -46,6 +46,7 @@ enum hm_tensor_flag {
     HM_FLAG_OUTPUT = 1u << 1, /* read after the run: storage kept alive to the end of the graph */
     HM_FLAG_PARAM = 1u << 2,  /* lives in an hm_block with gradients; backward adds into ->grad */
     HM_FLAG_GRAD = 1u << 3,   /* gradient storage created by autograd or an hm_block */
+    HM_FLAG_BLOCK = 1u << 4,  /* storage owned by an hm_block (allocated or not): never planned */
 };
 
 /*
@@ -236,6 +237,9 @@ HM_API enum hm_status hm_graph_build_backward(struct hm_graph *g, struct hm_tens
  */
 HM_API enum hm_status hm_graph_plan(struct hm_graph *g, struct hm_backend *be);
 HM_API size_t hm_graph_planned_bytes(const struct hm_graph *g); /* workspace incl. scratch */
+/* Plan without allocating, to report the workspace a (B, T) would need (`info`). The graph cannot
+ * run afterwards; parameter blocks need not be allocated. */
+HM_API enum hm_status hm_graph_plan_dry(struct hm_graph *g, struct hm_backend *be, size_t *bytes);
 HM_API struct hm_runtime *hm_graph_runtime(struct hm_graph *g);
 
 /* Run the forward / backward nodes in order. No allocation. */

@@ -65,8 +65,14 @@ enum hm_status cmd_info(int argc, char **argv)
         return hm_fail(HM_ERR_USAGE, "info: --seq-len %d exceeds the model's max_seq_len %d", T,
                        cfg.max_seq_len);
 
+    /* Training memory: the planner's real peak for this (B, T), planned dry on the CPU backend. */
     struct hm_model_memory mem;
-    if ((st = hm_model_memory_estimate(&cfg, (int)batch, T, &mem)) != HM_OK)
+    struct hm_backend *be;
+    if ((st = hm_backend_cpu_new(&be)) != HM_OK)
+        return st;
+    st = hm_model_memory_planned(&cfg, (int)batch, T, be, &mem);
+    hm_backend_free(be);
+    if (st != HM_OK)
         return st;
     uint64_t P = hm_config_param_count(&cfg);
     double flops_fwd = hm_config_flops_per_token(&cfg, T);

@@ -60,7 +60,7 @@ static int find_root(struct planner *pl, struct hm_tensor *t)
 static void touch(struct planner *pl, struct hm_tensor *t, int pos)
 {
     struct hm_tensor *r = hm_root(t);
-    if (r->data) /* block storage */
+    if (r->data || (r->flags & HM_FLAG_BLOCK)) /* block storage */
         return;
     int i = find_root(pl, r);
     HM_ASSERT(i >= 0);
@@ -203,7 +203,22 @@ static void resolve(struct hm_tensor *t, struct hm_buffer *buf, struct planner *
     }
 }
 
+static enum hm_status plan(struct hm_graph *g, struct hm_backend *be, bool allocate);
+
 enum hm_status hm_graph_plan(struct hm_graph *g, struct hm_backend *be)
+{
+    return plan(g, be, true);
+}
+
+enum hm_status hm_graph_plan_dry(struct hm_graph *g, struct hm_backend *be, size_t *bytes)
+{
+    enum hm_status st = plan(g, be, false);
+    if (st == HM_OK)
+        *bytes = g->planned_bytes;
+    return st;
+}
+
+static enum hm_status plan(struct hm_graph *g, struct hm_backend *be, bool allocate)
 {
     HM_ASSERT(!g->work); /* plan once; one graph per ctx */
     enum hm_status st = check_support(g, be);
@@ -262,7 +277,8 @@ enum hm_status hm_graph_plan(struct hm_graph *g, struct hm_backend *be)
             if (ri->t == hm_root(node) && hm_nbytes(node) == hm_nbytes(ri->t)) {
                 for (int j = 0; j < HM_MAX_SRC && !done; j++) {
                     struct hm_tensor *s = node->src[j];
-                    if (!s || s->data || hm_root(s)->data || !can_inplace(node, j))
+                    if (!s || s->data || hm_root(s)->data || (hm_root(s)->flags & HM_FLAG_BLOCK) ||
+                        !can_inplace(node, j))
                         continue;
                     int si = find_root(&pl, hm_root(s));
                     struct root_info *sr = &pl.roots[si];
@@ -302,6 +318,8 @@ enum hm_status hm_graph_plan(struct hm_graph *g, struct hm_backend *be)
     g->scratch_offset = align_up(pl.top);
     g->scratch_bytes = align_up(scratch);
     g->planned_bytes = g->scratch_offset + g->scratch_bytes;
+    if (!allocate)
+        goto out;
 
     hm_buffer_free(g->work);
     g->work = NULL;

@@ -290,6 +290,7 @@ struct hm_tensor *hm_block_add(struct hm_block *b, const char *name, enum hm_dty
     t->id = b->n;
     t->offset = b->nbytes;
     snprintf(t->name, sizeof t->name, "%s", name);
+    t->flags |= HM_FLAG_BLOCK;
     b->nbytes += hm_nbytes(t);
     if (b->with_grads) {
         HM_ASSERT(type == HM_DTYPE_F32); /* parameters and gradients are f32 */
@@ -297,7 +298,7 @@ struct hm_tensor *hm_block_add(struct hm_block *b, const char *name, enum hm_dty
         struct hm_tensor *g = hm_calloc(1, sizeof(*g));
         HM_ASSERT(g != NULL);
         *g = *t;
-        g->flags = HM_FLAG_GRAD;
+        g->flags = HM_FLAG_GRAD | HM_FLAG_BLOCK;
         snprintf(g->name, sizeof g->name, "%.40s.grad", name);
         t->grad = g;
     }

@@ -105,7 +105,7 @@ enum hm_status hm_model_new(const struct hm_model_config *cfg, struct hm_backend
     if ((st = hm_block_new(true, &m->params)) != HM_OK)
         goto fail;
     declare_params(m);
-    if ((st = hm_block_alloc(m->params, be)) != HM_OK)
+    if (be && (st = hm_block_alloc(m->params, be)) != HM_OK)
         goto fail;
     HM_ASSERT(hm_model_param_count(m) == hm_config_param_count(cfg));
     *out = m;
@@ -162,6 +162,28 @@ struct hm_tensor *hm_model_param(const struct hm_model *m, const char *name)
     return NULL;
 }
 
+/* N(0, std) into p[0..n), from a stream that depends only on (seed, tensor, chunk): chunks run in
+ * parallel and the result is the same at any thread count. */
+static void fill_normal(float *p, int64_t n, float std, uint64_t seed, int tensor)
+{
+    enum { CHUNK = 1 << 16 };
+    int64_t n_chunks = (n + CHUNK - 1) / CHUNK;
+#pragma omp parallel for schedule(static)
+    for (int64_t c = 0; c < n_chunks; c++) {
+        struct hm_rng rng;
+        hm_rng_seed(&rng, seed ^ ((uint64_t)tensor << 40) ^ ((uint64_t)c * 0x9e3779b97f4a7c15ull));
+        int64_t end = HM_MIN(n, (c + 1) * CHUNK);
+        for (int64_t j = c * CHUNK; j < end; j += 2) {
+            /* Box-Muller: both outputs of each pair */
+            double u1 = hm_rng_uniform(&rng), u2 = hm_rng_uniform(&rng);
+            double r = sqrt(-2.0 * log(u1 > 1e-300 ? u1 : 1e-300)), a = 6.283185307179586 * u2;
+            p[j] = std * (float)(r * cos(a));
+            if (j + 1 < end)
+                p[j + 1] = std * (float)(r * sin(a));
+        }
+    }
+}
+
 enum hm_status hm_model_init_weights(struct hm_model *m, uint64_t seed)
 {
     /* One host staging buffer for the whole block, filled tensor by tensor in layout order. */
@@ -169,8 +191,6 @@ enum hm_status hm_model_init_weights(struct hm_model *m, uint64_t seed)
     float *host = hm_malloc(n * sizeof(float));
     if (!host)
         return hm_fail(HM_ERR_NOMEM, "out of memory initialising %zu parameters", n);
-    struct hm_rng rng;
-    hm_rng_seed(&rng, seed);
     float resid_scale = 1.0f / sqrtf(2.0f * (float)m->cfg.num_layers);
     for (int i = 0; i < hm_block_n_tensors(m->params); i++) {
         struct hm_tensor *t = hm_block_tensor(m->params, i);
@@ -178,9 +198,7 @@ enum hm_status hm_model_init_weights(struct hm_model *m, uint64_t seed)
         int64_t cnt = hm_nelements(t);
         if (t->n_dims == 2) {
             bool resid = strstr(t->name, "o_proj") || strstr(t->name, "down_proj");
-            float std = 0.02f * (resid ? resid_scale : 1.0f);
-            for (int64_t j = 0; j < cnt; j++)
-                p[j] = std * hm_rng_normal(&rng);
+            fill_normal(p, cnt, 0.02f * (resid ? resid_scale : 1.0f), seed, i);
         } else {
             float v = strstr(t->name, "norm") ? 1.0f : 0.0f;
             for (int64_t j = 0; j < cnt; j++)
@@ -255,7 +273,8 @@ static struct hm_tensor *lm_head(struct hm_model *m, struct build *b, struct hm_
     return hm_linear(b->ctx, x, m->lm_head ? m->lm_head : m->embedding, NULL);
 }
 
-enum hm_status hm_model_build_train_graph(struct hm_model *m, int B, int T, struct hm_train_graph *out)
+/* Forward, loss and backward nodes for (B, T); planning is left to the caller. */
+static enum hm_status build_train_nodes(struct hm_model *m, int B, int T, struct hm_train_graph *out)
 {
     memset(out, 0, sizeof *out);
     const struct hm_model_config *c = &m->cfg;
@@ -281,15 +300,30 @@ enum hm_status hm_model_build_train_graph(struct hm_model *m, int B, int T, stru
     out->loss = hm_cross_entropy(out->ctx, flat, out->targets, HM_IGNORE_INDEX);
     hm_tensor_set_name(out->loss, "loss");
     if ((st = hm_graph_new(out->ctx, &out->graph)) != HM_OK)
-        goto fail;
+        return st;
     hm_graph_build_forward(out->graph, out->logits);
     hm_graph_build_forward(out->graph, out->loss);
-    if ((st = hm_graph_build_backward(out->graph, out->loss)) != HM_OK ||
-        (st = hm_graph_plan(out->graph, m->be)) != HM_OK)
-        goto fail;
-    return HM_OK;
-fail:
-    hm_train_graph_free(out);
+    return hm_graph_build_backward(out->graph, out->loss);
+}
+
+enum hm_status hm_model_build_train_graph(struct hm_model *m, int B, int T, struct hm_train_graph *out)
+{
+    enum hm_status st = build_train_nodes(m, B, T, out);
+    if (st == HM_OK)
+        st = hm_graph_plan(out->graph, m->be);
+    if (st != HM_OK)
+        hm_train_graph_free(out);
+    return st;
+}
+
+enum hm_status hm_model_plan_train_bytes(struct hm_model *m, struct hm_backend *be, int B, int T,
+                                         size_t *bytes)
+{
+    struct hm_train_graph tg;
+    enum hm_status st = build_train_nodes(m, B, T, &tg);
+    if (st == HM_OK)
+        st = hm_graph_plan_dry(tg.graph, be, bytes);
+    hm_train_graph_free(&tg);
     return st;
 }
 

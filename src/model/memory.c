@@ -1,7 +1,8 @@
 /*
  * memory.c - training memory figures for `info`. Parameters, gradients and the two AdamW moments
- * are exact (4 bytes each per parameter). Activations use a closed-form count of what backward
- * keeps per layer until the graph planner can report its planned peak.
+ * are exact (4 bytes each per parameter). Activations come from the graph planner run dry on the
+ * real training graph (hm_model_memory_planned), or from a closed-form count of what backward keeps
+ * per layer (hm_model_memory_estimate) where no backend is at hand.
  */
 #include "hermes/model.h"
 #include "util/util.h"
@@ -27,5 +28,25 @@ enum hm_status hm_model_memory_estimate(const struct hm_model_config *c, int B, 
     out->activation_bytes = 4 * ((uint64_t)c->num_layers * per_layer + rest);
     out->total_bytes = out->params_bytes + out->grads_bytes + out->optim_bytes + out->activation_bytes;
     out->planned = false;
+    return HM_OK;
+}
+
+enum hm_status hm_model_memory_planned(const struct hm_model_config *c, int B, int T,
+                                       struct hm_backend *be, struct hm_model_memory *out)
+{
+    enum hm_status st = hm_model_memory_estimate(c, B, T, out);
+    if (st != HM_OK)
+        return st;
+    struct hm_model *m;
+    if ((st = hm_model_new(c, NULL, &m)) != HM_OK)
+        return st;
+    size_t bytes;
+    st = hm_model_plan_train_bytes(m, be, B, T, &bytes);
+    hm_model_free(m);
+    if (st != HM_OK)
+        return st;
+    out->activation_bytes = bytes;
+    out->total_bytes = out->params_bytes + out->grads_bytes + out->optim_bytes + bytes;
+    out->planned = true;
     return HM_OK;
 }
