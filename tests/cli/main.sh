@@ -10,7 +10,7 @@ expect 0 "^hermes-llm [0-9]" -- -V
 expect 2 "Usage" --
 expect 2 "unknown command 'frobnicate'" -- frobnicate
 one_line_error frobnicate
-for c in info; do  # each command joins this loop as it lands
+for c in info generate; do  # each command joins this loop as it lands
     expect 0 "Usage: hermes-llm $c" -- $c --help
     expect 2 "unknown option '--no-such-flag'" -- $c --no-such-flag
 done
