@@ -45,16 +45,21 @@ enum hm_stop_reason { HM_STOP_MAX_TOKENS = 0, HM_STOP_EOS, HM_STOP_CONTEXT_FULL,
 
 struct hm_generate_stats {
     int prompt_tokens;
-    int new_tokens;
-    double prefill_s;   /* time to first token */
+    int new_tokens;     /* tokens passed to on_token (eos is not counted) */
+    int decode_steps;   /* one-token passes over the cache, all timed by decode_s */
+    double prefill_s;   /* time to first token: the prompt pass plus the first sample */
     double decode_s;
     enum hm_stop_reason stop;
     size_t kv_cache_bytes;
 };
 
 /* Prefill the prompt in one pass, then decode one token per step over the KV cache, which is
- * sized to min(max_seq_len, prompt + max_new_tokens). HM_ERR_USAGE for an empty prompt or one
- * longer than max_seq_len. Generation stops early (stats->stop) at eos or a full context. */
+ * sized to the positions fed: min(max_seq_len, prompt + max_new_tokens - 1). Each new token is
+ * predicted from at most max_seq_len positions, so prompt + new tokens <= max_seq_len + 1; when
+ * more were asked for, generation stops with stats->stop = HM_STOP_CONTEXT_FULL. It also stops
+ * early at eos_id (not passed to on_token) or when on_token returns false. HM_ERR_USAGE for an
+ * empty prompt, one longer than max_seq_len or max_new_tokens < 0; HM_ERR_MISMATCH for a prompt
+ * id outside the vocabulary. `stats` is always filled (zeroed first). */
 HM_API enum hm_status hm_generate(struct hm_model *m, const int32_t *prompt, int n_prompt,
                                   const struct hm_generate_opts *opts, struct hm_sampler *s,
                                   hm_token_fn on_token, void *user, struct hm_generate_stats *stats);

@@ -45,10 +45,15 @@ HM_API enum hm_status hm_model_memory_planned(const struct hm_model_config *cfg,
 
 struct hm_model;
 
-/* Declare and allocate the parameters (zero) on `be`. Weights are not initialised. With be NULL
- * the tensors are only declared (to count them or plan memory); such a model cannot run. */
+/* Declare and allocate the parameters (zero) and their gradient block on `be`. Weights are not
+ * initialised. With be NULL the tensors are only declared (to count them or plan memory); such a
+ * model cannot run. HM_ERR_USAGE (invalid config) or HM_ERR_NOMEM. */
 HM_API enum hm_status hm_model_new(const struct hm_model_config *cfg, struct hm_backend *be,
                                    struct hm_model **out);
+/* The same model for generation only: parameters without gradients (half the memory). Inference
+ * graphs work; hm_model_build_train_graph refuses it with HM_ERR_USAGE. */
+HM_API enum hm_status hm_model_new_infer(const struct hm_model_config *cfg, struct hm_backend *be,
+                                         struct hm_model **out);
 HM_API void hm_model_free(struct hm_model *m);
 
 /* N(0, 0.02) weights, attention and FFN output projections scaled by 1/sqrt(2L), norm weights 1,
@@ -113,8 +118,10 @@ HM_API void hm_infer_graph_free(struct hm_infer_graph *g);
 enum hm_save_dtype { HM_SAVE_F32 = 0, HM_SAVE_BF16 };
 /* Every parameter under its checkpoint name, written atomically. */
 HM_API enum hm_status hm_model_save(const struct hm_model *m, const char *path, enum hm_save_dtype dt);
-/* Load every parameter by name, checking dtype and shape; extra tensors are ignored, a missing or
- * mis-shaped one is HM_ERR_MISMATCH naming it. */
+/* Load every parameter by name, checking dtype and shape; a missing or mis-shaped one is
+ * HM_ERR_MISMATCH naming it, and so is a tensor in the model's namespace (embedding.*, layers.*,
+ * norm.*, lm_head.*) that this config does not have: an untied head, biases or extra layers would
+ * otherwise be dropped silently. Other tensors (a training state's optim.*) are ignored. */
 HM_API enum hm_status hm_model_load_weights(struct hm_model *m, const char *path);
 
 #ifdef __cplusplus

@@ -1,6 +1,8 @@
 /*
  * cmd-generate.c - `hermes-llm generate`: load a checkpoint, its config and a tokenizer, then
- * stream generated text to stdout at UTF-8 character boundaries; statistics go to stderr.
+ * stream the prompt and the generated text to stdout at UTF-8 character boundaries. Everything
+ * else (the random seed when none was given, the context-limit note, statistics) goes to stderr,
+ * after every input has been checked, so an error is the only line a failing run prints.
  */
 #include "commands.h"
 #include "hermes/gen.h"
@@ -93,13 +95,6 @@ enum hm_status cmd_generate(int argc, char **argv)
         return hm_fail(HM_ERR_UNSUPPORTED, "generate: --device %s: this build supports only cpu", device);
     if (threads)
         hm_set_threads((int)threads);
-    if (!seed_given) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        seed = (long)(((uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ (uint64_t)getpid()) &
-                      ((1ull << 62) - 1));
-        fprintf(stderr, "seed: %ld\n", seed);
-    }
     char cfg_path[4096];
     if (config) {
         snprintf(cfg_path, sizeof cfg_path, "%s", config);
@@ -139,6 +134,11 @@ enum hm_status cmd_generate(int argc, char **argv)
         st = hm_fail(HM_ERR_USAGE, "generate: the prompt is empty");
         goto out;
     }
+    if (n > (size_t)cfg.max_seq_len) {
+        st = hm_fail(HM_ERR_USAGE, "generate: the prompt is %zu tokens, more than the model's max_seq_len %d",
+                     n, cfg.max_seq_len);
+        goto out;
+    }
     ids = malloc(n * sizeof *ids);
     prompt_ids = malloc(n * sizeof *prompt_ids);
     if (!ids || !prompt_ids) {
@@ -149,12 +149,22 @@ enum hm_status cmd_generate(int argc, char **argv)
         goto out;
     for (size_t i = 0; i < n; i++)
         prompt_ids[i] = (int32_t)ids[i];
-    if ((st = hm_backend_cpu_new(&be)) != HM_OK || (st = hm_model_new(&cfg, be, &model)) != HM_OK)
+    if ((st = hm_backend_cpu_new(&be)) != HM_OK || (st = hm_model_new_infer(&cfg, be, &model)) != HM_OK)
         goto out;
     if ((st = hm_model_load_weights(model, checkpoint)) != HM_OK) {
-        if (st == HM_ERR_MISMATCH)
-            hm_fail(st, "generate: checkpoint does not match %s: %s", cfg_path, hm_last_error());
+        if (st == HM_ERR_MISMATCH) { /* hm_fail formats into the buffer hm_last_error returns */
+            char why[512];
+            snprintf(why, sizeof why, "%s", hm_last_error());
+            hm_fail(st, "generate: checkpoint does not match %s: %s", cfg_path, why);
+        }
         goto out;
+    }
+    if (!seed_given) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        seed = (long)(((uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ (uint64_t)getpid()) &
+                      ((1ull << 62) - 1));
+        fprintf(stderr, "seed: %ld\n", seed);
     }
     struct hm_sampler_opts so = {(float)temperature, (int)top_k, (float)top_p, (float)rep, (uint64_t)seed};
     if ((st = hm_sampler_new(cfg.vocab_size, &so, &sampler)) != HM_OK ||
@@ -180,12 +190,12 @@ enum hm_status cmd_generate(int argc, char **argv)
     if (st != HM_OK)
         goto out;
     if (gs.stop == HM_STOP_CONTEXT_FULL)
-        fprintf(stderr, "note: stopped at the model's context limit of %d tokens\n", cfg.max_seq_len);
-    int decoded = gs.new_tokens > 1 ? gs.new_tokens - 1 : 0;
+        fprintf(stderr, "note: stopped after %d of %ld new tokens: the model's context limit is "
+                "max_seq_len %d tokens\n", gs.new_tokens, max_tokens, cfg.max_seq_len);
     fprintf(stderr, "prompt tokens: %d, prefill %.1f tok/s, time to first token %.1f ms, "
-            "decode %.1f tok/s (%d tokens)%s\n", gs.prompt_tokens,
+            "decode %.1f tok/s (%d new tokens)%s\n", gs.prompt_tokens,
             gs.prefill_s > 0 ? gs.prompt_tokens / gs.prefill_s : 0.0, gs.prefill_s * 1000.0,
-            gs.decode_s > 0 ? decoded / gs.decode_s : 0.0, gs.new_tokens,
+            gs.decode_s > 0 ? gs.decode_steps / gs.decode_s : 0.0, gs.new_tokens,
             gs.stop == HM_STOP_EOS ? ", stopped at <eos>" : "");
 out:
     hm_decode_stream_free(ds);

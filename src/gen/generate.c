@@ -1,6 +1,10 @@
 /*
  * generate.c - the generation loop (gen.h): one prefill pass over the prompt, then one token per
  * step over the KV cache. Logits are copied to a host scratch row once per step for the sampler.
+ *
+ * Context rule: every new token is predicted from at most max_seq_len positions, so a run holds
+ * at most max_seq_len + 1 tokens (the last one is sampled but never fed back). The cache holds
+ * exactly the positions that are fed: min(max_seq_len, prompt + max_new_tokens - 1).
  */
 #include "hermes/gen.h"
 #include "util/util.h"
@@ -16,6 +20,8 @@ enum hm_status hm_generate(struct hm_model *m, const int32_t *prompt, int n_prom
     stats->prompt_tokens = n_prompt;
     if (n_prompt < 1)
         return hm_fail(HM_ERR_USAGE, "the prompt is empty: give at least one token of text");
+    if (opts->max_new_tokens < 0)
+        return hm_fail(HM_ERR_USAGE, "max_new_tokens must be >= 0, got %d", opts->max_new_tokens);
     if (n_prompt > c->max_seq_len)
         return hm_fail(HM_ERR_USAGE, "the prompt has %d tokens, more than the model's max_seq_len %d",
                        n_prompt, c->max_seq_len);
@@ -23,7 +29,8 @@ enum hm_status hm_generate(struct hm_model *m, const int32_t *prompt, int n_prom
         if (prompt[i] < 0 || prompt[i] >= c->vocab_size)
             return hm_fail(HM_ERR_MISMATCH, "prompt token id %d is outside the model's vocabulary (%d)",
                            prompt[i], c->vocab_size);
-    long want = (long)n_prompt + (long)opts->max_new_tokens;
+    /* Positions fed to the model: the prompt, then every new token but the last. */
+    long want = HM_MAX((long)n_prompt, (long)n_prompt + (long)opts->max_new_tokens - 1);
     int ctx_len = (int)HM_MIN(want, (long)c->max_seq_len);
     struct hm_kv_cache *cache = NULL;
     struct hm_infer_graph pre = {0}, dec = {0};
@@ -67,12 +74,13 @@ enum hm_status hm_generate(struct hm_model *m, const int32_t *prompt, int n_prom
         }
         if (i + 1 == opts->max_new_tokens)
             break;
-        if (n >= c->max_seq_len) {
+        if (n > c->max_seq_len) { /* feeding `id` would need position max_seq_len */
             stats->stop = HM_STOP_CONTEXT_FULL;
             break;
         }
         if ((st = hm_infer_run(&dec, &id, n - 1)) != HM_OK)
             goto out;
+        stats->decode_steps++;
     }
     stats->decode_s = t1 > 0 ? hm_time_s() - t1 : 0;
 out:

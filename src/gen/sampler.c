@@ -1,7 +1,8 @@
 /*
  * sampler.c - repetition penalty, temperature, top-k, top-p and a seeded draw (gen.h). Scratch is
- * allocated once in hm_sampler_new. Candidates are ordered by (logit desc, id asc) so ties never
- * depend on the sort algorithm.
+ * allocated once in hm_sampler_new. With top-k or top-p, candidates are ordered by (logit desc,
+ * id asc) so ties never depend on the sort algorithm; plain sampling draws over the ids in id order
+ * without sorting.
  */
 #include "hermes/gen.h"
 #include "util/util.h"
@@ -122,9 +123,11 @@ int32_t hm_sampler_sample(struct hm_sampler *s, float *logits, const int32_t *hi
             n = gather_at_least(logits, V, -INFINITY, s->idx);
         qsort(s->idx, (size_t)n, sizeof *s->idx, by_logit_desc);
         n = HM_MIN(n, s->o.top_k);
-    } else {
-        n = gather_at_least(logits, V, s->o.top_p < 1.0f ? mx - 20.0f : -INFINITY, s->idx);
+    } else if (s->o.top_p < 1.0f) {
+        n = gather_at_least(logits, V, mx - 20.0f, s->idx);
         qsort(s->idx, (size_t)n, sizeof *s->idx, by_logit_desc);
+    } else { /* plain sampling: every id, in id order; no sort (V log V per token) needed */
+        n = gather_at_least(logits, V, -INFINITY, s->idx);
     }
     /* Softmax over all V (the reference mass), then top-p over the sorted candidates. */
     double Z = 0;

@@ -2,7 +2,7 @@
  * checkpoint.c - model weights to and from safetensors under the original checkpoint names.
  * Saving stages the parameter block on the host once; loading reads every tensor (F32, BF16 or
  * F16, shape checked) into a host copy before anything reaches the backend, so a bad file leaves
- * the model as it was.
+ * the model as it was. A file with model tensors this config lacks is refused, not trimmed.
  */
 #include "hermes/model.h"
 #include "hermes/safetensors.h"
@@ -41,6 +41,16 @@ out:
     return st;
 }
 
+/* Names the model's own tensors use; anything else in a file (optim.m, optim.v) is not ours. */
+static bool in_model_namespace(const char *name)
+{
+    static const char *const prefixes[] = {"embedding.", "layers.", "norm.", "lm_head."};
+    for (size_t i = 0; i < HM_ARRAY_LEN(prefixes); i++)
+        if (strncmp(name, prefixes[i], strlen(prefixes[i])) == 0)
+            return true;
+    return false;
+}
+
 enum hm_status hm_model_load_weights(struct hm_model *m, const char *path)
 {
     struct hm_block *blk = hm_model_params(m);
@@ -50,6 +60,15 @@ enum hm_status hm_model_load_weights(struct hm_model *m, const char *path)
     enum hm_status st = hm_st_open(path, &f);
     if (st != HM_OK)
         return st;
+    for (size_t i = 0; i < hm_st_count(f); i++) {
+        const char *name = hm_st_at(f, i)->name;
+        if (in_model_namespace(name) && !hm_model_param(m, name)) {
+            st = hm_fail(HM_ERR_MISMATCH, "%s: tensor '%s' is not part of this model (%s embeddings, "
+                         "%s, num_layers %d)", path, name, hm_model_config(m)->tie_embeddings ? "tied" : "untied",
+                         hm_model_config(m)->use_bias ? "biases" : "no biases", hm_model_config(m)->num_layers);
+            goto out;
+        }
+    }
     if (!(host = hm_malloc(bytes))) {
         st = hm_fail(HM_ERR_NOMEM, "%s: out of memory staging %zu bytes", path, bytes);
         goto out;

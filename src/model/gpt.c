@@ -86,8 +86,8 @@ static void declare_params(struct hm_model *m)
     m->norm = add_param(m, 1, C, 1, "norm.weight", 0);
 }
 
-enum hm_status hm_model_new(const struct hm_model_config *cfg, struct hm_backend *be,
-                            struct hm_model **out)
+static enum hm_status model_create(const struct hm_model_config *cfg, struct hm_backend *be,
+                                   bool with_grads, struct hm_model **out)
 {
     enum hm_status st = hm_config_validate(cfg);
     if (st != HM_OK)
@@ -102,7 +102,7 @@ enum hm_status hm_model_new(const struct hm_model_config *cfg, struct hm_backend
         hm_free(m);
         return hm_fail(HM_ERR_NOMEM, "out of memory creating the model");
     }
-    if ((st = hm_block_new(true, &m->params)) != HM_OK)
+    if ((st = hm_block_new(with_grads, &m->params)) != HM_OK)
         goto fail;
     declare_params(m);
     if (be && (st = hm_block_alloc(m->params, be)) != HM_OK)
@@ -113,6 +113,18 @@ enum hm_status hm_model_new(const struct hm_model_config *cfg, struct hm_backend
 fail:
     hm_model_free(m);
     return st;
+}
+
+enum hm_status hm_model_new(const struct hm_model_config *cfg, struct hm_backend *be,
+                            struct hm_model **out)
+{
+    return model_create(cfg, be, true, out);
+}
+
+enum hm_status hm_model_new_infer(const struct hm_model_config *cfg, struct hm_backend *be,
+                                  struct hm_model **out)
+{
+    return model_create(cfg, be, false, out);
 }
 
 void hm_model_free(struct hm_model *m)
@@ -283,6 +295,9 @@ static enum hm_status build_train_nodes(struct hm_model *m, int B, int T, struct
     if (T > c->max_seq_len)
         return hm_fail(HM_ERR_MISMATCH, "sequence length %d exceeds the model's max_seq_len %d", T,
                        c->max_seq_len);
+    if (!hm_block_grads(m->params))
+        return hm_fail(HM_ERR_USAGE, "this model was created for inference (hm_model_new_infer): "
+                                     "it has no gradients to train");
     enum hm_status st = hm_ctx_new(&out->ctx);
     if (st != HM_OK)
         return st;

@@ -1,5 +1,6 @@
 /* test-sampler.c - top-k keeps exactly k, top-p the smallest set reaching p, the sign-aware
- * repetition penalty, seeded determinism, and temperature 0 as the argmax. */
+ * repetition penalty, seeded determinism, temperature 0 as the argmax, and plain sampling (no
+ * top-k/top-p, no sort) drawing each id with its softmax probability at temperature T. */
 #include "testutil.h"
 
 #include "hermes/gen.h"
@@ -145,6 +146,28 @@ static void test_seeded_determinism(void **state)
     hm_sampler_free(s1), hm_sampler_free(s2), hm_sampler_free(s3);
 }
 
+static void test_plain_sampling_frequencies(void **state)
+{
+    /* At T = 2, logits 2 log(0.5), 2 log(0.3), 2 log(0.2) give probabilities 0.5, 0.3, 0.2. */
+    float base[V], l[V];
+    for (int i = 0; i < V; i++)
+        base[i] = -1e4f;
+    base[900] = 2 * logf(0.5f), base[3] = 2 * logf(0.3f), base[500] = 2 * logf(0.2f);
+    struct hm_sampler *s = sampler(2.0f, 0, 1.0f, 1.0f, 99);
+    int hits[3] = {0}, N = 20000;
+    for (int n = 0; n < N; n++) {
+        memcpy(l, base, sizeof l);
+        int id = hm_sampler_sample(s, l, NULL, 0);
+        assert_int_equal(hm_sampler_last_candidates(s), V);
+        assert_true(id == 900 || id == 3 || id == 500);
+        hits[id == 900 ? 0 : id == 3 ? 1 : 2]++;
+    }
+    assert_true(fabs(hits[0] / (double)N - 0.5) < 0.02);
+    assert_true(fabs(hits[1] / (double)N - 0.3) < 0.02);
+    assert_true(fabs(hits[2] / (double)N - 0.2) < 0.02);
+    hm_sampler_free(s);
+}
+
 static void test_bad_options(void **state)
 {
     struct hm_sampler *s;
@@ -162,6 +185,7 @@ int main(void)
         cmocka_unit_test(test_top_p_smallest_set),
         cmocka_unit_test(test_repetition_penalty_sign_aware),
         cmocka_unit_test(test_seeded_determinism),
+        cmocka_unit_test(test_plain_sampling_frequencies),
         cmocka_unit_test(test_bad_options),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

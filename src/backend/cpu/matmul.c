@@ -2,6 +2,7 @@
  * matmul.c - MATMUL through CBLAS sgemm (row-major). The forward op and both backward products
  * are this one kernel with different transposes (autograd.c). dst (+)= alpha op(a) op(b) + bias:
  * without accumulation the bias is broadcast into dst first and sgemm runs with beta = 1.
+ * A single output row (batch-1 decoding) goes through sgemv instead.
  */
 #include "cpu-impl.h"
 
@@ -35,6 +36,18 @@ CPU_KERNEL(matmul)
         beta = 1.0f;
     }
     int64_t lda = ta ? d.M : d.K, ldb = tb ? d.K : d.N;
+    if (d.M == 1) {
+        /* One row (batch-1 decoding): sgemv streams b once. OpenBLAS 0.3.21's sgemm would first
+         * pack all of b, reading and writing the weights again (measured ~3x slower there). With
+         * M = 1, op(a) is one contiguous row whichever way a is stored. */
+        for (int64_t i = 0; i < d.batch; i++)
+            cblas_sgemv(CblasRowMajor, tb ? CblasNoTrans : CblasTrans, tb ? (int)d.N : (int)d.K,
+                        tb ? (int)d.K : (int)d.N, alpha, CF32(b) + i * d.K * d.N, (int)ldb,
+                        CF32(a) + i * d.K, 1, beta, c + i * d.N, 1);
+        if (bias && acc)
+            add_bias(c, CF32(bias), rows, d.N);
+        return HM_OK;
+    }
     for (int64_t i = 0; i < d.batch; i++)
         cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
                     (int)d.M, (int)d.N, (int)d.K, alpha, CF32(a) + i * d.M * d.K, (int)lda,
