@@ -295,7 +295,7 @@ static enum hm_status build_train_nodes(struct hm_model *m, int B, int T, struct
     if (T > c->max_seq_len)
         return hm_fail(HM_ERR_MISMATCH, "sequence length %d exceeds the model's max_seq_len %d", T,
                        c->max_seq_len);
-    if (!hm_block_grads(m->params))
+    if (!m->embedding->grad) /* declared without gradients */
         return hm_fail(HM_ERR_USAGE, "this model was created for inference (hm_model_new_infer): "
                                      "it has no gradients to train");
     enum hm_status st = hm_ctx_new(&out->ctx);
