@@ -147,8 +147,13 @@ enum hm_status hm_comm_nccl_mpi_new(struct hm_comm **out)
                             : hm_fail((enum hm_status)msg.status, "rank 0 could not create the NCCL id");
         goto fail;
     }
+    /* The node-local rank picks the GPU, unless the scheduler already gave each rank its own
+     * (srun --gpus-per-task=1 sets CUDA_VISIBLE_DEVICES to one device per task). */
+    int n_dev = 0;
+    if ((st = hm_comm_nccl_device_count(&n_dev)) != HM_OK)
+        goto fail;
     struct hm_comm *nccl;
-    if ((st = hm_comm_nccl_new(mpi->rank, mpi->size, msg.id, lr, &nccl)) != HM_OK)
+    if ((st = hm_comm_nccl_new(mpi->rank, mpi->size, msg.id, n_dev == 1 ? 0 : lr, &nccl)) != HM_OK)
         goto fail;
     nccl->parent = mpi;
     *out = nccl;
