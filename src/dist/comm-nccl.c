@@ -220,7 +220,8 @@ enum hm_status hm_comm_nccl_new(int rank, int world, const void *id, int device,
     ncclUniqueId u;
     memcpy(&u, id, sizeof u);
     if ((st = cuda_status(cudaSetDevice(device), "set device")) != HM_OK ||
-        (st = cuda_status(cudaStreamCreateWithFlags(&n->stream, cudaStreamNonBlocking), "stream create")) != HM_OK ||
+        (st = cuda_status(cudaStreamCreateWithFlags(&n->stream, cudaStreamNonBlocking),
+                          "stream create")) != HM_OK ||
         (st = nccl_status(ncclCommInitRank(&n->comm, world, u, rank), "communicator init")) != HM_OK) {
         release(n);
         hm_free(c);

@@ -379,6 +379,7 @@ enum hm_status hm_launch_read_secret(void *buf, size_t bytes)
     }
     close((int)fd);
     if (got != bytes)
-        return hm_fail(HM_ERR_IO, "worker: read %zu of the launcher's %zu id bytes from fd %ld", got, bytes, fd);
+        return hm_fail(HM_ERR_IO, "worker: read %zu of the launcher's %zu id bytes from fd %ld", got,
+                       bytes, fd);
     return HM_OK;
 }
