@@ -1,13 +1,16 @@
 /*
  * comm.h - the communicator the training loop uses for data parallelism: all-reduce, broadcast
  * and barrier over backend buffers. Three implementations sit behind it: a single-process no-op,
- * MPI (CPU buffers; also bootstraps NCCL across nodes) and NCCL (GPU buffers). The trainer never
- * names one.
+ * MPI (CPU buffers; also bootstraps NCCL across nodes) and NCCL (GPU buffers; host buffers are
+ * staged through the GPU). The trainer never names one.
  *
  *     struct hm_comm *c;
- *     hm_comm_mpi_new(&argc, &argv, &c);          // rank and world size from mpirun / srun
+ *     hm_comm_mpi_new(&c);                         // rank and world size from mpirun / srun
  *     hm_train(model, data, NULL, &opts, c, ...);  // gradients averaged before clipping
  *     hm_comm_free(c);
+ *
+ * A rank that fails while the others may be inside a collective must call hm_comm_abort, not
+ * hm_comm_free: MPI_Finalize and NCCL collectives wait for every rank and would hang.
  */
 #ifndef HERMES_COMM_H
 #define HERMES_COMM_H
@@ -27,7 +30,26 @@ HM_API enum hm_status hm_comm_single_new(struct hm_comm **out);
 HM_API enum hm_status hm_comm_mpi_new(struct hm_comm **out);
 /* True when this process was started by mpirun/srun with more than one rank. */
 HM_API bool hm_comm_mpi_launched(void);
+
+/* NCCL. The unique id is HM_COMM_NCCL_ID_BYTES opaque bytes made by one process (rank 0 or the
+ * launcher) and handed to every rank out of band (a pipe, MPI_Bcast). All HM_ERR_UNSUPPORTED when
+ * built without NCCL; HM_ERR_DEVICE when no CUDA device is usable. */
+#define HM_COMM_NCCL_ID_BYTES 128
+HM_API enum hm_status hm_comm_nccl_device_count(int *out);
+HM_API enum hm_status hm_comm_nccl_get_id(void *id /* out: HM_COMM_NCCL_ID_BYTES */);
+/* Rank `rank` of `world` on CUDA device `device` (after CUDA_VISIBLE_DEVICES). */
+HM_API enum hm_status hm_comm_nccl_new(int rank, int world, const void *id, int device,
+                                       struct hm_comm **out);
+/* Multi-node: rank, world size and the node-local device come from MPI (mpirun / srun); rank 0
+ * makes the NCCL id and MPI_Bcasts it. Needs MPI and NCCL (HM_ERR_UNSUPPORTED otherwise). */
+HM_API enum hm_status hm_comm_nccl_mpi_new(struct hm_comm **out);
+
 HM_API void hm_comm_free(struct hm_comm *c);
+/* After a failure on this rank: make sure no other rank waits for it forever. MPI: MPI_Abort
+ * (ends every rank of the job with `code`; does not return). NCCL: ncclCommAbort, then returns
+ * (the launcher stops the other workers when this process exits non-zero). Single: returns.
+ * Frees `c` when it returns. */
+HM_API void hm_comm_abort(struct hm_comm *c, int code);
 
 HM_API int hm_comm_rank(const struct hm_comm *c);
 HM_API int hm_comm_size(const struct hm_comm *c);
@@ -37,6 +59,8 @@ HM_API const char *hm_comm_name(const struct hm_comm *c);
 HM_API enum hm_status hm_comm_allreduce_sum(struct hm_comm *c, struct hm_buffer *buf, size_t offset, size_t n);
 HM_API enum hm_status hm_comm_broadcast(struct hm_comm *c, struct hm_buffer *buf, int root);
 HM_API enum hm_status hm_comm_allreduce_double(struct hm_comm *c, double *value); /* sum, host */
+/* `bytes` bytes of host memory from `root` to every rank. */
+HM_API enum hm_status hm_comm_broadcast_host(struct hm_comm *c, void *data, size_t bytes, int root);
 HM_API enum hm_status hm_comm_barrier(struct hm_comm *c);
 
 /* Model-level helpers the trainer uses: rank 0's weights to everyone; gradients (and the loss)

@@ -61,6 +61,7 @@ struct hm_train_summary {
     double final_loss, final_val_loss;
     uint64_t tokens_seen;
     double wall_s, mean_tokens_per_s;
+    double comm_s;       /* wall time in the gradient all-reduce (not overlapped with backward) */
     uint64_t peak_rss_bytes;
     size_t planned_bytes;
 };

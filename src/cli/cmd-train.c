@@ -2,12 +2,19 @@
  * cmd-train.c - `hermes-llm train`: resolve the tokenizer (training one from the data when the
  * file is missing, as the original did), the model config and the data, then run the library's
  * training loop with a progress bar on a terminal and plain log lines otherwise.
+ *
+ * Data parallelism: under mpirun/srun every process is a rank (MPI for CPU buffers); with
+ * --num-gpus N this process becomes a launcher that starts N workers of itself (hm_launch), which
+ * find HM_RANK in their environment and form an NCCL communicator. Rank 0 alone trains or loads
+ * the tokenizer and builds the token cache, then hands both to the others; a rank that fails
+ * prints its error and aborts the communicator, so no other rank is left waiting.
  */
 #include "commands.h"
 #include "hermes/comm.h"
 #include "hermes/corpus.h"
 #include "hermes/dataset.h"
 #include "hermes/interrupt.h"
+#include "hermes/launch.h"
 #include "hermes/tokenizer.h"
 #include "hermes/train.h"
 #include "opts.h"
@@ -27,7 +34,7 @@ struct train_args {
     long batch, epochs, seq_len, num_gpus, grad_accum, stride, seed, warmup, max_steps, threads;
     long log_every, eval_every, eval_batches, save_every, vocab_size;
     double lr, min_lr, val_split, grad_clip, weight_decay;
-    bool resume, seq_len_given, warmup_given, min_lr_given, model_given;
+    bool resume, seq_len_given, warmup_given, min_lr_given, model_given, num_gpus_given;
 };
 
 static void print_progress(const struct hm_train_progress *p, void *user)
@@ -82,6 +89,132 @@ static void remove_created_output(const char *dir)
     rmdir(dir);
 }
 
+/* Rank 0 loads or trains the tokenizer and sends it as JSON, so the other ranks need not see its
+ * file (another node) and never race a half-trained one. */
+static enum hm_status share_tokenizer(struct hm_comm *comm, struct train_args *a, struct hm_tokenizer **tok)
+{
+    int rank = hm_comm_rank(comm);
+    enum hm_status st = HM_OK;
+    char *js = NULL;
+    struct {
+        int32_t status;
+        uint64_t len;
+    } msg = {0};
+    if (rank == 0) {
+        st = load_or_train_tokenizer(a, tok);
+        if (st == HM_OK && hm_comm_size(comm) > 1)
+            st = hm_tokenizer_to_json(*tok, &js);
+        msg.status = (int32_t)st;
+        msg.len = js ? strlen(js) : 0;
+    }
+    if (hm_comm_size(comm) == 1)
+        return st;
+    enum hm_status bst = hm_comm_broadcast_host(comm, &msg, sizeof msg, 0);
+    if (bst == HM_OK && msg.status == HM_OK) {
+        if (rank != 0 && !(js = malloc(msg.len + 1)))
+            bst = hm_fail(HM_ERR_NOMEM, "train: out of memory for the tokenizer");
+        /* everyone joins the broadcast even after a local malloc failure: abort ends the job */
+        if (bst == HM_OK)
+            bst = hm_comm_broadcast_host(comm, js, msg.len, 0);
+    }
+    if (rank == 0) {
+        hm_tokenizer_string_free(js);
+        return st != HM_OK ? st : bst;
+    }
+    if (bst == HM_OK && msg.status != HM_OK)
+        bst = hm_fail((enum hm_status)msg.status, "train: rank 0 could not load or train tokenizer %s",
+                      a->tokenizer);
+    if (bst == HM_OK)
+        bst = hm_tokenizer_load_json(js, msg.len, a->tokenizer, tok);
+    free(js);
+    return bst;
+}
+
+/* Rank 0 builds (or reuses) the token cache and sends its key; the other ranks then map the same
+ * file. Where the output folder is not shared (another node), the file is missing or stale there
+ * and that rank tokenizes the same inputs itself. */
+static enum hm_status share_dataset(struct hm_comm *comm, struct hm_tokenizer *tok,
+                                    const struct hm_dataset_opts *o, struct hm_token_cache *out,
+                                    struct hm_dataset_info *info)
+{
+    int rank = hm_comm_rank(comm);
+    enum hm_status st = HM_OK;
+    struct {
+        int32_t status;
+        uint64_t key;
+    } msg = {0};
+    memset(info, 0, sizeof *info);
+    if (rank == 0) {
+        st = hm_dataset_open(tok, o, out, info);
+        msg.status = (int32_t)st;
+        msg.key = st == HM_OK ? out->key : 0;
+    }
+    if (hm_comm_size(comm) == 1)
+        return st;
+    enum hm_status bst = hm_comm_broadcast_host(comm, &msg, sizeof msg, 0);
+    if (rank == 0)
+        return st != HM_OK ? st : bst;
+    if (bst != HM_OK)
+        return bst;
+    if (msg.status != HM_OK)
+        return hm_fail((enum hm_status)msg.status, "train: rank 0 could not read the data into %s",
+                       o->cache_path);
+    bool hit = false;
+    if ((st = hm_token_cache_open(o->cache_path, msg.key, out, &hit)) != HM_OK || hit) {
+        info->cache_hit = hit;
+        return st;
+    }
+    if (o->n_paths == 0)
+        return hm_fail(HM_ERR_IO, "train: %s: rank 0's token cache is not visible here; with data on "
+                       "standard input, --output must be a folder every rank shares", o->cache_path);
+    if ((st = hm_dataset_open(tok, o, out, info)) != HM_OK)
+        return st;
+    if (out->key != msg.key)
+        return hm_fail(HM_ERR_MISMATCH, "train: the data files differ between rank 0 and this node");
+    return HM_OK;
+}
+
+/* --num-gpus N: this process launches N workers of itself (same arguments) and waits. */
+static enum hm_status launch_workers(struct train_args *a, int argc, char **argv)
+{
+    int n_dev = 0;
+    enum hm_status st = hm_comm_nccl_device_count(&n_dev);
+    if (st != HM_OK)
+        return hm_fail(st, "train: --num-gpus %ld: %s", a->num_gpus, hm_last_error());
+    if (n_dev == 0)
+        return hm_fail(HM_ERR_DEVICE, "train: --num-gpus %ld: no CUDA device found", a->num_gpus);
+    if (n_dev < a->num_gpus)
+        return hm_fail(HM_ERR_DEVICE, "train: --num-gpus %ld: only %d CUDA device%s visible", a->num_gpus,
+                       n_dev, n_dev == 1 ? "" : "s");
+    unsigned char id[HM_COMM_NCCL_ID_BYTES];
+    if ((st = hm_comm_nccl_get_id(id)) != HM_OK)
+        return hm_fail(st, "train: --num-gpus %ld: %s", a->num_gpus, hm_last_error());
+    char **wargv = calloc((size_t)argc + 2, sizeof *wargv);
+    if (!wargv)
+        return hm_fail(HM_ERR_NOMEM, "train: out of memory");
+    wargv[0] = "hermes-llm";
+    for (int i = 0; i < argc; i++)
+        wargv[i + 1] = argv[i];
+    fprintf(stderr, "Starting %ld worker processes, one per GPU\n", a->num_gpus);
+    struct hm_launch_opts lo = {.n_workers = (int)a->num_gpus, .exe = "/proc/self/exe", .argv = wargv,
+                                .secret = id, .secret_bytes = sizeof id, .set_cuda_devices = true};
+    struct hm_launch_result res;
+    st = hm_launch(&lo, &res);
+    free(wargv);
+    if (st != HM_OK)
+        return hm_fail(st, "train: --num-gpus %ld: %s", a->num_gpus, hm_last_error());
+    return HM_OK;
+}
+
+/* Test-only hook (tests/cli/mpi.sh): HM_TEST_FAIL_RANK=r makes rank r fail once its data is
+ * loaded, while the other ranks go on into the first collective of training. */
+static bool test_fail_rank(int rank)
+{
+    const char *v = getenv("HM_TEST_FAIL_RANK");
+    char *end;
+    return v && *v && strtol(v, &end, 10) == rank && !*end;
+}
+
 enum hm_status cmd_train(int argc, char **argv)
 {
     struct train_args a = {
@@ -105,7 +238,7 @@ enum hm_status cmd_train(int argc, char **argv)
         {"min-lr", 0, CLI_FLOAT, &a.min_lr, "LR", "Final learning rate of the decay", "lr/10", 0, 10, &a.min_lr_given},
         {"lr-schedule", 0, CLI_STRING, &a.lr_schedule, "KIND", "constant, cosine or wsd (all after --warmup)", "cosine"},
         {"warmup", 0, CLI_INT, &a.warmup, "STEPS", "Linear warmup steps", "min(1000, 5% of the steps)", 0, 1L << 40, &a.warmup_given},
-        {"num-gpus", 0, CLI_INT, &a.num_gpus, "N", "Data-parallel GPUs on this machine (NCCL)", "1", 1, 1024},
+        {"num-gpus", 0, CLI_INT, &a.num_gpus, "N", "Data-parallel GPUs on this machine: one worker process per GPU (NCCL)", "1", 1, 1024, &a.num_gpus_given},
         {"grad-accum", 0, CLI_INT, &a.grad_accum, "N", "Micro-batches per optimizer step (gradients averaged)", "1", 1, 1 << 16},
         {"grad-clip", 0, CLI_FLOAT, &a.grad_clip, "NORM", "Global gradient-norm bound (0 = off)", "1.0", 0, 1e9},
         {"weight-decay", 0, CLI_FLOAT, &a.weight_decay, "WD", "AdamW decoupled weight decay (matrices and embedding)", "0.1", 0, 10},
@@ -144,15 +277,31 @@ enum hm_status cmd_train(int argc, char **argv)
         return st;
     if (strcmp(a.save_dtype, "f32") != 0 && strcmp(a.save_dtype, "bf16") != 0)
         return hm_fail(HM_ERR_USAGE, "train: --save-dtype: expected f32 or bf16, got '%s'", a.save_dtype);
-    if (a.num_gpus > 1)
-        return hm_fail(HM_ERR_UNSUPPORTED, "train: --num-gpus %ld needs a CUDA + NCCL build and GPUs; "
-                       "for CPU data parallelism run under mpirun", a.num_gpus);
     if (a.threads)
         hm_set_threads((int)a.threads);
 
+    /* Who we are: a --num-gpus worker, a launcher, an MPI rank (NCCL-over-MPI for GPU devices),
+     * or the only process. */
     struct hm_comm *comm = NULL;
-    if ((st = hm_comm_mpi_launched() ? hm_comm_mpi_new(&comm) : hm_comm_single_new(&comm)) != HM_OK)
+    int wrank, wworld;
+    bool worker = hm_launch_is_worker(&wrank, &wworld);
+    if (worker) {
+        unsigned char id[HM_COMM_NCCL_ID_BYTES];
+        if ((st = hm_launch_read_secret(id, sizeof id)) != HM_OK ||
+            (st = hm_comm_nccl_new(wrank, wworld, id, 0, &comm)) != HM_OK)
+            return st;
+    } else if (a.num_gpus_given) {
+        if (hm_comm_mpi_launched())
+            return hm_fail(HM_ERR_USAGE, "train: --num-gpus starts its own processes; under mpirun/srun "
+                           "leave it out (one rank per GPU)");
+        return launch_workers(&a, argc, argv);
+    } else if (hm_comm_mpi_launched()) {
+        st = strcmp(a.device, "cpu") == 0 ? hm_comm_mpi_new(&comm) : hm_comm_nccl_mpi_new(&comm);
+        if (st != HM_OK)
+            return st;
+    } else if ((st = hm_comm_single_new(&comm)) != HM_OK) {
         return st;
+    }
     int rank = hm_comm_rank(comm);
     struct hm_tokenizer *tok = NULL;
     struct hm_model *model = NULL;
@@ -165,23 +314,18 @@ enum hm_status cmd_train(int argc, char **argv)
                      a.output);
         goto out;
     }
-    /* A folder this run creates is removed again if the run fails before training starts. */
-    created_output = !hm_file_exists(a.output);
-    if ((st = hm_mkdir_p(a.output)) != HM_OK)
-        goto out;
-
-    /* Tokenizer: rank 0 trains a missing one; the others wait and load it. */
-    if (rank == 0)
-        st = load_or_train_tokenizer(&a, &tok);
-    if (st == HM_OK && hm_comm_size(comm) > 1) {
-        double ok = st == HM_OK ? 0 : 1;
-        hm_comm_allreduce_double(comm, &ok);
-        if (ok != 0)
-            st = hm_fail(HM_ERR_IO, "train: rank 0 could not load the tokenizer");
-        else if (rank != 0)
-            st = hm_tokenizer_load(a.tokenizer, &tok);
+    /* A folder this run creates is removed again if the run fails before training starts. Rank 0
+     * creates it before the first collective, the others after (on another node it may be new). */
+    if (rank == 0) {
+        created_output = !hm_file_exists(a.output);
+        if ((st = hm_mkdir_p(a.output)) != HM_OK)
+            goto out;
     }
-    if (st != HM_OK)
+
+    /* Tokenizer: rank 0 trains a missing one or loads it; the others get it from rank 0. */
+    if ((st = share_tokenizer(comm, &a, &tok)) != HM_OK)
+        goto out;
+    if (rank != 0 && (st = hm_mkdir_p(a.output)) != HM_OK)
         goto out;
 
     /* Model config: the saved one when resuming, else the preset or file, with the tokenizer's vocab. */
@@ -218,7 +362,7 @@ enum hm_status cmd_train(int argc, char **argv)
     snprintf(path, sizeof path, "%s/tokens-train.bin", a.output);
     struct hm_dataset_opts dopt = {a.data.items, a.data.n, a.text_field, path, 0};
     struct hm_dataset_info dinfo;
-    if ((st = hm_dataset_open(tok, &dopt, &train, &dinfo)) != HM_OK)
+    if ((st = share_dataset(comm, tok, &dopt, &train, &dinfo)) != HM_OK)
         goto out;
     if (rank == 0)
         fprintf(stderr, "Data: %llu documents, %llu tokens%s\n", (unsigned long long)dinfo.n_docs,
@@ -226,9 +370,13 @@ enum hm_status cmd_train(int argc, char **argv)
     if (a.val_data.n) {
         snprintf(path, sizeof path, "%s/tokens-val.bin", a.output);
         struct hm_dataset_opts vopt = {a.val_data.items, a.val_data.n, a.text_field, path, 0};
-        if ((st = hm_dataset_open(tok, &vopt, &val, &dinfo)) != HM_OK)
+        if ((st = share_dataset(comm, tok, &vopt, &val, &dinfo)) != HM_OK)
             goto out;
         have_val = true;
+    }
+    if (test_fail_rank(rank)) {
+        st = hm_fail(HM_ERR_IO, "HM_TEST_FAIL_RANK=%d: failing on purpose (test-only hook)", rank);
+        goto out;
     }
 
     struct hm_backend *be = NULL;
@@ -288,6 +436,10 @@ enum hm_status cmd_train(int argc, char **argv)
                 sum.steps, sum.final_loss, sum.final_val_loss, (unsigned long long)sum.tokens_seen,
                 sum.wall_s, sum.mean_tokens_per_s, (double)sum.peak_rss_bytes / 1048576.0,
                 (double)sum.planned_bytes / 1048576.0);
+        if (hm_comm_size(comm) > 1)
+            fprintf(stderr, "Gradient all-reduce (%s, %d processes): %.3f s of %.3f s (%.1f%%)\n",
+                    hm_comm_name(comm), hm_comm_size(comm), sum.comm_s, sum.wall_s,
+                    100.0 * sum.comm_s / fmax(sum.wall_s, 1e-9));
         if (st == HM_ERR_INTERRUPTED) {
             /* The exact command: this one, with --resume added once. */
             fprintf(stderr, "Resume with: hermes-llm");
@@ -308,6 +460,19 @@ out:
         hm_token_cache_close(&val);
     hm_token_cache_close(&train);
     hm_tokenizer_free(tok);
+    if (st != HM_OK && hm_comm_size(comm) > 1) {
+        /* The other ranks may be inside a collective that waits for this one: report here, then
+         * abort the communicator instead of a clean shutdown that would wait for them. A
+         * --num-gpus worker's lines already get a "[rank r]" prefix from the launcher. */
+        if (worker)
+            fprintf(stderr, "hermes-llm: error: %s\n", hm_last_error());
+        else
+            fprintf(stderr, "hermes-llm: error: rank %d: %s\n", rank, hm_last_error());
+        fflush(stderr);
+        int code = st == HM_ERR_USAGE ? 2 : 1;
+        hm_comm_abort(comm, code); /* MPI: does not return */
+        exit(code);
+    }
     hm_comm_free(comm);
     return st;
 }

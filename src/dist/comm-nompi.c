@@ -15,3 +15,9 @@ enum hm_status hm_comm_mpi_new(struct hm_comm **out)
     (void)out;
     return hm_fail(HM_ERR_UNSUPPORTED, "this hermes-llm was built without MPI (rebuild with -DHM_MPI=ON)");
 }
+
+enum hm_status hm_comm_nccl_mpi_new(struct hm_comm **out)
+{
+    (void)out;
+    return hm_fail(HM_ERR_UNSUPPORTED, "NCCL across nodes is bootstrapped by MPI, and this hermes-llm was built without MPI (rebuild with -DHM_MPI=ON)");
+}

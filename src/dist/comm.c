@@ -1,4 +1,8 @@
-/* comm.c - communicator dispatch, the single-process no-op, and the model-level helpers. */
+/*
+ * comm.c - communicator dispatch, the single-process no-op, and the model-level helpers.
+ * Backends (comm-mpi.c, comm-nccl.c) fill struct hm_comm_ops; everything here is backend-free,
+ * so the trainer links the same code whichever of them is built.
+ */
 #include "comm-impl.h"
 #include "hermes/model.h"
 #include "util/util.h"
@@ -27,8 +31,15 @@ static void none_free(struct hm_comm *c)
 {
 }
 
-static const struct hm_comm_ops single_ops = {"single", none_allreduce, none_broadcast, none_double,
-                                              none_barrier, none_free};
+static const struct hm_comm_ops single_ops = {
+    .name = "single",
+    .allreduce_sum = none_allreduce,
+    .broadcast = none_broadcast,
+    .allreduce_double = none_double,
+    .barrier = none_barrier,
+    .broadcast_host = none_broadcast,
+    .free = none_free,
+};
 
 enum hm_status hm_comm_single_new(struct hm_comm **out)
 {
@@ -47,6 +58,19 @@ void hm_comm_free(struct hm_comm *c)
     if (!c)
         return;
     c->ops->free(c);
+    hm_comm_free(c->parent);
+    hm_free(c);
+}
+
+void hm_comm_abort(struct hm_comm *c, int code)
+{
+    if (!c)
+        return;
+    if (c->ops->abort)
+        c->ops->abort(c, code);
+    else
+        c->ops->free(c);
+    hm_comm_abort(c->parent, code);
     hm_free(c);
 }
 
@@ -79,6 +103,13 @@ enum hm_status hm_comm_broadcast(struct hm_comm *c, struct hm_buffer *buf, int r
 enum hm_status hm_comm_allreduce_double(struct hm_comm *c, double *value)
 {
     return c->ops->allreduce_double(c, value);
+}
+
+enum hm_status hm_comm_broadcast_host(struct hm_comm *c, void *data, size_t bytes, int root)
+{
+    if (c->size == 1 || bytes == 0)
+        return HM_OK;
+    return c->ops->broadcast_host(c, data, bytes, root);
 }
 
 enum hm_status hm_comm_barrier(struct hm_comm *c)

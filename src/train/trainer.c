@@ -71,7 +71,9 @@ static enum hm_status run_micro(struct trainer *t, bool backward, float *loss)
     return hm_tensor_get(t->tg.loss, loss, sizeof *loss);
 }
 
-/* Mean validation loss over up to eval_batches batches of the held-out windows (rank 0 only). */
+/* Mean validation loss over up to eval_batches batches of the held-out windows. With world
+ * processes an evaluation batch is world * B windows and rank r takes [r * B, +B) of it, so the
+ * result is the one a single process with a world-times larger batch would get (up to rounding). */
 static enum hm_status evaluate(struct trainer *t, double *val_loss)
 {
     const struct hm_windows *w = t->val_from_train ? &t->tw : &t->vw;
@@ -79,8 +81,9 @@ static enum hm_status evaluate(struct trainer *t, double *val_loss)
     uint64_t first = t->val_from_train ? w->val_first : 0;
     uint64_t n = t->val_from_train ? w->n_val : w->n_total;
     int B = t->o->batch_size;
+    uint64_t EB = (uint64_t)B * t->world;
     *val_loss = NAN;
-    if (n < (uint64_t)B)
+    if (n < EB)
         return HM_OK;
     struct hm_runtime *rt = hm_graph_runtime(t->tg.graph);
     rt->training = false;
@@ -88,9 +91,9 @@ static enum hm_status evaluate(struct trainer *t, double *val_loss)
     long nb = 0;
     uint32_t *win = t->win;
     enum hm_status st = HM_OK;
-    for (uint64_t s = first; s + B <= first + n && nb < t->o->eval_batches; s += B, nb++) {
+    for (uint64_t s = first; s + EB <= first + n && nb < t->o->eval_batches; s += EB, nb++) {
         for (int b = 0; b < B; b++)
-            win[b] = (uint32_t)(s + b);
+            win[b] = (uint32_t)(s + (uint64_t)t->rank * B + b);
         fill_batch(t, tok, w, win, B);
         float l;
         if ((st = run_micro(t, false, &l)) != HM_OK)
@@ -98,7 +101,14 @@ static enum hm_status evaluate(struct trainer *t, double *val_loss)
         sum += l;
     }
     rt->training = true;
-    if (st == HM_OK && nb)
+    if (st != HM_OK)
+        return st;
+    if (t->comm && t->world > 1) {
+        if ((st = hm_comm_allreduce_double(t->comm, &sum)) != HM_OK)
+            return st;
+        sum /= t->world;
+    }
+    if (nb)
         *val_loss = sum / (double)nb;
     return st;
 }
@@ -366,8 +376,10 @@ enum hm_status hm_train(struct hm_model *m, const struct hm_token_cache *train,
             loss_sum += l;
         }
         double loss = loss_sum / A;
+        double t_comm = hm_time_s();
         if (comm && (st = hm_comm_allreduce_grads(comm, m, &loss)) != HM_OK)
             goto out;
+        summary->comm_s += hm_time_s() - t_comm;
         if (!isfinite(loss)) {
             st = numeric_stop(&t, "loss", loss, last_saved);
             goto out;
@@ -388,7 +400,7 @@ enum hm_status hm_train(struct hm_model *m, const struct hm_token_cache *train,
         bool save = (o->save_every > 0 && t.step % o->save_every == 0) || epoch_end ||
                     t.step == t.total_steps;
         double val_loss = NAN;
-        if (eval && t.rank == 0) {
+        if (eval) {
             if ((st = evaluate(&t, &val_loss)) != HM_OK)
                 goto out;
             last_val = val_loss;
@@ -408,6 +420,13 @@ enum hm_status hm_train(struct hm_model *m, const struct hm_token_cache *train,
             progress(&p, user);
         }
         bool stop = hm_interrupt_requested(); /* polled last, so a signal during the step counts */
+        if (comm && W > 1) {
+            /* Every rank must stop at the same step, or the others wait in the next all-reduce. */
+            double any = stop ? 1 : 0;
+            if ((st = hm_comm_allreduce_double(comm, &any)) != HM_OK)
+                goto out;
+            stop = any > 0;
+        }
         if (save || stop) {
             if (t.rank == 0) {
                 char name[96];

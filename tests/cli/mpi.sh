@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# mpi.sh - CPU data parallelism through MPI (the code path the NCCL workers share): 2 ranks with
+# batch B must train like 1 process with batch 2B (same losses, same weights, within float
+# tolerance: the sum runs in another order); resume under MPI continues like an uninterrupted
+# run; a resume that changes the global batch is an error; a failing rank ends the job non-zero
+# without hanging. Also: rank 0 trains a missing tokenizer and reads data from standard input
+# for everyone. Exits 77 (skipped) when mpirun is missing or the binary was built without MPI.
+# Args: $1 = hermes-llm binary, $2 = source dir. HM_TEST_TOOLS = folder holding hm-compare.
+set -u
+BIN=$1
+CMP=${HM_TEST_TOOLS:-$(dirname "$BIN")/tests}/hm-compare
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+FAILS=0
+fail() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
+
+if ! command -v mpirun >/dev/null; then
+    echo "SKIPPED: mpirun not found, so the MPI data-parallel tests did not run"
+    exit 77
+fi
+[ -x "$CMP" ] || { echo "FAIL: hm-compare not found at $CMP"; exit 1; }
+
+# Open MPI as root in a container on 2 cores: --allow-run-as-root, --oversubscribe, shared
+# memory without the ptrace-based single copy (often blocked in containers), one thread per
+# rank. Extra flags for other systems can come from HM_TEST_MPIRUN_FLAGS.
+export OMP_NUM_THREADS=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
+MPIRUN=(mpirun --allow-run-as-root --oversubscribe --mca btl self,vader -x OMP_NUM_THREADS
+        -x OMPI_MCA_btl_vader_single_copy_mechanism ${HM_TEST_MPIRUN_FLAGS:-})
+mpi() { # mpi NP ARGS...: hermes-llm under mpirun with NP ranks, at most 120 s
+    local np=$1
+    shift
+    timeout -k 5 120 "${MPIRUN[@]}" -np "$np" "$BIN" "$@"
+}
+
+# A tiny corpus, a 300-token tokenizer, and nano without dropout (dropout masks depend on the
+# micro-batch, so only a dropout-free model is comparable across world sizes).
+awk 'BEGIN { srand(7); split("the quick brown fox jumps over a lazy dog and then sat on the mat", w, " ");
+             for (i = 0; i < 12000; i++) printf "%s%s", w[int(rand() * 15) + 1], (i % 17 == 16) ? "\n" : " " }' \
+    > "$T/c.txt"
+"$BIN" train-tokenizer -i "$T/c.txt" -o "$T/tok.json" -v 300 2>/dev/null || { echo "FAIL: tokenizer"; exit 1; }
+sed 's/"dropout": [0-9.]*/"dropout": 0.0/' "$2/configs/nano.json" > "$T/nano0.json"
+COMMON=(-t "$T/tok.json" -d "$T/c.txt" -m "$T/nano0.json" --seq-len 32 --log-every 1 --eval-every 5
+        --eval-batches 4 --save-every 0)
+
+if ! mpi 2 train --help >/dev/null 2>"$T/err"; then
+    cat "$T/err"
+    echo "FAIL: mpirun cannot start 2 ranks here"
+    exit 1
+fi
+
+# 1. Equivalence: 1 x batch 4 == 2 ranks x batch 2 == 2 ranks x batch 1 x grad-accum 2.
+"$BIN" train "${COMMON[@]}" -o "$T/one" -b 4 --max-steps 12 2>"$T/err" || { cat "$T/err"; fail "1-process run"; }
+mpi 2 train "${COMMON[@]}" -o "$T/two" -b 2 --max-steps 12 >"$T/out" 2>&1
+rc=$?
+if grep -q "built without MPI" "$T/out"; then
+    echo "SKIPPED: this hermes-llm was built without MPI"
+    exit 77
+fi
+[ "$rc" = 0 ] || { cat "$T/out"; fail "2-rank run"; }
+grep -q "Global batch: 4 windows (batch 2 x grad-accum 1 x 2 processes)" "$T/out" || fail "global batch not printed"
+[ "$(grep -c '^Model:' "$T/out")" = 1 ] || fail "only rank 0 should log"
+mpi 2 train "${COMMON[@]}" -o "$T/acc" -b 1 --grad-accum 2 --max-steps 12 >"$T/out" 2>&1 || { cat "$T/out"; fail "accum run"; }
+for run in two acc; do
+    "$CMP" metrics "$T/one/metrics.jsonl" "$T/$run/metrics.jsonl" 1e-4 || fail "$run: losses differ from 1 process"
+    "$CMP" weights "$T/one/weights.safetensors" "$T/$run/weights.safetensors" 1e-5 0 || fail "$run: weights differ"
+done
+grep -q val_loss "$T/two/metrics.jsonl" || fail "no validation loss under MPI"
+
+# 2. Resume under MPI: stop at step 5, resume to 12 == 12 uninterrupted (constant LR, so the
+# schedule does not depend on where the first run stopped). Same world size: same sums.
+R=("${COMMON[@]}" --lr-schedule constant --warmup 0 -b 2)
+mpi 2 train "${R[@]}" -o "$T/full" --max-steps 12 >/dev/null 2>&1 || fail "uninterrupted run"
+mpi 2 train "${R[@]}" -o "$T/part" --max-steps 5 >/dev/null 2>&1 || fail "first half"
+mpi 2 train "${R[@]}" -o "$T/part" --max-steps 12 --resume >"$T/out" 2>&1 || { cat "$T/out"; fail "resume"; }
+"$CMP" metrics "$T/full/metrics.jsonl" "$T/part/metrics.jsonl" 0 || fail "resumed losses differ"
+"$CMP" weights "$T/full/state.safetensors" "$T/part/state.safetensors" 0 0 || fail "resumed state differs"
+# Another world size with the same global batch resumes too (the data order depends only on it).
+cp -r "$T/part" "$T/part1"
+"$BIN" train "${R[@]}" -o "$T/part1" -b 4 --max-steps 14 --resume 2>"$T/err" || { cat "$T/err"; fail "1-process resume of a 2-rank run"; }
+# A different global batch cannot continue the same data order: one clear error, exit 1.
+mpi 2 train "${R[@]}" -o "$T/part" -b 4 --max-steps 14 --resume >"$T/out" 2>&1
+rc=$?
+[ "$rc" -ne 0 ] || fail "resume with another global batch should fail"
+grep -q "global batch of 4 windows (world size 2), this run has 8" "$T/out" || { cat "$T/out"; fail "global batch message"; }
+
+# 3. A failing rank ends the whole job, non-zero, with its error, and nobody hangs.
+for r in 1 0; do
+    start=$(date +%s)
+    HM_TEST_FAIL_RANK=$r timeout -k 5 120 "${MPIRUN[@]}" -x HM_TEST_FAIL_RANK -np 2 \
+        "$BIN" train "${COMMON[@]}" -o "$T/fail$r" -b 2 --max-steps 12 >"$T/out" 2>&1
+    rc=$?
+    took=$(($(date +%s) - start))
+    [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$rc" -ne 137 ] || { cat "$T/out"; fail "rank $r failure: exit $rc"; }
+    [ "$took" -lt 60 ] || fail "rank $r failure took $took s"
+    grep -q "hermes-llm: error: rank $r: HM_TEST_FAIL_RANK=$r" "$T/out" || { cat "$T/out"; fail "rank $r error line"; }
+done
+
+# 4. Rank 0 trains a missing tokenizer for everyone; data from standard input reaches rank 0 only.
+mpi 2 train -t "$T/new-tok.json" -v 300 -d "$T/c.txt" -m "$T/nano0.json" --seq-len 32 -b 2 --max-steps 2 \
+    -o "$T/newtok" >"$T/out" 2>&1 || { cat "$T/out"; fail "tokenizer trained under MPI"; }
+[ -s "$T/new-tok.json" ] || fail "no tokenizer written"
+mpi 2 train -t "$T/tok.json" -m "$T/nano0.json" --seq-len 32 -b 2 --max-steps 2 -o "$T/stdin" \
+    <"$T/c.txt" >"$T/out" 2>&1 || { cat "$T/out"; fail "data from standard input under MPI"; }
+
+echo "$FAILS failed"
+[ "$FAILS" -eq 0 ]
