@@ -32,6 +32,27 @@ HM_API const char *hm_backend_name(const struct hm_backend *be);
 HM_API bool hm_backend_supports_op(const struct hm_backend *be, enum hm_op op);
 HM_API enum hm_status hm_backend_synchronize(struct hm_backend *be);
 
+/* ---- CUDA backend and device selection (issue 8) -------------------------------------------- */
+/*
+ * CUDA backend on GPU `device` (0-based): cuBLASLt matmuls plus our own kernels, f32 compute.
+ * HM_ERR_UNSUPPORTED with a one-line message in a build without CUDA, when no GPU is visible, or
+ * when `device` is out of range; HM_ERR_NOMEM / HM_ERR_DEVICE if the context cannot be set up.
+ */
+HM_API enum hm_status hm_backend_cuda_new(int device, struct hm_backend **out);
+/* Visible CUDA devices; 0 in a CPU-only build or when the driver reports none. Never fails. */
+HM_API int hm_cuda_device_count(void);
+
+enum hm_device_kind { HM_DEVICE_CPU = 0, HM_DEVICE_CUDA };
+struct hm_device_spec {
+    enum hm_device_kind kind;
+    int index; /* GPU ordinal for HM_DEVICE_CUDA, 0 for the CPU */
+};
+/* Parse "cpu", "cuda" (= cuda:0) or "cuda:N". HM_ERR_USAGE quoting the string otherwise. */
+HM_API enum hm_status hm_device_parse(const char *spec, struct hm_device_spec *out);
+/* hm_device_parse, then create that backend (--device of the CLI). */
+HM_API enum hm_status hm_backend_new_from_string(const char *spec, struct hm_backend **out);
+/* ---- end of the CUDA block ------------------------------------------------------------------- */
+
 /* Threads for OpenMP loops and OpenBLAS together (n >= 1). */
 HM_API void hm_set_threads(int n);
 HM_API int hm_get_threads(void);

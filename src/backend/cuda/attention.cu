@@ -1,0 +1,352 @@
+/*
+ * attention.cu - fused causal attention with grouped-query heads, f32, flash-attention style:
+ * tiles of 32 keys in shared memory, an online softmax per query row, only the row log-sum-exp
+ * (B, NH, T) kept for backward, never a (T, S) matrix.
+ *
+ * q (B,T,NH,HD), k/v (B,S,NKV,HD); query head h reads kv head h / (NH/NKV); query t sits at
+ * position pos + t and sees keys 0..pos+t; scale 1/sqrt(HD). Same semantics as the CPU backend.
+ *
+ * Work layout (cuda-host.h, hm_cuda_attn_plan): one warp per query row, one key per lane in a
+ * tile; each lane owns DPL = HD/32 (rounded up to 1, 2, 4, 8) output dims in registers.
+ *   forward:  block = 8 query rows of one (b, h); K/V tiles shared by the 8 warps.
+ *   backward, deterministic without atomics, in three kernels:
+ *     1. D[row] = dout . out                                  (one warp per row)
+ *     2. dK, dV: block = one warp = 32 keys of one (b, kv head); it loops over every query row of
+ *        every head of the group in a fixed order, accumulating dK/dV rows in shared memory; each
+ *        key row is owned by one lane, so no two threads ever add into the same value.
+ *     3. dQ: like the forward; each warp owns its query row.
+ *   Scores are recomputed in kernels 2 and 3 (about 1.5x the FLOPs of an atomic dQ), the price of
+ *   bit-reproducible gradients. These are scalar FP32 kernels (FFMA, no tensor cores): correct and
+ *   memory-frugal first; README.md lists the tensor-core (bf16 mma) version as the next step.
+ */
+#include "attention.cuh"
+
+#define BC HM_CUDA_ATTN_BC
+#define ROWS HM_CUDA_ATTN_ROWS
+
+struct attn_geom {
+    int64_t B, T, NH, HD, S, NKV, group, pos;
+    float scale;
+};
+
+static enum hm_status geom(const struct hm_exec *ex, const struct hm_tensor *q, const struct hm_tensor *k,
+                           struct attn_geom *g, struct hm_cuda_attn_plan *plan)
+{
+    g->B = q->shape[0], g->T = q->shape[1], g->NH = q->shape[2], g->HD = q->shape[3];
+    g->S = k->shape[1], g->NKV = k->shape[2], g->group = g->NH / g->NKV;
+    g->pos = ex->rt->pos;
+    g->scale = 1.0f / sqrtf((float)g->HD);
+    if (g->pos < 0 || g->pos + g->T > g->S)
+        return hm_fail(HM_ERR_USAGE, "attention: positions %lld..%lld exceed the %lld keys available",
+                       (long long)g->pos, (long long)(g->pos + g->T - 1), (long long)g->S);
+    return hm_cuda_attn_plan(g->HD, plan);
+}
+
+/* Cooperative load of keys [j0, j0 + BC) of one kv head into a padded (BC, ld) tile; zeros past S. */
+static __device__ __forceinline__ void load_tile(float *dst, const float *src, int64_t j0, int64_t S,
+                                                 int64_t kstride, int HD, int ld)
+{
+    for (int i = threadIdx.x; i < BC * HD; i += blockDim.x) {
+        int r = i / HD, d = i % HD;
+        int64_t j = j0 + r;
+        dst[r * ld + d] = j < S ? src[j * kstride + d] : 0.0f;
+    }
+}
+
+static __device__ __forceinline__ float dot_smem(const float *a, const float *b, int HD)
+{
+    float s = 0.0f;
+    for (int d = 0; d < HD; d++)
+        s += a[d] * b[d];
+    return s;
+}
+
+/* ---- forward ------------------------------------------------------------------------------- */
+
+template <int DPL>
+static __global__ void attention_f32_kernel(const float *q, const float *k, const float *v, float *out, float *lse,
+                                            int64_t T, int64_t NH, int64_t S, int64_t NKV, int64_t group,
+                                            int64_t pos, int HD, float scale)
+{
+    extern __shared__ float smem[];
+    int ld = HD + 1;
+    float *Ks = smem, *Vs = Ks + BC * ld, *Qs = Vs + BC * ld;
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    int64_t b = blockIdx.z, h = blockIdx.y, kh = h / group;
+    int64_t t0 = (int64_t)blockIdx.x * ROWS, t = t0 + w;
+    bool valid = t < T;
+    int64_t L = pos + t + 1; /* keys visible to this row */
+    int64_t t_last = t0 + ROWS < T ? t0 + ROWS - 1 : T - 1, Lmax = pos + t_last + 1;
+    int64_t kstride = NKV * HD;
+    const float *kb = k + (b * S * NKV + kh) * HD, *vb = v + (b * S * NKV + kh) * HD;
+    float *qs = Qs + w * HD;
+    if (valid)
+        for (int d = lane; d < HD; d += 32)
+            qs[d] = q[((b * T + t) * NH + h) * HD + d] * scale;
+    float o[DPL];
+#pragma unroll
+    for (int i = 0; i < DPL; i++)
+        o[i] = 0.0f;
+    float m = -INFINITY, l = 0.0f;
+    for (int64_t j0 = 0; j0 < Lmax; j0 += BC) {
+        __syncthreads();
+        load_tile(Ks, kb, j0, S, kstride, HD, ld);
+        load_tile(Vs, vb, j0, S, kstride, HD, ld);
+        __syncthreads();
+        if (!valid || j0 >= L)
+            continue;
+        int64_t j = j0 + lane;
+        float s = j < L ? dot_smem(qs, Ks + lane * ld, HD) : -INFINITY;
+        float m_new = fmaxf(m, hm_warp_max(s));
+        float p = j < L ? expf(s - m_new) : 0.0f, corr = expf(m - m_new);
+        l = l * corr + hm_warp_sum(p);
+#pragma unroll
+        for (int i = 0; i < DPL; i++)
+            o[i] *= corr;
+        for (int jj = 0; jj < BC; jj++) {
+            float pj = __shfl_sync(0xffffffffu, p, jj);
+#pragma unroll
+            for (int i = 0; i < DPL; i++) {
+                int d = lane + 32 * i;
+                if (d < HD)
+                    o[i] += pj * Vs[jj * ld + d];
+            }
+        }
+        m = m_new;
+    }
+    if (!valid)
+        return;
+    float inv = 1.0f / l;
+    float *orow = out + ((b * T + t) * NH + h) * HD;
+#pragma unroll
+    for (int i = 0; i < DPL; i++) {
+        int d = lane + 32 * i;
+        if (d < HD)
+            orow[d] = o[i] * inv;
+    }
+    if (lane == 0)
+        lse[(b * NH + h) * T + t] = m + logf(l);
+}
+
+template <typename K> static void set_smem(K kernel, size_t bytes)
+{
+    if (bytes > 48 * 1024)
+        HM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
+}
+
+template <int DPL>
+static void attention_f32_launch(const float *q, const float *k, const float *v, float *out, float *lse,
+                                 const struct attn_geom *g, const struct hm_cuda_attn_plan *p, cudaStream_t stream)
+{
+    dim3 grid((unsigned)((g->T + ROWS - 1) / ROWS), (unsigned)g->NH, (unsigned)g->B);
+    set_smem(attention_f32_kernel<DPL>, p->smem_fwd);
+    attention_f32_kernel<DPL><<<grid, ROWS * 32, p->smem_fwd, stream>>>(q, k, v, out, lse, g->T, g->NH, g->S, g->NKV,
+                                                                        g->group, g->pos, (int)g->HD, g->scale);
+    HM_CUDA_LAUNCHED();
+}
+
+CUDA_KERNEL(attention)
+{
+    const struct hm_tensor *qt = dst->src[0], *kt = dst->src[1], *vt = dst->src[2];
+    struct attn_geom g;
+    struct hm_cuda_attn_plan p;
+    enum hm_status st = geom(ex, qt, kt, &g, &p);
+    if (st != HM_OK)
+        return st;
+    cudaStream_t s = hm_cuda_stream(ex);
+    const float *q = CF32(qt), *k = CF32(kt), *v = CF32(vt);
+    float *o = F32(dst), *lse = F32(dst->src[3]);
+    switch (p.dpl) {
+    case 1: attention_f32_launch<1>(q, k, v, o, lse, &g, &p, s); break;
+    case 2: attention_f32_launch<2>(q, k, v, o, lse, &g, &p, s); break;
+    case 4: attention_f32_launch<4>(q, k, v, o, lse, &g, &p, s); break;
+    default: attention_f32_launch<8>(q, k, v, o, lse, &g, &p, s); break;
+    }
+    return HM_OK;
+}
+
+/* ---- backward 1: D = rowsum(dout * out), laid out like lse (B, NH, T) ----------------------- */
+
+static __global__ void attn_rowdot_f32_kernel(const float *dout, const float *out, float *D, int64_t B, int64_t T,
+                                              int64_t NH, int HD)
+{
+    int64_t row = blockIdx.x * (int64_t)(blockDim.x >> 5) + (threadIdx.x >> 5); /* (b, t, h) order */
+    int lane = threadIdx.x & 31;
+    if (row >= B * T * NH)
+        return;
+    float s = 0.0f;
+    for (int d = lane; d < HD; d += 32)
+        s += dout[row * HD + d] * out[row * HD + d];
+    s = hm_warp_sum(s);
+    int64_t h = row % NH, bt = row / NH, b = bt / T, t = bt % T;
+    if (lane == 0)
+        D[(b * NH + h) * T + t] = s;
+}
+
+/* ---- backward 2: dK, dV; one warp = 32 keys of one (b, kv head) ---------------------------- */
+
+static __global__ void attn_dkdv_f32_kernel(const float *dout, const float *q, const float *k, const float *v,
+                                            const float *lse, const float *D, float *dk, float *dv, int64_t T,
+                                            int64_t NH, int64_t S, int64_t NKV, int64_t group, int64_t pos, int HD,
+                                            float scale, bool acc_k, bool acc_v)
+{
+    extern __shared__ float smem[];
+    int ld = HD + 1, lane = threadIdx.x;
+    float *Ks = smem, *Vs = Ks + BC * ld, *dKs = Vs + BC * ld, *dVs = dKs + BC * ld;
+    float *qrow = dVs + BC * ld, *drow = qrow + HD;
+    int64_t b = blockIdx.z, kh = blockIdx.y, j0 = (int64_t)blockIdx.x * BC, j = j0 + lane;
+    int64_t kstride = NKV * HD;
+    load_tile(Ks, k + (b * S * NKV + kh) * HD, j0, S, kstride, HD, ld);
+    load_tile(Vs, v + (b * S * NKV + kh) * HD, j0, S, kstride, HD, ld);
+    for (int i = lane; i < BC * ld; i += 32)
+        dKs[i] = dVs[i] = 0.0f;
+    __syncwarp();
+    const float *kr = Ks + lane * ld, *vr = Vs + lane * ld;
+    float *dkr = dKs + lane * ld, *dvr = dVs + lane * ld;
+    int64_t t_first = j0 - pos > 0 ? j0 - pos : 0; /* earlier rows see none of these keys */
+    for (int64_t h = kh * group; h < (kh + 1) * group; h++)
+        for (int64_t t = t_first; t < T; t++) {
+            int64_t row = (b * T + t) * NH + h;
+            __syncwarp();
+            for (int d = lane; d < HD; d += 32) {
+                qrow[d] = q[row * HD + d];
+                drow[d] = dout[row * HD + d];
+            }
+            __syncwarp();
+            if (j >= S || j > pos + t)
+                continue;
+            float l = lse[(b * NH + h) * T + t], Dt = D[(b * NH + h) * T + t];
+            float p = expf(scale * dot_smem(qrow, kr, HD) - l);
+            float ds = p * (dot_smem(drow, vr, HD) - Dt) * scale;
+            for (int d = 0; d < HD; d++) {
+                dvr[d] += p * drow[d];
+                dkr[d] += ds * qrow[d];
+            }
+        }
+    __syncwarp();
+    for (int i = lane; i < BC * HD; i += 32) {
+        int r = i / HD, d = i % HD;
+        int64_t jj = j0 + r;
+        if (jj >= S)
+            continue;
+        int64_t o = (b * S + jj) * kstride + kh * HD + d;
+        dk[o] = acc_k ? dk[o] + dKs[r * ld + d] : dKs[r * ld + d];
+        dv[o] = acc_v ? dv[o] + dVs[r * ld + d] : dVs[r * ld + d];
+    }
+}
+
+/* ---- backward 3: dQ; like the forward, one warp per query row ------------------------------ */
+
+template <int DPL>
+static __global__ void attn_dq_f32_kernel(const float *dout, const float *q, const float *k, const float *v,
+                                          const float *lse, const float *D, float *dq, int64_t T, int64_t NH,
+                                          int64_t S, int64_t NKV, int64_t group, int64_t pos, int HD, float scale,
+                                          bool acc)
+{
+    extern __shared__ float smem[];
+    int ld = HD + 1;
+    float *Ks = smem, *Vs = Ks + BC * ld, *Qs = Vs + BC * ld, *Ds = Qs + ROWS * HD;
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    int64_t b = blockIdx.z, h = blockIdx.y, kh = h / group;
+    int64_t t0 = (int64_t)blockIdx.x * ROWS, t = t0 + w;
+    bool valid = t < T;
+    int64_t L = pos + t + 1;
+    int64_t t_last = t0 + ROWS < T ? t0 + ROWS - 1 : T - 1, Lmax = pos + t_last + 1;
+    int64_t kstride = NKV * HD, row = (b * T + t) * NH + h;
+    const float *kb = k + (b * S * NKV + kh) * HD, *vb = v + (b * S * NKV + kh) * HD;
+    float *qs = Qs + w * HD, *ds_row = Ds + w * HD;
+    float l = 0.0f, Dt = 0.0f;
+    if (valid) {
+        for (int d = lane; d < HD; d += 32) {
+            qs[d] = q[row * HD + d] * scale;
+            ds_row[d] = dout[row * HD + d];
+        }
+        l = lse[(b * NH + h) * T + t];
+        Dt = D[(b * NH + h) * T + t];
+    }
+    float acc_q[DPL];
+#pragma unroll
+    for (int i = 0; i < DPL; i++)
+        acc_q[i] = 0.0f;
+    for (int64_t j0 = 0; j0 < Lmax; j0 += BC) {
+        __syncthreads();
+        load_tile(Ks, kb, j0, S, kstride, HD, ld);
+        load_tile(Vs, vb, j0, S, kstride, HD, ld);
+        __syncthreads();
+        if (!valid || j0 >= L)
+            continue;
+        int64_t j = j0 + lane;
+        float ds = 0.0f;
+        if (j < L) {
+            float p = expf(dot_smem(qs, Ks + lane * ld, HD) - l);
+            ds = p * (dot_smem(ds_row, Vs + lane * ld, HD) - Dt) * scale;
+        }
+        for (int jj = 0; jj < BC; jj++) {
+            float dj = __shfl_sync(0xffffffffu, ds, jj);
+#pragma unroll
+            for (int i = 0; i < DPL; i++) {
+                int d = lane + 32 * i;
+                if (d < HD)
+                    acc_q[i] += dj * Ks[jj * ld + d];
+            }
+        }
+    }
+    if (!valid)
+        return;
+#pragma unroll
+    for (int i = 0; i < DPL; i++) {
+        int d = lane + 32 * i;
+        if (d < HD)
+            dq[row * HD + d] = acc ? dq[row * HD + d] + acc_q[i] : acc_q[i];
+    }
+}
+
+template <int DPL>
+static void attn_dq_f32_launch(const float *dout, const float *q, const float *k, const float *v, const float *lse,
+                               const float *D, float *dq, const struct attn_geom *g,
+                               const struct hm_cuda_attn_plan *p, bool acc, cudaStream_t stream)
+{
+    dim3 grid((unsigned)((g->T + ROWS - 1) / ROWS), (unsigned)g->NH, (unsigned)g->B);
+    set_smem(attn_dq_f32_kernel<DPL>, p->smem_bwd_q);
+    attn_dq_f32_kernel<DPL><<<grid, ROWS * 32, p->smem_bwd_q, stream>>>(dout, q, k, v, lse, D, dq, g->T, g->NH, g->S,
+                                                                        g->NKV, g->group, g->pos, (int)g->HD,
+                                                                        g->scale, acc);
+    HM_CUDA_LAUNCHED();
+}
+
+CUDA_KERNEL(attention_back)
+{
+    const struct hm_tensor *dot_ = dst->src[0], *qt = dst->src[1], *kt = dst->src[2];
+    const struct hm_tensor *vt = dst->src[3], *ot = dst->src[4], *lt = dst->src[5];
+    struct hm_tensor *dkt = dst->src[6], *dvt = dst->src[7];
+    struct attn_geom g;
+    struct hm_cuda_attn_plan p;
+    enum hm_status st = geom(ex, qt, kt, &g, &p);
+    if (st != HM_OK)
+        return st;
+    HM_ASSERT(ex->ws_bytes >= hm_cuda_workspace_bytes(dst, 0));
+    cudaStream_t s = hm_cuda_stream(ex);
+    float *D = (float *)ex->ws;
+    int64_t rows = g.B * g.T * g.NH;
+    attn_rowdot_f32_kernel<<<(unsigned)((rows + 7) / 8), 256, 0, s>>>(CF32(dot_), CF32(ot), D, g.B, g.T, g.NH,
+                                                                     (int)g.HD);
+    HM_CUDA_LAUNCHED();
+
+    dim3 grid_kv((unsigned)((g.S + BC - 1) / BC), (unsigned)g.NKV, (unsigned)g.B);
+    set_smem(attn_dkdv_f32_kernel, p.smem_bwd_kv);
+    attn_dkdv_f32_kernel<<<grid_kv, 32, p.smem_bwd_kv, s>>>(CF32(dot_), CF32(qt), CF32(kt), CF32(vt), CF32(lt), D,
+                                                            F32(dkt), F32(dvt), g.T, g.NH, g.S, g.NKV, g.group,
+                                                            g.pos, (int)g.HD, g.scale, (dst->acc & 2) != 0,
+                                                            (dst->acc & 4) != 0);
+    HM_CUDA_LAUNCHED();
+
+    const float *dout = CF32(dot_), *q = CF32(qt), *k = CF32(kt), *v = CF32(vt), *lse = CF32(lt);
+    bool acc = dst->acc & 1;
+    switch (p.dpl) {
+    case 1: attn_dq_f32_launch<1>(dout, q, k, v, lse, D, F32(dst), &g, &p, acc, s); break;
+    case 2: attn_dq_f32_launch<2>(dout, q, k, v, lse, D, F32(dst), &g, &p, acc, s); break;
+    case 4: attn_dq_f32_launch<4>(dout, q, k, v, lse, D, F32(dst), &g, &p, acc, s); break;
+    default: attn_dq_f32_launch<8>(dout, q, k, v, lse, D, F32(dst), &g, &p, acc, s); break;
+    }
+    return HM_OK;
+}

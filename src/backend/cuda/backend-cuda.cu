@@ -1,0 +1,313 @@
+/*
+ * backend-cuda.cu - the CUDA backend: device memory as backend memory (cudaMalloc; out-of-memory
+ * reported with the bytes requested and the device's free/total), one non-blocking stream per
+ * backend on which every copy and kernel runs in order, the kernel table, per-node workspace
+ * sizes, node checks, and the extern "C" constructor. This is the only file of the backend with
+ * C linkage (hm_backend_cuda_new, hm_cuda_device_count); the op families live in the other .cu
+ * files, each with its .cuh.
+ *
+ * Synchronisation: kernels are asynchronous; host copies (set/get), the reductions that return a
+ * value (sumsq, is_finite) and hm_backend_synchronize wait for the stream. Data errors found on
+ * the device (token id or target out of range) are reported at those points (common.cuh).
+ */
+#include "attention.cuh"
+#include "elementwise.cuh"
+#include "embed.cuh"
+#include "loss.cuh"
+#include "matmul.cuh"
+#include "norm.cuh"
+#include "optim.cuh"
+#include "rope.cuh"
+
+enum hm_status hm_cuda_fail(cudaError_t e, const char *expr, const char *file, int line)
+{
+    enum hm_status st = e == cudaErrorMemoryAllocation ? HM_ERR_NOMEM : HM_ERR_DEVICE;
+    return hm_fail(st, "cuda: %s failed at %s:%d: %s", expr, file, line, cudaGetErrorString(e));
+}
+
+void hm_cuda_abort(cudaError_t e, const char *expr, const char *file, int line)
+{
+    fprintf(stderr, "hermes-llm: internal error: cuda: %s failed at %s:%d: %s (please report)\n", expr, file, line,
+            cudaGetErrorString(e));
+    fflush(stderr);
+    abort();
+}
+
+/* ---- data errors recorded by kernels -------------------------------------------------------- */
+
+static enum hm_status check_data_errors(struct hm_cuda_ctx *cx)
+{
+    unsigned long long bad[HM_CUDA_ERR_SLOTS];
+    HM_CUDA_TRY(cudaMemcpyAsync(bad, cx->err, sizeof bad, cudaMemcpyDeviceToHost, cx->stream));
+    HM_CUDA_TRY(cudaStreamSynchronize(cx->stream));
+    for (int slot = 0; slot < HM_CUDA_ERR_SLOTS; slot++) {
+        if (bad[slot] == ~0ull)
+            continue;
+        int32_t value = 0;
+        const struct hm_cuda_err_slot *es = &cx->err_slot[slot];
+        HM_CUDA_TRY(cudaMemsetAsync(cx->err, 0xff, sizeof bad, cx->stream));
+        HM_CUDA_TRY(cudaMemcpyAsync(&value, es->values + bad[slot], sizeof value, cudaMemcpyDeviceToHost,
+                                    cx->stream));
+        HM_CUDA_TRY(cudaStreamSynchronize(cx->stream));
+        if (slot == HM_CUDA_ERR_EMBEDDING)
+            return hm_fail(HM_ERR_USAGE, "embedding: token id %d at index %lld is outside [0, %lld)", value,
+                           (long long)bad[slot], (long long)es->limit);
+        return hm_fail(HM_ERR_USAGE, "cross_entropy: target %d at index %lld is outside [0, %lld)", value,
+                       (long long)bad[slot], (long long)es->limit);
+    }
+    return HM_OK;
+}
+
+/* ---- memory ---------------------------------------------------------------------------------- */
+
+static enum hm_status cuda_alloc(struct hm_backend *be, size_t bytes, void **out)
+{
+    struct hm_cuda_ctx *cx = (struct hm_cuda_ctx *)be->context;
+    HM_CUDA_TRY(cudaSetDevice(cx->device));
+    void *p = NULL;
+    cudaError_t e = cudaMalloc(&p, bytes ? bytes : HM_CUDA_ALIGN);
+    if (e == cudaErrorMemoryAllocation) {
+        (void)cudaGetLastError(); /* clear it: an allocation failure is not sticky */
+        size_t free_b = 0, total_b = 0;
+        cudaMemGetInfo(&free_b, &total_b);
+        char msg[512];
+        hm_cuda_oom_message(msg, sizeof msg, cx->device, bytes, free_b, total_b);
+        return hm_fail(HM_ERR_NOMEM, "%s", msg);
+    }
+    HM_CUDA_TRY(e);
+    *out = p;
+    return HM_OK;
+}
+
+static void cuda_release(struct hm_backend *be, void *p)
+{
+    struct hm_cuda_ctx *cx = (struct hm_cuda_ctx *)be->context;
+    if (p) {
+        cudaStreamSynchronize(cx->stream); /* kernels may still read it */
+        cudaFree(p);
+    }
+}
+
+static enum hm_status cuda_set(struct hm_backend *be, void *dst, const void *host, size_t bytes)
+{
+    struct hm_cuda_ctx *cx = (struct hm_cuda_ctx *)be->context;
+    HM_CUDA_TRY(cudaMemcpyAsync(dst, host, bytes, cudaMemcpyHostToDevice, cx->stream));
+    HM_CUDA_TRY(cudaStreamSynchronize(cx->stream)); /* the caller may reuse `host` at once */
+    return HM_OK;
+}
+
+static enum hm_status cuda_get(struct hm_backend *be, void *host, const void *src, size_t bytes)
+{
+    struct hm_cuda_ctx *cx = (struct hm_cuda_ctx *)be->context;
+    HM_CUDA_TRY(cudaMemcpyAsync(host, src, bytes, cudaMemcpyDeviceToHost, cx->stream));
+    HM_CUDA_TRY(cudaStreamSynchronize(cx->stream));
+    return check_data_errors(cx);
+}
+
+static enum hm_status cuda_memset0(struct hm_backend *be, void *dst, size_t bytes)
+{
+    struct hm_cuda_ctx *cx = (struct hm_cuda_ctx *)be->context;
+    HM_CUDA_TRY(cudaMemsetAsync(dst, 0, bytes, cx->stream));
+    return HM_OK;
+}
+
+static enum hm_status cuda_synchronize(struct hm_backend *be)
+{
+    struct hm_cuda_ctx *cx = (struct hm_cuda_ctx *)be->context;
+    HM_CUDA_TRY(cudaStreamSynchronize(cx->stream));
+    return check_data_errors(cx);
+}
+
+/* ---- kernels, checks, workspace ------------------------------------------------------------- */
+
+static hm_kernel_fn cuda_kernels[HM_OP_COUNT];
+
+static void fill_kernel_table(void)
+{
+    hm_kernel_fn *k = cuda_kernels;
+    k[HM_OP_FILL] = hm_cuda_fill;
+    k[HM_OP_ADD] = hm_cuda_add;
+    k[HM_OP_MUL] = hm_cuda_mul;
+    k[HM_OP_SCALE] = hm_cuda_scale;
+    k[HM_OP_GRAD_ACC] = hm_cuda_grad_acc;
+    k[HM_OP_MATMUL] = hm_cuda_matmul;
+    k[HM_OP_EMBEDDING] = hm_cuda_embedding;
+    k[HM_OP_EMBEDDING_BACK] = hm_cuda_embedding_back;
+    k[HM_OP_RMS_NORM] = hm_cuda_rms_norm;
+    k[HM_OP_RMS_NORM_BACK] = hm_cuda_rms_norm_back;
+    k[HM_OP_ROPE] = hm_cuda_rope;
+    k[HM_OP_ROPE_BACK] = hm_cuda_rope_back;
+    k[HM_OP_ATTENTION] = hm_cuda_attention;
+    k[HM_OP_ATTENTION_BACK] = hm_cuda_attention_back;
+    k[HM_OP_KV_WRITE] = hm_cuda_kv_write;
+    k[HM_OP_GELU] = hm_cuda_gelu;
+    k[HM_OP_GELU_BACK] = hm_cuda_gelu_back;
+    k[HM_OP_SWIGLU] = hm_cuda_swiglu;
+    k[HM_OP_SWIGLU_BACK] = hm_cuda_swiglu_back;
+    k[HM_OP_DROPOUT] = hm_cuda_dropout;
+    k[HM_OP_CROSS_ENTROPY] = hm_cuda_cross_entropy;
+    k[HM_OP_CROSS_ENTROPY_BACK] = hm_cuda_cross_entropy_back;
+}
+
+static enum hm_status cuda_check_node(struct hm_backend *be, const struct hm_tensor *node)
+{
+    struct hm_cuda_ctx *cx = (struct hm_cuda_ctx *)be->context;
+    bool bf16 = node->type == HM_DTYPE_BF16;
+    for (int i = 0; i < HM_MAX_SRC; i++)
+        bf16 |= node->src[i] && node->src[i]->type == HM_DTYPE_BF16;
+    if (bf16)
+        return hm_fail(HM_ERR_UNSUPPORTED, "op '%s': bf16 tensors are not supported on cuda yet (f32 only; "
+                                           "see src/backend/cuda/README.md)", hm_op_name(node->op));
+    if (node->op == HM_OP_ATTENTION || node->op == HM_OP_ATTENTION_BACK) {
+        const struct hm_tensor *q = node->src[node->op == HM_OP_ATTENTION ? 0 : 1];
+        struct hm_cuda_attn_plan p;
+        enum hm_status st = hm_cuda_attn_plan(q->shape[3], &p);
+        if (st != HM_OK)
+            return st;
+        size_t need = p.smem_fwd > p.smem_bwd_kv ? p.smem_fwd : p.smem_bwd_kv;
+        need = need > p.smem_bwd_q ? need : p.smem_bwd_q;
+        if (need > cx->smem_optin)
+            return hm_fail(HM_ERR_UNSUPPORTED, "attention: head dim %d needs %zu bytes of shared memory per "
+                                               "block, this GPU allows %zu", p.hd, need, cx->smem_optin);
+    }
+    return HM_OK;
+}
+
+static size_t cuda_workspace_size(struct hm_backend *be, const struct hm_tensor *node)
+{
+    size_t sort = 0;
+    if (node->op == HM_OP_EMBEDDING_BACK)
+        sort = hm_cuda_embedding_sort_bytes(hm_nelements(node->src[1]));
+    return hm_cuda_workspace_bytes(node, sort);
+}
+
+/* ---- lifetime -------------------------------------------------------------------------------- */
+
+static void ctx_free(struct hm_cuda_ctx *cx)
+{
+    if (!cx)
+        return;
+    cudaSetDevice(cx->device);
+    if (cx->stream)
+        cudaStreamSynchronize(cx->stream);
+    cudaFree(cx->lt_ws);
+    cudaFree(cx->red);
+    cudaFree(cx->flag);
+    cudaFree(cx->err);
+    if (cx->lt)
+        cublasLtDestroy(cx->lt);
+    if (cx->stream)
+        cudaStreamDestroy(cx->stream);
+    hm_cuda_mm_cache_free(cx->mm);
+    hm_free(cx);
+}
+
+static void cuda_free(struct hm_backend *be)
+{
+    ctx_free((struct hm_cuda_ctx *)be->context);
+    hm_free(be);
+}
+
+static struct hm_backend_i cuda_iface;
+
+static void fill_iface(void)
+{
+    struct hm_backend_i *i = &cuda_iface;
+    i->name = "cuda";
+    i->free = cuda_free;
+    i->alloc = cuda_alloc;
+    i->release = cuda_release;
+    i->set = cuda_set;
+    i->get = cuda_get;
+    i->memset0 = cuda_memset0;
+    i->synchronize = cuda_synchronize;
+    i->kernels = cuda_kernels;
+    i->check_node = cuda_check_node;
+    i->workspace_size = cuda_workspace_size;
+    i->adamw = hm_cuda_adamw;
+    i->sumsq = hm_cuda_sumsq;
+    i->scale = hm_cuda_scale_range;
+    i->is_finite = hm_cuda_is_finite;
+}
+
+static enum hm_status ctx_init(struct hm_cuda_ctx *cx, int device)
+{
+    cx->device = device;
+    HM_CUDA_TRY(cudaSetDevice(device));
+    cudaDeviceProp prop;
+    HM_CUDA_TRY(cudaGetDeviceProperties(&prop, device));
+    if (prop.major < 8)
+        return hm_fail(HM_ERR_UNSUPPORTED, "cuda:%d: %s has compute capability %d.%d; hermes-llm is built for "
+                                           "8.0 (A100) and 9.0 (H100) and needs at least 8.0",
+                       device, prop.name, prop.major, prop.minor);
+    cx->sm_count = prop.multiProcessorCount;
+    cx->smem_optin = prop.sharedMemPerBlockOptin;
+    const char *tf32 = getenv("HM_CUDA_TF32");
+    cx->tf32 = tf32 && strcmp(tf32, "1") == 0;
+    HM_CUDA_TRY(cudaStreamCreateWithFlags(&cx->stream, cudaStreamNonBlocking));
+    cublasStatus_t s = cublasLtCreate(&cx->lt);
+    if (s != CUBLAS_STATUS_SUCCESS) {
+        cx->lt = NULL;
+        return hm_fail(HM_ERR_DEVICE, "cuda:%d: cublasLtCreate failed: %s", device, cublasGetStatusString(s));
+    }
+    cx->lt_ws_bytes = 32u << 20; /* NVIDIA's recommendation for Hopper */
+    enum hm_status st;
+    struct hm_backend tmp = {&cuda_iface, cx};
+    if ((st = cuda_alloc(&tmp, cx->lt_ws_bytes, &cx->lt_ws)) != HM_OK)
+        return st;
+    HM_CUDA_TRY(cudaMalloc((void **)&cx->red, (HM_CUDA_REDUCE_BLOCKS + 1) * sizeof(double)));
+    HM_CUDA_TRY(cudaMalloc((void **)&cx->flag, sizeof(int)));
+    HM_CUDA_TRY(cudaMalloc((void **)&cx->err, HM_CUDA_ERR_SLOTS * sizeof(unsigned long long)));
+    HM_CUDA_TRY(cudaMemsetAsync(cx->err, 0xff, HM_CUDA_ERR_SLOTS * sizeof(unsigned long long), cx->stream));
+    HM_CUDA_TRY(cudaStreamSynchronize(cx->stream));
+    return hm_cuda_mm_cache_new(&cx->mm);
+}
+
+extern "C" {
+
+HM_API int hm_cuda_device_count(void)
+{
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return 0;
+    }
+    return n;
+}
+
+HM_API enum hm_status hm_backend_cuda_new(int device, struct hm_backend **out)
+{
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess || n == 0) {
+        (void)cudaGetLastError();
+        return hm_fail(HM_ERR_UNSUPPORTED, "cuda:%d: no CUDA device found (%s); use --device cpu", device,
+                       e != cudaSuccess ? cudaGetErrorString(e) : "the driver reports 0 devices");
+    }
+    if (device < 0 || device >= n)
+        return hm_fail(HM_ERR_UNSUPPORTED, "cuda:%d: no such device (%d CUDA device%s found: cuda:0..cuda:%d)",
+                       device, n, n == 1 ? "" : "s", n - 1);
+    if (!cuda_iface.name) {
+        fill_kernel_table();
+        fill_iface();
+    }
+    struct hm_cuda_ctx *cx = (struct hm_cuda_ctx *)hm_calloc(1, sizeof(*cx));
+    struct hm_backend *be = (struct hm_backend *)hm_calloc(1, sizeof(*be));
+    if (!cx || !be) {
+        hm_free(cx);
+        hm_free(be);
+        return hm_fail(HM_ERR_NOMEM, "out of memory creating the cuda backend");
+    }
+    enum hm_status st = ctx_init(cx, device);
+    if (st != HM_OK) {
+        ctx_free(cx);
+        hm_free(be);
+        return st;
+    }
+    be->iface = &cuda_iface;
+    be->context = cx;
+    *out = be;
+    return HM_OK;
+}
+
+} /* extern "C" */

@@ -1,0 +1,29 @@
+/*
+ * elementwise.cuh - FILL, ADD, MUL, SCALE, GRAD_ACC, GELU(+back), SWIGLU(+back), DROPOUT, KV_WRITE
+ * on the CUDA backend (elementwise.cu). Semantics are the CPU backend's (src/backend/cpu/
+ * elementwise.c): the same acc bits, the same in-place rules, the same dropout hash.
+ */
+#ifndef HERMES_CUDA_ELEMENTWISE_CUH
+#define HERMES_CUDA_ELEMENTWISE_CUH
+
+#include "common.cuh"
+
+CUDA_KERNEL(fill);
+CUDA_KERNEL(add);
+CUDA_KERNEL(mul);
+CUDA_KERNEL(scale);
+CUDA_KERNEL(grad_acc);
+CUDA_KERNEL(gelu);
+CUDA_KERNEL(gelu_back);
+CUDA_KERNEL(swiglu);
+CUDA_KERNEL(swiglu_back);
+CUDA_KERNEL(dropout);
+CUDA_KERNEL(kv_write);
+
+/* Deterministic column sums (cuda-host.h): y[c] (+)= s * sum_r x[r][c] (* x2[r][c]) (* rscale[r])
+ * over `rows` rows of `n` columns (x2, rscale may be NULL), with partial (chunks, n) f32 scratch.
+ * Used by GRAD_ACC and the RMSNorm weight gradient. */
+void hm_cuda_colsum_f32(const float *x, const float *x2, const float *rscale, float *y, float *partial, int64_t rows,
+                        int64_t n, float s, bool acc, cudaStream_t stream);
+
+#endif
