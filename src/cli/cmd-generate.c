@@ -61,7 +61,7 @@ static enum hm_status read_stdin(char **out, size_t *len)
 
 enum hm_status cmd_generate(int argc, char **argv)
 {
-    const char *checkpoint = NULL, *config = NULL, *tokenizer = NULL, *prompt = NULL, *device = "cpu";
+    const char *checkpoint = NULL, *config = NULL, *tokenizer = NULL, *prompt = NULL, *device = "auto";
     long max_tokens = 100, top_k = 0, seed = 0, threads = 0;
     double temperature = 0.8, top_p = 1.0, rep = 1.0;
     bool no_eos = false, help = false, seed_given = false;
@@ -77,7 +77,7 @@ enum hm_status cmd_generate(int argc, char **argv)
         {"repetition-penalty", 0, CLI_FLOAT, &rep, "R", "Penalise tokens already present (1 = off)", "1.0", 1e-3, 100},
         {"seed", 0, CLI_INT, &seed, "N", "Sampling seed", "random, printed", 0, 1L << 62, &seed_given},
         {"no-eos", 0, CLI_FLAG, &no_eos, NULL, "Do not stop at <eos>", NULL},
-        {"device", 0, CLI_STRING, &device, "DEV", "cpu (cuda when built with CUDA)", "cpu"},
+        {"device", 0, CLI_STRING, &device, "DEV", "auto, cpu, cuda or cuda:N (auto: the GPU when one is present)", "auto"},
         {"threads", 0, CLI_INT, &threads, "N", "CPU threads", "OMP_NUM_THREADS or all cores", 1, 4096},
         {0},
     };
@@ -91,8 +91,9 @@ enum hm_status cmd_generate(int argc, char **argv)
     }
     if (!checkpoint || !tokenizer || !prompt)
         return hm_fail(HM_ERR_USAGE, "generate: --checkpoint, --tokenizer and --prompt are required");
-    if (strcmp(device, "cpu") != 0)
-        return hm_fail(HM_ERR_UNSUPPORTED, "generate: --device %s: this build supports only cpu", device);
+    char device_name[32];
+    if ((st = cli_resolve_device("generate", device, device_name, sizeof device_name)) != HM_OK)
+        return st;
     if (threads)
         hm_set_threads((int)threads);
     char cfg_path[4096];
@@ -149,7 +150,7 @@ enum hm_status cmd_generate(int argc, char **argv)
         goto out;
     for (size_t i = 0; i < n; i++)
         prompt_ids[i] = (int32_t)ids[i];
-    if ((st = hm_backend_cpu_new(&be)) != HM_OK || (st = hm_model_new_infer(&cfg, be, &model)) != HM_OK)
+    if ((st = hm_backend_new_from_string(device_name, &be)) != HM_OK || (st = hm_model_new_infer(&cfg, be, &model)) != HM_OK)
         goto out;
     if ((st = hm_model_load_weights(model, checkpoint)) != HM_OK) {
         if (st == HM_ERR_MISMATCH) { /* hm_fail formats into the buffer hm_last_error returns */

@@ -219,7 +219,7 @@ enum hm_status cmd_train(int argc, char **argv)
 {
     struct train_args a = {
         .tokenizer = NULL, .model = "tiny", .output = "checkpoints", .text_field = "text",
-        .lr_schedule = "cosine", .device = "cpu", .save_dtype = "f32", .batch = 32, .epochs = 1,
+        .lr_schedule = "cosine", .device = "auto", .save_dtype = "f32", .batch = 32, .epochs = 1,
         .seq_len = 256, .num_gpus = 1, .grad_accum = 1, .stride = 0, .seed = 42, .warmup = 0,
         .max_steps = 0, .threads = 0, .log_every = 10, .eval_every = 500, .eval_batches = 20,
         .save_every = 1000, .vocab_size = 32000, .lr = 3e-4, .min_lr = 0, .val_split = 0.01,
@@ -250,7 +250,7 @@ enum hm_status cmd_train(int argc, char **argv)
         {"text-field", 0, CLI_STRING, &a.text_field, "KEY", "JSONL field holding the text", "text"},
         {"checkpoint", 0, CLI_STRING, &a.checkpoint, "FILE", "Start from these weights (.safetensors), for fine-tuning", NULL},
         {"resume", 0, CLI_FLAG, &a.resume, NULL, "Continue exactly from the output folder's saved state", NULL},
-        {"device", 0, CLI_STRING, &a.device, "DEV", "cpu (cuda when built with CUDA)", "cpu"},
+        {"device", 0, CLI_STRING, &a.device, "DEV", "auto, cpu, cuda or cuda:N (auto: the GPU when one is present)", "auto"},
         {"threads", 0, CLI_INT, &a.threads, "N", "CPU threads", "OMP_NUM_THREADS or all cores", 1, 4096},
         {"log-every", 0, CLI_INT, &a.log_every, "N", "Log a metrics line every N steps", "10", 1, 1L << 40},
         {"eval-every", 0, CLI_INT, &a.eval_every, "N", "Validation loss every N steps (0 = only at the end)", "500", 0, 1L << 40},
@@ -270,8 +270,9 @@ enum hm_status cmd_train(int argc, char **argv)
     }
     if (!a.tokenizer)
         return hm_fail(HM_ERR_USAGE, "train: --tokenizer is required");
-    if (strcmp(a.device, "cpu") != 0)
-        return hm_fail(HM_ERR_UNSUPPORTED, "train: --device %s: this build supports only cpu", a.device);
+    char device[32];
+    if ((st = cli_resolve_device("train", a.device, device, sizeof device)) != HM_OK)
+        return st;
     enum hm_lr_kind lr_kind;
     if ((st = hm_lr_kind_parse(a.lr_schedule, &lr_kind)) != HM_OK)
         return st;
@@ -296,7 +297,7 @@ enum hm_status cmd_train(int argc, char **argv)
                            "leave it out (one rank per GPU)");
         return launch_workers(&a, argc, argv);
     } else if (hm_comm_mpi_launched()) {
-        st = strcmp(a.device, "cpu") == 0 ? hm_comm_mpi_new(&comm) : hm_comm_nccl_mpi_new(&comm);
+        st = strcmp(device, "cpu") == 0 ? hm_comm_mpi_new(&comm) : hm_comm_nccl_mpi_new(&comm);
         if (st != HM_OK)
             return st;
     } else if ((st = hm_comm_single_new(&comm)) != HM_OK) {
@@ -379,15 +380,14 @@ enum hm_status cmd_train(int argc, char **argv)
         goto out;
     }
 
+    /* A --num-gpus worker sees only its own GPU (CUDA_VISIBLE_DEVICES), as cuda:0. */
     struct hm_backend *be = NULL;
-    if ((st = hm_backend_cpu_new(&be)) != HM_OK)
+    if ((st = hm_backend_new_from_string(worker ? "cuda" : device, &be)) != HM_OK)
         goto out;
     if ((st = hm_model_new(&cfg, be, &model)) != HM_OK ||
         (st = hm_model_init_weights(model, (uint64_t)a.seed)) != HM_OK)
         goto out_be;
     if (a.checkpoint && !a.resume) {
-        struct hm_tensor *emb = hm_model_param(model, "embedding.weight");
-        (void)emb;
         if ((st = hm_model_load_weights(model, a.checkpoint)) != HM_OK) {
             if (st == HM_ERR_MISMATCH && strstr(hm_last_error(), "embedding.weight"))
                 hm_fail(st, "train: --checkpoint %s does not match tokenizer %s (%u tokens): %s",

@@ -1,6 +1,8 @@
 /* opts.c - the table-driven option parser and usage printer behind every subcommand. */
 #include "opts.h"
 
+#include "hermes/backend.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -162,4 +164,17 @@ void cli_usage(FILE *out, const char *cmd, const char *synopsis, const char *des
 bool cli_stderr_is_tty(void)
 {
     return isatty(2);
+}
+
+enum hm_status cli_resolve_device(const char *cmd, const char *spec, char *out, size_t cap)
+{
+    if (strcmp(spec, "auto") == 0) {
+        snprintf(out, cap, "%s", hm_cuda_device_count() > 0 ? "cuda" : "cpu");
+        return HM_OK;
+    }
+    struct hm_device_spec d;
+    if (hm_device_parse(spec, &d) != HM_OK)
+        return hm_fail(HM_ERR_USAGE, "%s: --device: expected auto, cpu, cuda or cuda:N, got '%s'", cmd, spec);
+    snprintf(out, cap, "%s", spec);
+    return HM_OK;
 }

@@ -43,6 +43,10 @@ enum hm_status cli_parse(const char *cmd, const struct cli_opt *opts, int argc, 
 void cli_usage(FILE *out, const char *cmd, const char *synopsis, const char *description,
                const struct cli_opt *opts);
 
+/* --device: "auto" (the default) becomes "cuda" when a GPU is visible, else "cpu"; anything else
+ * must parse as cpu, cuda or cuda:N (HM_ERR_USAGE naming the flag otherwise). */
+enum hm_status cli_resolve_device(const char *cmd, const char *spec, char *out, size_t cap);
+
 /* True when stderr is a terminal (progress bars) */
 bool cli_stderr_is_tty(void);
 

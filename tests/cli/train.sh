@@ -22,6 +22,13 @@ expect 2 "--save-dtype: expected f32 or bf16" -- train -d "$D" "${COMMON[@]}" --
 expect 2 "--epochs: missing value" -- train -d "$D" "${COMMON[@]}" -e
 one_line_error train -d "$D" "${COMMON[@]}" --lr fast
 
+expect 2 "--device: expected auto, cpu, cuda or cuda:N, got 'gpu'" -- train -d "$D" "${COMMON[@]}" --device gpu
+if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then
+    # No GPU here: asking for one is a clear error, not a silent CPU run.
+    expect 1 "CUDA" -- train -d "$D" "${COMMON[@]}" --max-steps 1 --device cuda -o "$TMP/gpu"
+    [ ! -e "$TMP/gpu" ] && PASSES=$((PASSES + 1)) || { echo "FAIL: gpu folder left behind"; FAILS=$((FAILS + 1)); }
+fi
+
 # ---- bad input (exit 1), nothing left behind ----
 expect 1 "/nonexistent.txt: cannot open" -- train -d /nonexistent.txt "${COMMON[@]}" -o "$TMP/o1"
 [ ! -e "$TMP/o1" ] && PASSES=$((PASSES + 1)) || { echo "FAIL: o1 left behind"; FAILS=$((FAILS + 1)); }
