@@ -48,11 +48,9 @@ enum hm_st_dtype {
 HM_API const char *hm_st_dtype_name(enum hm_st_dtype dt); /* "F32", ...; "?" when out of range */
 HM_API size_t hm_st_dtype_size(enum hm_st_dtype dt);      /* bytes per element; 0 when out of range */
 
-/* Element conversions. f32 -> bf16 rounds to nearest, ties to even; Inf stays Inf, finite values
- * that round past the largest bf16 become Inf, and every NaN becomes the quiet NaN 0x7FC0 (as
- * PyTorch's c10::BFloat16 does). bf16/f16 -> f32 are exact. */
-HM_API uint16_t hm_bf16_from_f32(float x);
-HM_API float hm_f32_from_bf16(uint16_t h);
+/* f16 -> f32, exact (checkpoints from other tools). bf16 conversions are hm_f32_to_bf16 and
+ * hm_bf16_to_f32 in tensor.h: round to nearest even, every NaN to the quiet NaN 0x7FC0 as
+ * PyTorch's c10::BFloat16 does. */
 HM_API float hm_f32_from_f16(uint16_t h);
 
 /* ---- writing ------------------------------------------------------------------------------- */

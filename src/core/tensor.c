@@ -219,8 +219,8 @@ uint16_t hm_f32_to_bf16(float x)
 {
     uint32_t u;
     memcpy(&u, &x, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u) /* NaN: keep sign, force quiet */
-        return (uint16_t)((u >> 16) | 0x40);
+    if ((u & 0x7fffffffu) > 0x7f800000u) /* any NaN: the canonical quiet NaN, as PyTorch writes it */
+        return 0x7fc0;
     u += 0x7fffu + ((u >> 16) & 1); /* round to nearest, ties to even */
     return (uint16_t)(u >> 16);
 }

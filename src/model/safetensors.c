@@ -8,6 +8,7 @@
  * Data is little-endian on disk; the build refuses big-endian hosts rather than byte-swapping.
  */
 #include "hermes/safetensors.h"
+#include "hermes/tensor.h"
 #include "util/util.h"
 
 #include <errno.h>
@@ -55,26 +56,6 @@ static bool dtype_parse(const char *s, enum hm_st_dtype *out)
 }
 
 /* ---- element conversions ------------------------------------------------------------------- */
-
-uint16_t hm_bf16_from_f32(float x)
-{
-    uint32_t u;
-    memcpy(&u, &x, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u)
-        return 0x7fc0; /* any NaN -> canonical quiet NaN, like c10::BFloat16 */
-    /* Round to nearest even: add 0x7fff plus the lowest kept bit, then truncate. Carries into the
-     * exponent are correct (mantissa overflow bumps the exponent; the largest finite -> Inf). */
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
-
-float hm_f32_from_bf16(uint16_t h)
-{
-    uint32_t u = (uint32_t)h << 16;
-    float x;
-    memcpy(&x, &u, 4);
-    return x;
-}
 
 float hm_f32_from_f16(uint16_t h)
 {
@@ -254,7 +235,7 @@ static bool write_tensor_data(FILE *f, const struct hm_st_entry *e, size_t nbyte
     for (size_t i = 0; i < n;) {
         size_t k = HM_MIN(n - i, HM_ARRAY_LEN(buf));
         for (size_t j = 0; j < k; j++)
-            buf[j] = hm_bf16_from_f32(src[i + j]);
+            buf[j] = hm_f32_to_bf16(src[i + j]);
         if (fwrite(buf, 2, k, f) != k)
             return false;
         i += k;
@@ -703,7 +684,7 @@ enum hm_status hm_st_read_f32(const struct hm_st_file *f, const char *name, int 
         for (size_t i = 0; i < t->numel; i++) {
             uint16_t h;
             memcpy(&h, src + 2 * i, 2);
-            dst[i] = t->dtype == HM_ST_BF16 ? hm_f32_from_bf16(h) : hm_f32_from_f16(h);
+            dst[i] = t->dtype == HM_ST_BF16 ? hm_bf16_to_f32(h) : hm_f32_from_f16(h);
         }
         return HM_OK;
     default:

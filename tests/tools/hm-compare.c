@@ -8,6 +8,7 @@
  * Prints the largest difference; exit 0 within tolerance, 1 outside it or on a mismatch, 2 on usage.
  */
 #include "hermes/safetensors.h"
+#include "hermes/tensor.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -18,7 +19,7 @@
 static float elem(const struct hm_st_tensor *t, uint64_t i)
 {
     if (t->dtype == HM_ST_BF16)
-        return hm_f32_from_bf16(((const uint16_t *)t->data)[i]);
+        return hm_bf16_to_f32(((const uint16_t *)t->data)[i]);
     float f;
     memcpy(&f, (const char *)t->data + i * 4, 4);
     return f;

@@ -9,6 +9,7 @@
 
 #include "hermes/config.h"
 #include "hermes/safetensors.h"
+#include "hermes/tensor.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -122,7 +123,7 @@ static void test_roundtrip(void **state)
     int64_t sh5[1] = {5};
     assert_int_equal(hm_st_read_f32(f, "b16", 1, sh5, gb), HM_OK);
     for (int i = 0; i < 5; i++)
-        assert_int_equal(f32_bits(gb[i]), f32_bits(hm_f32_from_bf16(hm_bf16_from_f32(b[i]))));
+        assert_int_equal(f32_bits(gb[i]), f32_bits(hm_bf16_to_f32(hm_f32_to_bf16(b[i]))));
     assert_true(gb[0] == 1.0f && gb[2] == -3.0f);
     assert_true(fabsf(gb[1] - 0.1f) < 1e-3f);
     assert_true(gb[3] == 65536.0f); /* 65504 rounds up to 2^16 in bf16 */
@@ -564,12 +565,12 @@ static void test_bf16_exact(void **state)
         {0x3dcccccd, 0x3dcd}, /* 0.1 */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        uint16_t got = hm_bf16_from_f32(bits_f32(cases[i].in));
+        uint16_t got = hm_f32_to_bf16(bits_f32(cases[i].in));
         if (got != cases[i].out)
             fail_msg("bf16(0x%08x) = 0x%04x, want 0x%04x", cases[i].in, got, cases[i].out);
     }
-    assert_int_equal(f32_bits(hm_f32_from_bf16(0x3f81)), 0x3f810000u);
-    assert_true(isnan(hm_f32_from_bf16(0x7fc0)));
+    assert_int_equal(f32_bits(hm_bf16_to_f32(0x3f81)), 0x3f810000u);
+    assert_true(isnan(hm_bf16_to_f32(0x7fc0)));
 }
 
 /* Property check over many random bit patterns: the result is the nearer of the two neighbours,
@@ -583,16 +584,16 @@ static void test_bf16_property(void **state)
         s ^= s << 17;
         uint32_t u = (uint32_t)s;
         float x = bits_f32(u);
-        uint16_t h = hm_bf16_from_f32(x);
+        uint16_t h = hm_f32_to_bf16(x);
         if (isnan(x)) {
             assert_int_equal(h, 0x7fc0);
             continue;
         }
         uint16_t lo = (uint16_t)(u >> 16);
         double xd = fabs((double)x);
-        double a = fabs((double)hm_f32_from_bf16(lo));
+        double a = fabs((double)hm_bf16_to_f32(lo));
         uint16_t hi = (uint16_t)(lo + 1); /* next magnitude; may be Inf */
-        double b = (hi & 0x7fff) == 0x7f80 ? ldexp(1.0, 128) : fabs((double)hm_f32_from_bf16(hi));
+        double b = (hi & 0x7fff) == 0x7f80 ? ldexp(1.0, 128) : fabs((double)hm_bf16_to_f32(hi));
         uint16_t want;
         if (isinf(x) || xd - a < b - xd)
             want = lo;

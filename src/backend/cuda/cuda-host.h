@@ -98,8 +98,8 @@ char *hm_cuda_fmt_bytes(char *buf, size_t cap, double bytes);
  */
 static HM_HOSTDEV inline uint16_t hm_cuda_f32_to_bf16_bits(uint32_t u)
 {
-    if ((u & 0x7fffffffu) > 0x7f800000u) /* NaN */
-        return (uint16_t)((u >> 16) | 0x0040u);
+    if ((u & 0x7fffffffu) > 0x7f800000u) /* NaN: canonical quiet NaN, as hm_f32_to_bf16 */
+        return 0x7fc0u;
     uint32_t lsb = (u >> 16) & 1u;
     return (uint16_t)((u + 0x7fffu + lsb) >> 16);
 }
