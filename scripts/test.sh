@@ -15,4 +15,6 @@ BUILD_DIR=build scripts/build.sh
 
 echo "== sanitizer build (ASan + UBSan)"
 BUILD_DIR=build-asan scripts/build.sh -DHM_SANITIZE=ON -DHM_CUDA=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo
+# Open MPI's own allocations live until exit by design: suppressed (tests/lsan.supp), ours are not.
+export LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp:print_suppressions=0"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j "$jobs" -LE slow)

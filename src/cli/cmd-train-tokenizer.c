@@ -225,6 +225,5 @@ enum hm_status cmd_train_tokenizer(int argc, char **argv)
 {
     struct cli_list inputs = {0};
     enum hm_status st = train_tokenizer(argc, argv, &inputs);
-    free(inputs.items); /* the parser's list array (plain realloc); argv owns the strings */
     return st;
 }

@@ -111,11 +111,16 @@ enum hm_status cli_parse(const char *cmd, const struct cli_opt *opts, int argc, 
         }
         if (o->type == CLI_LIST) {
             struct cli_list *l = o->dest;
-            /* A repeated list option appends. The array lives until exit, like argv itself. */
-            const char **items = realloc(l->items, sizeof(char *) * (size_t)(l->n + argc));
-            if (!items)
-                return hm_fail(HM_ERR_NOMEM, "%s: out of memory", cmd);
-            l->items = items;
+            /* A list can hold at most argc values, so each gets argc slots of a static pool the
+             * first time it is seen: no heap, nothing to free, and a repeated option appends. */
+            static const char *pool[1 << 16];
+            static size_t pool_used;
+            if (!l->items) {
+                if (pool_used + (size_t)argc > sizeof pool / sizeof *pool)
+                    return hm_fail(HM_ERR_USAGE, "%s: too many arguments", cmd);
+                l->items = pool + pool_used;
+                pool_used += (size_t)argc;
+            }
             int before = l->n;
             if (inline_val) {
                 if (!*inline_val)

@@ -19,7 +19,7 @@ enum cli_opt_type {
 };
 
 struct cli_list {
-    const char **items; /* borrowed from argv; array owned by the parser (freed at exit) */
+    const char **items; /* borrowed from argv; the array is the parser's (static, never freed) */
     int n;
 };
 
