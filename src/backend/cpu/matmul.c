@@ -2,7 +2,7 @@
  * matmul.c - MATMUL through CBLAS sgemm (row-major). The forward op and both backward products
  * are this one kernel with different transposes (autograd.c). dst (+)= alpha op(a) op(b) + bias:
  * without accumulation the bias is broadcast into dst first and sgemm runs with beta = 1.
- * A single output row (batch-1 decoding) goes through sgemv instead.
+ * A single output row (batch-1 decoding) goes through a streaming matvec instead.
  */
 #include "cpu-impl.h"
 
@@ -16,6 +16,35 @@ static void add_bias(float *c, const float *bias, int64_t rows, int64_t N)
 #pragma omp simd
         for (int64_t j = 0; j < N; j++)
             cr[j] += bias[j];
+    }
+}
+
+/*
+ * y[n] = beta * y[n] + alpha * dot(w[n, :], x) for w [N, K] row-major: batch-1 decoding through a
+ * linear layer, bound by streaming w from memory. Rows are split statically over the threads and
+ * four rows share each pass over x, so w is read once at full bandwidth; every row's sum runs in a
+ * fixed lane order, so results do not depend on the thread count.
+ */
+static void matvec_rows(const float *w, const float *x, float *y, int64_t N, int64_t K, float alpha,
+                        float beta)
+{
+#pragma omp parallel for schedule(static) if (parallel : HM_CPU_PAR(N * K))
+    for (int64_t n0 = 0; n0 < N; n0 += 4) {
+        int64_t rows = N - n0 < 4 ? N - n0 : 4;
+        const float *w0 = w + n0 * K;
+        const float *w1 = rows > 1 ? w0 + K : w0, *w2 = rows > 2 ? w0 + 2 * K : w0;
+        const float *w3 = rows > 3 ? w0 + 3 * K : w0;
+        float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+#pragma omp simd reduction(+ : s0, s1, s2, s3)
+        for (int64_t k = 0; k < K; k++) {
+            s0 += w0[k] * x[k];
+            s1 += w1[k] * x[k];
+            s2 += w2[k] * x[k];
+            s3 += w3[k] * x[k];
+        }
+        float s[4] = {s0, s1, s2, s3};
+        for (int64_t r = 0; r < rows; r++)
+            y[n0 + r] = (beta != 0.0f ? beta * y[n0 + r] : 0.0f) + alpha * s[r];
     }
 }
 
@@ -40,10 +69,15 @@ CPU_KERNEL(matmul)
         /* One row (batch-1 decoding): sgemv streams b once. OpenBLAS 0.3.21's sgemm would first
          * pack all of b, reading and writing the weights again (measured ~3x slower there). With
          * M = 1, op(a) is one contiguous row whichever way a is stored. */
-        for (int64_t i = 0; i < d.batch; i++)
-            cblas_sgemv(CblasRowMajor, tb ? CblasNoTrans : CblasTrans, tb ? (int)d.N : (int)d.K,
-                        tb ? (int)d.K : (int)d.N, alpha, CF32(b) + i * d.K * d.N, (int)ldb,
-                        CF32(a) + i * d.K, 1, beta, c + i * d.N, 1);
+        for (int64_t i = 0; i < d.batch; i++) {
+            if (tb) /* b is [N, K], a linear layer's weight: our streaming matvec */
+                matvec_rows(CF32(b) + i * d.K * d.N, CF32(a) + i * d.K, c + i * d.N, d.N, d.K, alpha,
+                            beta);
+            else
+                cblas_sgemv(CblasRowMajor, CblasTrans, (int)d.K, (int)d.N, alpha,
+                            CF32(b) + i * d.K * d.N, (int)ldb, CF32(a) + i * d.K, 1, beta,
+                            c + i * d.N, 1);
+        }
         if (bias && acc)
             add_bias(c, CF32(bias), rows, d.N);
         return HM_OK;
