@@ -1,8 +1,9 @@
 /*
  * cpu-impl.h - private to the CPU backend: kernel declarations (one per op, table in
- * backend-cpu.c) and small helpers. Kernels parallelise with OpenMP static schedules and fixed
- * reduction orders, so the same thread count gives bit-identical results; BLAS is only called
- * outside OpenMP regions. Compute is f32; bf16 nodes are rejected at plan time.
+ * backend-cpu.c) and small helpers. Kernels parallelise with OpenMP and fixed reduction orders,
+ * so the same thread count gives bit-identical results. BLAS runs multi-threaded when called
+ * outside OpenMP regions (matmul) and single-threaded inside one (attention's per-block
+ * products, each made whole by one thread). Compute is f32; bf16 nodes are rejected at plan time.
  */
 #ifndef HERMES_CPU_IMPL_H
 #define HERMES_CPU_IMPL_H
