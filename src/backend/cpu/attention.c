@@ -88,7 +88,7 @@ CPU_KERNEL(attention)
                 float m = -INFINITY;
 #pragma omp simd reduction(max : m)
                 for (int64_t j = 0; j < Li; j++)
-                    m = fmaxf(m, p[j]);
+                    m = hm_maxf(m, p[j]);
                 float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
                 for (int64_t j = 0; j < Li; j++) {

@@ -109,6 +109,14 @@ static inline float hm_erff(float x)
     return x >= 0.0f ? 1.0f - erfc : erfc - 1.0f;
 }
 
+/* max(m, x) for max reductions, ignoring a NaN x as fmaxf does. GCC turns a fmaxf reduction into
+ * a slow NaN-aware sequence (~17x slower on cross-entropy's row max); a compare-select reduces
+ * with plain vmaxps. */
+static inline float hm_maxf(float m, float x)
+{
+    return x > m ? x : m;
+}
+
 #define F32(t) ((float *)(t)->data)
 #define CF32(t) ((const float *)(t)->data)
 
