@@ -132,7 +132,8 @@ static void backward_matmul(struct ab *ab, struct hm_tensor *y, struct hm_tensor
 static bool can_alias_grad(const struct hm_tensor *y, const struct hm_tensor *g)
 {
     const struct hm_tensor *a = y->src[0];
-    if (a->grad || a->view_src || a->data || a == y->src[1] || (a->flags & (HM_FLAG_PARAM | HM_FLAG_BLOCK)))
+    if (a->grad || a->view_src || a->data || a == y->src[1] ||
+        (a->flags & (HM_FLAG_PARAM | HM_FLAG_BLOCK)))
         return false;
     if (hm_root((struct hm_tensor *)g)->data || a->n_dims != g->n_dims || a->type != g->type)
         return false;

@@ -66,7 +66,8 @@ static float step_loss_logits(struct hm_train_graph *tg, struct hm_model *m, con
     return loss;
 }
 
-static float step_loss(struct hm_train_graph *tg, struct hm_model *m, const int32_t *ids, const int32_t *tgt)
+static float step_loss(struct hm_train_graph *tg, struct hm_model *m, const int32_t *ids,
+                       const int32_t *tgt)
 {
     return step_loss_logits(tg, m, ids, tgt, NULL);
 }

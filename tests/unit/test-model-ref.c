@@ -90,7 +90,8 @@ static float run_step_logits(struct hm_train_graph *tg, struct hm_model *m, cons
     return loss;
 }
 
-static float run_step(struct hm_train_graph *tg, struct hm_model *m, const int32_t *ids, const int32_t *tg_ids)
+static float run_step(struct hm_train_graph *tg, struct hm_model *m, const int32_t *ids,
+                      const int32_t *tg_ids)
 {
     return run_step_logits(tg, m, ids, tg_ids, NULL);
 }

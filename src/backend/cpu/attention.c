@@ -80,8 +80,8 @@ CPU_KERNEL(attention)
             const float *k = CF32(kt) + (b * g.S * g.NKV + kh) * g.HD;
             const float *v = CF32(vt) + (b * g.S * g.NKV + kh) * g.HD;
             float *o = F32(dst) + ((b * g.T + t0) * g.NH + h) * g.HD;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)L, (int)g.HD, g.scale, q,
-                        (int)qstride, k, (int)kstride, 0.0f, sc, (int)L);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)L, (int)g.HD, g.scale,
+                        q, (int)qstride, k, (int)kstride, 0.0f, sc, (int)L);
             for (int64_t i = 0; i < n; i++) {
                 float *p = sc + i * L;
                 int64_t Li = g.pos + t0 + i + 1;
@@ -103,8 +103,8 @@ CPU_KERNEL(attention)
                     p[j] = 0.0f;
                 lse[(b * g.NH + h) * g.T + t0 + i] = m + logf(sum);
             }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)g.HD, (int)L, 1.0f, sc,
-                        (int)L, v, (int)kstride, 0.0f, o, (int)qstride);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)g.HD, (int)L, 1.0f,
+                        sc, (int)L, v, (int)kstride, 0.0f, o, (int)qstride);
         }
     }
     return HM_OK;
@@ -150,10 +150,10 @@ CPU_KERNEL(attention_back)
                     const float *o = CF32(ot) + row0 * HD;
                     const float *lse = CF32(lt) + (b * g.NH + h) * g.T + t0;
                     float *dq = F32(dst) + row0 * HD;
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)L, (int)HD, g.scale, q,
-                                (int)qstride, k, (int)kstride, 0.0f, P, (int)L);
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)L, (int)HD, 1.0f, dout,
-                                (int)qstride, v, (int)kstride, 0.0f, dP, (int)L);
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)L, (int)HD,
+                                g.scale, q, (int)qstride, k, (int)kstride, 0.0f, P, (int)L);
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)L, (int)HD,
+                                1.0f, dout, (int)qstride, v, (int)kstride, 0.0f, dP, (int)L);
                     for (int64_t i = 0; i < n; i++) {
                         float *p = P + i * L, *dp = dP + i * L;
                         int64_t Li = g.pos + t0 + i + 1;
@@ -167,14 +167,16 @@ CPU_KERNEL(attention_back)
                         for (int64_t j = Li; j < L; j++)
                             p[j] = dp[j] = 0.0f;
                     }
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)HD, (int)L, 1.0f, dP,
-                                (int)L, k, (int)kstride, acc_q ? 1.0f : 0.0f, dq, (int)qstride);
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)L, (int)HD, (int)n, 1.0f, dP,
-                                (int)L, q, (int)qstride, 1.0f, dK, (int)HD);
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)L, (int)HD, (int)n, 1.0f, P,
-                                (int)L, dout, (int)qstride, 1.0f, dV, (int)HD);
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)HD, (int)L,
+                                1.0f, dP, (int)L, k, (int)kstride, acc_q ? 1.0f : 0.0f, dq,
+                                (int)qstride);
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)L, (int)HD, (int)n,
+                                1.0f, dP, (int)L, q, (int)qstride, 1.0f, dK, (int)HD);
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)L, (int)HD, (int)n,
+                                1.0f, P, (int)L, dout, (int)qstride, 1.0f, dV, (int)HD);
                 }
-            float *dkb = F32(dkt) + (b * S * g.NKV + kh) * HD, *dvb = F32(dvt) + (b * S * g.NKV + kh) * HD;
+            float *dkb = F32(dkt) + (b * S * g.NKV + kh) * HD;
+            float *dvb = F32(dvt) + (b * S * g.NKV + kh) * HD;
             for (int64_t j = 0; j < S; j++) {
                 float *dk = dkb + j * kstride, *dv = dvb + j * kstride;
                 const float *a = dK + j * HD, *c = dV + j * HD;
