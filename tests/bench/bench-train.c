@@ -6,10 +6,11 @@
  * Random tokens, dropout 0, then per step exactly what the trainer does: zero the gradient block,
  * set ids and targets, forward, backward, AdamW with global-norm clipping at 1.0. Each step is
  * timed on its own after WARMUP (default 2) untimed steps; medians are reported. The sgemm peak
- * is a 2048^3 square sgemm through OpenBLAS at the same thread count (best of 5), measured in the
- * same process. Prints one line:
+ * is a 2048^3 square sgemm through OpenBLAS at the same thread count, best of 5 before and 5
+ * after the training steps (on a shared machine the load changes; the larger is used, so the MFU
+ * errs low). Peak RSS is read before the second sgemm. Prints one line:
  *   RESULT preset=.. B=.. T=.. V=.. threads=.. tok_s=.. step_ms=.. fwd_ms=.. bwd_ms=.. opt_ms=..
- *          gflops=.. peak_gflops=.. mfu=.. peak_rss=.. loss=..
+ *          gflops=.. peak_gflops=.. peak_before=.. peak_after=.. mfu=.. peak_rss=.. loss=..
  * where gflops = 3 * hm_config_flops_per_token(T) * tok/s and mfu = gflops / peak_gflops.
  * --profile then runs one more step with the graph profiler and prints the per-op times.
  * Threads: HM_THREADS, else OMP_NUM_THREADS.
@@ -106,7 +107,7 @@ int main(int argc, char **argv)
     cfg.dropout = 0.0f;
     if (T > cfg.max_seq_len)
         cfg.max_seq_len = T;
-    double peak = sgemm_peak(2048, 5);
+    double peak_before = sgemm_peak(2048, 5);
 
     struct hm_backend *be;
     check(hm_backend_cpu_new(&be), "backend");
@@ -166,11 +167,14 @@ int main(int argc, char **argv)
     double gflops = 3.0 * hm_config_flops_per_token(&cfg, T) * tok_s * 1e-9;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
+    double peak_after = sgemm_peak(2048, 5);
+    double peak = peak_after > peak_before ? peak_after : peak_before;
     printf("RESULT preset=%s B=%d T=%d V=%d threads=%d tok_s=%.1f step_ms=%.1f fwd_ms=%.1f "
-           "bwd_ms=%.1f opt_ms=%.1f gflops=%.1f peak_gflops=%.1f mfu=%.3f peak_rss=%ld loss=%.4f\n",
+           "bwd_ms=%.1f opt_ms=%.1f gflops=%.1f peak_gflops=%.1f peak_before=%.1f peak_after=%.1f "
+           "mfu=%.3f peak_rss=%ld loss=%.4f\n",
            argv[1], B, T, cfg.vocab_size, hm_get_threads(), tok_s, 1e3 * step,
            1e3 * median(t_fwd, steps), 1e3 * median(t_bwd, steps), 1e3 * median(t_opt, steps),
-           gflops, peak, gflops / peak, ru.ru_maxrss * 1024L, loss);
+           gflops, peak, peak_before, peak_after, gflops / peak, ru.ru_maxrss * 1024L, loss);
     hm_optimizer_free(opt);
     hm_train_graph_free(&tg);
     hm_model_free(m);
