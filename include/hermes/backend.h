@@ -56,6 +56,14 @@ HM_API enum hm_status hm_backend_new_from_string(const char *spec, struct hm_bac
 /* Threads for OpenMP loops and OpenBLAS together (n >= 1). */
 HM_API void hm_set_threads(int n);
 HM_API int hm_get_threads(void);
+/*
+ * Flush denormals to zero (x86 MXCSR FTZ + DAZ) in the calling thread and every thread of the
+ * OpenMP pool (threads created later inherit it from the thread that creates them). Denormal
+ * operands cost ~100x on x86; results differ from IEEE only below FLT_MIN (1.2e-38), and stay
+ * deterministic. hm_backend_cpu_new turns it on, and so does the CLI at startup; note that this
+ * changes the floating-point mode of the host program's calling thread. No-op off x86.
+ */
+HM_API void hm_set_flush_denormals(bool on);
 
 /* Buffers: backend memory, 64-byte aligned, contents undefined until written. */
 HM_API enum hm_status hm_buffer_new(struct hm_backend *be, size_t bytes, struct hm_buffer **out);

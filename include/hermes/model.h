@@ -76,7 +76,8 @@ struct hm_train_graph {
     struct hm_graph *graph;
     struct hm_tensor *ids;     /* i32 (B, T), set each step */
     struct hm_tensor *targets; /* i32 (B, T), set each step; -100 = ignore */
-    struct hm_tensor *logits;  /* (B, T, V) */
+    struct hm_tensor *logits;  /* (B, T, V) after hm_graph_forward; hm_graph_backward overwrites
+                                  them with their gradient (one buffer for both) */
     struct hm_tensor *loss;    /* f32 (1): mean cross-entropy */
     int B, T;
 };

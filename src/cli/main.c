@@ -3,9 +3,29 @@
  * error line and exit code of the CLI contract: 0 ok, 2 usage error, 130 interrupted, 1 otherwise.
  */
 #include "commands.h"
+#include "hermes/backend.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+/*
+ * OpenMP threads that finish a loop spin at the barrier for GOMP_SPINCOUNT iterations (libgomp
+ * default 300000, ~0.1-1 ms) before sleeping. On a machine shared with other jobs that spin burns
+ * the time slice a descheduled partner thread needs, and every barrier waits for it: training
+ * `tiny` on 2 loaded cores ran 1.4x faster with a spin count of 10000 (docs/performance.md).
+ * libgomp reads its environment before main(), so when the user set neither OMP_WAIT_POLICY nor
+ * GOMP_SPINCOUNT, set the spin count and re-execute this binary once. A failed exec just goes on.
+ */
+static void tune_openmp_wait(char **argv)
+{
+    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT"))
+        return;
+    if (setenv("GOMP_SPINCOUNT", "10000", 1) != 0)
+        return;
+    execv("/proc/self/exe", argv);
+}
 
 static const struct {
     const char *name;
@@ -32,6 +52,10 @@ static void usage(FILE *out)
 
 int main(int argc, char **argv)
 {
+    tune_openmp_wait(argv);
+    /* Denormals flushed to zero from the start (the CPU backend does it too): a denormal operand
+     * costs ~100x on x86 and only ever appears in values too small to matter (backend.h). */
+    hm_set_flush_denormals(true);
     if (argc < 2) {
         usage(stderr);
         return 2;

@@ -122,6 +122,27 @@ static void backward_matmul(struct ab *ab, struct hm_tensor *y, struct hm_tensor
     }
 }
 
+/*
+ * y = a + b with a of y's shape: a's gradient may simply BE g (its storage), instead of a copy of
+ * it, when a has no gradient yet and owns none (not a view, not block storage). Later
+ * contributions to grad(a) then accumulate into g's storage, which nothing else reads afterwards:
+ * b's copy of g is emitted right now, before any of them. Only one operand may alias g. Along
+ * the residual stream this chains: one buffer carries the stream's gradient through every layer.
+ */
+static bool can_alias_grad(const struct hm_tensor *y, const struct hm_tensor *g)
+{
+    const struct hm_tensor *a = y->src[0];
+    if (a->grad || a->view_src || a->data || a == y->src[1] ||
+        (a->flags & (HM_FLAG_PARAM | HM_FLAG_BLOCK)))
+        return false;
+    if (hm_root((struct hm_tensor *)g)->data || a->n_dims != g->n_dims || a->type != g->type)
+        return false;
+    for (int d = 0; d < a->n_dims; d++)
+        if (a->shape[d] != g->shape[d])
+            return false;
+    return hm_root((struct hm_tensor *)g)->flags & HM_FLAG_GRAD_INIT;
+}
+
 static void backward_node(struct ab *ab, struct hm_tensor *y)
 {
     struct hm_tensor *g = y->grad, *n;
@@ -133,6 +154,10 @@ static void backward_node(struct ab *ab, struct hm_tensor *y)
         for (int i = 0; i < 2; i++) {
             if (!requires(y->src[i]))
                 continue;
+            if (i == 0 && can_alias_grad(y, g)) { /* grad(a) starts as g itself: no copy */
+                s0->grad = g;
+                continue;
+            }
             n = emit_into(ab, HM_OP_GRAD_ACC, y->src[i]);
             n->src[0] = g;
             hm_op_set_f32(n, 0, 1.0f);

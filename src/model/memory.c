@@ -20,8 +20,9 @@ enum hm_status hm_model_memory_estimate(const struct hm_model_config *c, int B, 
      * v (KV each), the FFN pre-activations and activation (n_in + 1 of width I), plus the per-head
      * log-sum-exp of the attention. */
     uint64_t per_layer = BT * (6 * C + 2 * KV + (n_in + 1) * I) + (uint64_t)B * c->num_heads * T;
-    /* Plus the final norm, the logits and their gradient, and one layer's worth of gradients. */
-    uint64_t rest = BT * (2 * C + 2 * (uint64_t)c->vocab_size) + per_layer;
+    /* Plus the final norm, the logits (their gradient is written over them in place), and one
+     * layer's worth of gradients. */
+    uint64_t rest = BT * (2 * C + (uint64_t)c->vocab_size) + per_layer;
     out->params_bytes = 4 * P;
     out->grads_bytes = 4 * P;
     out->optim_bytes = 8 * P;

@@ -9,6 +9,8 @@
  */
 #include "cpu-impl.h"
 
+#include <cblas.h>
+
 struct attn_geom {
     int64_t B, T, NH, HD, S, NKV, group, pos;
     float scale;
@@ -36,36 +38,21 @@ static inline float dot(const float *a, const float *b, int64_t n)
     return s;
 }
 
-/* kT[d * ld + j] = k[j][d] for j < n: keys become contiguous so score loops vectorise over keys. */
-static void transpose_keys(float *kT, int64_t ld, const float *k, int64_t kstride, int64_t n, int64_t HD)
-{
-    for (int64_t j = 0; j < n; j++)
-        for (int64_t d = 0; d < HD; d++)
-            kT[d * ld + j] = k[j * kstride + d];
-}
-
-/* s[j] = sum_d qs[d] kT[d][j] for j < L, summed in d order (the same for any L, so a position
- * scores the same in a full pass and in cached decoding). */
-static void scores(float *s, const float *qs, const float *kT, int64_t ld, int64_t L, int64_t HD)
-{
-    for (int64_t j = 0; j < L; j++)
-        s[j] = 0.0f;
-    for (int64_t d = 0; d < HD; d++) {
-        const float *kr = kT + d * ld;
-        float qd = qs[d];
-#pragma omp simd
-        for (int64_t j = 0; j < L; j++)
-            s[j] += qd * kr[j];
-    }
-}
-
-enum { ATTN_ROWS = 32 }; /* query rows per forward work unit */
+/*
+ * Work is cut into blocks of ATTN_ROWS query rows of one head; a block attends keys [0, L) with
+ * L = pos + its last row + 1, so the causal mask wastes only the triangle of the diagonal block.
+ * The score, P V and gradient products are single-threaded sgemm calls made from inside the
+ * OpenMP region (the OpenMP build of OpenBLAS runs one thread when called in a parallel region),
+ * and every block is computed whole by one thread: the result does not depend on the thread
+ * count or on which thread runs which block, so blocks are handed out dynamically.
+ */
+enum { ATTN_ROWS = 64 };
 
 size_t hm_cpu_attention_ws(const struct hm_tensor *node, int n_threads)
 {
     const struct hm_tensor *k = node->src[node->op == HM_OP_ATTENTION ? 1 : 2];
-    size_t S = (size_t)k->shape[1], HD = (size_t)k->shape[3];
-    size_t per = node->op == HM_OP_ATTENTION ? S * HD + S + HD : 4 * S * HD + 2 * S + HD;
+    size_t S = (size_t)k->shape[1], HD = (size_t)k->shape[3], R = ATTN_ROWS;
+    size_t per = node->op == HM_OP_ATTENTION ? R * S : 2 * R * S + 2 * S * HD;
     return (size_t)n_threads * per * sizeof(float);
 }
 
@@ -77,65 +64,57 @@ CPU_KERNEL(attention)
     enum hm_status st = geom(ex, qt, kt, &g);
     if (st != HM_OK)
         return st;
-    size_t per = (size_t)(g.S * g.HD + g.S + g.HD);
+    size_t per = (size_t)(ATTN_ROWS * g.S);
     int nt = hm_cpu_threads_for(ex, per * sizeof(float));
     int64_t n_chunks = (g.T + ATTN_ROWS - 1) / ATTN_ROWS, units = g.B * g.NH * n_chunks;
-    int64_t kstride = g.NKV * g.HD;
+    int64_t qstride = g.NH * g.HD, kstride = g.NKV * g.HD;
 #pragma omp parallel num_threads(nt) if (parallel : HM_CPU_PAR(g.B * g.NH * g.T * g.S * g.HD))
     {
-        float *kT = (float *)ex->ws + (size_t)omp_get_thread_num() * per;
-        float *sc = kT + g.S * g.HD, *qs = sc + g.S;
-#pragma omp for schedule(static)
+        float *sc = (float *)ex->ws + (size_t)omp_get_thread_num() * per;
+#pragma omp for schedule(dynamic)
         for (int64_t u = 0; u < units; u++) {
             int64_t ch = u % n_chunks, h = (u / n_chunks) % g.NH, b = u / (n_chunks * g.NH);
             int64_t kh = h / g.group, t0 = ch * ATTN_ROWS;
-            int64_t t1 = t0 + ATTN_ROWS < g.T ? t0 + ATTN_ROWS : g.T, Lmax = g.pos + t1;
-            const float *kb = CF32(kt) + (b * g.S * g.NKV + kh) * g.HD;
-            const float *vb = CF32(vt) + (b * g.S * g.NKV + kh) * g.HD;
-            transpose_keys(kT, Lmax, kb, kstride, Lmax, g.HD);
-            for (int64_t t = t0; t < t1; t++) {
-                int64_t L = g.pos + t + 1, row = (b * g.T + t) * g.NH + h;
-                const float *q = CF32(qt) + row * g.HD;
-                for (int64_t d = 0; d < g.HD; d++)
-                    qs[d] = q[d] * g.scale;
-                scores(sc, qs, kT, Lmax, L, g.HD);
+            int64_t n = t0 + ATTN_ROWS < g.T ? ATTN_ROWS : g.T - t0, L = g.pos + t0 + n;
+            const float *q = CF32(qt) + ((b * g.T + t0) * g.NH + h) * g.HD;
+            const float *k = CF32(kt) + (b * g.S * g.NKV + kh) * g.HD;
+            const float *v = CF32(vt) + (b * g.S * g.NKV + kh) * g.HD;
+            float *o = F32(dst) + ((b * g.T + t0) * g.NH + h) * g.HD;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)L, (int)g.HD, g.scale,
+                        q, (int)qstride, k, (int)kstride, 0.0f, sc, (int)L);
+            for (int64_t i = 0; i < n; i++) {
+                float *p = sc + i * L;
+                int64_t Li = g.pos + t0 + i + 1;
                 float m = -INFINITY;
 #pragma omp simd reduction(max : m)
-                for (int64_t j = 0; j < L; j++)
-                    m = fmaxf(m, sc[j]);
+                for (int64_t j = 0; j < Li; j++)
+                    m = hm_maxf(m, p[j]);
                 float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
-                for (int64_t j = 0; j < L; j++) {
-                    sc[j] = hm_expf(sc[j] - m);
-                    sum += sc[j];
-                }
-                float *o = F32(dst) + row * g.HD;
-                for (int64_t d = 0; d < g.HD; d++)
-                    o[d] = 0.0f;
-                for (int64_t j = 0; j < L; j++) {
-                    const float *v = vb + j * kstride;
-                    float p = sc[j];
-#pragma omp simd
-                    for (int64_t d = 0; d < g.HD; d++)
-                        o[d] += p * v[d];
+                for (int64_t j = 0; j < Li; j++) {
+                    p[j] = hm_expf(p[j] - m);
+                    sum += p[j];
                 }
                 float inv = 1.0f / sum;
 #pragma omp simd
-                for (int64_t d = 0; d < g.HD; d++)
-                    o[d] *= inv;
-                lse[(b * g.NH + h) * g.T + t] = m + logf(sum);
+                for (int64_t j = 0; j < Li; j++)
+                    p[j] *= inv;
+                for (int64_t j = Li; j < L; j++)
+                    p[j] = 0.0f;
+                lse[(b * g.NH + h) * g.T + t0 + i] = m + logf(sum);
             }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)g.HD, (int)L, 1.0f,
+                        sc, (int)L, v, (int)kstride, 0.0f, o, (int)qstride);
         }
     }
     return HM_OK;
 }
 
 /*
- * Per (b, kv head): loop the heads of the group and the query rows in order, so dk and dv are
- * accumulated by one thread in a fixed order. p_j = exp(s_j - lse), dp_j = dout . v_j,
- * ds_j = p_j (dp_j - dout . out); dq = scale sum ds_j k_j; dk_j += scale ds_j q; dv_j += p_j dout.
- * K, V and their gradients are held transposed (HD, S) in scratch so every loop over keys is a
- * contiguous vector loop.
+ * Per (b, kv head), one thread loops the heads of the group and the row blocks in order, so dk
+ * and dv are accumulated in a fixed order. p = exp(s - lse), dp = dout v^T, D = dout . out,
+ * ds = p (dp - D) scale; dq = ds k; dk += ds^T q; dv += p^T dout. dk and dv are accumulated
+ * in per-thread (S, HD) scratch and written (or added) once at the end.
  */
 CPU_KERNEL(attention_back)
 {
@@ -147,63 +126,65 @@ CPU_KERNEL(attention_back)
     if (st != HM_OK)
         return st;
     bool acc_q = dst->acc & 1, acc_k = dst->acc & 2, acc_v = dst->acc & 4;
-    int64_t S = g.S, HD = g.HD;
-    size_t per = (size_t)(4 * S * HD + 2 * S + HD);
+    int64_t S = g.S, HD = g.HD, R = ATTN_ROWS;
+    size_t per = (size_t)(2 * R * S + 2 * S * HD);
     int nt = hm_cpu_threads_for(ex, per * sizeof(float));
-    int64_t units = g.B * g.NKV, kstride = g.NKV * HD, Lall = g.pos + g.T;
+    int64_t units = g.B * g.NKV, Lall = g.pos + g.T;
+    int64_t qstride = g.NH * HD, kstride = g.NKV * HD, n_chunks = (g.T + R - 1) / R;
 #pragma omp parallel num_threads(nt) if (parallel : HM_CPU_PAR(g.B * g.NH * g.T * g.S * g.HD))
     {
-        float *kT = (float *)ex->ws + (size_t)omp_get_thread_num() * per;
-        float *vT = kT + S * HD, *dkT = vT + S * HD, *dvT = dkT + S * HD;
-        float *p = dvT + S * HD, *dp = p + S, *qs = dp + S;
-#pragma omp for schedule(static)
+        float *P = (float *)ex->ws + (size_t)omp_get_thread_num() * per;
+        float *dP = P + R * S, *dK = dP + R * S, *dV = dK + S * HD;
+#pragma omp for schedule(dynamic)
         for (int64_t u = 0; u < units; u++) {
             int64_t b = u / g.NKV, kh = u % g.NKV;
-            const float *kb = CF32(kt) + (b * S * g.NKV + kh) * HD;
-            const float *vb = CF32(vt) + (b * S * g.NKV + kh) * HD;
+            const float *k = CF32(kt) + (b * S * g.NKV + kh) * HD;
+            const float *v = CF32(vt) + (b * S * g.NKV + kh) * HD;
+            memset(dK, 0, (size_t)(Lall * HD) * sizeof(float));
+            memset(dV, 0, (size_t)(Lall * HD) * sizeof(float));
+            for (int64_t h = kh * g.group; h < (kh + 1) * g.group; h++)
+                for (int64_t ch = 0; ch < n_chunks; ch++) {
+                    int64_t t0 = ch * R, n = t0 + R < g.T ? R : g.T - t0, L = g.pos + t0 + n;
+                    int64_t row0 = (b * g.T + t0) * g.NH + h;
+                    const float *q = CF32(qt) + row0 * HD, *dout = CF32(dot_) + row0 * HD;
+                    const float *o = CF32(ot) + row0 * HD;
+                    const float *lse = CF32(lt) + (b * g.NH + h) * g.T + t0;
+                    float *dq = F32(dst) + row0 * HD;
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)L, (int)HD,
+                                g.scale, q, (int)qstride, k, (int)kstride, 0.0f, P, (int)L);
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)L, (int)HD,
+                                1.0f, dout, (int)qstride, v, (int)kstride, 0.0f, dP, (int)L);
+                    for (int64_t i = 0; i < n; i++) {
+                        float *p = P + i * L, *dp = dP + i * L;
+                        int64_t Li = g.pos + t0 + i + 1;
+                        float D = dot(dout + i * qstride, o + i * qstride, HD), l = lse[i];
+#pragma omp simd
+                        for (int64_t j = 0; j < Li; j++) {
+                            float pj = hm_expf(p[j] - l);
+                            p[j] = pj;
+                            dp[j] = pj * (dp[j] - D) * g.scale; /* ds_j */
+                        }
+                        for (int64_t j = Li; j < L; j++)
+                            p[j] = dp[j] = 0.0f;
+                    }
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)HD, (int)L,
+                                1.0f, dP, (int)L, k, (int)kstride, acc_q ? 1.0f : 0.0f, dq,
+                                (int)qstride);
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)L, (int)HD, (int)n,
+                                1.0f, dP, (int)L, q, (int)qstride, 1.0f, dK, (int)HD);
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)L, (int)HD, (int)n,
+                                1.0f, P, (int)L, dout, (int)qstride, 1.0f, dV, (int)HD);
+                }
             float *dkb = F32(dkt) + (b * S * g.NKV + kh) * HD;
             float *dvb = F32(dvt) + (b * S * g.NKV + kh) * HD;
-            transpose_keys(kT, Lall, kb, kstride, Lall, HD);
-            transpose_keys(vT, Lall, vb, kstride, Lall, HD);
-            memset(dkT, 0, (size_t)(HD * Lall) * sizeof(float));
-            memset(dvT, 0, (size_t)(HD * Lall) * sizeof(float));
-            for (int64_t h = kh * g.group; h < (kh + 1) * g.group; h++)
-                for (int64_t t = 0; t < g.T; t++) {
-                    int64_t row = (b * g.T + t) * g.NH + h, L = g.pos + t + 1;
-                    const float *q = CF32(qt) + row * HD, *dout = CF32(dot_) + row * HD;
-                    const float *o = CF32(ot) + row * HD;
-                    float lse = CF32(lt)[(b * g.NH + h) * g.T + t];
-                    float D = dot(dout, o, HD);
-                    for (int64_t d = 0; d < HD; d++)
-                        qs[d] = q[d] * g.scale;
-                    scores(p, qs, kT, Lall, L, HD);
-                    scores(dp, dout, vT, Lall, L, HD);
-#pragma omp simd
-                    for (int64_t j = 0; j < L; j++) {
-                        float pj = hm_expf(p[j] - lse);
-                        p[j] = pj;
-                        dp[j] = pj * (dp[j] - D) * g.scale; /* ds_j */
-                    }
-                    float *dq = F32(dst) + row * HD;
-                    for (int64_t d = 0; d < HD; d++) {
-                        float v = dot(dp, kT + d * Lall, L);
-                        dq[d] = acc_q ? dq[d] + v : v;
-                        float qd = q[d], gd = dout[d];
-                        float *dkr = dkT + d * Lall, *dvr = dvT + d * Lall;
-#pragma omp simd
-                        for (int64_t j = 0; j < L; j++) {
-                            dkr[j] += dp[j] * qd;
-                            dvr[j] += p[j] * gd;
-                        }
-                    }
-                }
             for (int64_t j = 0; j < S; j++) {
                 float *dk = dkb + j * kstride, *dv = dvb + j * kstride;
+                const float *a = dK + j * HD, *c = dV + j * HD;
+                bool in = j < Lall;
                 for (int64_t d = 0; d < HD; d++) {
-                    float a = j < Lall ? dkT[d * Lall + j] : 0.0f;
-                    float c = j < Lall ? dvT[d * Lall + j] : 0.0f;
-                    dk[d] = acc_k ? dk[d] + a : a;
-                    dv[d] = acc_v ? dv[d] + c : c;
+                    float x = in ? a[d] : 0.0f, y = in ? c[d] : 0.0f;
+                    dk[d] = acc_k ? dk[d] + x : x;
+                    dv[d] = acc_v ? dv[d] + y : y;
                 }
             }
         }

@@ -7,6 +7,10 @@
 #include "cpu-impl.h"
 
 #include <cblas.h>
+#if defined(__SSE__) || defined(__x86_64__)
+#include <xmmintrin.h>
+#define HM_HAVE_MXCSR 1
+#endif
 
 /* Declared by OpenBLAS (cblas.h of some builds lacks the prototypes). */
 int openblas_get_parallel(void);
@@ -149,6 +153,26 @@ int hm_get_threads(void)
     return omp_get_max_threads();
 }
 
+static void set_ftz_daz(bool on)
+{
+#ifdef HM_HAVE_MXCSR
+    enum { FTZ = 0x8000, DAZ = 0x0040 };
+    unsigned csr = _mm_getcsr();
+    _mm_setcsr(on ? csr | FTZ | DAZ : csr & ~(unsigned)(FTZ | DAZ));
+#else
+    (void)on;
+#endif
+}
+
+void hm_set_flush_denormals(bool on)
+{
+    set_ftz_daz(on);
+    /* MXCSR is per thread: set it in every pool thread too. Pool threads are created by the
+     * master, which already has the mode, so a later larger team inherits it. */
+#pragma omp parallel
+    set_ftz_daz(on);
+}
+
 enum hm_status hm_backend_cpu_new(struct hm_backend **out)
 {
     static bool warned;
@@ -163,6 +187,7 @@ enum hm_status hm_backend_cpu_new(struct hm_backend **out)
         return hm_fail(HM_ERR_NOMEM, "out of memory creating the cpu backend");
     be->iface = &cpu_iface;
     openblas_set_num_threads(omp_get_max_threads()); /* OMP_NUM_THREADS governs both */
+    hm_set_flush_denormals(true);
     *out = be;
     return HM_OK;
 }

@@ -33,7 +33,7 @@ CPU_KERNEL(cross_entropy)
         float m = -INFINITY;
 #pragma omp simd reduction(max : m)
         for (int64_t j = 0; j < V; j++)
-            m = fmaxf(m, x[j]);
+            m = hm_maxf(m, x[j]);
         float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
         for (int64_t j = 0; j < V; j++)

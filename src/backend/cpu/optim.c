@@ -1,8 +1,8 @@
 /*
  * optim.c - optimizer and reduction primitives over f32 ranges: fused AdamW (decoupled weight
  * decay, bias correction in double), sum of squares, scaling and the finiteness check. The sum
- * of squares uses a fixed number of blocks, each summed in double in order, then the block sums
- * in order: the result is the same for any thread count.
+ * of squares uses a fixed number of blocks, each summed in double over 16 interleaved lanes in a
+ * fixed order, then the block sums in order: the result is the same for any thread count.
  */
 #include "cpu-impl.h"
 
@@ -25,7 +25,7 @@ enum hm_status hm_cpu_adamw(struct hm_backend *be, float *p, const float *g, flo
     return HM_OK;
 }
 
-enum { N_BLOCKS = 256 };
+enum { N_BLOCKS = 256, SUM_LANES = 16 };
 
 enum hm_status hm_cpu_sumsq(struct hm_backend *be, const float *x, size_t n, double *out)
 {
@@ -34,9 +34,20 @@ enum hm_status hm_cpu_sumsq(struct hm_backend *be, const float *x, size_t n, dou
 #pragma omp parallel for schedule(static) if (parallel : HM_CPU_PAR((int64_t)n))
     for (int k = 0; k < N_BLOCKS; k++) {
         size_t lo = (size_t)k * bs, hi = lo + bs < n ? lo + bs : n;
+        /* SUM_LANES interleaved partial sums (element i goes to lane i % SUM_LANES of its block),
+         * added in lane order: a fixed order that vectorises, unlike one serial chain of double
+         * adds (~4 cycles per element). */
+        double lane[SUM_LANES] = {0};
+        size_t i = lo;
+        for (; i + SUM_LANES <= hi; i += SUM_LANES)
+#pragma omp simd
+            for (int l = 0; l < SUM_LANES; l++)
+                lane[l] += (double)x[i + l] * (double)x[i + l];
+        for (int l = 0; i < hi; i++, l++)
+            lane[l] += (double)x[i] * (double)x[i];
         double s = 0.0;
-        for (size_t i = lo; i < hi; i++)
-            s += (double)x[i] * (double)x[i];
+        for (int l = 0; l < SUM_LANES; l++)
+            s += lane[l];
         part[k] = s;
     }
     double s = 0.0;
