@@ -12,32 +12,13 @@
  */
 #include "hermes/gen.h"
 
+#include "bench-util.h"
+
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static void check(enum hm_status st, const char *what)
-{
-    if (st != HM_OK) {
-        fprintf(stderr, "bench-generate: %s: %s\n", what, hm_last_error());
-        exit(1);
-    }
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 /* ---- bandwidth ------------------------------------------------------------------------------- */
 

@@ -11,27 +11,14 @@
 #include "hermes/config.h"
 #include "hermes/tensor.h"
 
+#include "bench-util.h"
+
 #include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static void check(enum hm_status st, const char *what)
-{
-    if (st != HM_OK) {
-        fprintf(stderr, "bench-ops: %s: %s\n", what, hm_last_error());
-        exit(1);
-    }
-}
 
 static void fill_random(struct hm_tensor *t, float scale, unsigned seed)
 {
