@@ -45,8 +45,8 @@ static void print_progress(const struct hm_train_progress *p, void *user)
         cli_progress_end(bar);
         return;
     }
-    snprintf(msg, sizeof msg, "loss %.4f  lr %.2e  gnorm %.3f  %.0f tok/s%s", p->loss, p->lr,
-             p->grad_norm, p->tokens_per_s, "");
+    snprintf(msg, sizeof msg, "loss %.4f  lr %.2e  gnorm %.3f  %.0f tok/s", p->loss, p->lr,
+             p->grad_norm, p->tokens_per_s);
     if (!isnan(p->val_loss)) {
         size_t n = strlen(msg);
         snprintf(msg + n, sizeof msg - n, "  val %.4f", p->val_loss);
@@ -54,9 +54,9 @@ static void print_progress(const struct hm_train_progress *p, void *user)
     if (bar->tty) {
         cli_progress_set_total(bar, (uint64_t)p->total_steps);
         cli_progress_update(bar, (uint64_t)p->step, msg);
-    }
-    else if (p->logged || !isnan(p->val_loss))
+    } else if (p->logged || !isnan(p->val_loss)) {
         fprintf(stderr, "step %ld/%ld  epoch %ld  %s\n", p->step, p->total_steps, p->epoch + 1, msg);
+    }
 }
 
 static enum hm_status load_or_train_tokenizer(struct train_args *a, struct hm_tokenizer **tok)
