@@ -8,7 +8,7 @@ scripts/setup-deps.sh
 scripts/build.sh
 BIN=build/hermes-llm
 OUT=${OUT:-out/quickstart}
-STEPS=${STEPS:-400}
+STEPS=${STEPS:-600}
 mkdir -p "$OUT"
 
 echo "== corpus: Debian fortunes -> $OUT/corpus"
