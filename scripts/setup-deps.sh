@@ -4,7 +4,7 @@
 set -euo pipefail
 
 PKGS=(build-essential cmake pkg-config libopenblas-openmp-dev libcmocka-dev libjansson-dev
-      zlib1g-dev libzstd-dev libopenmpi-dev openmpi-bin fortunes python3)
+      zlib1g-dev libzstd-dev libopenmpi-dev openmpi-bin fortunes python3 python3-pip)
 
 missing=()
 for p in "${PKGS[@]}"; do

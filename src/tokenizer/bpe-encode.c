@@ -83,29 +83,15 @@ static bool scratch_reserve(struct hm_enc_cache *c, size_t n)
     size_t cap = c->scratch_cap ? c->scratch_cap : 256;
     while (cap < n)
         cap *= 2;
-    uint32_t *sym = hm_realloc(c->sym, cap * sizeof *sym);
-    if (sym)
-        c->sym = sym;
-    uint32_t *rank = hm_realloc(c->rank, cap * sizeof *rank);
-    if (rank)
-        c->rank = rank;
-    uint32_t *nid = hm_realloc(c->nid, cap * sizeof *nid);
-    if (nid)
-        c->nid = nid;
-    int32_t *prev = hm_realloc(c->prev, cap * sizeof *prev);
-    if (prev)
-        c->prev = prev;
-    int32_t *next = hm_realloc(c->next, cap * sizeof *next);
-    if (next)
-        c->next = next;
+    bool ok = hm_grow((void **)&c->sym, cap, sizeof *c->sym);
+    ok &= hm_grow((void **)&c->rank, cap, sizeof *c->rank);
+    ok &= hm_grow((void **)&c->nid, cap, sizeof *c->nid);
+    ok &= hm_grow((void **)&c->prev, cap, sizeof *c->prev);
+    ok &= hm_grow((void **)&c->next, cap, sizeof *c->next);
     /* A heap holds at most one entry per merge plus the initial pairs: 2n. */
-    uint64_t *heap = hm_realloc(c->heap, 2 * cap * sizeof *heap);
-    if (heap)
-        c->heap = heap;
-    uint32_t *heap_id = hm_realloc(c->heap_id, 2 * cap * sizeof *heap_id);
-    if (heap_id)
-        c->heap_id = heap_id;
-    if (!sym || !rank || !nid || !prev || !next || !heap || !heap_id)
+    ok &= hm_grow((void **)&c->heap, 2 * cap, sizeof *c->heap);
+    ok &= hm_grow((void **)&c->heap_id, 2 * cap, sizeof *c->heap_id);
+    if (!ok)
         return false;
     c->scratch_cap = cap;
     return true;

@@ -442,22 +442,12 @@ static uint32_t pair_index(struct mstate *s, uint32_t a, uint32_t b)
         return p->id;
     if (s->n_pairs == s->pair_cap) {
         size_t cap = s->pair_cap ? 2 * s->pair_cap : 1 << 16;
-        int64_t *c = hm_realloc(s->pcount, cap * sizeof *c);
-        if (c)
-            s->pcount = c;
-        uint32_t *pa = hm_realloc(s->pa, cap * sizeof *pa);
-        if (pa)
-            s->pa = pa;
-        uint32_t *pb = hm_realloc(s->pb, cap * sizeof *pb);
-        if (pb)
-            s->pb = pb;
-        uint64_t *ps = hm_realloc(s->pstamp, cap * sizeof *ps);
-        if (ps)
-            s->pstamp = ps;
-        uint32_t *pt = hm_realloc(s->ptmp, cap * sizeof *pt);
-        if (pt)
-            s->ptmp = pt;
-        if (!c || !pa || !pb || !ps || !pt)
+        bool ok = hm_grow((void **)&s->pcount, cap, sizeof *s->pcount);
+        ok &= hm_grow((void **)&s->pa, cap, sizeof *s->pa);
+        ok &= hm_grow((void **)&s->pb, cap, sizeof *s->pb);
+        ok &= hm_grow((void **)&s->pstamp, cap, sizeof *s->pstamp);
+        ok &= hm_grow((void **)&s->ptmp, cap, sizeof *s->ptmp);
+        if (!ok)
             return UINT32_MAX;
         s->pair_cap = cap;
     }

@@ -54,3 +54,15 @@ void hm_free(void *p)
 {
     free(p);
 }
+
+bool hm_grow(void **p, size_t n, size_t size)
+{
+    size_t bytes;
+    if (!hm_mul_size(n, size, &bytes))
+        return false;
+    void *q = hm_realloc(*p, bytes);
+    if (!q)
+        return false;
+    *p = q;
+    return true;
+}

@@ -28,6 +28,9 @@ void *hm_calloc(size_t n, size_t size);
 void *hm_realloc(void *p, size_t n);
 void *hm_aligned_alloc(size_t align, size_t n); /* free with hm_free */
 char *hm_strdup(const char *s);
+/* Resize *p to n elements of `size` bytes; on failure *p is kept as it was. For growing several
+ * parallel arrays together: `ok &= hm_grow((void **)&a, n, sizeof *a)` for each, then check ok. */
+bool hm_grow(void **p, size_t n, size_t size);
 void hm_free(void *p);
 
 /* a*b with overflow check: false on overflow. */
