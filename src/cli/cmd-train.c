@@ -420,6 +420,12 @@ enum hm_status cmd_train(int argc, char **argv)
                 (unsigned long long)hm_model_param_count(model), cfg.num_layers, cfg.hidden_size, V);
         fprintf(stderr, "Global batch: %ld windows (batch %ld x grad-accum %ld x %d process%s) of %ld tokens\n",
                 G, a.batch, a.grad_accum, hm_comm_size(comm), hm_comm_size(comm) > 1 ? "es" : "", a.seq_len);
+        size_t planned;
+        uint64_t P = hm_model_param_count(model);
+        if (hm_model_plan_train_bytes(model, be, (int)a.batch, (int)a.seq_len, &planned) == HM_OK)
+            fprintf(stderr, "Memory: %.1f MiB of parameters, gradients and AdamW moments, %.1f MiB "
+                    "planned for activations and their gradients\n", 16.0 * (double)P / 1048576.0,
+                    (double)planned / 1048576.0);
     }
     hm_interrupt_install();
     struct cli_progress bar;

@@ -60,6 +60,7 @@ expect 1 "trunc.safetensors" -- train -d "$D" "${COMMON[@]}" --max-steps 1 -o "$
 printf '\xff\xff\xff\xff\xff\xff\xff\x7f garbage' > "$TMP/garbage.safetensors"
 expect 1 "garbage.safetensors" -- train -d "$D" "${COMMON[@]}" --max-steps 1 -o "$TMP/ft3" --checkpoint "$TMP/garbage.safetensors"
 # ---- fine-tuning from a matching checkpoint works ----
+expect 0 "MiB planned for activations" -- train -d "$D" -t "$TMP/tok.json" -m nano -b 2 --seq-len 32 --max-steps 2 -o "$TMP/ft5" --threads 1
 expect 0 "Done: 2 steps" -- train -d "$D" -t "$TMP/tok.json" -m nano -b 2 --seq-len 32 --max-steps 2 -o "$TMP/ft4" --checkpoint "$TMP/clamp/weights.safetensors" --threads 1
 # ---- --resume without a saved state ----
 expect 1 "no training state" -- train -d "$D" "${COMMON[@]}" --resume -o "$TMP/nostate"
