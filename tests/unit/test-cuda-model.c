@@ -11,6 +11,7 @@
  * Without a GPU it prints "SKIPPED: no CUDA device (...)" and exits 77. HM_CUDA_DEVICE=N picks
  * the GPU; HM_CURVE_STEPS overrides the number of training steps (default 30).
  */
+#include "model-fixture.h"
 #include "testutil.h"
 
 #include "hermes/backend.h"
@@ -21,7 +22,6 @@
 #include "hermes/schedule.h"
 #include "util/util.h"
 
-#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,19 +37,9 @@ static struct hm_backend *gpu_new(void)
     return be;
 }
 
-/* ---- 1. PyTorch fixtures (mirrors test-model-ref.c with the CUDA backend) -------------------- */
-
-static double jnum(json_t *o, const char *key)
-{
-    json_t *v = json_object_get(o, key);
-    assert_non_null(v);
-    return json_number_value(v);
-}
-
-/* The logits are copied to `logits` (if not NULL) between forward and backward, since the
- * backward pass overwrites them with their gradient (model.h). */
-static float step_loss_logits(struct hm_train_graph *tg, struct hm_model *m, const int32_t *ids,
-                              const int32_t *tgt, float *logits)
+/* One forward + backward at the current weights; returns the loss. */
+static float step_loss(struct hm_train_graph *tg, struct hm_model *m, const int32_t *ids,
+                       const int32_t *tgt)
 {
     size_t bytes = (size_t)tg->B * tg->T * sizeof(int32_t);
     assert_int_equal(hm_buffer_zero(hm_block_grads(hm_model_params(m))), HM_OK);
@@ -57,8 +47,6 @@ static float step_loss_logits(struct hm_train_graph *tg, struct hm_model *m, con
     assert_int_equal(hm_tensor_set(tg->targets, tgt, bytes), HM_OK);
     if (hm_graph_forward(tg->graph) != HM_OK)
         fail_msg("forward: %s", hm_last_error());
-    if (logits)
-        assert_int_equal(hm_tensor_get(tg->logits, logits, hm_nbytes(tg->logits)), HM_OK);
     if (hm_graph_backward(tg->graph) != HM_OK)
         fail_msg("backward: %s", hm_last_error());
     float loss;
@@ -66,125 +54,13 @@ static float step_loss_logits(struct hm_train_graph *tg, struct hm_model *m, con
     return loss;
 }
 
-static float step_loss(struct hm_train_graph *tg, struct hm_model *m, const int32_t *ids,
-                       const int32_t *tgt)
-{
-    return step_loss_logits(tg, m, ids, tgt, NULL);
-}
+/* ---- 1. PyTorch fixtures: the same check as test-model-ref, on the GPU ----------------------- */
 
 static void check_fixture(const char *name)
 {
-    char path[512];
-    snprintf(path, sizeof path, "%s/model/%s.safetensors", HM_FIXTURES_DIR, name);
-    struct hm_st_file *f;
-    assert_int_equal(hm_st_open(path, &f), HM_OK);
-    struct hm_model_config cfg;
-    assert_int_equal(hm_config_parse(hm_st_meta(f, "config"), path, &cfg), HM_OK);
-    json_t *train = json_loads(hm_st_meta(f, "train"), 0, NULL), *tol = json_loads(hm_st_meta(f, "tolerances"), 0, NULL);
-    assert_non_null(train);
-    assert_non_null(tol);
-    const struct hm_st_tensor *idt;
-    assert_int_equal(hm_st_get(f, "input_ids", &idt), HM_OK);
-    int B = (int)idt->shape[0], T = (int)idt->shape[1];
-
     struct hm_backend *be = gpu_new();
-    struct hm_model *m;
-    assert_int_equal(hm_model_new(&cfg, be, &m), HM_OK);
-    assert_int_equal(hm_model_load_weights(m, path), HM_OK);
-    struct hm_train_graph tg;
-    assert_int_equal(hm_model_build_train_graph(m, B, T, &tg), HM_OK);
-    size_t BT = (size_t)B * T, V = (size_t)cfg.vocab_size;
-    int32_t *ids = malloc(BT * 4), *targets = malloc(BT * 4);
-    assert_int_equal(hm_st_read_i32(f, "input_ids", 2, (int64_t[]){B, T}, ids), HM_OK);
-    assert_int_equal(hm_st_read_i32(f, "targets", 2, (int64_t[]){B, T}, targets), HM_OK);
-
-    float *logits = malloc(BT * V * 4), *want = malloc(BT * V * 4), want_loss;
-    float loss = step_loss_logits(&tg, m, ids, targets, logits);
-    assert_int_equal(hm_st_read_f32(f, "expected.logits", 3, (int64_t[]){B, T, (int64_t)V}, want), HM_OK);
-    assert_int_equal(hm_st_read_f32(f, "expected.loss", 1, (int64_t[]){1}, &want_loss), HM_OK);
-    double max_err = 0;
-    for (size_t i = 0; i < BT * V; i++)
-        max_err = fmax(max_err, fabs((double)logits[i] - want[i]));
-    printf("%s (cuda): logits max |err| %.3g, loss %.7f vs %.7f\n", name, max_err, loss, want_loss);
-    assert_true(max_err <= jnum(tol, "logits_abs"));
-    assert_true(fabs(loss - want_loss) <= jnum(tol, "loss_abs"));
-
-    struct hm_block *blk = hm_model_params(m);
-    double worst = 0;
-    for (int i = 0; i < hm_block_n_tensors(blk); i++) {
-        struct hm_tensor *p = hm_block_tensor(blk, i);
-        size_t n = (size_t)hm_nelements(p);
-        float *g = malloc(n * 4), *gr = malloc(n * 4);
-        assert_int_equal(hm_tensor_get(p->grad, g, n * 4), HM_OK);
-        char gname[128];
-        snprintf(gname, sizeof gname, "grad.%s", p->name);
-        assert_int_equal(hm_st_read_f32(f, gname, p->n_dims, p->shape, gr), HM_OK);
-        double num = 0, den = 0;
-        for (size_t j = 0; j < n; j++) {
-            num += ((double)g[j] - gr[j]) * ((double)g[j] - gr[j]);
-            den += (double)gr[j] * gr[j];
-        }
-        double rel = sqrt(num) / fmax(sqrt(den), 1e-30);
-        if (rel > jnum(tol, "grad_rel_norm"))
-            fail_msg("%s (cuda): gradient of %s off by %.3g relative to its norm", name, p->name, rel);
-        worst = fmax(worst, rel);
-        free(g), free(gr);
-    }
-    printf("%s (cuda): gradients worst relative error %.3g\n", name, worst);
-
-    struct hm_adamw_config ac = hm_adamw_defaults();
-    ac.grad_clip = (float)jnum(train, "grad_clip");
-    ac.beta1 = (float)jnum(train, "beta1");
-    ac.beta2 = (float)jnum(train, "beta2");
-    ac.eps = (float)jnum(train, "eps");
-    ac.weight_decay = (float)jnum(train, "weight_decay");
-    struct hm_lr_schedule sched = {HM_LR_COSINE, jnum(train, "lr"), jnum(train, "min_lr"), (long)jnum(train, "warmup"),
-                                   (long)jnum(train, "total"), 0};
-    struct hm_optimizer *opt;
-    assert_int_equal(hm_optimizer_new(m, &ac, &opt), HM_OK);
-    size_t total = hm_block_nbytes(blk) / 4;
-    float *theta0 = malloc(total * 4), want_losses[4], want_norms[3];
-    assert_int_equal(hm_buffer_get(hm_block_data(blk), 0, theta0, total * 4), HM_OK);
-    assert_int_equal(hm_st_read_f32(f, "losses", 1, (int64_t[]){4}, want_losses), HM_OK);
-    assert_int_equal(hm_st_read_f32(f, "gradnorm", 1, (int64_t[]){3}, want_norms), HM_OK);
-    for (int s = 0; s < 3; s++) {
-        float l = s == 0 ? loss : step_loss(&tg, m, ids, targets);
-        double norm;
-        assert_int_equal(hm_optimizer_step(opt, (float)hm_lr_at(&sched, s), &norm), HM_OK);
-        printf("%s (cuda): step %d loss %.6f (want %.6f) grad norm %.6f (want %.6f)\n", name, s, l, want_losses[s],
-               norm, want_norms[s]);
-        assert_true(fabs(l - want_losses[s]) <= jnum(tol, "losses_abs"));
-        assert_true(fabs(norm - want_norms[s]) <= 1e-3 * want_norms[s]);
-    }
-    float l3 = step_loss(&tg, m, ids, targets);
-    assert_true(fabs(l3 - want_losses[3]) <= jnum(tol, "losses_abs"));
-    for (int i = 0; i < hm_block_n_tensors(blk); i++) {
-        struct hm_tensor *p = hm_block_tensor(blk, i);
-        size_t n = (size_t)hm_nelements(p), off = hm_block_elem_offset(p);
-        float *th = malloc(n * 4), *ref = malloc(n * 4);
-        assert_int_equal(hm_tensor_get(p, th, n * 4), HM_OK);
-        char aname[128];
-        snprintf(aname, sizeof aname, "adamw3.%s", p->name);
-        assert_int_equal(hm_st_read_f32(f, aname, p->n_dims, p->shape, ref), HM_OK);
-        double num = 0, den = 0, emax = 0;
-        for (size_t j = 0; j < n; j++) {
-            double d = (double)th[j] - ref[j], u = (double)ref[j] - theta0[off + j];
-            num += d * d;
-            den += u * u;
-            emax = fmax(emax, fabs(d));
-        }
-        double rel = sqrt(num) / fmax(sqrt(den), 1e-30);
-        if (rel > jnum(tol, "adamw3_rel_update") || emax > jnum(tol, "adamw3_abs"))
-            fail_msg("%s (cuda): %s after 3 AdamW steps: relative %.3g, max abs %.3g", name, p->name, rel, emax);
-        free(th), free(ref);
-    }
-    hm_optimizer_free(opt);
-    free(theta0), free(logits), free(want), free(ids), free(targets);
-    hm_train_graph_free(&tg);
-    hm_model_free(m);
+    check_model_fixture(name, be, "cuda");
     hm_backend_free(be);
-    json_decref(train), json_decref(tol);
-    hm_st_close(f);
 }
 
 static void test_fixture_gpt_bias(void **state) { check_fixture("gpt_bias"); }
