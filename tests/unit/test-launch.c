@@ -11,6 +11,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static enum hm_status run_sh(const char *script, int n, const char *secret, double grace,
                              struct hm_launch_result *res)
@@ -65,11 +66,23 @@ static void test_failure_stops_the_others(void **state)
 
 static void test_sigterm_ignored_then_sigkill(void **state)
 {
-    const char *script = "if [ $HM_RANK = 0 ]; then exit 4; fi; trap '' TERM; sleep 30";
+    /* Rank 0 fails only once rank 1 ignores SIGTERM: otherwise, on a loaded machine, the
+     * SIGTERM can land before the trap is set and end rank 1 at once. */
+    char dir[] = "/tmp/hm-launch-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char script[512];
+    snprintf(script, sizeof script,
+             "if [ $HM_RANK = 0 ]; then while [ ! -e %s/ready ]; do sleep 0.01; done; exit 4; fi;"
+             " trap '' TERM; : > %s/ready; exec sleep 30",
+             dir, dir);
     struct hm_launch_result r;
     double t0 = hm_time_s();
     enum hm_status st = run_sh(script, 2, NULL, 1, &r);
     double dt = hm_time_s() - t0;
+    char ready[600];
+    snprintf(ready, sizeof ready, "%s/ready", dir);
+    unlink(ready);
+    rmdir(dir);
     assert_int_equal(st, HM_ERR_DEVICE);
     assert_int_equal(r.failed_rank, 0);
     assert_int_equal(r.exit_code, 4);
