@@ -183,9 +183,21 @@ static enum hm_status launch_workers(struct train_args *a, int argc, char **argv
         return hm_fail(st, "train: --num-gpus %ld: %s", a->num_gpus, hm_last_error());
     if (n_dev == 0)
         return hm_fail(HM_ERR_DEVICE, "train: --num-gpus %ld: no CUDA device found", a->num_gpus);
-    if (n_dev < a->num_gpus)
+    /* HM_SHARE_GPU=1 puts every worker on the first visible GPU: the only way to try two NCCL
+     * ranks on a one-GPU machine (NCCL may refuse it, and then its error is what we report). */
+    const char *share = getenv("HM_SHARE_GPU");
+    if (share && strcmp(share, "1") == 0) {
+        const char *vis = getenv("CUDA_VISIBLE_DEVICES");
+        char first[32], list[512] = "";
+        snprintf(first, sizeof first, "%.*s", vis && *vis ? (int)strcspn(vis, ",") : 1, vis && *vis ? vis : "0");
+        for (long r = 0; r < a->num_gpus && strlen(list) + strlen(first) + 2 < sizeof list; r++)
+            snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", r ? "," : "", first);
+        setenv("CUDA_VISIBLE_DEVICES", list, 1);
+        fprintf(stderr, "HM_SHARE_GPU=1: all %ld workers on GPU %s\n", a->num_gpus, first);
+    } else if (n_dev < a->num_gpus) {
         return hm_fail(HM_ERR_DEVICE, "train: --num-gpus %ld: only %d CUDA device%s visible", a->num_gpus,
                        n_dev, n_dev == 1 ? "" : "s");
+    }
     unsigned char id[HM_COMM_NCCL_ID_BYTES];
     if ((st = hm_comm_nccl_get_id(id)) != HM_OK)
         return hm_fail(st, "train: --num-gpus %ld: %s", a->num_gpus, hm_last_error());

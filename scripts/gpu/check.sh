@@ -1,24 +1,29 @@
 #!/usr/bin/env bash
-# scripts/gpu-check.sh - the one command to run on a GPU machine for the CUDA backend (issue 8):
+# scripts/gpu/check.sh - the one command to run on a GPU machine for the CUDA backend (issue 8):
 # shows the GPU, builds with CUDA for this GPU's architecture (plus sm_80 and sm_90), runs every
-# CUDA test and prints a summary. On a GPU machine a skipped GPU test is a failure (it means the
+# CUDA test and prints a summary. With --prebuilt it runs what scripts/gpu/bundle.sh built
+# (through scripts/gpu/remote.sh) and skips the build and the CPU suite. On a GPU machine a skipped GPU test is a failure (it means the
 # backend could not start), so this exits non-zero unless every CUDA test ran and passed.
 #
-#   scripts/gpu-check.sh [--quick] [--bench]
+#   scripts/gpu/check.sh [--quick] [--bench] [--prebuilt]
 #     --quick   HM_CURVE_STEPS=10 (shorter training-curve test)
+#     --prebuilt  use the binaries in $BUILD_DIR as they are (no cmake, no ctest)
 #     --bench   also run scripts/bench/train_gpu --quick afterwards
-# Environment: BUILD_DIR (default build-gpu), HM_CUDA_DEVICE (default 0), JOBS (default nproc).
-# Logs: $BUILD_DIR/gpu-check/<test>.log
+# Environment: BUILD_DIR (default build-gpu), HM_CUDA_DEVICE (default 0), JOBS (default nproc),
+#   TEST_TIMEOUT (seconds per test, default 300), LOG_DIR (default $BUILD_DIR/gpu-check).
+# Logs: $LOG_DIR/<test>.log
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 build=${BUILD_DIR:-build-gpu}
 jobs=${JOBS:-$(nproc)}
 quick=0
 bench=0
+prebuilt=0
 for a in "$@"; do
   case "$a" in
     --quick) quick=1 ;;
     --bench) bench=1 ;;
+    --prebuilt) prebuilt=1 ;;
     *) echo "gpu-check: unknown option '$a'" >&2; exit 2 ;;
   esac
 done
@@ -32,6 +37,7 @@ cap=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | tr -d
 archs="80;90"
 case ";$archs;" in *";$cap;"*) ;; *) archs="$archs;$cap" ;; esac
 
+if [ $prebuilt = 0 ]; then
 echo "== build ($build, CUDA architectures $archs)"
 if ! cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DHM_CUDA=ON "-DCMAKE_CUDA_ARCHITECTURES=$archs" >/dev/null; then
   echo "gpu-check: cmake configure failed" >&2
@@ -41,8 +47,9 @@ if ! cmake --build "$build" -j "$jobs" 2>&1 | tail -n 20; then
   echo "gpu-check: build failed" >&2
   exit 1
 fi
+fi
 
-logs="$build/gpu-check"
+logs=${LOG_DIR:-$build/gpu-check}
 mkdir -p "$logs"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(( jobs < 8 ? jobs : 8 ))}
 export CMOCKA_MESSAGE_OUTPUT=stdout
@@ -53,24 +60,26 @@ run() { # name command...
   local name=$1; shift
   local t0=$(date +%s)
   echo "== $name"
-  "$@" >"$logs/$name.log" 2>&1
+  timeout -k 5 "${TEST_TIMEOUT:-300}" "$@" >"$logs/$name.log" 2>&1
   local rc=$?
   local dt=$(( $(date +%s) - t0 ))
   local r
   case $rc in
     0) r=PASS ;;
+    124|137) r="FAIL (timed out)" ;;
     77) r="FAIL (skipped: $(grep -m1 SKIPPED "$logs/$name.log"))" ;;
     *) r="FAIL (exit $rc)" ;;
   esac
-  grep -E "^\[  (FAILED|PASSED)|rel err|cuda\)|training curve|greedy|SKIPPED|error" "$logs/$name.log" | tail -n 60
+  grep -E "^\[  (FAILED|PASSED)|rel err|cuda\)|training curve|greedy|SKIPPED|error|FAIL|^[0-9]\. |passed" "$logs/$name.log" | tail -n 60
   names+=("$name"); results+=("$r"); times+=("${dt}s")
 }
 
 run test-cuda-host "$build/tests/test-cuda-host"
 run test-cuda-ops "$build/tests/test-cuda-ops"
 run test-cuda-model "$build/tests/test-cuda-model"
+run nccl-launch env BUILD_DIR="$build" scripts/gpu/nccl-launch.sh
 # The rest of the suite with the CUDA build (CPU tests must still pass when CUDA is linked in).
-run ctest-all bash -c "cd '$build' && ctest --output-on-failure -j '$jobs' -LE cuda"
+[ $prebuilt = 1 ] || run ctest-all bash -c "cd '$build' && ctest --output-on-failure -j '$jobs' -LE cuda"
 
 echo
 echo "== summary (logs in $logs/)"
@@ -81,7 +90,8 @@ for i in "${!names[@]}"; do
 done
 if [ $bench = 1 ]; then
   echo "== benchmark"
-  BUILD_DIR="$build" scripts/bench/train_gpu --quick || fail=1
+  PREBUILT=$prebuilt BUILD_DIR="$build" timeout -k 5 "${TEST_TIMEOUT:-300}" scripts/bench/train_gpu --quick 2>&1 |
+    tee "$logs/bench.log" || fail=1
 fi
 if [ $fail = 0 ]; then echo "gpu-check: all CUDA tests passed"; else echo "gpu-check: FAILURES above"; fi
 exit $fail
