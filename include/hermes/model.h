@@ -28,7 +28,9 @@ extern "C" {
 #endif
 
 struct hm_model_memory {
+    enum hm_dtype dtype;       /* of activations and weight copies */
     uint64_t params_bytes;     /* f32 parameters */
+    uint64_t copies_bytes;     /* bf16 weight copies (0 in f32) */
     uint64_t grads_bytes;      /* f32 gradients */
     uint64_t optim_bytes;      /* AdamW m and v, f32 */
     uint64_t activation_bytes; /* activations, their gradients and workspace at peak */
@@ -36,12 +38,14 @@ struct hm_model_memory {
     bool planned;              /* activation_bytes comes from the graph planner, not a formula */
 };
 
-/* Training memory at micro-batch B and sequence length T. With a backend, the training graph is
- * built and planned (nothing else is allocated) and the planner's peak is reported. */
+/* Training memory at micro-batch B and sequence length T, f32. hm_model_memory_planned builds
+ * and plans the training graph in `dtype` (nothing else is allocated) and reports the planner's
+ * peak: with `be`, including that backend's kernel workspace; with be NULL, the tensors alone. */
 HM_API enum hm_status hm_model_memory_estimate(const struct hm_model_config *cfg, int B, int T,
                                                struct hm_model_memory *out);
 HM_API enum hm_status hm_model_memory_planned(const struct hm_model_config *cfg, int B, int T,
-                                              struct hm_backend *be, struct hm_model_memory *out);
+                                              struct hm_backend *be, enum hm_dtype dtype,
+                                              struct hm_model_memory *out);
 
 struct hm_model;
 
@@ -51,7 +55,8 @@ struct hm_model;
 HM_API enum hm_status hm_model_new(const struct hm_model_config *cfg, struct hm_backend *be,
                                    struct hm_model **out);
 /* The same model for generation only: parameters without gradients (half the memory). Inference
- * graphs work; hm_model_build_train_graph refuses it with HM_ERR_USAGE. */
+ * graphs work; hm_model_build_train_graph refuses it with HM_ERR_USAGE. In bf16 such a model keeps
+ * only the bf16 copies: load the weights first, then hm_model_set_dtype releases the f32 ones. */
 HM_API enum hm_status hm_model_new_infer(const struct hm_model_config *cfg, struct hm_backend *be,
                                          struct hm_model **out);
 HM_API void hm_model_free(struct hm_model *m);
@@ -59,6 +64,18 @@ HM_API void hm_model_free(struct hm_model *m);
 /* N(0, 0.02) weights, attention and FFN output projections scaled by 1/sqrt(2L), norm weights 1,
  * biases 0; deterministic in `seed`. */
 HM_API enum hm_status hm_model_init_weights(struct hm_model *m, uint64_t seed);
+
+/*
+ * Mixed precision. With HM_DTYPE_BF16 the graphs built afterwards read bf16 copies of the
+ * weights and keep activations, their gradients and the KV cache in bf16; parameters, their
+ * gradients, AdamW state, reductions and the loss stay f32 (compute is always f32). Call
+ * hm_model_weights_changed after writing parameters directly (init, load and the optimizer do).
+ */
+HM_API enum hm_status hm_model_set_dtype(struct hm_model *m, enum hm_dtype dtype);
+HM_API enum hm_dtype hm_model_dtype(const struct hm_model *m);
+HM_API enum hm_status hm_model_weights_changed(struct hm_model *m);
+/* True for a bf16 inference model, whose f32 weights were freed (it cannot load or save). */
+HM_API bool hm_model_weights_released(const struct hm_model *m);
 
 HM_API const struct hm_model_config *hm_model_config(const struct hm_model *m);
 HM_API struct hm_backend *hm_model_backend(const struct hm_model *m);
@@ -105,7 +122,7 @@ struct hm_infer_graph {
     struct hm_ctx *ctx;
     struct hm_graph *graph;
     struct hm_tensor *ids;    /* i32 (1, T) */
-    struct hm_tensor *logits; /* f32 (V): last position */
+    struct hm_tensor *logits; /* (V), the model's dtype: last position (hm_tensor_get_f32) */
     int T;
 };
 HM_API enum hm_status hm_model_build_infer_graph(struct hm_model *m, struct hm_kv_cache *cache, int T,

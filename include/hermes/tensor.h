@@ -104,6 +104,8 @@ HM_API const char *hm_op_name(enum hm_op op);
 HM_API enum hm_status hm_tensor_set(struct hm_tensor *t, const void *host, size_t bytes);
 HM_API enum hm_status hm_tensor_get(const struct hm_tensor *t, void *host, size_t bytes);
 HM_API enum hm_status hm_tensor_fill(struct hm_tensor *t, float value); /* f32/bf16/i32 */
+/* n floats of an f32 or bf16 tensor (bf16 widened), e.g. logits whatever the model's dtype. */
+HM_API enum hm_status hm_tensor_get_f32(const struct hm_tensor *t, float *host, size_t n);
 
 /* bf16 <-> f32. f32 -> bf16 rounds to nearest even; NaN stays a quiet NaN. */
 HM_API uint16_t hm_f32_to_bf16(float x);
@@ -132,6 +134,17 @@ HM_API struct hm_tensor *hm_block_tensor(const struct hm_block *b, int i);
 HM_API size_t hm_block_nbytes(const struct hm_block *b);
 /* Element offset of t in its block (AdamW ranges, all-reduce slices). */
 HM_API size_t hm_block_elem_offset(const struct hm_tensor *t);
+/*
+ * A copy of a parameter block in another dtype (the bf16 weights of mixed precision): the same
+ * tensors, names and element layout, allocated on `be`. Its tensors are parameters whose ->grad
+ * is the SOURCE's gradient, so backward through a copy accumulates into the f32 master
+ * gradients. hm_block_copy_refresh rounds the source's current values into it (one pass).
+ */
+HM_API enum hm_status hm_block_new_copy(const struct hm_block *src, enum hm_dtype type, struct hm_backend *be,
+                                        struct hm_block **out);
+HM_API enum hm_status hm_block_copy_refresh(struct hm_block *copy, const struct hm_block *src);
+/* Free a block's storage, keeping its tensor declarations (data NULL afterwards). */
+HM_API void hm_block_release(struct hm_block *b);
 
 /* ---- op builders ----------------------------------------------------------------------------- */
 /* Builders assert shapes (the graph is built by our own model code from validated configs) and
@@ -238,7 +251,8 @@ HM_API enum hm_status hm_graph_build_backward(struct hm_graph *g, struct hm_tens
 HM_API enum hm_status hm_graph_plan(struct hm_graph *g, struct hm_backend *be);
 HM_API size_t hm_graph_planned_bytes(const struct hm_graph *g); /* workspace incl. scratch */
 /* Plan without allocating, to report the workspace a (B, T) would need (`info`). The graph cannot
- * run afterwards; parameter blocks need not be allocated. */
+ * run afterwards; parameter blocks need not be allocated. With be NULL: the tensors alone, no
+ * kernel workspace and no support check (another backend's needs, e.g. the GPU's in bf16). */
 HM_API enum hm_status hm_graph_plan_dry(struct hm_graph *g, struct hm_backend *be, size_t *bytes);
 HM_API struct hm_runtime *hm_graph_runtime(struct hm_graph *g);
 

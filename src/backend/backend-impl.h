@@ -43,6 +43,9 @@ struct hm_backend_i {
     enum hm_status (*sumsq)(struct hm_backend *be, const float *x, size_t n, double *out);
     enum hm_status (*scale)(struct hm_backend *be, float *x, size_t n, float s);
     enum hm_status (*is_finite)(struct hm_backend *be, const float *x, size_t n, bool *out);
+    /* n elements from src to dst, f32 <-> bf16 (round to nearest even): the bf16 weight copies */
+    enum hm_status (*convert)(struct hm_backend *be, void *dst, enum hm_dtype dst_type, const void *src,
+                              enum hm_dtype src_type, size_t n);
 };
 
 struct hm_backend {

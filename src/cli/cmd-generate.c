@@ -61,7 +61,8 @@ static enum hm_status read_stdin(char **out, size_t *len)
 
 enum hm_status cmd_generate(int argc, char **argv)
 {
-    const char *checkpoint = NULL, *config = NULL, *tokenizer = NULL, *prompt = NULL, *device = "auto";
+    const char *checkpoint = NULL, *config = NULL, *tokenizer = NULL, *prompt = NULL, *device = "auto",
+               *dtype_name = "auto";
     long max_tokens = 100, top_k = 0, seed = 0, threads = 0;
     double temperature = 0.8, top_p = 1.0, rep = 1.0;
     bool no_eos = false, help = false, seed_given = false;
@@ -78,6 +79,7 @@ enum hm_status cmd_generate(int argc, char **argv)
         {"seed", 0, CLI_INT, &seed, "N", "Sampling seed", "random, printed", 0, 1L << 62, &seed_given},
         {"no-eos", 0, CLI_FLAG, &no_eos, NULL, "Do not stop at <eos>", NULL},
         {"device", 0, CLI_STRING, &device, "DEV", "auto, cpu, cuda or cuda:N (auto: the GPU when one is present)", "auto"},
+        {"dtype", 0, CLI_STRING, &dtype_name, "TYPE", CLI_DTYPE_HELP, CLI_DTYPE_DEFAULT},
         {"threads", 0, CLI_INT, &threads, "N", "CPU threads", "OMP_NUM_THREADS or all cores", 1, 4096},
         {0},
     };
@@ -93,6 +95,9 @@ enum hm_status cmd_generate(int argc, char **argv)
         return hm_fail(HM_ERR_USAGE, "generate: --checkpoint, --tokenizer and --prompt are required");
     char device_name[32];
     if ((st = cli_resolve_device("generate", device, device_name, sizeof device_name)) != HM_OK)
+        return st;
+    enum hm_dtype dtype;
+    if ((st = cli_resolve_dtype("generate", dtype_name, device_name, &dtype)) != HM_OK)
         return st;
     if (threads)
         hm_set_threads((int)threads);
@@ -160,6 +165,8 @@ enum hm_status cmd_generate(int argc, char **argv)
         }
         goto out;
     }
+    if ((st = hm_model_set_dtype(model, dtype)) != HM_OK)
+        goto out;
     if (!seed_given) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);

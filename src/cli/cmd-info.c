@@ -65,13 +65,17 @@ enum hm_status cmd_info(int argc, char **argv)
         return hm_fail(HM_ERR_USAGE, "info: --seq-len %d exceeds the model's max_seq_len %d", T,
                        cfg.max_seq_len);
 
-    /* Training memory: the planner's real peak for this (B, T), planned dry on the CPU backend. */
-    struct hm_model_memory mem;
+    /* Training memory: the planner's real peak for this (B, T), planned dry. f32 on the CPU
+     * backend (its kernel workspace included); bf16 mixed precision, the GPU's default, as tensors
+     * alone (the CPU's bf16 workspace would overstate a GPU's). */
+    struct hm_model_memory mem, mem16;
     struct hm_backend *be;
     if ((st = hm_backend_cpu_new(&be)) != HM_OK)
         return st;
-    st = hm_model_memory_planned(&cfg, (int)batch, T, be, &mem);
+    st = hm_model_memory_planned(&cfg, (int)batch, T, be, HM_DTYPE_F32, &mem);
     hm_backend_free(be);
+    if (st == HM_OK)
+        st = hm_model_memory_planned(&cfg, (int)batch, T, NULL, HM_DTYPE_BF16, &mem16);
     if (st != HM_OK)
         return st;
     uint64_t P = hm_config_param_count(&cfg);
@@ -103,6 +107,14 @@ enum hm_status cmd_info(int argc, char **argv)
         json_object_set_new(tr, "activations", json_integer((json_int_t)mem.activation_bytes));
         json_object_set_new(tr, "total", json_integer((json_int_t)mem.total_bytes));
         json_object_set_new(o, "training", tr);
+        json_t *t16 = json_object();
+        json_object_set_new(t16, "parameters", json_integer((json_int_t)mem16.params_bytes));
+        json_object_set_new(t16, "weight_copies", json_integer((json_int_t)mem16.copies_bytes));
+        json_object_set_new(t16, "gradients", json_integer((json_int_t)mem16.grads_bytes));
+        json_object_set_new(t16, "adamw_state", json_integer((json_int_t)mem16.optim_bytes));
+        json_object_set_new(t16, "activations", json_integer((json_int_t)mem16.activation_bytes));
+        json_object_set_new(t16, "total", json_integer((json_int_t)mem16.total_bytes));
+        json_object_set_new(o, "training_bf16", t16);
         json_object_set_new(o, "flops_per_token_forward", json_real(flops_fwd));
         json_object_set_new(o, "flops_per_token_training", json_real(3.0 * flops_fwd));
         char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
@@ -141,17 +153,26 @@ enum hm_status cmd_info(int argc, char **argv)
         printf("  %-12s %14s %14s %14s\n", eb == 4 ? "f32" : "bf16", a, b, c);
     }
 
-    printf("\nTraining memory (f32, AdamW, batch %ld x seq %d):\n", batch, T);
-    human_bytes((double)mem.params_bytes, a, sizeof a);
-    printf("  %-28s %14s\n", "Parameters", a);
-    human_bytes((double)mem.grads_bytes, a, sizeof a);
-    printf("  %-28s %14s\n", "Gradients", a);
-    human_bytes((double)mem.optim_bytes, a, sizeof a);
-    printf("  %-28s %14s\n", "AdamW moments (m, v)", a);
-    human_bytes((double)mem.activation_bytes, a, sizeof a);
-    printf("  %-28s %14s  (%s)\n", "Activations + workspace", a, mem.planned ? "planned peak" : "estimate");
-    human_bytes((double)mem.total_bytes, a, sizeof a);
-    printf("  %-28s %14s\n", "Total", a);
+    printf("\nTraining memory (AdamW, batch %ld x seq %d):\n", batch, T);
+    printf("  %-28s %14s %14s\n", "", "f32", "bf16 mixed");
+    const struct {
+        const char *what;
+        uint64_t f32, bf16;
+    } rows[] = {
+        {"Parameters (f32 masters)", mem.params_bytes, mem16.params_bytes},
+        {"bf16 weight copies", mem.copies_bytes, mem16.copies_bytes},
+        {"Gradients (f32)", mem.grads_bytes, mem16.grads_bytes},
+        {"AdamW moments (m, v; f32)", mem.optim_bytes, mem16.optim_bytes},
+        {"Activations (planned peak)", mem.activation_bytes, mem16.activation_bytes},
+        {"Total", mem.total_bytes, mem16.total_bytes},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
+        human_bytes((double)rows[i].f32, a, sizeof a);
+        human_bytes((double)rows[i].bf16, b, sizeof b);
+        printf("  %-28s %14s %14s\n", rows[i].what, a, b);
+    }
+    printf("  (f32: with the CPU kernels' workspace; bf16, the GPU default: tensors alone, plus\n"
+           "   about 32 MiB of cuBLASLt and attention workspace on the GPU)\n");
 
     human_count(flops_fwd, a, sizeof a);
     human_count(3.0 * flops_fwd, b, sizeof b);

@@ -29,7 +29,7 @@
 
 struct train_args {
     struct cli_list data, val_data;
-    const char *tokenizer, *model, *output, *checkpoint, *text_field, *lr_schedule, *device;
+    const char *tokenizer, *model, *output, *checkpoint, *text_field, *lr_schedule, *device, *dtype;
     const char *save_dtype;
     long batch, epochs, seq_len, num_gpus, grad_accum, stride, seed, warmup, max_steps, threads;
     long log_every, eval_every, eval_batches, save_every, vocab_size;
@@ -231,7 +231,7 @@ enum hm_status cmd_train(int argc, char **argv)
 {
     struct train_args a = {
         .tokenizer = NULL, .model = "tiny", .output = "checkpoints", .text_field = "text",
-        .lr_schedule = "cosine", .device = "auto", .save_dtype = "f32", .batch = 32, .epochs = 1,
+        .lr_schedule = "cosine", .device = "auto", .dtype = "auto", .save_dtype = "f32", .batch = 32, .epochs = 1,
         .seq_len = 256, .num_gpus = 1, .grad_accum = 1, .stride = 0, .seed = 42, .warmup = 0,
         .max_steps = 0, .threads = 0, .log_every = 10, .eval_every = 500, .eval_batches = 20,
         .save_every = 1000, .vocab_size = 32000, .lr = 3e-4, .min_lr = 0, .val_split = 0.01,
@@ -263,6 +263,7 @@ enum hm_status cmd_train(int argc, char **argv)
         {"checkpoint", 0, CLI_STRING, &a.checkpoint, "FILE", "Start from these weights (.safetensors), for fine-tuning", NULL},
         {"resume", 0, CLI_FLAG, &a.resume, NULL, "Continue exactly from the output folder's saved state", NULL},
         {"device", 0, CLI_STRING, &a.device, "DEV", "auto, cpu, cuda or cuda:N (auto: the GPU when one is present)", "auto"},
+        {"dtype", 0, CLI_STRING, &a.dtype, "TYPE", CLI_DTYPE_HELP, CLI_DTYPE_DEFAULT},
         {"threads", 0, CLI_INT, &a.threads, "N", "CPU threads", "OMP_NUM_THREADS or all cores", 1, 4096},
         {"log-every", 0, CLI_INT, &a.log_every, "N", "Log a metrics line every N steps", "10", 1, 1L << 40},
         {"eval-every", 0, CLI_INT, &a.eval_every, "N", "Validation loss every N steps (0 = only at the end)", "500", 0, 1L << 40},
@@ -284,6 +285,9 @@ enum hm_status cmd_train(int argc, char **argv)
         return hm_fail(HM_ERR_USAGE, "train: --tokenizer is required");
     char device[32];
     if ((st = cli_resolve_device("train", a.device, device, sizeof device)) != HM_OK)
+        return st;
+    enum hm_dtype dtype;
+    if ((st = cli_resolve_dtype("train", a.dtype, device, &dtype)) != HM_OK)
         return st;
     enum hm_lr_kind lr_kind;
     if ((st = hm_lr_kind_parse(a.lr_schedule, &lr_kind)) != HM_OK)
@@ -407,6 +411,11 @@ enum hm_status cmd_train(int argc, char **argv)
             goto out_be;
         }
     }
+    if ((st = hm_model_set_dtype(model, dtype)) != HM_OK)
+        goto out_be;
+    if (rank == 0 && dtype == HM_DTYPE_BF16)
+        fprintf(stderr, "Precision: bf16 weights and activations, f32 master weights, optimizer and loss%s\n",
+                strcmp(hm_backend_name(be), "cpu") == 0 ? " (bf16 on the cpu is a slow reference mode)" : "");
     if (rank == 0) {
         snprintf(path, sizeof path, "%s/config.json", a.output);
         if ((st = hm_config_save(&cfg, path)) != HM_OK)

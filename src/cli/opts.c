@@ -171,6 +171,19 @@ bool cli_stderr_is_tty(void)
     return isatty(2);
 }
 
+enum hm_status cli_resolve_dtype(const char *cmd, const char *spec, const char *device, enum hm_dtype *out)
+{
+    if (strcmp(spec, "auto") == 0)
+        *out = strncmp(device, "cuda", 4) == 0 ? HM_DTYPE_BF16 : HM_DTYPE_F32;
+    else if (strcmp(spec, "f32") == 0)
+        *out = HM_DTYPE_F32;
+    else if (strcmp(spec, "bf16") == 0)
+        *out = HM_DTYPE_BF16;
+    else
+        return hm_fail(HM_ERR_USAGE, "%s: --dtype: expected auto, f32 or bf16, got '%s'", cmd, spec);
+    return HM_OK;
+}
+
 enum hm_status cli_resolve_device(const char *cmd, const char *spec, char *out, size_t cap)
 {
     if (strcmp(spec, "auto") == 0) {

@@ -7,6 +7,7 @@
 #define HERMES_CLI_OPTS_H
 
 #include "hermes/hermes.h"
+#include "hermes/tensor.h"
 
 #include <stdio.h>
 
@@ -46,6 +47,12 @@ void cli_usage(FILE *out, const char *cmd, const char *synopsis, const char *des
 /* --device: "auto" (the default) becomes "cuda" when a GPU is visible, else "cpu"; anything else
  * must parse as cpu, cuda or cuda:N (HM_ERR_USAGE naming the flag otherwise). */
 enum hm_status cli_resolve_device(const char *cmd, const char *spec, char *out, size_t cap);
+
+/* --dtype: "auto" (the default) is bf16 on a GPU and f32 on the CPU, where bf16 is a reference
+ * mode (f32 compute on bf16 storage, slower than f32). */
+enum hm_status cli_resolve_dtype(const char *cmd, const char *spec, const char *device, enum hm_dtype *out);
+#define CLI_DTYPE_HELP "Weights and activations: auto, f32 or bf16 (f32 master weights, optimizer and loss)"
+#define CLI_DTYPE_DEFAULT "auto: bf16 on a GPU, f32 on the CPU"
 
 /* True when stderr is a terminal (progress bars) */
 bool cli_stderr_is_tty(void);

@@ -56,7 +56,9 @@ static struct hm_tensor *grad_of(struct ab *ab, struct hm_tensor *t)
         t->grad = hm_view_of(ab->ctx, gr, t->n_dims, t->shape, offs);
         return t->grad;
     }
-    struct hm_tensor *gt = hm_new_tensor(ab->ctx, HM_DTYPE_F32, t->n_dims, t->shape);
+    /* A gradient has its tensor's dtype: bf16 activations get bf16 gradients, as in PyTorch's
+     * autocast. Parameters (f32 masters, or bf16 copies pointing at them) already have ->grad. */
+    struct hm_tensor *gt = hm_new_tensor(ab->ctx, t->type, t->n_dims, t->shape);
     gt->flags |= HM_FLAG_GRAD;
     snprintf(gt->name, sizeof gt->name, "%.40s.grad", t->name);
     t->grad = gt;

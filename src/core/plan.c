@@ -164,6 +164,8 @@ static bool can_inplace(const struct hm_tensor *n, int i)
 
 static enum hm_status check_support(struct hm_graph *g, struct hm_backend *be)
 {
+    if (!be) /* a dry plan of the tensors alone */
+        return HM_OK;
     for (int k = 0; k < 2; k++) {
         int n = k ? g->n_bwd : g->n_fwd;
         struct hm_tensor **nodes = k ? g->bwd : g->fwd;
@@ -311,7 +313,7 @@ static enum hm_status plan(struct hm_graph *g, struct hm_backend *be, bool alloc
     /* kernel scratch */
     size_t scratch = 0;
     for (int i = 0; i < n; i++)
-        if (be->iface->workspace_size && seq[i]->op != HM_OP_NONE && seq[i]->op != HM_OP_VIEW) {
+        if (be && be->iface->workspace_size && seq[i]->op != HM_OP_NONE && seq[i]->op != HM_OP_VIEW) {
             size_t s = be->iface->workspace_size(be, seq[i]);
             scratch = s > scratch ? s : scratch;
         }

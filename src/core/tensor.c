@@ -186,6 +186,23 @@ enum hm_status hm_tensor_get(const struct hm_tensor *t, void *host, size_t bytes
     return be->iface->get(be, host, t->data, bytes);
 }
 
+enum hm_status hm_tensor_get_f32(const struct hm_tensor *t, float *host, size_t n)
+{
+    if (t->type == HM_DTYPE_F32 || n != (size_t)hm_nelements(t))
+        return hm_tensor_get(t, host, n * sizeof(float));
+    if (t->type != HM_DTYPE_BF16)
+        return hm_fail(HM_ERR_USAGE, "hm_tensor_get_f32: '%s' is %s, not f32 or bf16", t->name,
+                       hm_dtype_name(t->type));
+    /* Widen in place: the bf16 values fill the first half of `host`, read back to front. */
+    enum hm_status st = hm_tensor_get(t, host, n * sizeof(uint16_t));
+    if (st != HM_OK)
+        return st;
+    const uint16_t *h = (const uint16_t *)host;
+    for (size_t i = n; i-- > 0;)
+        host[i] = hm_bf16_to_f32(h[i]);
+    return HM_OK;
+}
+
 enum hm_status hm_tensor_fill(struct hm_tensor *t, float value)
 {
     enum hm_status st = check_io(t, hm_nbytes(t), "hm_tensor_fill");
@@ -262,7 +279,8 @@ void hm_block_free(struct hm_block *b)
     if (!b)
         return;
     for (int i = 0; i < b->n; i++) {
-        hm_free(b->tensors[i]->grad);
+        if (b->with_grads) /* a copy block borrows its source's gradients */
+            hm_free(b->tensors[i]->grad);
         hm_free(b->tensors[i]);
     }
     hm_free(b->tensors);
@@ -326,7 +344,7 @@ enum hm_status hm_block_alloc(struct hm_block *b, struct hm_backend *be)
         struct hm_tensor *t = b->tensors[i];
         t->buffer = b->data;
         t->data = (char *)b->data->base + t->offset;
-        if (t->grad) {
+        if (b->with_grads) { /* a copy block's ->grad belongs to its source */
             t->grad->buffer = b->grads;
             t->grad->data = (char *)b->grads->base + t->offset;
         }
@@ -363,4 +381,47 @@ size_t hm_block_nbytes(const struct hm_block *b)
 size_t hm_block_elem_offset(const struct hm_tensor *t)
 {
     return t->offset / hm_dtype_size(t->type);
+}
+
+enum hm_status hm_block_new_copy(const struct hm_block *src, enum hm_dtype type, struct hm_backend *be,
+                                 struct hm_block **out)
+{
+    struct hm_block *b;
+    enum hm_status st = hm_block_new(false, &b);
+    if (st != HM_OK)
+        return st;
+    for (int i = 0; i < src->n; i++) {
+        const struct hm_tensor *s = src->tensors[i];
+        struct hm_tensor *t = hm_block_add(b, s->name, type, s->n_dims, s->shape);
+        t->flags |= s->flags & HM_FLAG_PARAM;
+        t->grad = s->grad;
+    }
+    if ((st = hm_block_alloc(b, be)) != HM_OK) {
+        hm_block_free(b);
+        return st;
+    }
+    *out = b;
+    return HM_OK;
+}
+
+enum hm_status hm_block_copy_refresh(struct hm_block *copy, const struct hm_block *src)
+{
+    HM_ASSERT(copy->n == src->n && copy->data && src->data);
+    struct hm_backend *be = copy->data->be;
+    if (!be->iface->convert)
+        return hm_fail(HM_ERR_UNSUPPORTED, "backend '%s' cannot convert between dtypes", be->iface->name);
+    size_t n = hm_block_nbytes(src) / hm_dtype_size(src->tensors[0]->type);
+    return be->iface->convert(be, copy->data->base, copy->tensors[0]->type, src->data->base,
+                              src->tensors[0]->type, n);
+}
+
+void hm_block_release(struct hm_block *b)
+{
+    hm_buffer_free(b->data);
+    hm_buffer_free(b->grads);
+    b->data = b->grads = NULL;
+    for (int i = 0; i < b->n; i++) {
+        b->tensors[i]->buffer = NULL;
+        b->tensors[i]->data = NULL;
+    }
 }

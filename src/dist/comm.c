@@ -121,7 +121,8 @@ enum hm_status hm_comm_broadcast_params(struct hm_comm *c, struct hm_model *m)
 {
     if (c->size == 1)
         return HM_OK;
-    return hm_comm_broadcast(c, hm_block_data(hm_model_params(m)), 0);
+    enum hm_status st = hm_comm_broadcast(c, hm_block_data(hm_model_params(m)), 0);
+    return st == HM_OK ? hm_model_weights_changed(m) : st;
 }
 
 enum hm_status hm_comm_allreduce_grads(struct hm_comm *c, struct hm_model *m, double *loss)

@@ -55,7 +55,7 @@ enum hm_status hm_generate(struct hm_model *m, const int32_t *prompt, int n_prom
     double t1 = 0;
     for (int i = 0; i < opts->max_new_tokens; i++) {
         struct hm_infer_graph *g = i == 0 ? &pre : &dec;
-        if ((st = hm_tensor_get(g->logits, logits, (size_t)c->vocab_size * sizeof *logits)) != HM_OK)
+        if ((st = hm_tensor_get_f32(g->logits, logits, (size_t)c->vocab_size)) != HM_OK)
             goto out;
         int32_t id = hm_sampler_sample(s, logits, hist, n);
         if (i == 0) {

@@ -12,6 +12,8 @@
 
 enum hm_status hm_model_save(const struct hm_model *m, const char *path, enum hm_save_dtype dt)
 {
+    if (hm_model_weights_released(m))
+        return hm_fail(HM_ERR_USAGE, "%s: cannot save a bf16 inference model (its f32 weights were released)", path);
     struct hm_block *blk = hm_model_params(m);
     size_t bytes = hm_block_nbytes(blk);
     int n = hm_block_n_tensors(blk);
@@ -53,6 +55,8 @@ static bool in_model_namespace(const char *name)
 
 enum hm_status hm_model_load_weights(struct hm_model *m, const char *path)
 {
+    if (hm_model_weights_released(m))
+        return hm_model_weights_changed(m); /* the error: load before hm_model_set_dtype */
     struct hm_block *blk = hm_model_params(m);
     size_t bytes = hm_block_nbytes(blk);
     struct hm_st_file *f = NULL;
@@ -78,7 +82,8 @@ enum hm_status hm_model_load_weights(struct hm_model *m, const char *path)
         if ((st = hm_st_read_f32(f, t->name, t->n_dims, t->shape, host + hm_block_elem_offset(t))) != HM_OK)
             goto out;
     }
-    st = hm_buffer_set(hm_block_data(blk), 0, host, bytes);
+    if ((st = hm_buffer_set(hm_block_data(blk), 0, host, bytes)) == HM_OK)
+        st = hm_model_weights_changed(m);
 out:
     hm_free(host);
     hm_st_close(f);

@@ -5,7 +5,9 @@
  * Block (pre-norm):  x = x + drop(o_proj(attn(rope(q), rope(k), v)))     on rms_norm(x)
  *                    x = x + drop(down(gelu(up(h))))  or  drop(down(silu(gate(h)) * up(h)))
  * Parameters are declared weight-decayed first (embedding, every matrix, lm_head) and then the
- * norm weights and biases, so AdamW runs over two contiguous ranges.
+ * norm weights and biases, so AdamW runs over two contiguous ranges. In bf16 the graphs read a
+ * rounded copy of every parameter (weight()); backward still accumulates into the f32 gradients
+ * and AdamW updates the f32 masters, after which the copies are refreshed.
  */
 #include "hermes/model.h"
 #include "util/util.h"
@@ -23,6 +25,9 @@ struct hm_model {
     struct hm_model_config cfg;
     struct hm_backend *be;
     struct hm_block *params;
+    enum hm_dtype dtype;    /* of the weights the graphs read, of activations and the KV cache */
+    struct hm_block *copies; /* bf16: rounded copies of params, refreshed when they change */
+    bool released;           /* bf16 inference: the f32 params were freed, the copies are all */
     struct hm_tensor *embedding, *lm_head, *norm;
     struct layer *layers;
     uint64_t n_decay;
@@ -97,6 +102,7 @@ static enum hm_status model_create(const struct hm_model_config *cfg, struct hm_
         return hm_fail(HM_ERR_NOMEM, "out of memory creating the model");
     m->cfg = *cfg;
     m->be = be;
+    m->dtype = HM_DTYPE_F32;
     m->layers = hm_calloc((size_t)cfg->num_layers, sizeof *m->layers);
     if (!m->layers) {
         hm_free(m);
@@ -131,9 +137,71 @@ void hm_model_free(struct hm_model *m)
 {
     if (!m)
         return;
+    hm_block_free(m->copies);
     hm_block_free(m->params);
     hm_free(m->layers);
     hm_free(m);
+}
+
+enum hm_status hm_model_set_dtype(struct hm_model *m, enum hm_dtype dtype)
+{
+    if (dtype != HM_DTYPE_F32 && dtype != HM_DTYPE_BF16)
+        return hm_fail(HM_ERR_USAGE, "model dtype must be f32 or bf16, not %s", hm_dtype_name(dtype));
+    if (dtype == m->dtype)
+        return HM_OK;
+    hm_block_free(m->copies);
+    m->copies = NULL;
+    m->dtype = dtype;
+    if (dtype == HM_DTYPE_F32 || !m->be) /* declare-only models plan with m->dtype alone */
+        return HM_OK;
+    if (m->released)
+        return hm_fail(HM_ERR_USAGE, "this bf16 inference model has released its f32 weights");
+    enum hm_status st = hm_block_new_copy(m->params, dtype, m->be, &m->copies);
+    if (st == HM_OK)
+        st = hm_model_weights_changed(m);
+    if (st != HM_OK) {
+        hm_block_free(m->copies);
+        m->copies = NULL;
+        m->dtype = HM_DTYPE_F32;
+        return st;
+    }
+    if (!hm_block_grads(m->params)) { /* inference: nothing will update the masters again */
+        hm_block_release(m->params);
+        m->released = true;
+    }
+    return HM_OK;
+}
+
+enum hm_dtype hm_model_dtype(const struct hm_model *m)
+{
+    return m->dtype;
+}
+
+bool hm_model_weights_released(const struct hm_model *m)
+{
+    return m->released;
+}
+
+enum hm_status hm_model_weights_changed(struct hm_model *m)
+{
+    if (m->released)
+        return hm_fail(HM_ERR_USAGE, "this bf16 inference model has released its f32 weights: load "
+                                     "or change weights before hm_model_set_dtype");
+    return m->copies ? hm_block_copy_refresh(m->copies, m->params) : HM_OK;
+}
+
+/* The tensor the graphs read for parameter p: p itself, or its bf16 copy. In a declare-only
+ * bf16 model (memory planning) a stand-in of the right dtype takes its place. */
+static struct hm_tensor *weight(struct hm_model *m, struct hm_ctx *ctx, struct hm_tensor *p)
+{
+    if (!p || m->dtype == p->type)
+        return p;
+    if (m->copies)
+        return hm_block_tensor(m->copies, p->id);
+    struct hm_tensor *t = hm_new_tensor(ctx, m->dtype, p->n_dims, p->shape);
+    t->flags |= p->flags & (HM_FLAG_PARAM | HM_FLAG_BLOCK);
+    t->grad = p->grad;
+    return t;
 }
 
 const struct hm_model_config *hm_model_config(const struct hm_model *m)
@@ -198,6 +266,8 @@ static void fill_normal(float *p, int64_t n, float std, uint64_t seed, int tenso
 
 enum hm_status hm_model_init_weights(struct hm_model *m, uint64_t seed)
 {
+    if (m->released)
+        return hm_model_weights_changed(m); /* the error */
     /* One host staging buffer for the whole block, filled tensor by tensor in layout order. */
     size_t n = hm_block_nbytes(m->params) / sizeof(float);
     float *host = hm_malloc(n * sizeof(float));
@@ -219,7 +289,7 @@ enum hm_status hm_model_init_weights(struct hm_model *m, uint64_t seed)
     }
     enum hm_status st = hm_buffer_set(hm_block_data(m->params), 0, host, n * sizeof(float));
     hm_free(host);
-    return st;
+    return st == HM_OK ? hm_model_weights_changed(m) : st;
 }
 
 /* ---- the forward builder ------------------------------------------------------------------ */
@@ -244,10 +314,11 @@ static struct hm_tensor *block_forward(struct hm_model *m, struct build *b, int 
     int HD = hm_config_head_dim(c);
     float p = b->training ? c->dropout : 0.0f;
 
-    struct hm_tensor *h = hm_rms_norm(ctx, x, l->norm_in, c->layer_norm_eps);
-    struct hm_tensor *q = heads(b, hm_linear(ctx, h, l->wq, l->bq), c->num_heads, HD);
-    struct hm_tensor *k = heads(b, hm_linear(ctx, h, l->wk, l->bk), c->num_kv_heads, HD);
-    struct hm_tensor *v = heads(b, hm_linear(ctx, h, l->wv, l->bv), c->num_kv_heads, HD);
+#define W(p) weight(m, ctx, (p))
+    struct hm_tensor *h = hm_rms_norm(ctx, x, W(l->norm_in), c->layer_norm_eps);
+    struct hm_tensor *q = heads(b, hm_linear(ctx, h, W(l->wq), W(l->bq)), c->num_heads, HD);
+    struct hm_tensor *k = heads(b, hm_linear(ctx, h, W(l->wk), W(l->bk)), c->num_kv_heads, HD);
+    struct hm_tensor *v = heads(b, hm_linear(ctx, h, W(l->wv), W(l->bv)), c->num_kv_heads, HD);
     q = hm_rope(ctx, q, c->rope_theta);
     k = hm_rope(ctx, k, c->rope_theta);
     if (b->cache) {
@@ -256,16 +327,17 @@ static struct hm_tensor *block_forward(struct hm_model *m, struct build *b, int 
     }
     struct hm_tensor *a = hm_attention(ctx, q, k, v);
     a = hm_reshape(ctx, a, 3, (int64_t[]){b->B, b->T, c->hidden_size});
-    struct hm_tensor *o = hm_dropout(ctx, hm_linear(ctx, a, l->wo, l->bo), p, i * 4 + 1);
+    struct hm_tensor *o = hm_dropout(ctx, hm_linear(ctx, a, W(l->wo), W(l->bo)), p, i * 4 + 1);
     x = hm_add(ctx, x, o);
 
-    h = hm_rms_norm(ctx, x, l->norm_post, c->layer_norm_eps);
+    h = hm_rms_norm(ctx, x, W(l->norm_post), c->layer_norm_eps);
     struct hm_tensor *f;
     if (c->activation == HM_ACT_SWIGLU)
-        f = hm_swiglu(ctx, hm_linear(ctx, h, l->w_gate, l->b_gate), hm_linear(ctx, h, l->w_up, l->b_up));
+        f = hm_swiglu(ctx, hm_linear(ctx, h, W(l->w_gate), W(l->b_gate)), hm_linear(ctx, h, W(l->w_up), W(l->b_up)));
     else
-        f = hm_gelu(ctx, hm_linear(ctx, h, l->w_up, l->b_up));
-    f = hm_dropout(ctx, hm_linear(ctx, f, l->w_down, l->b_down), p, i * 4 + 2);
+        f = hm_gelu(ctx, hm_linear(ctx, h, W(l->w_up), W(l->b_up)));
+    f = hm_dropout(ctx, hm_linear(ctx, f, W(l->w_down), W(l->b_down)), p, i * 4 + 2);
+#undef W
     return hm_add(ctx, x, f);
 }
 
@@ -273,16 +345,16 @@ static struct hm_tensor *block_forward(struct hm_model *m, struct build *b, int 
 static struct hm_tensor *trunk_forward(struct hm_model *m, struct build *b, struct hm_tensor *ids)
 {
     const struct hm_model_config *c = &m->cfg;
-    struct hm_tensor *x = hm_embedding(b->ctx, m->embedding, ids);
+    struct hm_tensor *x = hm_embedding(b->ctx, weight(m, b->ctx, m->embedding), ids);
     x = hm_dropout(b->ctx, x, b->training ? c->dropout : 0.0f, 0);
     for (int i = 0; i < c->num_layers; i++)
         x = block_forward(m, b, i, x);
-    return hm_rms_norm(b->ctx, x, m->norm, c->layer_norm_eps);
+    return hm_rms_norm(b->ctx, x, weight(m, b->ctx, m->norm), c->layer_norm_eps);
 }
 
 static struct hm_tensor *lm_head(struct hm_model *m, struct build *b, struct hm_tensor *x)
 {
-    return hm_linear(b->ctx, x, m->lm_head ? m->lm_head : m->embedding, NULL);
+    return hm_linear(b->ctx, x, weight(m, b->ctx, m->lm_head ? m->lm_head : m->embedding), NULL);
 }
 
 /* Forward, loss and backward nodes for (B, T); planning is left to the caller. */
@@ -376,9 +448,9 @@ enum hm_status hm_kv_cache_new(struct hm_model *m, int ctx_len, struct hm_kv_cac
     for (int i = 0; i < c->num_layers; i++) {
         char name[64];
         snprintf(name, sizeof name, "cache.%d.k", i);
-        kc->k[i] = hm_block_add(kc->block, name, HM_DTYPE_F32, 4, shape);
+        kc->k[i] = hm_block_add(kc->block, name, m->dtype, 4, shape);
         snprintf(name, sizeof name, "cache.%d.v", i);
-        kc->v[i] = hm_block_add(kc->block, name, HM_DTYPE_F32, 4, shape);
+        kc->v[i] = hm_block_add(kc->block, name, m->dtype, 4, shape);
     }
     if ((st = hm_block_alloc(kc->block, m->be)) != HM_OK)
         goto fail;

@@ -23,7 +23,9 @@ enum hm_status hm_model_memory_estimate(const struct hm_model_config *c, int B, 
     /* Plus the final norm, the logits (their gradient is written over them in place), and one
      * layer's worth of gradients. */
     uint64_t rest = BT * (2 * C + (uint64_t)c->vocab_size) + per_layer;
+    out->dtype = HM_DTYPE_F32;
     out->params_bytes = 4 * P;
+    out->copies_bytes = 0;
     out->grads_bytes = 4 * P;
     out->optim_bytes = 8 * P;
     out->activation_bytes = 4 * ((uint64_t)c->num_layers * per_layer + rest);
@@ -33,7 +35,7 @@ enum hm_status hm_model_memory_estimate(const struct hm_model_config *c, int B, 
 }
 
 enum hm_status hm_model_memory_planned(const struct hm_model_config *c, int B, int T,
-                                       struct hm_backend *be, struct hm_model_memory *out)
+                                       struct hm_backend *be, enum hm_dtype dtype, struct hm_model_memory *out)
 {
     enum hm_status st = hm_model_memory_estimate(c, B, T, out);
     if (st != HM_OK)
@@ -41,13 +43,16 @@ enum hm_status hm_model_memory_planned(const struct hm_model_config *c, int B, i
     struct hm_model *m;
     if ((st = hm_model_new(c, NULL, &m)) != HM_OK)
         return st;
-    size_t bytes;
-    st = hm_model_plan_train_bytes(m, be, B, T, &bytes);
+    size_t bytes = 0;
+    if ((st = hm_model_set_dtype(m, dtype)) == HM_OK)
+        st = hm_model_plan_train_bytes(m, be, B, T, &bytes);
     hm_model_free(m);
     if (st != HM_OK)
         return st;
+    out->dtype = dtype;
+    out->copies_bytes = dtype == HM_DTYPE_F32 ? 0 : out->params_bytes / 4 * hm_dtype_size(dtype);
     out->activation_bytes = bytes;
-    out->total_bytes = out->params_bytes + out->grads_bytes + out->optim_bytes + bytes;
+    out->total_bytes = out->params_bytes + out->copies_bytes + out->grads_bytes + out->optim_bytes + bytes;
     out->planned = true;
     return HM_OK;
 }

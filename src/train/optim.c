@@ -82,7 +82,7 @@ enum hm_status hm_optimizer_step(struct hm_optimizer *o, float lr, double *grad_
     if (o->n > o->n_decay &&
         (st = hm_backend_adamw(data, grads, o->m, o->v, o->n_decay, o->n - o->n_decay, &hp)) != HM_OK)
         return st;
-    return HM_OK;
+    return hm_model_weights_changed(o->model); /* the bf16 copies follow the f32 masters */
 }
 
 int64_t hm_optimizer_steps(const struct hm_optimizer *o)

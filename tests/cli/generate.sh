@@ -38,6 +38,8 @@ if grep -qE "^prompt tokens: [0-9]+, prefill [0-9.]+ tok/s, time to first token 
    ! grep -q "^seed:" "$TMP/err"; then PASSES=$((PASSES + 1)); else
     echo "FAIL: generate: stderr lacks the statistics line or prints a seed it was given"; cat "$TMP/err"; FAILS=$((FAILS + 1)); fi
 expect 0 "\(5 new tokens\)" -- "${G[@]}" -p "the cat" -m 5 --temperature 0 --no-eos
+expect 0 "\(5 new tokens\)" -- "${G[@]}" -p "the cat" -m 5 --temperature 0 --no-eos --device cpu --dtype bf16
+expect 2 "--dtype: expected auto, f32 or bf16" -- "${G[@]}" -p "the cat" --dtype fp8
 
 # seeds: printed when chosen at random; the same seed gives the same text; temperature 0 is greedy
 expect 0 "^seed: [0-9]+$" -- "${G[@]}" -p "the cat" -m 4

@@ -29,6 +29,18 @@ if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; t
     [ ! -e "$TMP/gpu" ] && PASSES=$((PASSES + 1)) || { echo "FAIL: gpu folder left behind"; FAILS=$((FAILS + 1)); }
 fi
 
+# ---- bf16 mixed precision (on the cpu a reference mode): the f32 losses within 2% ----
+expect 2 "--dtype: expected auto, f32 or bf16, got 'f16'" -- train -d "$D" "${COMMON[@]}" --dtype f16
+for dt in f32 bf16; do
+    "$BIN" train -d "$D" "${COMMON[@]}" --device cpu --max-steps 12 --eval-every 0 --dtype $dt \
+        -o "$TMP/dt-$dt" >"$TMP/dt-$dt.log" 2>&1 || { cat "$TMP/dt-$dt.log"; echo "FAIL: --dtype $dt"; FAILS=$((FAILS + 1)); }
+done
+grep -q "Precision: bf16" "$TMP/dt-bf16.log" && ! grep -q "Precision" "$TMP/dt-f32.log" && PASSES=$((PASSES + 1)) ||
+    { echo "FAIL: precision line"; FAILS=$((FAILS + 1)); }
+# Losses near 6: 2% is 0.12; the gradient norm (near 1) gets the same absolute bound.
+"${HM_TEST_TOOLS:-$(dirname "$BIN")/tests}/hm-compare" metrics "$TMP/dt-f32/metrics.jsonl" "$TMP/dt-bf16/metrics.jsonl" 0.12 \
+    && PASSES=$((PASSES + 1)) || { echo "FAIL: bf16 losses differ from f32 by more than 2%"; FAILS=$((FAILS + 1)); }
+
 # ---- bad input (exit 1), nothing left behind ----
 expect 1 "/nonexistent.txt: cannot open" -- train -d /nonexistent.txt "${COMMON[@]}" -o "$TMP/o1"
 [ ! -e "$TMP/o1" ] && PASSES=$((PASSES + 1)) || { echo "FAIL: o1 left behind"; FAILS=$((FAILS + 1)); }

@@ -119,7 +119,7 @@ static void test_planned_memory(void **state)
     assert_int_equal(hm_backend_cpu_new(&be), HM_OK);
     uint64_t before = hm_alloc_count();
     struct hm_model_memory mem;
-    assert_int_equal(hm_model_memory_planned(&c, 8, 512, be, &mem), HM_OK);
+    assert_int_equal(hm_model_memory_planned(&c, 8, 512, be, HM_DTYPE_F32, &mem), HM_OK);
     assert_true(mem.planned);
     /* It must hold at least the logits and their gradient... */
     assert_true(mem.activation_bytes >= 2ull * 8 * 512 * 50257 * 4 / 2);

@@ -200,10 +200,12 @@ CPU_KERNEL(kv_write)
     if (pos < 0 || pos + T > S)
         return hm_fail(HM_ERR_USAGE, "kv_write: positions %lld..%lld exceed the cache length %lld",
                        (long long)pos, (long long)(pos + T - 1), (long long)S);
+    size_t es = hm_dtype_size(x->type); /* a copy: f32 and bf16 caches alike */
 #pragma omp parallel for schedule(static) if (parallel : HM_CPU_PAR(B * T * row))
     for (int64_t bt = 0; bt < B * T; bt++) {
         int64_t b = bt / T, t = bt % T;
-        memcpy(F32(dst) + (b * S + pos + t) * row, CF32(x) + bt * row, (size_t)row * sizeof(float));
+        memcpy((char *)dst->data + (size_t)((b * S + pos + t) * row) * es, (const char *)x->data + (size_t)(bt * row) * es,
+               (size_t)row * es);
     }
     return HM_OK;
 }

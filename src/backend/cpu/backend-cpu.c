@@ -1,6 +1,7 @@
 /*
  * backend-cpu.c - the CPU backend: host memory as backend memory, the kernel table, per-node
- * workspace sizes, thread control and the OpenBLAS check. Matmuls go to CBLAS sgemm of the
+ * workspace sizes, thread control and the OpenBLAS check. bf16 operands run through f32 shadows
+ * (bf16.c). Matmuls go to CBLAS sgemm of the
  * OpenMP build of OpenBLAS, so BLAS and our loops share one OpenMP thread pool; hm_set_threads
  * sets both. Kernels are split by op family in the other files of this folder.
  */
@@ -16,32 +17,32 @@
 int openblas_get_parallel(void);
 void openblas_set_num_threads(int n);
 
-static const hm_kernel_fn cpu_kernels[HM_OP_COUNT] = {
-    [HM_OP_FILL] = hm_cpu_fill,
-    [HM_OP_ADD] = hm_cpu_add,
-    [HM_OP_MUL] = hm_cpu_mul,
-    [HM_OP_SCALE] = hm_cpu_scale,
-    [HM_OP_GRAD_ACC] = hm_cpu_grad_acc,
-    [HM_OP_MATMUL] = hm_cpu_matmul,
-    [HM_OP_EMBEDDING] = hm_cpu_embedding,
-    [HM_OP_EMBEDDING_BACK] = hm_cpu_embedding_back,
-    [HM_OP_RMS_NORM] = hm_cpu_rms_norm,
-    [HM_OP_RMS_NORM_BACK] = hm_cpu_rms_norm_back,
-    [HM_OP_ROPE] = hm_cpu_rope,
-    [HM_OP_ROPE_BACK] = hm_cpu_rope_back,
-    [HM_OP_ATTENTION] = hm_cpu_attention,
-    [HM_OP_ATTENTION_BACK] = hm_cpu_attention_back,
-    [HM_OP_KV_WRITE] = hm_cpu_kv_write,
-    [HM_OP_GELU] = hm_cpu_gelu,
-    [HM_OP_GELU_BACK] = hm_cpu_gelu_back,
-    [HM_OP_SWIGLU] = hm_cpu_swiglu,
-    [HM_OP_SWIGLU_BACK] = hm_cpu_swiglu_back,
-    [HM_OP_DROPOUT] = hm_cpu_dropout,
-    [HM_OP_CROSS_ENTROPY] = hm_cpu_cross_entropy,
-    [HM_OP_CROSS_ENTROPY_BACK] = hm_cpu_cross_entropy_back,
-};
+/* Every op the CPU runs: its f32 kernel. */
+#define CPU_OPS(X)                                                                                 \
+    X(FILL, fill) X(ADD, add) X(MUL, mul) X(SCALE, scale) X(GRAD_ACC, grad_acc) X(MATMUL, matmul)  \
+    X(EMBEDDING, embedding) X(EMBEDDING_BACK, embedding_back) X(RMS_NORM, rms_norm)                \
+    X(RMS_NORM_BACK, rms_norm_back) X(ROPE, rope) X(ROPE_BACK, rope_back) X(ATTENTION, attention)  \
+    X(ATTENTION_BACK, attention_back) X(KV_WRITE, kv_write) X(GELU, gelu) X(GELU_BACK, gelu_back)  \
+    X(SWIGLU, swiglu) X(SWIGLU_BACK, swiglu_back) X(DROPOUT, dropout)                              \
+    X(CROSS_ENTROPY, cross_entropy) X(CROSS_ENTROPY_BACK, cross_entropy_back)
 
-size_t hm_cpu_workspace_size(struct hm_backend *be, const struct hm_tensor *node)
+#define F32_ENTRY(OP, fn) [HM_OP_##OP] = hm_cpu_##fn,
+static const hm_kernel_fn f32_kernels[HM_OP_COUNT] = {CPU_OPS(F32_ENTRY)};
+
+/* f32 nodes go straight to their kernel; nodes with bf16 operands through the f32 shadows of
+ * bf16.c, except kv_write, a copy that handles any element size itself. */
+static enum hm_status cpu_dispatch(const struct hm_exec *ex, struct hm_tensor *dst)
+{
+    hm_kernel_fn f = f32_kernels[dst->op];
+    if (dst->op != HM_OP_KV_WRITE && hm_cpu_has_bf16(dst))
+        return hm_cpu_run_bf16(ex, dst, f);
+    return f(ex, dst);
+}
+
+#define DISPATCH_ENTRY(OP, fn) [HM_OP_##OP] = cpu_dispatch,
+static const hm_kernel_fn cpu_kernels[HM_OP_COUNT] = {CPU_OPS(DISPATCH_ENTRY)};
+
+static size_t f32_workspace(const struct hm_tensor *node)
 {
     const struct hm_tensor *x = node->src[0];
     switch (node->op) {
@@ -60,17 +61,12 @@ size_t hm_cpu_workspace_size(struct hm_backend *be, const struct hm_tensor *node
     }
 }
 
-static enum hm_status cpu_check_node(struct hm_backend *be, const struct hm_tensor *node)
+size_t hm_cpu_workspace_size(struct hm_backend *be, const struct hm_tensor *node)
 {
-    bool bf16 = node->type == HM_DTYPE_BF16;
-    for (int i = 0; i < HM_MAX_SRC; i++)
-        bf16 |= node->src[i] && node->src[i]->type == HM_DTYPE_BF16;
-    if (bf16 && node->op != HM_OP_KV_WRITE)
-        return hm_fail(HM_ERR_UNSUPPORTED, "op '%s': bf16 compute is not supported on cpu (f32 only)",
-                       hm_op_name(node->op));
-    if (bf16) /* kv_write copies f32 rows */
-        return hm_fail(HM_ERR_UNSUPPORTED, "op 'kv_write': bf16 caches are not supported on cpu");
-    return HM_OK;
+    size_t ws = f32_workspace(node);
+    if (node->op != HM_OP_KV_WRITE && hm_cpu_has_bf16(node))
+        ws += hm_cpu_bf16_shadow_bytes(node);
+    return ws;
 }
 
 static enum hm_status cpu_alloc(struct hm_backend *be, size_t bytes, void **out)
@@ -132,7 +128,7 @@ static const struct hm_backend_i cpu_iface = {
     .memset0 = cpu_memset0,
     .synchronize = cpu_synchronize,
     .kernels = cpu_kernels,
-    .check_node = cpu_check_node,
+    .convert = hm_cpu_convert,
     .workspace_size = hm_cpu_workspace_size,
     .adamw = hm_cpu_adamw,
     .sumsq = hm_cpu_sumsq,

@@ -3,7 +3,7 @@
  * backend-cpu.c) and small helpers. Kernels parallelise with OpenMP and fixed reduction orders,
  * so the same thread count gives bit-identical results. BLAS runs multi-threaded when called
  * outside OpenMP regions (matmul) and single-threaded inside one (attention's per-block
- * products, each made whole by one thread). Compute is f32; bf16 nodes are rejected at plan time.
+ * products, each made whole by one thread). Compute is f32; bf16 storage goes through bf16.c.
  */
 #ifndef HERMES_CPU_IMPL_H
 #define HERMES_CPU_IMPL_H
@@ -42,6 +42,14 @@ CPU_KERNEL(swiglu_back);
 CPU_KERNEL(dropout);
 CPU_KERNEL(cross_entropy);
 CPU_KERNEL(cross_entropy_back);
+
+/* bf16.c: nodes with bf16 operands run their f32 kernel on f32 shadows in the workspace. */
+bool hm_cpu_has_bf16(const struct hm_tensor *node);
+size_t hm_cpu_bf16_shadow_bytes(const struct hm_tensor *node);
+enum hm_status hm_cpu_bf16_check(const struct hm_tensor *node);
+enum hm_status hm_cpu_run_bf16(const struct hm_exec *ex, struct hm_tensor *dst, hm_kernel_fn f32_kernel);
+enum hm_status hm_cpu_convert(struct hm_backend *be, void *dst, enum hm_dtype dst_type, const void *src,
+                              enum hm_dtype src_type, size_t n);
 
 size_t hm_cpu_attention_ws(const struct hm_tensor *node, int n_threads);
 size_t hm_cpu_workspace_size(struct hm_backend *be, const struct hm_tensor *node);

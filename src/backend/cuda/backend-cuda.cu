@@ -228,6 +228,7 @@ static void fill_iface(void)
     i->sumsq = hm_cuda_sumsq;
     i->scale = hm_cuda_scale_range;
     i->is_finite = hm_cuda_is_finite;
+    i->convert = hm_cuda_convert;
 }
 
 static enum hm_status ctx_init(struct hm_cuda_ctx *cx, int device)

@@ -112,3 +112,31 @@ enum hm_status hm_cuda_is_finite(struct hm_backend *be, const float *x, size_t n
     *out = !bad;
     return HM_OK;
 }
+
+/* ---- f32 <-> bf16 over a range: the bf16 weight copies ------------------------------------- */
+
+template <typename TI, typename TO> static __global__ void convert_kernel(const TI *x, TO *y, int64_t n)
+{
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        hm_st(y, i, hm_ld(x, i));
+}
+
+enum hm_status hm_cuda_convert(struct hm_backend *be, void *dst, enum hm_dtype dst_type, const void *src,
+                               enum hm_dtype src_type, size_t n)
+{
+    struct hm_cuda_ctx *cx = (struct hm_cuda_ctx *)be->context;
+    unsigned blocks = hm_cuda_blocks((int64_t)n, HM_CUDA_THREADS);
+    if (n == 0)
+        return HM_OK;
+    if (dst_type == HM_DTYPE_BF16 && src_type == HM_DTYPE_F32)
+        convert_kernel<<<blocks, HM_CUDA_THREADS, 0, cx->stream>>>((const float *)src, (uint16_t *)dst, (int64_t)n);
+    else if (dst_type == HM_DTYPE_F32 && src_type == HM_DTYPE_BF16)
+        convert_kernel<<<blocks, HM_CUDA_THREADS, 0, cx->stream>>>((const uint16_t *)src, (float *)dst, (int64_t)n);
+    else if (dst_type == src_type)
+        HM_CUDA_TRY(cudaMemcpyAsync(dst, src, n * hm_dtype_size(src_type), cudaMemcpyDeviceToDevice, cx->stream));
+    else
+        return hm_fail(HM_ERR_UNSUPPORTED, "cuda: no conversion from %s to %s", hm_dtype_name(src_type),
+                       hm_dtype_name(dst_type));
+    HM_CUDA_TRY(cudaGetLastError());
+    return HM_OK;
+}
