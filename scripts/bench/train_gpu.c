@@ -2,12 +2,13 @@
  * train_gpu.c - training-step throughput of hermes-llm on the CUDA backend (scripts/bench/train_gpu
  * builds and runs it; it is not part of the library build).
  *
- *   train_gpu PRESET B T V STEPS [DEVICE]
- * Random tokens, full forward + backward + AdamW (the trainer's step), f32. Prints one line:
+ *   train_gpu PRESET B T V STEPS [DEVICE [DTYPE]]
+ * Random tokens, full forward + backward + AdamW (the trainer's step), in DTYPE (bf16 mixed
+ * precision by default, or f32). Prints one line:
  *   RESULT preset=.. B=.. T=.. V=.. tok_s=.. step_ms=.. mfu=.. hermes_bytes=..
- * where mfu = 3 * flops_per_token(T) * tok/s / 989e12 (H100 SXM dense bf16 peak; our compute is
- * f32, so this is the fraction of the bf16 roofline we reach) and hermes_bytes counts what the
- * library allocated (parameters, gradients, AdamW state, planned activations and workspace).
+ * where mfu = 3 * flops_per_token(T) * tok/s / 989e12 (H100 SXM dense bf16 peak) and hermes_bytes
+ * counts what the library allocated (parameters, bf16 copies, gradients, AdamW state, planned
+ * activations and workspace).
  * Exit 3 when the batch does not fit (HM_ERR_NOMEM), 1 on other errors.
  */
 #include "hermes/backend.h"
@@ -42,7 +43,7 @@ static void die(enum hm_status st, const char *what)
 int main(int argc, char **argv)
 {
     if (argc < 6) {
-        fprintf(stderr, "usage: train_gpu PRESET B T V STEPS [DEVICE]\n");
+        fprintf(stderr, "usage: train_gpu PRESET B T V STEPS [DEVICE [f32|bf16]]\n");
         return 2;
     }
     struct hm_model_config cfg;
@@ -56,6 +57,8 @@ int main(int argc, char **argv)
     struct hm_model *m;
     CHECK(hm_model_new(&cfg, be, &m), "model");
     CHECK(hm_model_init_weights(m, 1), "init");
+    bool bf16 = argc <= 7 || strcmp(argv[7], "f32") != 0;
+    CHECK(hm_model_set_dtype(m, bf16 ? HM_DTYPE_BF16 : HM_DTYPE_F32), "dtype");
     struct hm_train_graph tg;
     CHECK(hm_model_build_train_graph(m, B, T, &tg), "graph");
     struct hm_adamw_config ac = hm_adamw_defaults();
@@ -90,8 +93,9 @@ int main(int argc, char **argv)
     double dt = now() - t0, tok_s = (double)n * steps / dt;
     double mfu = 3.0 * hm_config_flops_per_token(&cfg, T) * tok_s / 989e12;
     size_t params = hm_block_nbytes(hm_model_params(m));
-    size_t bytes = 4 * params + hm_graph_planned_bytes(tg.graph);
-    printf("RESULT preset=%s B=%d T=%d V=%d tok_s=%.0f step_ms=%.2f mfu=%.4f hermes_bytes=%zu loss=%.4f\n", argv[1],
+    size_t bytes = 4 * params + (bf16 ? params / 2 : 0) + hm_graph_planned_bytes(tg.graph);
+    printf("RESULT dtype=%s preset=%s B=%d T=%d V=%d tok_s=%.0f step_ms=%.2f mfu=%.4f hermes_bytes=%zu loss=%.4f\n",
+           bf16 ? "bf16" : "f32", argv[1],
            B, T, cfg.vocab_size, tok_s, 1e3 * dt / steps, mfu, bytes, loss);
     hm_optimizer_free(opt);
     hm_train_graph_free(&tg);

@@ -1,5 +1,5 @@
 /*
- * attention.cu - fused causal attention with grouped-query heads, f32, flash-attention style:
+ * attention.cu - fused causal attention with grouped-query heads, flash-attention style:
  * tiles of 32 keys in shared memory, an online softmax per query row, only the row log-sum-exp
  * (B, NH, T) kept for backward, never a (T, S) matrix.
  *
@@ -18,6 +18,7 @@
  *   Scores are recomputed in kernels 2 and 3 (about 1.5x the FLOPs of an atomic dQ), the price of
  *   bit-reproducible gradients. These are scalar FP32 kernels (FFMA, no tensor cores): correct and
  *   memory-frugal first; README.md lists the tensor-core (bf16 mma) version as the next step.
+ * Tensors are f32 or bf16 (template T); tiles in shared memory, scores and sums are f32.
  */
 #include "attention.cuh"
 
@@ -43,13 +44,14 @@ static enum hm_status geom(const struct hm_exec *ex, const struct hm_tensor *q, 
 }
 
 /* Cooperative load of keys [j0, j0 + BC) of one kv head into a padded (BC, ld) tile; zeros past S. */
-static __device__ __forceinline__ void load_tile(float *dst, const float *src, int64_t j0, int64_t S,
-                                                 int64_t kstride, int HD, int ld)
+template <typename T>
+static __device__ __forceinline__ void load_tile(float *dst, const T *src, int64_t j0, int64_t S, int64_t kstride,
+                                                 int HD, int ld)
 {
     for (int i = threadIdx.x; i < BC * HD; i += blockDim.x) {
         int r = i / HD, d = i % HD;
         int64_t j = j0 + r;
-        dst[r * ld + d] = j < S ? src[j * kstride + d] : 0.0f;
+        dst[r * ld + d] = j < S ? hm_ld(src, j * kstride + d) : 0.0f;
     }
 }
 
@@ -63,10 +65,10 @@ static __device__ __forceinline__ float dot_smem(const float *a, const float *b,
 
 /* ---- forward ------------------------------------------------------------------------------- */
 
-template <int DPL>
-static __global__ void attention_f32_kernel(const float *q, const float *k, const float *v, float *out, float *lse,
-                                            int64_t T, int64_t NH, int64_t S, int64_t NKV, int64_t group,
-                                            int64_t pos, int HD, float scale)
+template <int DPL, typename T>
+static __global__ void attention_kernel(const T *q, const T *k, const T *v, T *out, float *lse, int64_t T_,
+                                        int64_t NH, int64_t S, int64_t NKV, int64_t group, int64_t pos, int HD,
+                                        float scale)
 {
     extern __shared__ float smem[];
     int ld = HD + 1;
@@ -74,15 +76,15 @@ static __global__ void attention_f32_kernel(const float *q, const float *k, cons
     int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
     int64_t b = blockIdx.z, h = blockIdx.y, kh = h / group;
     int64_t t0 = (int64_t)blockIdx.x * ROWS, t = t0 + w;
-    bool valid = t < T;
+    bool valid = t < T_;
     int64_t L = pos + t + 1; /* keys visible to this row */
-    int64_t t_last = t0 + ROWS < T ? t0 + ROWS - 1 : T - 1, Lmax = pos + t_last + 1;
+    int64_t t_last = t0 + ROWS < T_ ? t0 + ROWS - 1 : T_ - 1, Lmax = pos + t_last + 1;
     int64_t kstride = NKV * HD;
-    const float *kb = k + (b * S * NKV + kh) * HD, *vb = v + (b * S * NKV + kh) * HD;
+    const T *kb = k + (b * S * NKV + kh) * HD, *vb = v + (b * S * NKV + kh) * HD;
     float *qs = Qs + w * HD;
     if (valid)
         for (int d = lane; d < HD; d += 32)
-            qs[d] = q[((b * T + t) * NH + h) * HD + d] * scale;
+            qs[d] = hm_ld(q, ((b * T_ + t) * NH + h) * HD + d) * scale;
     float o[DPL];
 #pragma unroll
     for (int i = 0; i < DPL; i++)
@@ -117,15 +119,15 @@ static __global__ void attention_f32_kernel(const float *q, const float *k, cons
     if (!valid)
         return;
     float inv = 1.0f / l;
-    float *orow = out + ((b * T + t) * NH + h) * HD;
+    T *orow = out + ((b * T_ + t) * NH + h) * HD;
 #pragma unroll
     for (int i = 0; i < DPL; i++) {
         int d = lane + 32 * i;
         if (d < HD)
-            orow[d] = o[i] * inv;
+            hm_st(orow, d, o[i] * inv);
     }
     if (lane == 0)
-        lse[(b * NH + h) * T + t] = m + logf(l);
+        lse[(b * NH + h) * T_ + t] = m + logf(l);
 }
 
 template <typename K> static void set_smem(K kernel, size_t bytes)
@@ -134,14 +136,14 @@ template <typename K> static void set_smem(K kernel, size_t bytes)
         HM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
 }
 
-template <int DPL>
-static void attention_f32_launch(const float *q, const float *k, const float *v, float *out, float *lse,
-                                 const struct attn_geom *g, const struct hm_cuda_attn_plan *p, cudaStream_t stream)
+template <int DPL, typename T>
+static void attention_launch(const T *q, const T *k, const T *v, T *out, float *lse, const struct attn_geom *g,
+                             const struct hm_cuda_attn_plan *p, cudaStream_t stream)
 {
     dim3 grid((unsigned)((g->T + ROWS - 1) / ROWS), (unsigned)g->NH, (unsigned)g->B);
-    set_smem(attention_f32_kernel<DPL>, p->smem_fwd);
-    attention_f32_kernel<DPL><<<grid, ROWS * 32, p->smem_fwd, stream>>>(q, k, v, out, lse, g->T, g->NH, g->S, g->NKV,
-                                                                        g->group, g->pos, (int)g->HD, g->scale);
+    set_smem(attention_kernel<DPL, T>, p->smem_fwd);
+    attention_kernel<DPL, T><<<grid, ROWS * 32, p->smem_fwd, stream>>>(q, k, v, out, lse, g->T, g->NH, g->S, g->NKV,
+                                                                       g->group, g->pos, (int)g->HD, g->scale);
     HM_CUDA_LAUNCHED();
 }
 
@@ -154,41 +156,45 @@ CUDA_KERNEL(attention)
     if (st != HM_OK)
         return st;
     cudaStream_t s = hm_cuda_stream(ex);
-    const float *q = CF32(qt), *k = CF32(kt), *v = CF32(vt);
-    float *o = F32(dst), *lse = F32(dst->src[3]);
-    switch (p.dpl) {
-    case 1: attention_f32_launch<1>(q, k, v, o, lse, &g, &p, s); break;
-    case 2: attention_f32_launch<2>(q, k, v, o, lse, &g, &p, s); break;
-    case 4: attention_f32_launch<4>(q, k, v, o, lse, &g, &p, s); break;
-    default: attention_f32_launch<8>(q, k, v, o, lse, &g, &p, s); break;
-    }
+    float *lse = F32(dst->src[3]);
+    HM_DISPATCH(dst->type, T, {
+        const T *q = CPTR(T, qt), *k = CPTR(T, kt), *v = CPTR(T, vt);
+        T *o = PTR(T, dst);
+        switch (p.dpl) {
+        case 1: attention_launch<1>(q, k, v, o, lse, &g, &p, s); break;
+        case 2: attention_launch<2>(q, k, v, o, lse, &g, &p, s); break;
+        case 4: attention_launch<4>(q, k, v, o, lse, &g, &p, s); break;
+        default: attention_launch<8>(q, k, v, o, lse, &g, &p, s); break;
+        }
+    });
     return HM_OK;
 }
 
 /* ---- backward 1: D = rowsum(dout * out), laid out like lse (B, NH, T) ----------------------- */
 
-static __global__ void attn_rowdot_f32_kernel(const float *dout, const float *out, float *D, int64_t B, int64_t T,
-                                              int64_t NH, int HD)
+template <typename T>
+static __global__ void attn_rowdot_kernel(const T *dout, const T *out, float *D, int64_t B, int64_t T_, int64_t NH,
+                                          int HD)
 {
     int64_t row = blockIdx.x * (int64_t)(blockDim.x >> 5) + (threadIdx.x >> 5); /* (b, t, h) order */
     int lane = threadIdx.x & 31;
-    if (row >= B * T * NH)
+    if (row >= B * T_ * NH)
         return;
     float s = 0.0f;
     for (int d = lane; d < HD; d += 32)
-        s += dout[row * HD + d] * out[row * HD + d];
+        s += hm_ld(dout, row * HD + d) * hm_ld(out, row * HD + d);
     s = hm_warp_sum(s);
-    int64_t h = row % NH, bt = row / NH, b = bt / T, t = bt % T;
+    int64_t h = row % NH, bt = row / NH, b = bt / T_, t = bt % T_;
     if (lane == 0)
-        D[(b * NH + h) * T + t] = s;
+        D[(b * NH + h) * T_ + t] = s;
 }
 
 /* ---- backward 2: dK, dV; one warp = 32 keys of one (b, kv head) ---------------------------- */
 
-static __global__ void attn_dkdv_f32_kernel(const float *dout, const float *q, const float *k, const float *v,
-                                            const float *lse, const float *D, float *dk, float *dv, int64_t T,
-                                            int64_t NH, int64_t S, int64_t NKV, int64_t group, int64_t pos, int HD,
-                                            float scale, bool acc_k, bool acc_v)
+template <typename T>
+static __global__ void attn_dkdv_kernel(const T *dout, const T *q, const T *k, const T *v, const float *lse,
+                                        const float *D, T *dk, T *dv, int64_t T_, int64_t NH, int64_t S, int64_t NKV,
+                                        int64_t group, int64_t pos, int HD, float scale, bool acc_k, bool acc_v)
 {
     extern __shared__ float smem[];
     int ld = HD + 1, lane = threadIdx.x;
@@ -205,17 +211,17 @@ static __global__ void attn_dkdv_f32_kernel(const float *dout, const float *q, c
     float *dkr = dKs + lane * ld, *dvr = dVs + lane * ld;
     int64_t t_first = j0 - pos > 0 ? j0 - pos : 0; /* earlier rows see none of these keys */
     for (int64_t h = kh * group; h < (kh + 1) * group; h++)
-        for (int64_t t = t_first; t < T; t++) {
-            int64_t row = (b * T + t) * NH + h;
+        for (int64_t t = t_first; t < T_; t++) {
+            int64_t row = (b * T_ + t) * NH + h;
             __syncwarp();
             for (int d = lane; d < HD; d += 32) {
-                qrow[d] = q[row * HD + d];
-                drow[d] = dout[row * HD + d];
+                qrow[d] = hm_ld(q, row * HD + d);
+                drow[d] = hm_ld(dout, row * HD + d);
             }
             __syncwarp();
             if (j >= S || j > pos + t)
                 continue;
-            float l = lse[(b * NH + h) * T + t], Dt = D[(b * NH + h) * T + t];
+            float l = lse[(b * NH + h) * T_ + t], Dt = D[(b * NH + h) * T_ + t];
             float p = expf(scale * dot_smem(qrow, kr, HD) - l);
             float ds = p * (dot_smem(drow, vr, HD) - Dt) * scale;
             for (int d = 0; d < HD; d++) {
@@ -230,18 +236,17 @@ static __global__ void attn_dkdv_f32_kernel(const float *dout, const float *q, c
         if (jj >= S)
             continue;
         int64_t o = (b * S + jj) * kstride + kh * HD + d;
-        dk[o] = acc_k ? dk[o] + dKs[r * ld + d] : dKs[r * ld + d];
-        dv[o] = acc_v ? dv[o] + dVs[r * ld + d] : dVs[r * ld + d];
+        hm_store(dk, o, dKs[r * ld + d], acc_k);
+        hm_store(dv, o, dVs[r * ld + d], acc_v);
     }
 }
 
 /* ---- backward 3: dQ; like the forward, one warp per query row ------------------------------ */
 
-template <int DPL>
-static __global__ void attn_dq_f32_kernel(const float *dout, const float *q, const float *k, const float *v,
-                                          const float *lse, const float *D, float *dq, int64_t T, int64_t NH,
-                                          int64_t S, int64_t NKV, int64_t group, int64_t pos, int HD, float scale,
-                                          bool acc)
+template <int DPL, typename T>
+static __global__ void attn_dq_kernel(const T *dout, const T *q, const T *k, const T *v, const float *lse,
+                                      const float *D, T *dq, int64_t T_, int64_t NH, int64_t S, int64_t NKV,
+                                      int64_t group, int64_t pos, int HD, float scale, bool acc)
 {
     extern __shared__ float smem[];
     int ld = HD + 1;
@@ -249,20 +254,20 @@ static __global__ void attn_dq_f32_kernel(const float *dout, const float *q, con
     int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
     int64_t b = blockIdx.z, h = blockIdx.y, kh = h / group;
     int64_t t0 = (int64_t)blockIdx.x * ROWS, t = t0 + w;
-    bool valid = t < T;
+    bool valid = t < T_;
     int64_t L = pos + t + 1;
-    int64_t t_last = t0 + ROWS < T ? t0 + ROWS - 1 : T - 1, Lmax = pos + t_last + 1;
-    int64_t kstride = NKV * HD, row = (b * T + t) * NH + h;
-    const float *kb = k + (b * S * NKV + kh) * HD, *vb = v + (b * S * NKV + kh) * HD;
+    int64_t t_last = t0 + ROWS < T_ ? t0 + ROWS - 1 : T_ - 1, Lmax = pos + t_last + 1;
+    int64_t kstride = NKV * HD, row = (b * T_ + t) * NH + h;
+    const T *kb = k + (b * S * NKV + kh) * HD, *vb = v + (b * S * NKV + kh) * HD;
     float *qs = Qs + w * HD, *ds_row = Ds + w * HD;
     float l = 0.0f, Dt = 0.0f;
     if (valid) {
         for (int d = lane; d < HD; d += 32) {
-            qs[d] = q[row * HD + d] * scale;
-            ds_row[d] = dout[row * HD + d];
+            qs[d] = hm_ld(q, row * HD + d) * scale;
+            ds_row[d] = hm_ld(dout, row * HD + d);
         }
-        l = lse[(b * NH + h) * T + t];
-        Dt = D[(b * NH + h) * T + t];
+        l = lse[(b * NH + h) * T_ + t];
+        Dt = D[(b * NH + h) * T_ + t];
     }
     float acc_q[DPL];
 #pragma unroll
@@ -297,20 +302,19 @@ static __global__ void attn_dq_f32_kernel(const float *dout, const float *q, con
     for (int i = 0; i < DPL; i++) {
         int d = lane + 32 * i;
         if (d < HD)
-            dq[row * HD + d] = acc ? dq[row * HD + d] + acc_q[i] : acc_q[i];
+            hm_store(dq, row * HD + d, acc_q[i], acc);
     }
 }
 
-template <int DPL>
-static void attn_dq_f32_launch(const float *dout, const float *q, const float *k, const float *v, const float *lse,
-                               const float *D, float *dq, const struct attn_geom *g,
-                               const struct hm_cuda_attn_plan *p, bool acc, cudaStream_t stream)
+template <int DPL, typename T>
+static void attn_dq_launch(const T *dout, const T *q, const T *k, const T *v, const float *lse, const float *D, T *dq,
+                           const struct attn_geom *g, const struct hm_cuda_attn_plan *p, bool acc, cudaStream_t stream)
 {
     dim3 grid((unsigned)((g->T + ROWS - 1) / ROWS), (unsigned)g->NH, (unsigned)g->B);
-    set_smem(attn_dq_f32_kernel<DPL>, p->smem_bwd_q);
-    attn_dq_f32_kernel<DPL><<<grid, ROWS * 32, p->smem_bwd_q, stream>>>(dout, q, k, v, lse, D, dq, g->T, g->NH, g->S,
-                                                                        g->NKV, g->group, g->pos, (int)g->HD,
-                                                                        g->scale, acc);
+    set_smem(attn_dq_kernel<DPL, T>, p->smem_bwd_q);
+    attn_dq_kernel<DPL, T><<<grid, ROWS * 32, p->smem_bwd_q, stream>>>(dout, q, k, v, lse, D, dq, g->T, g->NH, g->S,
+                                                                       g->NKV, g->group, g->pos, (int)g->HD, g->scale,
+                                                                       acc);
     HM_CUDA_LAUNCHED();
 }
 
@@ -328,25 +332,25 @@ CUDA_KERNEL(attention_back)
     cudaStream_t s = hm_cuda_stream(ex);
     float *D = (float *)ex->ws;
     int64_t rows = g.B * g.T * g.NH;
-    attn_rowdot_f32_kernel<<<(unsigned)((rows + 7) / 8), 256, 0, s>>>(CF32(dot_), CF32(ot), D, g.B, g.T, g.NH,
-                                                                     (int)g.HD);
-    HM_CUDA_LAUNCHED();
-
-    dim3 grid_kv((unsigned)((g.S + BC - 1) / BC), (unsigned)g.NKV, (unsigned)g.B);
-    set_smem(attn_dkdv_f32_kernel, p.smem_bwd_kv);
-    attn_dkdv_f32_kernel<<<grid_kv, 32, p.smem_bwd_kv, s>>>(CF32(dot_), CF32(qt), CF32(kt), CF32(vt), CF32(lt), D,
-                                                            F32(dkt), F32(dvt), g.T, g.NH, g.S, g.NKV, g.group,
-                                                            g.pos, (int)g.HD, g.scale, (dst->acc & 2) != 0,
-                                                            (dst->acc & 4) != 0);
-    HM_CUDA_LAUNCHED();
-
-    const float *dout = CF32(dot_), *q = CF32(qt), *k = CF32(kt), *v = CF32(vt), *lse = CF32(lt);
+    const float *lse = CF32(lt);
     bool acc = dst->acc & 1;
-    switch (p.dpl) {
-    case 1: attn_dq_f32_launch<1>(dout, q, k, v, lse, D, F32(dst), &g, &p, acc, s); break;
-    case 2: attn_dq_f32_launch<2>(dout, q, k, v, lse, D, F32(dst), &g, &p, acc, s); break;
-    case 4: attn_dq_f32_launch<4>(dout, q, k, v, lse, D, F32(dst), &g, &p, acc, s); break;
-    default: attn_dq_f32_launch<8>(dout, q, k, v, lse, D, F32(dst), &g, &p, acc, s); break;
-    }
+    dim3 grid_kv((unsigned)((g.S + BC - 1) / BC), (unsigned)g.NKV, (unsigned)g.B);
+    HM_DISPATCH(dst->type, T, {
+        const T *dout = CPTR(T, dot_), *q = CPTR(T, qt), *k = CPTR(T, kt), *v = CPTR(T, vt);
+        attn_rowdot_kernel<<<(unsigned)((rows + 7) / 8), 256, 0, s>>>(dout, CPTR(T, ot), D, g.B, g.T, g.NH,
+                                                                      (int)g.HD);
+        HM_CUDA_LAUNCHED();
+        set_smem(attn_dkdv_kernel<T>, p.smem_bwd_kv);
+        attn_dkdv_kernel<<<grid_kv, 32, p.smem_bwd_kv, s>>>(dout, q, k, v, lse, D, PTR(T, dkt), PTR(T, dvt), g.T,
+                                                            g.NH, g.S, g.NKV, g.group, g.pos, (int)g.HD, g.scale,
+                                                            (dst->acc & 2) != 0, (dst->acc & 4) != 0);
+        HM_CUDA_LAUNCHED();
+        switch (p.dpl) {
+        case 1: attn_dq_launch<1>(dout, q, k, v, lse, D, PTR(T, dst), &g, &p, acc, s); break;
+        case 2: attn_dq_launch<2>(dout, q, k, v, lse, D, PTR(T, dst), &g, &p, acc, s); break;
+        case 4: attn_dq_launch<4>(dout, q, k, v, lse, D, PTR(T, dst), &g, &p, acc, s); break;
+        default: attn_dq_launch<8>(dout, q, k, v, lse, D, PTR(T, dst), &g, &p, acc, s); break;
+        }
+    });
     return HM_OK;
 }

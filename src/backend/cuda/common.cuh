@@ -178,6 +178,24 @@ template <typename T> static __device__ __forceinline__ void hm_store(T *y, int6
 
 #define CF32(t) ((const float *)(t)->data)
 #define F32(t) ((float *)(t)->data)
+/* Storage pointers of a tensor whose element type is the template parameter T (float, or
+ * uint16_t holding bf16 bits); hm_ld / hm_st convert. */
+#define PTR(T, t) ((T *)(t)->data)
+#define CPTR(T, t) ((const T *)(t)->data)
+
+/* Run the statement with T = float or T = uint16_t (bf16 storage) as `dtype` says. Nodes keep
+ * one activation dtype; the exceptions (f32 parameter gradients, lse, the loss) are f32 always
+ * or get a second HM_DISPATCH. */
+#define HM_DISPATCH(dtype, T, ...)                                                                 \
+    do {                                                                                           \
+        if ((dtype) == HM_DTYPE_BF16) {                                                            \
+            typedef uint16_t T;                                                                    \
+            __VA_ARGS__;                                                                           \
+        } else {                                                                                   \
+            typedef float T;                                                                       \
+            __VA_ARGS__;                                                                           \
+        }                                                                                          \
+    } while (0)
 
 #define CUDA_KERNEL(name) enum hm_status hm_cuda_##name(const struct hm_exec *ex, struct hm_tensor *dst)
 

@@ -2,27 +2,26 @@
  * elementwise.cu - elementwise ops, the deterministic column sum behind GRAD_ACC, and KV_WRITE.
  * Every kernel is a grid-stride loop in which element i is read before it is written, so the
  * planner's in-place reuse (dst == a source, plan.c can_inplace) is safe, as on the CPU.
+ * Storage is f32 or bf16 (template T; hm_ld / hm_st convert), arithmetic always f32, so bf16
+ * results equal the CPU's bf16 path (f32 on widened inputs, rounded once).
  */
 #include "elementwise.cuh"
 
 /* ---- FILL ---------------------------------------------------------------------------------- */
 
-static __global__ void fill_f32_kernel(float *y, int64_t n, float v)
+template <typename T> static __global__ void fill_kernel(T *y, int64_t n, float v)
 {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-        y[i] = v;
-}
-
-static void fill_f32_launch(float *y, int64_t n, float v, cudaStream_t stream)
-{
-    fill_f32_kernel<<<hm_cuda_blocks(n, HM_CUDA_THREADS), HM_CUDA_THREADS, 0, stream>>>(y, n, v);
-    HM_CUDA_LAUNCHED();
+        hm_st(y, i, v);
 }
 
 CUDA_KERNEL(fill)
 {
     float v = dst->op_params[1] ? ex->rt->loss_scale : hm_op_f32(dst, 0);
-    fill_f32_launch(F32(dst), hm_nelements(dst), v, hm_cuda_stream(ex));
+    int64_t n = hm_nelements(dst);
+    HM_DISPATCH(dst->type, T, fill_kernel<<<hm_cuda_blocks(n, HM_CUDA_THREADS), HM_CUDA_THREADS, 0,
+                                             hm_cuda_stream(ex)>>>(PTR(T, dst), n, v));
+    HM_CUDA_LAUNCHED();
     return HM_OK;
 }
 
@@ -30,49 +29,51 @@ CUDA_KERNEL(fill)
 
 enum ew_kind { EW_ADD, EW_MUL, EW_SCALE };
 
-template <int K>
-static __global__ void binary_f32_kernel(const float *a, const float *b, float *y, int64_t n, int64_t nb,
-                                         float s, bool acc)
+/* a, b of type TA; y of type TY (they differ only for GRAD_ACC into an f32 parameter gradient). */
+template <int K, typename TA, typename TY>
+static __global__ void binary_kernel(const TA *a, const TA *b, TY *y, int64_t n, int64_t nb, float s, bool acc)
 {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         float v;
         if (K == EW_ADD)
-            v = a[i] + b[nb == n ? i : i % nb];
+            v = hm_ld(a, i) + hm_ld(b, nb == n ? i : i % nb);
         else if (K == EW_MUL)
-            v = a[i] * b[i];
+            v = hm_ld(a, i) * hm_ld(b, i);
         else
-            v = s * a[i];
+            v = s * hm_ld(a, i);
         hm_store(y, i, v, acc);
     }
 }
 
-template <int K>
-static void binary_f32_launch(const float *a, const float *b, float *y, int64_t n, int64_t nb, float s,
-                              bool acc, cudaStream_t stream)
+template <int K, typename TA, typename TY>
+static void binary_launch(const TA *a, const TA *b, TY *y, int64_t n, int64_t nb, float s, bool acc,
+                          cudaStream_t stream)
 {
-    binary_f32_kernel<K><<<hm_cuda_blocks(n, HM_CUDA_THREADS), HM_CUDA_THREADS, 0, stream>>>(a, b, y, n, nb, s,
-                                                                                            acc);
+    binary_kernel<K><<<hm_cuda_blocks(n, HM_CUDA_THREADS), HM_CUDA_THREADS, 0, stream>>>(a, b, y, n, nb, s, acc);
     HM_CUDA_LAUNCHED();
 }
 
 CUDA_KERNEL(add)
 {
-    binary_f32_launch<EW_ADD>(CF32(dst->src[0]), CF32(dst->src[1]), F32(dst), hm_nelements(dst),
-                              hm_nelements(dst->src[1]), 1.0f, dst->acc & 1, hm_cuda_stream(ex));
+    HM_DISPATCH(dst->type, T,
+                binary_launch<EW_ADD>(CPTR(T, dst->src[0]), CPTR(T, dst->src[1]), PTR(T, dst), hm_nelements(dst),
+                                      hm_nelements(dst->src[1]), 1.0f, dst->acc & 1, hm_cuda_stream(ex)));
     return HM_OK;
 }
 
 CUDA_KERNEL(mul)
 {
-    binary_f32_launch<EW_MUL>(CF32(dst->src[0]), CF32(dst->src[1]), F32(dst), hm_nelements(dst),
-                              hm_nelements(dst), 1.0f, dst->acc & 1, hm_cuda_stream(ex));
+    HM_DISPATCH(dst->type, T,
+                binary_launch<EW_MUL>(CPTR(T, dst->src[0]), CPTR(T, dst->src[1]), PTR(T, dst), hm_nelements(dst),
+                                      hm_nelements(dst), 1.0f, dst->acc & 1, hm_cuda_stream(ex)));
     return HM_OK;
 }
 
 CUDA_KERNEL(scale)
 {
-    binary_f32_launch<EW_SCALE>(CF32(dst->src[0]), NULL, F32(dst), hm_nelements(dst), hm_nelements(dst),
-                                hm_op_f32(dst, 0), dst->acc & 1, hm_cuda_stream(ex));
+    HM_DISPATCH(dst->type, T,
+                binary_launch<EW_SCALE>(CPTR(T, dst->src[0]), (const T *)NULL, PTR(T, dst), hm_nelements(dst),
+                                        hm_nelements(dst), hm_op_f32(dst, 0), dst->acc & 1, hm_cuda_stream(ex)));
     return HM_OK;
 }
 
@@ -80,8 +81,9 @@ CUDA_KERNEL(scale)
 
 /* partial[k][c] = sum over rows [k*rpc, (k+1)*rpc) of x[r][c] (* x2[r][c]) (* rscale[r]), in row
  * order. grid (ceil(n / threads), chunks). */
-static __global__ void colsum_pass1_f32_kernel(const float *x, const float *x2, const float *rscale,
-                                               float *partial, int64_t rows, int64_t n, int64_t rpc)
+template <typename TX>
+static __global__ void colsum_pass1_kernel(const TX *x, const TX *x2, const float *rscale, float *partial,
+                                           int64_t rows, int64_t n, int64_t rpc)
 {
     int64_t c = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
     if (c >= n)
@@ -89,13 +91,13 @@ static __global__ void colsum_pass1_f32_kernel(const float *x, const float *x2, 
     int64_t r0 = blockIdx.y * rpc, r1 = r0 + rpc < rows ? r0 + rpc : rows;
     float s = 0.0f;
     for (int64_t r = r0; r < r1; r++)
-        s += x[r * n + c] * (x2 ? x2[r * n + c] : 1.0f) * (rscale ? rscale[r] : 1.0f);
+        s += hm_ld(x, r * n + c) * (x2 ? hm_ld(x2, r * n + c) : 1.0f) * (rscale ? rscale[r] : 1.0f);
     partial[blockIdx.y * n + c] = s;
 }
 
 /* y[c] (+)= s * sum_k partial[k][c], chunks summed in order in double. */
-static __global__ void colsum_pass2_f32_kernel(const float *partial, float *y, int64_t n, int chunks,
-                                               float s, bool acc)
+template <typename TY>
+static __global__ void colsum_pass2_kernel(const float *partial, TY *y, int64_t n, int chunks, float s, bool acc)
 {
     int64_t c = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
     if (c >= n)
@@ -106,30 +108,42 @@ static __global__ void colsum_pass2_f32_kernel(const float *partial, float *y, i
     hm_store(y, c, s * (float)sum, acc);
 }
 
-void hm_cuda_colsum_f32(const float *x, const float *x2, const float *rscale, float *y, float *partial, int64_t rows,
-                        int64_t n, float s, bool acc, cudaStream_t stream)
+template <typename TX, typename TY>
+void hm_cuda_colsum(const TX *x, const TX *x2, const float *rscale, TY *y, float *partial, int64_t rows, int64_t n,
+                    float s, bool acc, cudaStream_t stream)
 {
     int chunks = hm_cuda_colsum_chunks(rows);
     int64_t rpc = hm_cuda_colsum_rows_per_chunk(rows, chunks);
     dim3 grid((unsigned)((n + HM_CUDA_THREADS - 1) / HM_CUDA_THREADS), (unsigned)chunks);
-    colsum_pass1_f32_kernel<<<grid, HM_CUDA_THREADS, 0, stream>>>(x, x2, rscale, partial, rows, n, rpc);
+    colsum_pass1_kernel<<<grid, HM_CUDA_THREADS, 0, stream>>>(x, x2, rscale, partial, rows, n, rpc);
     HM_CUDA_LAUNCHED();
-    colsum_pass2_f32_kernel<<<grid.x, HM_CUDA_THREADS, 0, stream>>>(partial, y, n, chunks, s, acc);
+    colsum_pass2_kernel<<<grid.x, HM_CUDA_THREADS, 0, stream>>>(partial, y, n, chunks, s, acc);
     HM_CUDA_LAUNCHED();
 }
+template void hm_cuda_colsum(const float *, const float *, const float *, float *, float *, int64_t, int64_t, float,
+                             bool, cudaStream_t);
+template void hm_cuda_colsum(const float *, const float *, const float *, uint16_t *, float *, int64_t, int64_t,
+                             float, bool, cudaStream_t);
+template void hm_cuda_colsum(const uint16_t *, const uint16_t *, const float *, float *, float *, int64_t, int64_t,
+                             float, bool, cudaStream_t);
+template void hm_cuda_colsum(const uint16_t *, const uint16_t *, const float *, uint16_t *, float *, int64_t,
+                             int64_t, float, bool, cudaStream_t);
 
+/* dst (f32 parameter gradient, or an activation gradient of the node's dtype) from src. */
 CUDA_KERNEL(grad_acc)
 {
     int64_t n = hm_nelements(dst), rows = hm_nelements(dst->src[0]) / n;
     float s = hm_op_f32(dst, 0);
     bool acc = dst->acc & 1;
-    if (rows == 1) {
-        binary_f32_launch<EW_SCALE>(CF32(dst->src[0]), NULL, F32(dst), n, n, s, acc, hm_cuda_stream(ex));
-        return HM_OK;
-    }
-    HM_ASSERT(ex->ws_bytes >= hm_cuda_workspace_bytes(dst, 0));
-    hm_cuda_colsum_f32(CF32(dst->src[0]), NULL, NULL, F32(dst), (float *)ex->ws, rows, n, s, acc,
-                       hm_cuda_stream(ex));
+    cudaStream_t stream = hm_cuda_stream(ex);
+    HM_ASSERT(rows == 1 || ex->ws_bytes >= hm_cuda_workspace_bytes(dst, 0));
+    HM_DISPATCH(dst->src[0]->type, TS, HM_DISPATCH(dst->type, TD, {
+        if (rows == 1)
+            binary_launch<EW_SCALE>(CPTR(TS, dst->src[0]), (const TS *)NULL, PTR(TD, dst), n, n, s, acc, stream);
+        else
+            hm_cuda_colsum(CPTR(TS, dst->src[0]), (const TS *)NULL, (const float *)NULL, PTR(TD, dst),
+                           (float *)ex->ws, rows, n, s, acc, stream);
+    }));
     return HM_OK;
 }
 
@@ -146,46 +160,48 @@ static __device__ __forceinline__ float sigmoidf_(float x)
     return 1.0f / (1.0f + expf(-x));
 }
 
-static __global__ void gelu_f32_kernel(const float *x, float *y, int64_t n)
+template <typename T> static __global__ void gelu_kernel(const T *x, T *y, int64_t n)
 {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-        float xi = x[i];
-        y[i] = 0.5f * xi * (1.0f + erff(xi * 0.70710678118654752f));
+        float xi = hm_ld(x, i);
+        hm_st(y, i, 0.5f * xi * (1.0f + erff(xi * 0.70710678118654752f)));
     }
 }
 
-static __global__ void gelu_back_f32_kernel(const float *dy, const float *x, float *dx, int64_t n, bool acc)
+template <typename T> static __global__ void gelu_back_kernel(const T *dy, const T *x, T *dx, int64_t n, bool acc)
 {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-        hm_store(dx, i, dy[i] * gelu_grad(x[i]), acc);
+        hm_store(dx, i, hm_ld(dy, i) * gelu_grad(hm_ld(x, i)), acc);
 }
 
-static __global__ void swiglu_f32_kernel(const float *g, const float *u, float *y, int64_t n)
+template <typename T> static __global__ void swiglu_kernel(const T *g, const T *u, T *y, int64_t n)
 {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-        float gi = g[i];
-        y[i] = gi * sigmoidf_(gi) * u[i];
+        float gi = hm_ld(g, i);
+        hm_st(y, i, gi * sigmoidf_(gi) * hm_ld(u, i));
     }
 }
 
 /* dgate = dy u s (1 + g (1 - s)), dup = dy g s, s = sigmoid(g) */
-static __global__ void swiglu_back_f32_kernel(const float *dy, const float *g, const float *u, float *dg,
-                                              float *du, int64_t n, bool acc_g, bool acc_u)
+template <typename T>
+static __global__ void swiglu_back_kernel(const T *dy, const T *g, const T *u, T *dg, T *du, int64_t n, bool acc_g,
+                                          bool acc_u)
 {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-        float gi = g[i], s = sigmoidf_(gi), d = dy[i];
-        float vg = d * u[i] * s * (1.0f + gi * (1.0f - s));
+        float gi = hm_ld(g, i), s = sigmoidf_(gi), d = hm_ld(dy, i);
+        float vg = d * hm_ld(u, i) * s * (1.0f + gi * (1.0f - s));
         if (du)
             hm_store(du, i, d * gi * s, acc_u);
         hm_store(dg, i, vg, acc_g);
     }
 }
 
+#define EW_GRID(n) hm_cuda_blocks(n, HM_CUDA_THREADS), HM_CUDA_THREADS, 0, hm_cuda_stream(ex)
+
 CUDA_KERNEL(gelu)
 {
     int64_t n = hm_nelements(dst);
-    gelu_f32_kernel<<<hm_cuda_blocks(n, HM_CUDA_THREADS), HM_CUDA_THREADS, 0, hm_cuda_stream(ex)>>>(
-        CF32(dst->src[0]), F32(dst), n);
+    HM_DISPATCH(dst->type, T, gelu_kernel<<<EW_GRID(n)>>>(CPTR(T, dst->src[0]), PTR(T, dst), n));
     HM_CUDA_LAUNCHED();
     return HM_OK;
 }
@@ -193,8 +209,9 @@ CUDA_KERNEL(gelu)
 CUDA_KERNEL(gelu_back)
 {
     int64_t n = hm_nelements(dst);
-    gelu_back_f32_kernel<<<hm_cuda_blocks(n, HM_CUDA_THREADS), HM_CUDA_THREADS, 0, hm_cuda_stream(ex)>>>(
-        CF32(dst->src[0]), CF32(dst->src[1]), F32(dst), n, dst->acc & 1);
+    HM_DISPATCH(dst->type, T,
+                gelu_back_kernel<<<EW_GRID(n)>>>(CPTR(T, dst->src[0]), CPTR(T, dst->src[1]), PTR(T, dst), n,
+                                                 dst->acc & 1));
     HM_CUDA_LAUNCHED();
     return HM_OK;
 }
@@ -202,8 +219,8 @@ CUDA_KERNEL(gelu_back)
 CUDA_KERNEL(swiglu)
 {
     int64_t n = hm_nelements(dst);
-    swiglu_f32_kernel<<<hm_cuda_blocks(n, HM_CUDA_THREADS), HM_CUDA_THREADS, 0, hm_cuda_stream(ex)>>>(
-        CF32(dst->src[0]), CF32(dst->src[1]), F32(dst), n);
+    HM_DISPATCH(dst->type, T,
+                swiglu_kernel<<<EW_GRID(n)>>>(CPTR(T, dst->src[0]), CPTR(T, dst->src[1]), PTR(T, dst), n));
     HM_CUDA_LAUNCHED();
     return HM_OK;
 }
@@ -211,22 +228,24 @@ CUDA_KERNEL(swiglu)
 CUDA_KERNEL(swiglu_back)
 {
     int64_t n = hm_nelements(dst);
-    float *du = dst->src[3] ? F32(dst->src[3]) : NULL;
-    swiglu_back_f32_kernel<<<hm_cuda_blocks(n, HM_CUDA_THREADS), HM_CUDA_THREADS, 0, hm_cuda_stream(ex)>>>(
-        CF32(dst->src[0]), CF32(dst->src[1]), CF32(dst->src[2]), F32(dst), du, n, dst->acc & 1,
-        (dst->acc & 2) != 0);
+    HM_DISPATCH(dst->type, T, {
+        T *du = dst->src[3] ? PTR(T, dst->src[3]) : NULL;
+        swiglu_back_kernel<<<EW_GRID(n)>>>(CPTR(T, dst->src[0]), CPTR(T, dst->src[1]), CPTR(T, dst->src[2]),
+                                           PTR(T, dst), du, n, dst->acc & 1, (dst->acc & 2) != 0);
+    });
     HM_CUDA_LAUNCHED();
     return HM_OK;
 }
 
 /* ---- DROPOUT: the CPU's counter-based hash (core-impl.h), so masks match across backends ------ */
 
-static __global__ void dropout_f32_kernel(const float *x, float *y, int64_t n, uint64_t seed, uint64_t step,
-                                          uint32_t id, uint32_t thr, float scale, bool acc)
+template <typename T>
+static __global__ void dropout_kernel(const T *x, T *y, int64_t n, uint64_t seed, uint64_t step, uint32_t id,
+                                      uint32_t thr, float scale, bool acc)
 {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         float keep = hm_dropout_bits(seed, step, id, (uint64_t)i) >= thr ? scale : 0.0f;
-        hm_store(y, i, x[i] * keep, acc);
+        hm_store(y, i, hm_ld(x, i) * keep, acc);
     }
 }
 
@@ -235,19 +254,20 @@ CUDA_KERNEL(dropout)
     int64_t n = hm_nelements(dst);
     bool acc = dst->acc & 1;
     cudaStream_t stream = hm_cuda_stream(ex);
-    if (!ex->rt->training) {
-        binary_f32_launch<EW_SCALE>(CF32(dst->src[0]), NULL, F32(dst), n, n, 1.0f, acc, stream);
-        return HM_OK;
-    }
     float p = hm_op_f32(dst, 0);
-    dropout_f32_kernel<<<hm_cuda_blocks(n, HM_CUDA_THREADS), HM_CUDA_THREADS, 0, stream>>>(
-        CF32(dst->src[0]), F32(dst), n, ex->rt->seed, ex->rt->step, (uint32_t)dst->op_params[1],
-        hm_dropout_threshold(p), 1.0f / (1.0f - p), acc);
+    HM_DISPATCH(dst->type, T, {
+        if (!ex->rt->training)
+            binary_launch<EW_SCALE>(CPTR(T, dst->src[0]), (const T *)NULL, PTR(T, dst), n, n, 1.0f, acc, stream);
+        else
+            dropout_kernel<<<EW_GRID(n)>>>(CPTR(T, dst->src[0]), PTR(T, dst), n, ex->rt->seed, ex->rt->step,
+                                           (uint32_t)dst->op_params[1], hm_dropout_threshold(p),
+                                           1.0f / (1.0f - p), acc);
+    });
     HM_CUDA_LAUNCHED();
     return HM_OK;
 }
 
-/* ---- KV_WRITE: cache[:, pos:pos+T] = x -------------------------------------------------------- */
+/* ---- KV_WRITE: cache[:, pos:pos+T] = x, a copy of f32 or bf16 rows --------------------------- */
 
 CUDA_KERNEL(kv_write)
 {
@@ -257,8 +277,8 @@ CUDA_KERNEL(kv_write)
     if (pos < 0 || pos + T > S)
         return hm_fail(HM_ERR_USAGE, "kv_write: positions %lld..%lld exceed the cache length %lld",
                        (long long)pos, (long long)(pos + T - 1), (long long)S);
-    size_t w = (size_t)(T * row) * sizeof(float);
-    HM_CUDA_CHECK(cudaMemcpy2DAsync(F32(dst) + pos * row, (size_t)(S * row) * sizeof(float), CF32(x), w, w,
-                                    (size_t)B, cudaMemcpyDeviceToDevice, hm_cuda_stream(ex)));
+    size_t es = hm_dtype_size(x->type), w = (size_t)(T * row) * es;
+    HM_CUDA_CHECK(cudaMemcpy2DAsync((char *)dst->data + (size_t)(pos * row) * es, (size_t)(S * row) * es, x->data,
+                                    w, w, (size_t)B, cudaMemcpyDeviceToDevice, hm_cuda_stream(ex)));
     return HM_OK;
 }

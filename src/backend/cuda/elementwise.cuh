@@ -22,8 +22,9 @@ CUDA_KERNEL(kv_write);
 
 /* Deterministic column sums (cuda-host.h): y[c] (+)= s * sum_r x[r][c] (* x2[r][c]) (* rscale[r])
  * over `rows` rows of `n` columns (x2, rscale may be NULL), with partial (chunks, n) f32 scratch.
- * Used by GRAD_ACC and the RMSNorm weight gradient. */
-void hm_cuda_colsum_f32(const float *x, const float *x2, const float *rscale, float *y, float *partial, int64_t rows,
-                        int64_t n, float s, bool acc, cudaStream_t stream);
+ * Used by GRAD_ACC and the RMSNorm weight gradient. TX, TY: float or uint16_t (bf16). */
+template <typename TX, typename TY>
+void hm_cuda_colsum(const TX *x, const TX *x2, const float *rscale, TY *y, float *partial, int64_t rows, int64_t n,
+                    float s, bool acc, cudaStream_t stream);
 
 #endif

@@ -17,8 +17,9 @@
 
 #include <cub/cub.cuh>
 
-static __global__ void embedding_f32_kernel(const float *w, const int32_t *ids, float *y, int64_t N, int64_t C,
-                                            int64_t V, unsigned long long *err)
+template <typename T>
+static __global__ void embedding_kernel(const T *w, const int32_t *ids, T *y, int64_t N, int64_t C, int64_t V,
+                                        unsigned long long *err)
 {
     int64_t n = N * C;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
@@ -27,10 +28,10 @@ static __global__ void embedding_f32_kernel(const float *w, const int32_t *ids, 
         if (id < 0 || id >= V) {
             if (c == 0)
                 hm_cuda_report(err, HM_CUDA_ERR_EMBEDDING, r);
-            y[i] = 0.0f;
+            hm_st(y, i, 0.0f);
             continue;
         }
-        y[i] = w[(int64_t)id * C + c];
+        y[i] = w[(int64_t)id * C + c]; /* a copy: no conversion */
     }
 }
 
@@ -40,8 +41,9 @@ CUDA_KERNEL(embedding)
     const struct hm_tensor *wt = dst->src[0], *it = dst->src[1];
     int64_t V = wt->shape[0], C = wt->shape[1], N = hm_nelements(it);
     cx->err_slot[HM_CUDA_ERR_EMBEDDING] = (struct hm_cuda_err_slot){(const int32_t *)it->data, V};
-    embedding_f32_kernel<<<hm_cuda_blocks(N * C, HM_CUDA_THREADS), HM_CUDA_THREADS, 0, cx->stream>>>(
-        CF32(wt), (const int32_t *)it->data, F32(dst), N, C, V, cx->err);
+    HM_DISPATCH(dst->type, T,
+                embedding_kernel<<<hm_cuda_blocks(N * C, HM_CUDA_THREADS), HM_CUDA_THREADS, 0, cx->stream>>>(
+                    CPTR(T, wt), (const int32_t *)it->data, PTR(T, dst), N, C, V, cx->err));
     HM_CUDA_LAUNCHED();
     return HM_OK;
 }
@@ -52,9 +54,11 @@ static __global__ void iota_kernel(int32_t *p, int64_t n)
         p[i] = (int32_t)i;
 }
 
-/* Block i handles the run of equal ids starting at sorted position i (if one starts there). */
-static __global__ void embedding_back_f32_kernel(const float *dy, const uint32_t *keys, const int32_t *pos,
-                                                 float *dw, int64_t N, int64_t C, int64_t V)
+/* Block i handles the run of equal ids starting at sorted position i (if one starts there).
+ * dy has the activations' storage type TY; dw is the f32 parameter gradient (TW). */
+template <typename TY, typename TW>
+static __global__ void embedding_back_kernel(const TY *dy, const uint32_t *keys, const int32_t *pos, TW *dw,
+                                             int64_t N, int64_t C, int64_t V)
 {
     __shared__ int64_t run_end;
     int64_t i = blockIdx.x;
@@ -68,12 +72,12 @@ static __global__ void embedding_back_f32_kernel(const float *dy, const uint32_t
         run_end = j;
     }
     __syncthreads();
-    float *row = dw + (int64_t)id * C;
+    TW *row = dw + (int64_t)id * C;
     for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
         float s = 0.0f;
         for (int64_t p = i; p < run_end; p++)
-            s += dy[(int64_t)pos[p] * C + c];
-        row[c] += s;
+            s += hm_ld(dy, (int64_t)pos[p] * C + c);
+        hm_store(row, c, s, true);
     }
 }
 
@@ -102,7 +106,9 @@ CUDA_KERNEL(embedding_back)
     HM_CUDA_LAUNCHED();
     HM_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(ws + 3 * part, sort_bytes, (const uint32_t *)it->data, keys,
                                                   iota, pos, (int)N, 0, 32, stream));
-    embedding_back_f32_kernel<<<(unsigned)N, 128, 0, stream>>>(CF32(dst->src[0]), keys, pos, F32(dst), N, C, V);
+    HM_DISPATCH(dst->src[0]->type, TY, HM_DISPATCH(dst->type, TW,
+                embedding_back_kernel<<<(unsigned)N, 128, 0, stream>>>(CPTR(TY, dst->src[0]), keys, pos,
+                                                                       PTR(TW, dst), N, C, V)));
     HM_CUDA_LAUNCHED();
     return HM_OK;
 }

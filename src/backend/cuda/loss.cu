@@ -12,15 +12,17 @@
 #define CE_THREADS 256
 #define CE_SUM_THREADS 1024
 
-static __global__ void ce_rows_f32_kernel(const float *logits, const int32_t *tg, float *lse, double *row_loss,
-                                          int64_t V, int32_t ignore, unsigned long long *err)
+/* logits of the storage type T; lse and the losses in f32 / f64. */
+template <typename T>
+static __global__ void ce_rows_kernel(const T *logits, const int32_t *tg, float *lse, double *row_loss, int64_t V,
+                                      int32_t ignore, unsigned long long *err)
 {
     __shared__ float sh[32];
     int64_t r = blockIdx.x;
-    const float *x = logits + r * V;
+    const T *x = logits + r * V;
     float m = -INFINITY, s = 0.0f;
     for (int64_t j = threadIdx.x; j < V; j += blockDim.x) {
-        float v = x[j];
+        float v = hm_ld(x, j);
         if (v > m) {
             s = s * expf(m - v) + 1.0f;
             m = v;
@@ -39,7 +41,7 @@ static __global__ void ce_rows_f32_kernel(const float *logits, const int32_t *tg
             if (t < 0 || t >= V)
                 hm_cuda_report(err, HM_CUDA_ERR_CROSS_ENTROPY, r);
             else
-                loss = (double)l - (double)x[t];
+                loss = (double)l - (double)hm_ld(x, t);
         }
         lse[r] = l;
         row_loss[r] = loss;
@@ -78,8 +80,9 @@ CUDA_KERNEL(cross_entropy)
     double *row_loss = (double *)ex->ws;
     int64_t *count = (int64_t *)((char *)ex->ws + hm_cuda_align((size_t)N * sizeof(double)));
     cx->err_slot[HM_CUDA_ERR_CROSS_ENTROPY] = (struct hm_cuda_err_slot){tg, V};
-    ce_rows_f32_kernel<<<(unsigned)N, CE_THREADS, 0, cx->stream>>>(CF32(lt), tg, F32(dst->src[2]), row_loss, V,
-                                                                  ignore, cx->err);
+    HM_DISPATCH(lt->type, T,
+                ce_rows_kernel<<<(unsigned)N, CE_THREADS, 0, cx->stream>>>(CPTR(T, lt), tg, F32(dst->src[2]),
+                                                                          row_loss, V, ignore, cx->err));
     HM_CUDA_LAUNCHED();
     ce_mean_kernel<<<1, CE_SUM_THREADS, 0, cx->stream>>>(row_loss, tg, N, ignore, F32(dst), count);
     HM_CUDA_LAUNCHED();
@@ -97,17 +100,17 @@ static __global__ void ce_count_kernel(const int32_t *tg, int64_t N, int32_t ign
         *count = n;
 }
 
-static __global__ void ce_back_f32_kernel(const float *dloss, const float *logits, const int32_t *tg,
-                                          const float *lse, const int64_t *count, float *dx, int64_t V,
-                                          int32_t ignore, bool acc)
+template <typename T>
+static __global__ void ce_back_kernel(const float *dloss, const T *logits, const int32_t *tg, const float *lse,
+                                      const int64_t *count, T *dx, int64_t V, int32_t ignore, bool acc)
 {
     int64_t r = blockIdx.x, n = *count;
     int32_t t = tg[r];
     float s = n ? dloss[0] / (float)n : 0.0f, rs = t == ignore ? 0.0f : s, l = lse[r];
-    const float *x = logits + r * V;
-    float *d = dx + r * V;
+    const T *x = logits + r * V;
+    T *d = dx + r * V;
     for (int64_t j = threadIdx.x; j < V; j += blockDim.x) {
-        float v = expf(x[j] - l) * rs - (j == t ? rs : 0.0f);
+        float v = expf(hm_ld(x, j) - l) * rs - (j == t ? rs : 0.0f);
         hm_store(d, j, v, acc);
     }
 }
@@ -123,8 +126,10 @@ CUDA_KERNEL(cross_entropy_back)
     int64_t *count = (int64_t *)ex->ws;
     ce_count_kernel<<<1, CE_SUM_THREADS, 0, stream>>>(tg, N, ignore, count);
     HM_CUDA_LAUNCHED();
-    ce_back_f32_kernel<<<(unsigned)N, CE_THREADS, 0, stream>>>(CF32(dst->src[0]), CF32(lt), tg, CF32(dst->src[3]),
-                                                              count, F32(dst), V, ignore, dst->acc & 1);
+    HM_DISPATCH(dst->type, T,
+                ce_back_kernel<<<(unsigned)N, CE_THREADS, 0, stream>>>(CF32(dst->src[0]), CPTR(T, lt), tg,
+                                                                      CF32(dst->src[3]), count, PTR(T, dst), V,
+                                                                      ignore, dst->acc & 1));
     HM_CUDA_LAUNCHED();
     return HM_OK;
 }

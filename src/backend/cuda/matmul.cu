@@ -1,7 +1,8 @@
 /*
- * matmul.cu - dst (+)= alpha op(a) op(b) (+ bias), row-major, through cuBLASLt (f32 in, f32 out,
- * CUBLAS_COMPUTE_32F so results match the CPU to ~1e-6; HM_CUDA_TF32=1 switches to TF32 tensor
- * cores). cuBLASLt is column-major, so the row-major product C (M, N) is computed as the
+ * matmul.cu - dst (+)= alpha op(a) op(b) (+ bias), row-major, through cuBLASLt. f32 operands:
+ * CUBLAS_COMPUTE_32F, so results match the CPU to ~1e-6 (HM_CUDA_TF32=1 switches to TF32 tensor
+ * cores). bf16 operands (a, b and bias share one type): bf16 tensor cores with f32 accumulation,
+ * dst bf16 (activations) or f32 (parameter gradients, accumulated with beta = 1). cuBLASLt is column-major, so the row-major product C (M, N) is computed as the
  * column-major C^T (N, M) = op(b)^T op(a)^T: b is passed as the first operand and a as the second.
  * The bias is fused with CUBLASLT_EPILOGUE_BIAS (one value per column-major row = per output
  * column), and accumulation is beta = 1, so `D = alpha AB + beta C + bias` covers every case in one
@@ -16,6 +17,7 @@
 struct mm_key {
     int64_t M, N, K, batch;
     int ta, tb, bias, beta, tf32;
+    int in_type, out_type; /* enum hm_dtype of a/b/bias and of dst */
     int align[3]; /* a, b, c */
 };
 
@@ -49,7 +51,7 @@ static int ptr_align(const void *p)
 {
     uintptr_t u = (uintptr_t)p;
     int a = 256;
-    while (a > 4 && (u % (uintptr_t)a) != 0)
+    while (a > 2 && (u % (uintptr_t)a) != 0) /* packed bf16 weights may be 2-byte aligned */
         a >>= 1;
     return a;
 }
@@ -94,10 +96,15 @@ static enum hm_status lt_fail(cublasStatus_t s, const char *what)
         }                                                                                          \
     } while (0)
 
-static enum hm_status make_layout(cublasLtMatrixLayout_t *l, int64_t rows, int64_t cols, int64_t batch,
-                                  int64_t stride)
+static cudaDataType_t lt_type(enum hm_dtype t)
 {
-    cublasStatus_t s = cublasLtMatrixLayoutCreate(l, CUDA_R_32F, (uint64_t)rows, (uint64_t)cols, rows);
+    return t == HM_DTYPE_BF16 ? CUDA_R_16BF : CUDA_R_32F;
+}
+
+static enum hm_status make_layout(cublasLtMatrixLayout_t *l, cudaDataType_t type, int64_t rows, int64_t cols,
+                                  int64_t batch, int64_t stride)
+{
+    cublasStatus_t s = cublasLtMatrixLayoutCreate(l, type, (uint64_t)rows, (uint64_t)cols, rows);
     if (s != CUBLAS_STATUS_SUCCESS)
         return lt_fail(s, "matrix layout");
     if (batch > 1) {
@@ -111,26 +118,30 @@ static enum hm_status make_layout(cublasLtMatrixLayout_t *l, int64_t rows, int64
     return HM_OK;
 }
 
-static __global__ void add_bias_f32_kernel(float *c, const float *bias, int64_t rows, int64_t N)
+template <typename TB, typename TC>
+static __global__ void add_bias_kernel(TC *c, const TB *bias, int64_t rows, int64_t N)
 {
     int64_t n = rows * N;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-        c[i] += bias[i % N];
+        hm_st(c, i, hm_ld(c, i) + hm_ld(bias, i % N));
 }
 
-/* One cuBLASLt call; `use_epilogue` false runs without the bias epilogue (the caller adds it). */
-static enum hm_status matmul_f32_launch(struct hm_cuda_ctx *cx, const float *a, const float *b, const float *bias,
-                                        float *c, const struct hm_mm_dims *d, bool ta, bool tb, float alpha,
-                                        float beta, bool use_epilogue, cudaStream_t stream, bool *used_epilogue)
+/* One cuBLASLt call; `use_epilogue` false runs without the bias epilogue (the caller adds it).
+ * a, b, bias have type `in`, c has type `out` (f32 or bf16). */
+static enum hm_status matmul_launch(struct hm_cuda_ctx *cx, const void *a, const void *b, const void *bias, void *c,
+                                    enum hm_dtype in, enum hm_dtype out, const struct hm_mm_dims *d, bool ta,
+                                    bool tb, float alpha, float beta, bool use_epilogue, cudaStream_t stream,
+                                    bool *used_epilogue)
 {
     struct mm_descs ds = {0};
     enum hm_status st = HM_OK;
     cublasOperation_t opa = tb ? CUBLAS_OP_T : CUBLAS_OP_N, opb = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
-    cublasComputeType_t ct = cx->tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+    cublasComputeType_t ct = cx->tf32 && in == HM_DTYPE_F32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+    cudaDataType_t tin = lt_type(in), tout = lt_type(out);
     bool epi = bias && use_epilogue && d->batch == 1 && ptr_align(bias) >= 16;
     struct mm_key key;
     memset(&key, 0, sizeof key);
-    key = (struct mm_key){d->M, d->N, d->K, d->batch, ta, tb, epi, beta != 0.0f, cx->tf32,
+    key = (struct mm_key){d->M, d->N, d->K, d->batch, ta, tb, epi, beta != 0.0f, cx->tf32, (int)in, (int)out,
                           {ptr_align(a), ptr_align(b), ptr_align(c)}};
     struct mm_entry *hit = NULL;
     for (int i = 0; i < cx->mm->n; i++)
@@ -147,14 +158,16 @@ static enum hm_status matmul_f32_launch(struct hm_cuda_ctx *cx, const float *a, 
         LT_TRY(cublasLtMatmulDescSetAttribute(ds.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &e, sizeof e), "epilogue");
         LT_TRY(cublasLtMatmulDescSetAttribute(ds.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias),
                "bias pointer");
+        LT_TRY(cublasLtMatmulDescSetAttribute(ds.op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &tin, sizeof tin),
+               "bias type");
     }
     /* first operand = b: stored (K, N) row-major = (N, K) column-major, or (N, K) row-major if tb */
-    if ((st = make_layout(&ds.la, tb ? d->K : d->N, tb ? d->N : d->K, d->batch, d->K * d->N)) != HM_OK)
+    if ((st = make_layout(&ds.la, tin, tb ? d->K : d->N, tb ? d->N : d->K, d->batch, d->K * d->N)) != HM_OK)
         goto out;
     /* second operand = a: stored (M, K) row-major = (K, M) column-major, or (K, M) row-major if ta */
-    if ((st = make_layout(&ds.lb, ta ? d->M : d->K, ta ? d->K : d->M, d->batch, d->M * d->K)) != HM_OK)
+    if ((st = make_layout(&ds.lb, tin, ta ? d->M : d->K, ta ? d->K : d->M, d->batch, d->M * d->K)) != HM_OK)
         goto out;
-    if ((st = make_layout(&ds.lc, d->N, d->M, d->batch, d->M * d->N)) != HM_OK)
+    if ((st = make_layout(&ds.lc, tout, d->N, d->M, d->batch, d->M * d->N)) != HM_OK)
         goto out;
 
     if (!hit) {
@@ -182,7 +195,8 @@ static enum hm_status matmul_f32_launch(struct hm_cuda_ctx *cx, const float *a, 
         if (s != CUBLAS_STATUS_SUCCESS || found == 0) {
             if (epi) { /* retry without the fused bias; the caller adds it */
                 mm_descs_free(&ds);
-                return matmul_f32_launch(cx, a, b, bias, c, d, ta, tb, alpha, beta, false, stream, used_epilogue);
+                return matmul_launch(cx, a, b, bias, c, in, out, d, ta, tb, alpha, beta, false, stream,
+                                     used_epilogue);
             }
             st = hm_fail(HM_ERR_DEVICE, "cuda: cublasLt found no algorithm for a %lldx%lldx%lld matmul "
                                         "(batch %lld)", (long long)d->M, (long long)d->N, (long long)d->K,
@@ -211,14 +225,18 @@ CUDA_KERNEL(matmul)
     struct hm_mm_dims d = hm_mm_dims_of(a, b, ta, tb);
     float alpha = hm_op_f32(dst, 0), beta = acc ? 1.0f : 0.0f;
     bool epi = false;
-    enum hm_status st = matmul_f32_launch(cx, CF32(a), CF32(b), bias ? CF32(bias) : NULL, F32(dst), &d, ta, tb,
-                                          alpha, beta, true, cx->stream, &epi);
+    if (b->type != a->type || (bias && bias->type != a->type))
+        return hm_fail(HM_ERR_UNSUPPORTED, "cuda: matmul operands must share one dtype (%s, %s)",
+                       hm_dtype_name(a->type), hm_dtype_name(b->type));
+    enum hm_status st = matmul_launch(cx, a->data, b->data, bias ? bias->data : NULL, dst->data, a->type, dst->type,
+                                      &d, ta, tb, alpha, beta, true, cx->stream, &epi);
     if (st != HM_OK)
         return st;
     if (bias && !epi) {
         int64_t rows = d.batch * d.M;
-        add_bias_f32_kernel<<<hm_cuda_blocks(rows * d.N, HM_CUDA_THREADS), HM_CUDA_THREADS, 0, cx->stream>>>(
-            F32(dst), CF32(bias), rows, d.N);
+        HM_DISPATCH(bias->type, TB, HM_DISPATCH(dst->type, TC,
+                    add_bias_kernel<<<hm_cuda_blocks(rows * d.N, HM_CUDA_THREADS), HM_CUDA_THREADS, 0,
+                                      cx->stream>>>(PTR(TC, dst), CPTR(TB, bias), rows, d.N)));
         HM_CUDA_LAUNCHED();
     }
     return HM_OK;
