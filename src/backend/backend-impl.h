@@ -43,6 +43,9 @@ struct hm_backend_i {
     enum hm_status (*sumsq)(struct hm_backend *be, const float *x, size_t n, double *out);
     enum hm_status (*scale)(struct hm_backend *be, float *x, size_t n, float s);
     enum hm_status (*is_finite)(struct hm_backend *be, const float *x, size_t n, bool *out);
+    /* optional: the native stream work is issued on (cudaStream_t), for communicators that must
+     * order collectives after it; NULL (or absent) for a synchronous backend */
+    void *(*native_stream)(struct hm_backend *be);
 };
 
 struct hm_backend {
@@ -54,6 +57,7 @@ struct hm_buffer {
     struct hm_backend *be;
     void *base;
     size_t size;
+    bool borrowed; /* a view of another buffer's memory (hm_buffer_view): never released */
 };
 
 #endif
