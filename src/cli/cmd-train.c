@@ -271,9 +271,9 @@ enum hm_status cmd_train(int argc, char **argv)
         {"save-every", 0, CLI_INT, &a.save_every, "N", "Step checkpoint every N steps (0 = epochs only)", "1000", 0, 1L << 40},
         {"save-dtype", 0, CLI_STRING, &a.save_dtype, "DT", "Checkpoint weights dtype: f32 or bf16", "f32"},
         {"vocab-size", 'v', CLI_INT, &a.vocab_size, "V", "Vocabulary when a tokenizer must be trained", "32000", 260, 1 << 24},
-        {"bucket-mb", 0, CLI_FLOAT, &a.bucket_mb, "MIB", "Data parallel: gradient all-reduce bucket size, started during the backward pass", "25", 1e-6, 1 << 20},
-        {"no-overlap", 0, CLI_FLAG, &a.no_overlap, NULL, "Data parallel: one blocking all-reduce after the backward pass instead of buckets overlapping it", NULL},
-        {"zero1", 0, CLI_FLAG, &a.zero1, NULL, "Data parallel: shard the AdamW moments over processes (ZeRO-1); gradients reduce-scattered, weights all-gathered", NULL},
+        {"bucket-mb", 0, CLI_FLOAT, &a.bucket_mb, "MIB", "Data parallel: size of the gradient buckets reduced during the backward pass", "25", 0.001, 65536},
+        {"no-overlap", 0, CLI_FLAG, &a.no_overlap, NULL, "Data parallel: one blocking all-reduce after the backward pass instead", NULL},
+        {"zero1", 0, CLI_FLAG, &a.zero1, NULL, "Data parallel: shard the AdamW moments over the processes (ZeRO-1)", NULL},
         {0},
     };
     enum hm_status st = cli_parse("train", opts, argc, argv, &help);
