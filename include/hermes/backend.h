@@ -31,6 +31,10 @@ HM_API void hm_backend_free(struct hm_backend *be);
 HM_API const char *hm_backend_name(const struct hm_backend *be);
 HM_API bool hm_backend_supports_op(const struct hm_backend *be, enum hm_op op);
 HM_API enum hm_status hm_backend_synchronize(struct hm_backend *be);
+/* The stream the backend issues its work on, as an opaque pointer (a cudaStream_t on CUDA), so a
+ * communicator can order collectives after it without this header naming CUDA; NULL on the CPU,
+ * whose work is done when the call that issued it returns. */
+HM_API void *hm_backend_native_stream(struct hm_backend *be);
 
 /* ---- CUDA backend and device selection (issue 8) -------------------------------------------- */
 /*
@@ -73,6 +77,10 @@ HM_API struct hm_backend *hm_buffer_backend(const struct hm_buffer *buf);
 HM_API enum hm_status hm_buffer_set(struct hm_buffer *buf, size_t offset, const void *host, size_t bytes);
 HM_API enum hm_status hm_buffer_get(const struct hm_buffer *buf, size_t offset, void *host, size_t bytes);
 HM_API enum hm_status hm_buffer_zero(struct hm_buffer *buf);
+/* A descriptor for bytes [offset, offset + bytes) of `parent`, sharing its memory (e.g. one rank's
+ * shard of a block). Free it with hm_buffer_free, which releases no memory, before the parent. */
+HM_API enum hm_status hm_buffer_view(struct hm_buffer *parent, size_t offset, size_t bytes,
+                                     struct hm_buffer **out);
 /* The buffer's memory in the backend's address space, for communication libraries (MPI on the
  * CPU, NCCL on the GPU). Never dereference it on the host unless the backend is the CPU. */
 HM_API void *hm_buffer_ptr(struct hm_buffer *buf);

@@ -1,8 +1,9 @@
 /*
  * comm.h - the communicator the training loop uses for data parallelism: all-reduce, broadcast
- * and barrier over backend buffers. Three implementations sit behind it: a single-process no-op,
- * MPI (CPU buffers; also bootstraps NCCL across nodes) and NCCL (GPU buffers; host buffers are
- * staged through the GPU). The trainer never names one.
+ * and barrier over backend buffers, asynchronous all-reduce and reduce-scatter that overlap the
+ * backward pass, and the all-gather of sharded (ZeRO-1) parameters. Three implementations sit
+ * behind it: a single-process no-op, MPI (CPU buffers; also bootstraps NCCL across nodes) and
+ * NCCL (GPU buffers; host buffers are staged through the GPU). The trainer never names one.
  *
  *     struct hm_comm *c;
  *     hm_comm_mpi_new(&c);                         // rank and world size from mpirun / srun
@@ -62,6 +63,41 @@ HM_API enum hm_status hm_comm_allreduce_double(struct hm_comm *c, double *value)
 /* `bytes` bytes of host memory from `root` to every rank. */
 HM_API enum hm_status hm_comm_broadcast_host(struct hm_comm *c, void *data, size_t bytes, int root);
 HM_API enum hm_status hm_comm_barrier(struct hm_comm *c);
+
+/*
+ * Shards (ZeRO-1): rank r of W owns elements [*offset, *offset + *count) of n, contiguous, in rank
+ * order, sizes differing by at most one. The collectives below that name "shards" use this split
+ * of the buffer's f32 elements.
+ */
+HM_API void hm_comm_shard(const struct hm_comm *c, size_t n, int rank, size_t *offset, size_t *count);
+
+/*
+ * Asynchronous collectives, in place over f32 elements [offset, offset+n) of a backend buffer, to
+ * overlap communication with the backward pass. Reserve once at setup for the most operations
+ * (and elements, summed over them) in flight between two waits; starting one then allocates
+ * nothing. Every rank must start the same operations in the same order. Each operation sees the
+ * work already issued to the buffer's backend (the NCCL communicator waits for it on the GPU, not
+ * on the host). Call hm_comm_progress between kernels: MPI progresses nonblocking collectives
+ * only inside MPI calls. After hm_comm_wait_all, work issued to the backend sees the results.
+ * The single-process communicator does nothing.
+ */
+HM_API enum hm_status hm_comm_async_reserve(struct hm_comm *c, int max_ops, size_t max_elems);
+HM_API enum hm_status hm_comm_allreduce_start(struct hm_comm *c, struct hm_buffer *buf, size_t offset,
+                                              size_t n);
+/* Sum over ranks, kept where the range meets this rank's shard of buf; the rest of the range is
+ * left undefined. */
+HM_API enum hm_status hm_comm_reduce_scatter_start(struct hm_comm *c, struct hm_buffer *buf,
+                                                   size_t offset, size_t n);
+HM_API enum hm_status hm_comm_progress(struct hm_comm *c);
+HM_API enum hm_status hm_comm_wait_all(struct hm_comm *c);
+
+/* Blocking, over the whole buffer: each rank's shard gets the sum over ranks (the rest becomes
+ * undefined); each rank's shard is copied to every rank. */
+HM_API enum hm_status hm_comm_reduce_scatter(struct hm_comm *c, struct hm_buffer *buf);
+HM_API enum hm_status hm_comm_all_gather(struct hm_comm *c, struct hm_buffer *buf);
+/* Host memory from this rank to `peer`, which calls hm_comm_recv_host with the same size. */
+HM_API enum hm_status hm_comm_send_host(struct hm_comm *c, const void *data, size_t bytes, int peer);
+HM_API enum hm_status hm_comm_recv_host(struct hm_comm *c, void *data, size_t bytes, int peer);
 
 /* Model-level helpers the trainer uses: rank 0's weights to everyone; gradients (and the loss)
  * averaged over ranks. */

@@ -263,6 +263,16 @@ HM_API enum hm_status hm_graph_backward(struct hm_graph *g);
 HM_API int hm_graph_n_nodes(const struct hm_graph *g, bool backward);
 HM_API struct hm_tensor *hm_graph_node(const struct hm_graph *g, bool backward, int i);
 
+/*
+ * Called on the host after backward node `node` (index into the backward nodes) has been issued to
+ * the backend, for every node in order; a status other than HM_OK stops the backward pass with it.
+ * On an asynchronous backend the node's kernel may still be running: work ordered after it on the
+ * backend's stream sees its result. The data-parallel trainer starts gradient reductions here.
+ */
+typedef enum hm_status (*hm_graph_hook_fn)(void *user, int node);
+/* Install (fn non-NULL) or remove (NULL) the backward hook. No allocation. */
+HM_API void hm_graph_set_backward_hook(struct hm_graph *g, hm_graph_hook_fn fn, void *user);
+
 /* Per-op-type timing, accumulated while enabled (forward and backward kept apart). */
 HM_API void hm_graph_set_profiling(struct hm_graph *g, bool on);
 HM_API void hm_graph_profile_reset(struct hm_graph *g);

@@ -43,6 +43,13 @@ struct hm_train_opts {
     long save_every;
     enum hm_save_dtype save_dtype;
     bool resume;
+    /* Data parallelism (a communicator with more than one rank). Gradients are reduced in
+     * buckets of about bucket_mb MiB that start during the last micro-batch's backward pass, or
+     * in one blocking call after it with no_overlap. zero1 shards the AdamW moments over ranks
+     * (hm_optimizer_new_zero1): gradients are reduce-scattered, parameters all-gathered. */
+    double bucket_mb; /* 0 = 25 */
+    bool no_overlap;
+    bool zero1;
 };
 
 /* Progress callback, called after every optimizer step (and once at the end with final = true). */
@@ -61,7 +68,10 @@ struct hm_train_summary {
     double final_loss, final_val_loss;
     uint64_t tokens_seen;
     double wall_s, mean_tokens_per_s;
-    double comm_s;       /* wall time in the gradient all-reduce (not overlapped with backward) */
+    double comm_s;       /* wall time waiting for the gradient reduction after the backward pass
+                            (with overlap: what the backward pass did not hide) */
+    double comm_overlap_s; /* backward time with reductions in flight (overlap only) */
+    int comm_buckets;      /* reductions per step (1 without overlap; 0 for one process) */
     uint64_t peak_rss_bytes;
     size_t planned_bytes;
 };

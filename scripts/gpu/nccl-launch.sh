@@ -6,7 +6,11 @@
 #   2. --num-gpus 2 with the 2 workers sharing GPU 0 (HM_SHARE_GPU=1) and batch B/2 trains like
 #      1 process with batch B, within float tolerance; if NCCL refuses two ranks on one GPU,
 #      the launcher must fail cleanly (non-zero, the worker's error, no hang), and we say so;
-#   3. with N GPUs present, --num-gpus N against 1 process with N times the batch.
+#      there too: the bucketed all-reduce overlapping the backward pass equals --no-overlap bit
+#      for bit (a sum of two), and --zero1 in small buckets (grouped ncclReduce / ncclBroadcast,
+#      moments gathered with ncclSend / ncclRecv) trains like the plain run;
+#   3. with N GPUs present, --num-gpus N against 1 process with N times the batch, with and
+#      without --zero1.
 set -u
 cd "$(dirname "$0")/../.."
 build=${BUILD_DIR:-build-gpu}
@@ -40,7 +44,16 @@ if [ $rc = 0 ]; then
   grep -q "Global batch: 8 windows (batch 4 x grad-accum 1 x 2 processes)" "$T/two.log" || fail "global batch not printed"
   "$CMP" metrics "$T/plain/metrics.jsonl" "$T/two/metrics.jsonl" 1e-4 || fail "2 ranks on one GPU: losses differ"
   "$CMP" weights "$T/plain/weights.safetensors" "$T/two/weights.safetensors" 1e-5 0 || fail "2 ranks: weights differ"
-  echo "2. two NCCL ranks sharing GPU 0 == 1 process with the double batch"
+  grep -E "Gradient all-reduce: .* exposed" "$T/two.log" || fail "no all-reduce summary"
+  HM_SHARE_GPU=1 run "$BIN" train "${COMMON[@]}" -o "$T/two-noov" -b 4 --num-gpus 2 --no-overlap >"$T/noov.log" 2>&1 ||
+      { tail "$T/noov.log"; fail "--no-overlap"; }
+  "$CMP" metrics "$T/two/metrics.jsonl" "$T/two-noov/metrics.jsonl" 0 || fail "overlap differs from --no-overlap"
+  "$CMP" weights "$T/two/state.safetensors" "$T/two-noov/state.safetensors" 0 0 || fail "overlap: state differs"
+  HM_SHARE_GPU=1 run "$BIN" train "${COMMON[@]}" -o "$T/two-z1" -b 4 --num-gpus 2 --zero1 --bucket-mb 0.01 \
+      >"$T/z1.log" 2>&1 || { tail "$T/z1.log"; fail "--zero1"; }
+  "$CMP" metrics "$T/plain/metrics.jsonl" "$T/two-z1/metrics.jsonl" 1e-4 || fail "--zero1: losses differ"
+  "$CMP" weights "$T/two/state.safetensors" "$T/two-z1/state.safetensors" 1e-5 0 || fail "--zero1: state differs"
+  echo "2. two NCCL ranks sharing GPU 0 == 1 process with the double batch (overlap, --no-overlap, --zero1)"
 elif [ $rc = 124 ] || [ $rc = 137 ]; then
   fail "2 ranks on one GPU hung (timeout)"
 else
@@ -54,7 +67,9 @@ if [ "$ngpu" -ge 2 ]; then
   run "$BIN" train "${COMMON[@]}" -o "$T/n" -b 2 --num-gpus "$ngpu" >"$T/n.log" 2>&1 || { tail "$T/n.log"; fail "--num-gpus $ngpu"; }
   run "$BIN" train "${COMMON[@]}" -o "$T/n1" -b $((2 * ngpu)) >/dev/null 2>&1 || fail "1-process run"
   "$CMP" metrics "$T/n1/metrics.jsonl" "$T/n/metrics.jsonl" 1e-4 || fail "--num-gpus $ngpu losses differ"
-  echo "3. --num-gpus $ngpu == 1 process with $ngpu x the batch"
+  run "$BIN" train "${COMMON[@]}" -o "$T/nz" -b 2 --num-gpus "$ngpu" --zero1 >"$T/nz.log" 2>&1 || { tail "$T/nz.log"; fail "--zero1"; }
+  "$CMP" metrics "$T/n1/metrics.jsonl" "$T/nz/metrics.jsonl" 1e-4 || fail "--num-gpus $ngpu --zero1 losses differ"
+  echo "3. --num-gpus $ngpu == 1 process with $ngpu x the batch (also with --zero1)"
 else
   echo "3. skipped: one GPU"
 fi

@@ -46,6 +46,9 @@ struct hm_backend_i {
     /* n elements from src to dst, f32 <-> bf16 (round to nearest even): the bf16 weight copies */
     enum hm_status (*convert)(struct hm_backend *be, void *dst, enum hm_dtype dst_type, const void *src,
                               enum hm_dtype src_type, size_t n);
+    /* optional: the native stream work is issued on (cudaStream_t), for communicators that must
+     * order collectives after it; NULL (or absent) for a synchronous backend */
+    void *(*native_stream)(struct hm_backend *be);
 };
 
 struct hm_backend {
@@ -57,6 +60,7 @@ struct hm_buffer {
     struct hm_backend *be;
     void *base;
     size_t size;
+    bool borrowed; /* a view of another buffer's memory (hm_buffer_view): never released */
 };
 
 #endif

@@ -29,6 +29,11 @@ enum hm_status hm_backend_synchronize(struct hm_backend *be)
     return be->iface->synchronize(be);
 }
 
+void *hm_backend_native_stream(struct hm_backend *be)
+{
+    return be->iface->native_stream ? be->iface->native_stream(be) : NULL;
+}
+
 enum hm_status hm_buffer_new(struct hm_backend *be, size_t bytes, struct hm_buffer **out)
 {
     struct hm_buffer *b = hm_calloc(1, sizeof(*b));
@@ -49,7 +54,8 @@ void hm_buffer_free(struct hm_buffer *buf)
 {
     if (!buf)
         return;
-    buf->be->iface->release(buf->be, buf->base);
+    if (!buf->borrowed)
+        buf->be->iface->release(buf->be, buf->base);
     hm_free(buf);
 }
 
@@ -74,6 +80,19 @@ static enum hm_status check_range(const struct hm_buffer *buf, size_t offset, si
     if (offset > buf->size || bytes > buf->size - offset)
         return hm_fail(HM_ERR_USAGE, "%s: range [%zu, %zu) outside a buffer of %zu bytes", what,
                        offset, offset + bytes, buf->size);
+    return HM_OK;
+}
+
+enum hm_status hm_buffer_view(struct hm_buffer *parent, size_t offset, size_t bytes, struct hm_buffer **out)
+{
+    enum hm_status st = check_range(parent, offset, bytes, "hm_buffer_view");
+    if (st != HM_OK)
+        return st;
+    struct hm_buffer *b = hm_calloc(1, sizeof(*b));
+    if (!b)
+        return hm_fail(HM_ERR_NOMEM, "out of memory allocating a buffer descriptor");
+    *b = (struct hm_buffer){parent->be, (char *)parent->base + offset, bytes, true};
+    *out = b;
     return HM_OK;
 }
 

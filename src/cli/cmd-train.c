@@ -33,8 +33,9 @@ struct train_args {
     const char *save_dtype;
     long batch, epochs, seq_len, num_gpus, grad_accum, stride, seed, warmup, max_steps, threads;
     long log_every, eval_every, eval_batches, save_every, vocab_size;
-    double lr, min_lr, val_split, grad_clip, weight_decay;
+    double lr, min_lr, val_split, grad_clip, weight_decay, bucket_mb;
     bool resume, seq_len_given, warmup_given, min_lr_given, model_given, num_gpus_given;
+    bool no_overlap, zero1;
 };
 
 static void print_progress(const struct hm_train_progress *p, void *user)
@@ -235,7 +236,7 @@ enum hm_status cmd_train(int argc, char **argv)
         .seq_len = 256, .num_gpus = 1, .grad_accum = 1, .stride = 0, .seed = 42, .warmup = 0,
         .max_steps = 0, .threads = 0, .log_every = 10, .eval_every = 500, .eval_batches = 20,
         .save_every = 1000, .vocab_size = 32000, .lr = 3e-4, .min_lr = 0, .val_split = 0.01,
-        .grad_clip = 1.0, .weight_decay = 0.1,
+        .grad_clip = 1.0, .weight_decay = 0.1, .bucket_mb = 25,
     };
     bool help = false;
     const struct cli_opt opts[] = {
@@ -271,6 +272,9 @@ enum hm_status cmd_train(int argc, char **argv)
         {"save-every", 0, CLI_INT, &a.save_every, "N", "Step checkpoint every N steps (0 = epochs only)", "1000", 0, 1L << 40},
         {"save-dtype", 0, CLI_STRING, &a.save_dtype, "DT", "Checkpoint weights dtype: f32 or bf16", "f32"},
         {"vocab-size", 'v', CLI_INT, &a.vocab_size, "V", "Vocabulary when a tokenizer must be trained", "32000", 260, 1 << 24},
+        {"bucket-mb", 0, CLI_FLOAT, &a.bucket_mb, "MIB", "Data parallel: size of the gradient buckets reduced during the backward pass", "25", 0.001, 65536},
+        {"no-overlap", 0, CLI_FLAG, &a.no_overlap, NULL, "Data parallel: one blocking all-reduce after the backward pass instead", NULL},
+        {"zero1", 0, CLI_FLAG, &a.zero1, NULL, "Data parallel: shard the AdamW moments over the processes (ZeRO-1)", NULL},
         {0},
     };
     enum hm_status st = cli_parse("train", opts, argc, argv, &help);
@@ -429,6 +433,7 @@ enum hm_status cmd_train(int argc, char **argv)
         .adamw = hm_adamw_defaults(), .log_every = a.log_every, .eval_every = a.eval_every,
         .eval_batches = a.eval_batches, .save_every = a.save_every,
         .save_dtype = strcmp(a.save_dtype, "bf16") == 0 ? HM_SAVE_BF16 : HM_SAVE_F32, .resume = a.resume,
+        .bucket_mb = a.bucket_mb, .no_overlap = a.no_overlap, .zero1 = a.zero1,
     };
     to.adamw.grad_clip = (float)a.grad_clip;
     to.adamw.weight_decay = (float)a.weight_decay;
@@ -441,12 +446,20 @@ enum hm_status cmd_train(int argc, char **argv)
                 (unsigned long long)hm_model_param_count(model), cfg.num_layers, cfg.hidden_size, V);
         fprintf(stderr, "Global batch: %ld windows (batch %ld x grad-accum %ld x %d process%s) of %ld tokens\n",
                 G, a.batch, a.grad_accum, hm_comm_size(comm), hm_comm_size(comm) > 1 ? "es" : "", a.seq_len);
-        size_t planned;
+        size_t planned, off, shard;
         uint64_t P = hm_model_param_count(model);
+        bool sharded = a.zero1 && hm_comm_size(comm) > 1;
+        hm_comm_shard(comm, (size_t)P, 0, &off, &shard); /* rank 0's shard is the largest */
+        double moments = 8.0 * (double)(sharded ? shard : P) / 1048576.0;
         if (hm_model_plan_train_bytes(model, be, (int)a.batch, (int)a.seq_len, &planned) == HM_OK)
             fprintf(stderr, "Memory: %.1f MiB of parameters, gradients and AdamW moments, %.1f MiB "
-                    "planned for activations and their gradients\n", 16.0 * (double)P / 1048576.0,
+                    "planned for activations and their gradients\n", 8.0 * (double)P / 1048576.0 + moments,
                     (double)planned / 1048576.0);
+        if (sharded)
+            fprintf(stderr, "Optimizer state (ZeRO-1): %.1f MiB of AdamW moments per process (1/%d of "
+                    "%.1f MiB)\n", moments, hm_comm_size(comm), 8.0 * (double)P / 1048576.0);
+        else
+            fprintf(stderr, "Optimizer state: %.1f MiB of AdamW moments per process\n", moments);
     }
     hm_interrupt_install();
     struct cli_progress bar;
@@ -463,10 +476,18 @@ enum hm_status cmd_train(int argc, char **argv)
                 sum.steps, sum.final_loss, sum.final_val_loss, (unsigned long long)sum.tokens_seen,
                 sum.wall_s, sum.mean_tokens_per_s, (double)sum.peak_rss_bytes / 1048576.0,
                 (double)sum.planned_bytes / 1048576.0);
-        if (hm_comm_size(comm) > 1)
-            fprintf(stderr, "Gradient all-reduce (%s, %d processes): %.3f s of %.3f s (%.1f%%)\n",
-                    hm_comm_name(comm), hm_comm_size(comm), sum.comm_s, sum.wall_s,
-                    100.0 * sum.comm_s / fmax(sum.wall_s, 1e-9));
+        if (hm_comm_size(comm) > 1 && sum.comm_buckets > 0) {
+            const char *op = a.zero1 ? "reduce-scatter" : "all-reduce";
+            if (a.no_overlap)
+                fprintf(stderr, "Gradient %s: %.3f s exposed of %.3f s (%.1f%%); %s, %d processes, one "
+                        "blocking call per step (--no-overlap)\n", op, sum.comm_s, sum.wall_s,
+                        100.0 * sum.comm_s / fmax(sum.wall_s, 1e-9), hm_comm_name(comm), hm_comm_size(comm));
+            else
+                fprintf(stderr, "Gradient %s: %.3f s exposed of %.3f s (%.1f%%), %.3f s of backward with "
+                        "reductions in flight; %s, %d processes, %d buckets per step\n", op, sum.comm_s,
+                        sum.wall_s, 100.0 * sum.comm_s / fmax(sum.wall_s, 1e-9), sum.comm_overlap_s,
+                        hm_comm_name(comm), hm_comm_size(comm), sum.comm_buckets);
+        }
         if (st == HM_ERR_INTERRUPTED) {
             /* The exact command: this one, with --resume added once. */
             fprintf(stderr, "Resume with: hermes-llm");

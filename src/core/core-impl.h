@@ -53,6 +53,8 @@ struct hm_graph {
     size_t scratch_offset, scratch_bytes;
     bool profiling;
     struct hm_op_profile prof[2][HM_OP_COUNT];
+    hm_graph_hook_fn bwd_hook; /* after each backward node (data-parallel gradient reduction) */
+    void *bwd_hook_user;
 };
 
 /* op_params accessors */

@@ -2,7 +2,8 @@
  * graph.c - graph construction (forward nodes in topological order) and the executor: it walks
  * the planned nodes and calls the backend's kernel for each, optionally timing every op type.
  * Leaves (op NONE) and views (op VIEW) have no kernel. The executor never allocates, so a planned
- * graph can be replayed every step with no host allocation.
+ * graph can be replayed every step with no host allocation. An optional hook runs on the host after
+ * each backward node is issued: the data-parallel trainer starts gradient reductions there.
  */
 #include "core-impl.h"
 #include "backend/backend-impl.h"
@@ -94,6 +95,12 @@ void hm_graph_set_profiling(struct hm_graph *g, bool on)
     g->profiling = on;
 }
 
+void hm_graph_set_backward_hook(struct hm_graph *g, hm_graph_hook_fn fn, void *user)
+{
+    g->bwd_hook = fn;
+    g->bwd_hook_user = user;
+}
+
 void hm_graph_profile_reset(struct hm_graph *g)
 {
     memset(g->prof, 0, sizeof g->prof);
@@ -104,13 +111,34 @@ const struct hm_op_profile *hm_graph_profile(const struct hm_graph *g, bool back
     return g->prof[backward ? 1 : 0];
 }
 
+static enum hm_status run_node(struct hm_graph *g, const struct hm_exec *ex, struct hm_tensor *t,
+                               struct hm_op_profile *prof)
+{
+    struct hm_backend *be = g->be;
+    if (t->op == HM_OP_NONE || t->op == HM_OP_VIEW)
+        return HM_OK;
+    double t0 = 0;
+    if (g->profiling) {
+        be->iface->synchronize(be);
+        t0 = hm_time_s();
+    }
+    enum hm_status st = be->iface->kernels[t->op](ex, t);
+    if (st != HM_OK)
+        return st;
+    if (g->profiling) {
+        be->iface->synchronize(be);
+        prof[t->op].seconds += hm_time_s() - t0;
+        prof[t->op].calls++;
+    }
+    return HM_OK;
+}
+
 static enum hm_status run_nodes(struct hm_graph *g, bool backward)
 {
     if (!g->work)
         return hm_fail(HM_ERR_USAGE, "graph is not planned: call hm_graph_plan first");
-    struct hm_backend *be = g->be;
     struct hm_exec ex = {
-        .be = be,
+        .be = g->be,
         .rt = &g->rt,
         .ws = g->scratch_bytes ? (char *)g->work->base + g->scratch_offset : NULL,
         .ws_bytes = g->scratch_bytes,
@@ -118,23 +146,13 @@ static enum hm_status run_nodes(struct hm_graph *g, bool backward)
     struct hm_tensor **nodes = backward ? g->bwd : g->fwd;
     int n = backward ? g->n_bwd : g->n_fwd;
     struct hm_op_profile *prof = g->prof[backward ? 1 : 0];
+    hm_graph_hook_fn hook = backward ? g->bwd_hook : NULL;
     for (int i = 0; i < n; i++) {
-        struct hm_tensor *t = nodes[i];
-        if (t->op == HM_OP_NONE || t->op == HM_OP_VIEW)
-            continue;
-        double t0 = 0;
-        if (g->profiling) {
-            be->iface->synchronize(be);
-            t0 = hm_time_s();
-        }
-        enum hm_status st = be->iface->kernels[t->op](&ex, t);
+        enum hm_status st = run_node(g, &ex, nodes[i], prof);
+        if (st == HM_OK && hook)
+            st = hook(g->bwd_hook_user, i);
         if (st != HM_OK)
             return st;
-        if (g->profiling) {
-            be->iface->synchronize(be);
-            prof[t->op].seconds += hm_time_s() - t0;
-            prof[t->op].calls++;
-        }
     }
     return HM_OK;
 }

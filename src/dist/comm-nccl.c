@@ -3,7 +3,15 @@
  * communicator per process, one GPU per rank, on a stream of its own. Device buffers are used in
  * place; host buffers (the CPU backend, the loss, a status word) are staged through a device
  * scratch buffer in chunks, so the same trainer runs whatever backend holds the gradients.
- * Every call is synchronous on return (the stream is synchronized), like the MPI backend.
+ * The original calls are synchronous on return (the stream is synchronized), like the MPI backend.
+ *
+ * The f32 collectives that take a backend (asynchronous all-reduce and reduce-scatter, the
+ * blocking reduce-scatter and all-gather) order themselves on the GPU instead: an event recorded
+ * on the backend's compute stream (hm_backend_native_stream) gates our stream, and wait_all (or
+ * the end of a blocking one) makes the compute stream wait for ours; the host never waits.
+ * Uneven shards are groups of ncclReduce / ncclBroadcast, one per rank, as NCCL has no "v" forms.
+ * Host buffers stay synchronous and staged; a reduce-scatter of host memory is an all-reduce.
+ *
  * This is the only C file that includes CUDA or NCCL headers; it launches no kernels.
  * Built only with HM_NCCL.
  */
@@ -23,6 +31,8 @@ struct nccl_impl {
     cudaStream_t stream;
     void *scratch; /* STAGE_BYTES of device memory, allocated on first host-buffer use */
     int device;
+    cudaEvent_t ready, done; /* compute stream -> ours, ours -> compute stream */
+    cudaStream_t waiter;     /* compute stream to release at wait_all; NULL when none */
 };
 
 static enum hm_status cuda_status(cudaError_t e, const char *what)
@@ -135,6 +145,155 @@ static enum hm_status nccl_double(struct hm_comm *c, double *v)
     return run(c, do_allreduce_f64, v, sizeof *v, 0, "all-reduce");
 }
 
+/* Our stream waits for the work `be` has issued so far (nothing to wait for on the CPU). */
+static enum hm_status after_compute(struct nccl_impl *n, struct hm_backend *be)
+{
+    cudaStream_t s = (cudaStream_t)hm_backend_native_stream(be);
+    enum hm_status st;
+    if (!s)
+        return HM_OK;
+    if ((st = cuda_status(cudaEventRecord(n->ready, s), "event record")) != HM_OK ||
+        (st = cuda_status(cudaStreamWaitEvent(n->stream, n->ready, 0), "stream wait")) != HM_OK)
+        return st;
+    n->waiter = s;
+    return HM_OK;
+}
+
+/* The compute stream waits for everything issued on ours. */
+static enum hm_status before_compute(struct nccl_impl *n)
+{
+    enum hm_status st;
+    if (!n->waiter)
+        return HM_OK;
+    if ((st = cuda_status(cudaEventRecord(n->done, n->stream), "event record")) != HM_OK ||
+        (st = cuda_status(cudaStreamWaitEvent(n->waiter, n->done, 0), "stream wait")) != HM_OK)
+        return st;
+    n->waiter = NULL;
+    return HM_OK;
+}
+
+static enum hm_status nccl_reserve(struct hm_comm *c, int max_ops, size_t max_elems)
+{
+    return HM_OK; /* NCCL queues any number of operations on the stream */
+}
+
+static enum hm_status nccl_iallreduce(struct hm_comm *c, struct hm_backend *be, float *p, size_t cnt)
+{
+    struct nccl_impl *n = impl(c);
+    enum hm_status st;
+    if (!is_device_ptr(p))
+        return nccl_allreduce(c, p, cnt);
+    if ((st = after_compute(n, be)) != HM_OK)
+        return st;
+    return nccl_status(ncclAllReduce(p, p, cnt, ncclFloat32, ncclSum, n->comm, n->stream), "all-reduce");
+}
+
+/* [base+off, +cnt) summed onto each rank's part of its shard: one in-place ncclReduce per rank. */
+static enum hm_status issue_reduce_scatter(struct hm_comm *c, float *base, size_t total, size_t off, size_t cnt)
+{
+    struct nccl_impl *n = impl(c);
+    ncclResult_t r = ncclGroupStart();
+    for (int j = 0; j < c->size && r == ncclSuccess; j++) {
+        size_t s, len;
+        hm_comm_shard(c, total, j, &s, &len);
+        size_t a = HM_MAX(off, s), b = HM_MIN(off + cnt, s + len);
+        if (b > a)
+            r = ncclReduce(base + a, base + a, b - a, ncclFloat32, ncclSum, j, n->comm, n->stream);
+    }
+    ncclResult_t e = ncclGroupEnd();
+    return nccl_status(r != ncclSuccess ? r : e, "reduce-scatter");
+}
+
+static enum hm_status nccl_ireduce_scatter(struct hm_comm *c, struct hm_backend *be, float *base,
+                                           size_t total, size_t off, size_t cnt)
+{
+    enum hm_status st;
+    if (!is_device_ptr(base))
+        return nccl_allreduce(c, base + off, cnt); /* a superset of the shard's sums */
+    if ((st = after_compute(impl(c), be)) != HM_OK)
+        return st;
+    return issue_reduce_scatter(c, base, total, off, cnt);
+}
+
+static enum hm_status nccl_progress(struct hm_comm *c)
+{
+    return HM_OK; /* NCCL progresses on its own */
+}
+
+static enum hm_status nccl_wait_all(struct hm_comm *c)
+{
+    return before_compute(impl(c));
+}
+
+static enum hm_status nccl_reduce_scatter(struct hm_comm *c, struct hm_backend *be, float *base, size_t total)
+{
+    enum hm_status st = nccl_ireduce_scatter(c, be, base, total, 0, total);
+    return st != HM_OK ? st : before_compute(impl(c));
+}
+
+static enum hm_status nccl_all_gather(struct hm_comm *c, struct hm_backend *be, float *base, size_t total)
+{
+    struct nccl_impl *n = impl(c);
+    enum hm_status st;
+    if (!is_device_ptr(base)) {
+        for (int j = 0; j < c->size; j++) {
+            size_t s, len;
+            hm_comm_shard(c, total, j, &s, &len);
+            if ((st = run(c, do_broadcast, base + s, len * sizeof(float), j, "all-gather")) != HM_OK)
+                return st;
+        }
+        return HM_OK;
+    }
+    if ((st = after_compute(n, be)) != HM_OK)
+        return st;
+    ncclResult_t r = ncclGroupStart();
+    for (int j = 0; j < c->size && r == ncclSuccess; j++) {
+        size_t s, len;
+        hm_comm_shard(c, total, j, &s, &len);
+        if (len)
+            r = ncclBroadcast(base + s, base + s, len, ncclFloat32, j, n->comm, n->stream);
+    }
+    ncclResult_t e = ncclGroupEnd();
+    if ((st = nccl_status(r != ncclSuccess ? r : e, "all-gather")) != HM_OK)
+        return st;
+    return before_compute(n);
+}
+
+/* Point to point, staged through the scratch buffer chunk by chunk (both sides chunk alike). */
+static enum hm_status nccl_send_host(struct hm_comm *c, const void *p, size_t bytes, int peer)
+{
+    struct nccl_impl *n = impl(c);
+    enum hm_status st;
+    if ((st = get_scratch(n)) != HM_OK)
+        return st;
+    for (size_t off = 0; off < bytes; off += STAGE_BYTES) {
+        size_t len = HM_MIN(STAGE_BYTES, bytes - off);
+        if ((st = cuda_status(cudaMemcpyAsync(n->scratch, (const char *)p + off, len, cudaMemcpyHostToDevice,
+                                              n->stream), "host-to-device copy")) != HM_OK ||
+            (st = nccl_status(ncclSend(n->scratch, len, ncclUint8, peer, n->comm, n->stream), "send")) != HM_OK ||
+            (st = sync_stream(n, "send")) != HM_OK)
+            return st;
+    }
+    return HM_OK;
+}
+
+static enum hm_status nccl_recv_host(struct hm_comm *c, void *p, size_t bytes, int peer)
+{
+    struct nccl_impl *n = impl(c);
+    enum hm_status st;
+    if ((st = get_scratch(n)) != HM_OK)
+        return st;
+    for (size_t off = 0; off < bytes; off += STAGE_BYTES) {
+        size_t len = HM_MIN(STAGE_BYTES, bytes - off);
+        if ((st = nccl_status(ncclRecv(n->scratch, len, ncclUint8, peer, n->comm, n->stream), "receive")) != HM_OK ||
+            (st = cuda_status(cudaMemcpyAsync((char *)p + off, n->scratch, len, cudaMemcpyDeviceToHost, n->stream),
+                              "device-to-host copy")) != HM_OK ||
+            (st = sync_stream(n, "receive")) != HM_OK)
+            return st;
+    }
+    return HM_OK;
+}
+
 static enum hm_status nccl_barrier(struct hm_comm *c)
 {
     double one = 1;
@@ -143,6 +302,10 @@ static enum hm_status nccl_barrier(struct hm_comm *c)
 
 static void release(struct nccl_impl *n)
 {
+    if (n->ready)
+        cudaEventDestroy(n->ready);
+    if (n->done)
+        cudaEventDestroy(n->done);
     if (n->scratch)
         cudaFree(n->scratch);
     if (n->stream)
@@ -171,6 +334,15 @@ static const struct hm_comm_ops nccl_ops = {
     .allreduce_double = nccl_double,
     .barrier = nccl_barrier,
     .broadcast_host = nccl_broadcast,
+    .async_reserve = nccl_reserve,
+    .iallreduce = nccl_iallreduce,
+    .ireduce_scatter = nccl_ireduce_scatter,
+    .progress = nccl_progress,
+    .wait_all = nccl_wait_all,
+    .reduce_scatter = nccl_reduce_scatter,
+    .all_gather = nccl_all_gather,
+    .send_host = nccl_send_host,
+    .recv_host = nccl_recv_host,
     .free = nccl_free,
     .abort = nccl_abort,
 };
@@ -222,6 +394,8 @@ enum hm_status hm_comm_nccl_new(int rank, int world, const void *id, int device,
     if ((st = cuda_status(cudaSetDevice(device), "set device")) != HM_OK ||
         (st = cuda_status(cudaStreamCreateWithFlags(&n->stream, cudaStreamNonBlocking),
                           "stream create")) != HM_OK ||
+        (st = cuda_status(cudaEventCreateWithFlags(&n->ready, cudaEventDisableTiming), "event create")) != HM_OK ||
+        (st = cuda_status(cudaEventCreateWithFlags(&n->done, cudaEventDisableTiming), "event create")) != HM_OK ||
         (st = nccl_status(ncclCommInitRank(&n->comm, world, u, rank), "communicator init")) != HM_OK) {
         release(n);
         hm_free(c);

@@ -27,6 +27,37 @@ static enum hm_status none_barrier(struct hm_comm *c)
     return HM_OK;
 }
 
+static enum hm_status none_reserve(struct hm_comm *c, int max_ops, size_t max_elems)
+{
+    return HM_OK;
+}
+
+static enum hm_status none_f32(struct hm_comm *c, struct hm_backend *be, float *p, size_t n)
+{
+    return HM_OK;
+}
+
+static enum hm_status none_ireduce_scatter(struct hm_comm *c, struct hm_backend *be, float *base,
+                                           size_t total, size_t off, size_t n)
+{
+    return HM_OK;
+}
+
+static enum hm_status none_progress(struct hm_comm *c)
+{
+    return HM_OK;
+}
+
+static enum hm_status none_p2p(struct hm_comm *c, void *p, size_t bytes, int peer)
+{
+    return hm_fail(HM_ERR_USAGE, "a single-process communicator has no rank %d to talk to", peer);
+}
+
+static enum hm_status none_send(struct hm_comm *c, const void *p, size_t bytes, int peer)
+{
+    return none_p2p(c, NULL, bytes, peer);
+}
+
 static void none_free(struct hm_comm *c)
 {
 }
@@ -38,6 +69,15 @@ static const struct hm_comm_ops single_ops = {
     .allreduce_double = none_double,
     .barrier = none_barrier,
     .broadcast_host = none_broadcast,
+    .async_reserve = none_reserve,
+    .iallreduce = none_f32,
+    .ireduce_scatter = none_ireduce_scatter,
+    .progress = none_progress,
+    .wait_all = none_progress,
+    .reduce_scatter = none_f32,
+    .all_gather = none_f32,
+    .send_host = none_send,
+    .recv_host = none_p2p,
     .free = none_free,
 };
 
@@ -115,6 +155,85 @@ enum hm_status hm_comm_broadcast_host(struct hm_comm *c, void *data, size_t byte
 enum hm_status hm_comm_barrier(struct hm_comm *c)
 {
     return c->ops->barrier(c);
+}
+
+void hm_comm_shard(const struct hm_comm *c, size_t n, int rank, size_t *offset, size_t *count)
+{
+    size_t w = (size_t)c->size, r = (size_t)rank, q = n / w, rem = n % w;
+    HM_ASSERT(rank >= 0 && rank < c->size);
+    *offset = q * r + HM_MIN(r, rem); /* the first n % w ranks hold one element more */
+    *count = q + (r < rem);
+}
+
+static size_t n_f32(const struct hm_buffer *buf)
+{
+    return hm_buffer_size(buf) / sizeof(float);
+}
+
+enum hm_status hm_comm_async_reserve(struct hm_comm *c, int max_ops, size_t max_elems)
+{
+    return c->size == 1 ? HM_OK : c->ops->async_reserve(c, max_ops, max_elems);
+}
+
+enum hm_status hm_comm_allreduce_start(struct hm_comm *c, struct hm_buffer *buf, size_t offset, size_t n)
+{
+    HM_ASSERT(offset <= n_f32(buf) && n <= n_f32(buf) - offset);
+    if (c->size == 1 || n == 0)
+        return HM_OK;
+    return c->ops->iallreduce(c, hm_buffer_backend(buf), (float *)hm_buffer_ptr(buf) + offset, n);
+}
+
+enum hm_status hm_comm_reduce_scatter_start(struct hm_comm *c, struct hm_buffer *buf, size_t offset,
+                                            size_t n)
+{
+    HM_ASSERT(offset <= n_f32(buf) && n <= n_f32(buf) - offset);
+    if (c->size == 1 || n == 0)
+        return HM_OK;
+    return c->ops->ireduce_scatter(c, hm_buffer_backend(buf), hm_buffer_ptr(buf), n_f32(buf), offset, n);
+}
+
+enum hm_status hm_comm_progress(struct hm_comm *c)
+{
+    return c->size == 1 ? HM_OK : c->ops->progress(c);
+}
+
+enum hm_status hm_comm_wait_all(struct hm_comm *c)
+{
+    return c->size == 1 ? HM_OK : c->ops->wait_all(c);
+}
+
+enum hm_status hm_comm_reduce_scatter(struct hm_comm *c, struct hm_buffer *buf)
+{
+    if (c->size == 1)
+        return HM_OK;
+    return c->ops->reduce_scatter(c, hm_buffer_backend(buf), hm_buffer_ptr(buf), n_f32(buf));
+}
+
+enum hm_status hm_comm_all_gather(struct hm_comm *c, struct hm_buffer *buf)
+{
+    if (c->size == 1)
+        return HM_OK;
+    return c->ops->all_gather(c, hm_buffer_backend(buf), hm_buffer_ptr(buf), n_f32(buf));
+}
+
+static enum hm_status check_peer(const struct hm_comm *c, int peer)
+{
+    if (peer < 0 || peer >= c->size || peer == c->rank)
+        return hm_fail(HM_ERR_USAGE, "rank %d cannot exchange data with rank %d (world size %d)", c->rank,
+                       peer, c->size);
+    return HM_OK;
+}
+
+enum hm_status hm_comm_send_host(struct hm_comm *c, const void *data, size_t bytes, int peer)
+{
+    enum hm_status st = check_peer(c, peer);
+    return st != HM_OK || bytes == 0 ? st : c->ops->send_host(c, data, bytes, peer);
+}
+
+enum hm_status hm_comm_recv_host(struct hm_comm *c, void *data, size_t bytes, int peer)
+{
+    enum hm_status st = check_peer(c, peer);
+    return st != HM_OK || bytes == 0 ? st : c->ops->recv_host(c, data, bytes, peer);
 }
 
 enum hm_status hm_comm_broadcast_params(struct hm_comm *c, struct hm_model *m)

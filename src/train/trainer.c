@@ -6,7 +6,10 @@
  * micro-batch m of rank r takes windows [(m * world + r) * B, +B) of it, so world processes see
  * exactly the windows one process with a world-times larger batch would. Each micro-batch's loss
  * gradient is seeded with 1 / (accum * world), so the summed gradient is the mean over all of them.
+ * The sum over ranks (dist/ddp.h) overlaps the last micro-batch's backward pass; with ZeRO-1 each
+ * rank keeps the AdamW moments of its shard only, and rank 0 gathers them to save the state.
  */
+#include "dist/ddp.h"
 #include "hermes/comm.h"
 #include "hermes/interrupt.h"
 #include "hermes/metrics.h"
@@ -25,6 +28,7 @@ struct trainer {
     struct hm_comm *comm;
     int rank, world;
     struct hm_optimizer *opt;
+    struct hm_ddp *ddp; /* NULL for one process */
     struct hm_train_graph tg;
     const struct hm_token_cache *train, *val;
     struct hm_windows tw, vw; /* training windows; validation windows */
@@ -132,8 +136,44 @@ static char *state_json(struct trainer *t)
     return s;
 }
 
+/* ZeRO-1, ranks other than 0: send this rank's shard of m and v to rank 0. */
+static enum hm_status send_moments(struct trainer *t)
+{
+    size_t off, n;
+    hm_optimizer_shard(t->opt, &off, &n);
+    float *host = hm_malloc(HM_MAX(n, 1) * sizeof(float));
+    struct hm_buffer *bufs[2] = {hm_optimizer_m(t->opt), hm_optimizer_v(t->opt)};
+    enum hm_status st = host ? HM_OK : hm_fail(HM_ERR_NOMEM, "out of memory saving the optimizer state");
+    for (int k = 0; k < 2 && st == HM_OK; k++)
+        if ((st = hm_buffer_get(bufs[k], 0, host, n * sizeof(float))) == HM_OK)
+            st = hm_comm_send_host(t->comm, host, n * sizeof(float), 0);
+    hm_free(host);
+    return st;
+}
+
+/* The full m and v into host[0, n) and host[n, 2n): this rank's part, and under ZeRO-1 every
+ * other rank's shard as it sends it. */
+static enum hm_status gather_moments(struct trainer *t, float *host, size_t n)
+{
+    struct hm_buffer *bufs[2] = {hm_optimizer_m(t->opt), hm_optimizer_v(t->opt)};
+    size_t off, cnt;
+    hm_optimizer_shard(t->opt, &off, &cnt);
+    enum hm_status st = HM_OK;
+    for (int k = 0; k < 2 && st == HM_OK; k++)
+        st = hm_buffer_get(bufs[k], 0, host + k * n + off, cnt * sizeof(float));
+    for (int r = 1; r < t->world && t->o->zero1 && st == HM_OK; r++) {
+        hm_comm_shard(t->comm, n, r, &off, &cnt);
+        for (int k = 0; k < 2 && st == HM_OK; k++)
+            st = hm_comm_recv_host(t->comm, host + k * n + off, cnt * sizeof(float), r);
+    }
+    return st;
+}
+
+/* Rank 0 writes; under ZeRO-1 every rank must call this (the moments are gathered first). */
 static enum hm_status save_state(struct trainer *t)
 {
+    if (t->rank != 0)
+        return send_moments(t);
     struct hm_block *blk = hm_model_params(t->model);
     size_t bytes = hm_block_nbytes(blk), n = bytes / sizeof(float);
     int nt = hm_block_n_tensors(blk);
@@ -146,8 +186,7 @@ static enum hm_status save_state(struct trainer *t)
         goto out;
     }
     if ((st = hm_buffer_get(hm_block_data(blk), 0, host, bytes)) != HM_OK ||
-        (st = hm_buffer_get(hm_optimizer_m(t->opt), 0, host + n, bytes)) != HM_OK ||
-        (st = hm_buffer_get(hm_optimizer_v(t->opt), 0, host + 2 * n, bytes)) != HM_OK)
+        (st = gather_moments(t, host + n, n)) != HM_OK)
         goto out;
     for (int i = 0; i < nt; i++) {
         struct hm_tensor *p = hm_block_tensor(blk, i);
@@ -220,6 +259,8 @@ static enum hm_status load_state(struct trainer *t)
         goto out;
     const char *names[2] = {"optim.m", "optim.v"};
     struct hm_buffer *bufs[2] = {hm_optimizer_m(t->opt), hm_optimizer_v(t->opt)};
+    size_t off, cnt; /* under ZeRO-1 this rank keeps only its shard of the saved moments */
+    hm_optimizer_shard(t->opt, &off, &cnt);
     for (int k = 0; k < 2; k++) {
         const struct hm_st_tensor *s;
         if ((st = hm_st_get(f, names[k], &s)) != HM_OK)
@@ -229,8 +270,8 @@ static enum hm_status load_state(struct trainer *t)
                          names[k], n);
             goto out;
         }
-        memcpy(host, s->data, bytes);
-        if ((st = hm_buffer_set(bufs[k], 0, host, bytes)) != HM_OK)
+        memcpy(host, (const char *)s->data + off * sizeof(float), cnt * sizeof(float));
+        if ((st = hm_buffer_set(bufs[k], 0, host, cnt * sizeof(float))) != HM_OK)
             goto out;
     }
     t->step = (long)json_integer_value(json_object_get(js, "step"));
@@ -283,8 +324,12 @@ static enum hm_status setup(struct trainer *t)
     t->win = hm_malloc((size_t)o->batch_size * sizeof *t->win);
     if (!t->perm || !t->ids || !t->targets || !t->path_buf || !t->win)
         return hm_fail(HM_ERR_NOMEM, "out of memory for %llu window indices", (unsigned long long)t->tw.n_train);
-    if ((st = hm_optimizer_new(t->model, &o->adamw, &t->opt)) != HM_OK ||
-        (st = hm_model_build_train_graph(t->model, o->batch_size, o->seq_len, &t->tg)) != HM_OK)
+    st = o->zero1 && t->comm ? hm_optimizer_new_zero1(t->model, &o->adamw, t->comm, &t->opt)
+                             : hm_optimizer_new(t->model, &o->adamw, &t->opt);
+    if (st != HM_OK || (st = hm_model_build_train_graph(t->model, o->batch_size, o->seq_len, &t->tg)) != HM_OK)
+        return st;
+    struct hm_ddp_opts dopt = {o->bucket_mb, !o->no_overlap, o->zero1};
+    if (t->world > 1 && (st = hm_ddp_new(t->comm, t->model, t->tg.graph, &dopt, &t->ddp)) != HM_OK)
         return st;
     struct hm_runtime *rt = hm_graph_runtime(t->tg.graph);
     rt->seed = o->seed;
@@ -306,6 +351,7 @@ static enum hm_status numeric_stop(struct trainer *t, const char *what, double v
 static void teardown(struct trainer *t)
 {
     hm_metrics_free(t->metrics);
+    hm_ddp_free(t->ddp);
     hm_train_graph_free(&t->tg);
     hm_optimizer_free(t->opt);
     hm_free(t->perm);
@@ -370,16 +416,16 @@ enum hm_status hm_train(struct hm_model *m, const struct hm_token_cache *train,
             const uint32_t *win = t.perm + (uint64_t)in_epoch * G + ((uint64_t)a * W + t.rank) * B;
             fill_batch(&t, train, &t.tw, win, B);
             rt->step = ((uint64_t)t.step * A + a) * W + t.rank;
+            if (t.ddp && a == A - 1) /* earlier micro-batches only accumulate */
+                hm_ddp_arm(t.ddp);
             float l;
             if ((st = run_micro(&t, true, &l)) != HM_OK)
                 goto out;
             loss_sum += l;
         }
         double loss = loss_sum / A;
-        double t_comm = hm_time_s();
-        if (comm && (st = hm_comm_allreduce_grads(comm, m, &loss)) != HM_OK)
+        if (t.ddp && (st = hm_ddp_finish(t.ddp, &loss)) != HM_OK)
             goto out;
-        summary->comm_s += hm_time_s() - t_comm;
         if (!isfinite(loss)) {
             st = numeric_stop(&t, "loss", loss, last_saved);
             goto out;
@@ -428,10 +474,10 @@ enum hm_status hm_train(struct hm_model *m, const struct hm_token_cache *train,
             stop = any > 0;
         }
         if (save || stop) {
+            if ((t.rank == 0 || o->zero1) && (st = save_state(&t)) != HM_OK)
+                goto out;
             if (t.rank == 0) {
                 char name[96];
-                if ((st = save_state(&t)) != HM_OK)
-                    goto out;
                 if (epoch_end) {
                     snprintf(name, sizeof name, "checkpoint_epoch_%ld.safetensors", epoch + 1);
                     if ((st = save_checkpoint(&t, name)) != HM_OK)
@@ -463,6 +509,12 @@ enum hm_status hm_train(struct hm_model *m, const struct hm_token_cache *train,
     summary->wall_s = wall;
     summary->mean_tokens_per_s = (double)(t.tokens_seen - tokens_at_start) / fmax(wall, 1e-9);
     summary->peak_rss_bytes = peak_rss();
+    if (t.ddp) {
+        const struct hm_ddp_stats *ds = hm_ddp_stats(t.ddp);
+        summary->comm_s = ds->exposed_s;
+        summary->comm_overlap_s = ds->overlapped_s;
+        summary->comm_buckets = ds->n_buckets;
+    }
     if (progress && t.rank == 0 && st == HM_OK) {
         struct hm_train_progress p = {t.step, t.total_steps, 0, last_loss, 0, 0,
                                       summary->mean_tokens_per_s, last_val, wall, true, true};

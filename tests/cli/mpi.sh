@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # mpi.sh - CPU data parallelism through MPI (the code path the NCCL workers share): 2 ranks with
 # batch B must train like 1 process with batch 2B (same losses, same weights, within float
-# tolerance: the sum runs in another order); resume under MPI continues like an uninterrupted
-# run; a resume that changes the global batch is an error; a failing rank ends the job non-zero
-# without hanging. Also: rank 0 trains a missing tokenizer and reads data from standard input
-# for everyone. Exits 77 (skipped) when mpirun is missing or the binary was built without MPI.
+# tolerance: the sum runs in another order); the bucketed all-reduce that overlaps the backward
+# pass, with any bucket size, equals the single blocking one bit for bit (a sum of two is the same
+# in any order); ZeRO-1 trains like the unsharded optimizer and its state resumes with or without
+# it; resume under MPI continues like an uninterrupted run; a resume that changes the global
+# batch is an error; a failing rank ends the job non-zero without hanging. Also: rank 0 trains a
+# missing tokenizer and reads data from standard input for everyone. Exits 77 (skipped) when
+# mpirun is missing or the binary was built without MPI.
 # Args: $1 = hermes-llm binary, $2 = source dir. HM_TEST_TOOLS = folder holding hm-compare.
 set -u
 BIN=$1
@@ -59,11 +62,34 @@ fi
 [ "$rc" = 0 ] || { cat "$T/out"; fail "2-rank run"; }
 grep -q "Global batch: 4 windows (batch 2 x grad-accum 1 x 2 processes)" "$T/out" || fail "global batch not printed"
 [ "$(grep -c '^Model:' "$T/out")" = 1 ] || fail "only rank 0 should log"
+grep -Eq "^Gradient all-reduce: [0-9.]+ s exposed of .* 2 processes, [0-9]+ buckets per step" "$T/out" ||
+    { cat "$T/out"; fail "overlapped all-reduce summary"; }
 mpi 2 train "${COMMON[@]}" -o "$T/acc" -b 1 --grad-accum 2 --max-steps 12 >"$T/out" 2>&1 || { cat "$T/out"; fail "accum run"; }
-for run in two acc; do
+# Overlap off (one blocking all-reduce), and nano in many small buckets with accumulation.
+mpi 2 train "${COMMON[@]}" -o "$T/noov" -b 2 --max-steps 12 --no-overlap >"$T/out" 2>&1 || { cat "$T/out"; fail "--no-overlap run"; }
+grep -Eq "^Gradient all-reduce: [0-9.]+ s exposed .*--no-overlap" "$T/out" || { cat "$T/out"; fail "--no-overlap summary"; }
+mpi 2 train "${COMMON[@]}" -o "$T/accb" -b 1 --grad-accum 2 --max-steps 12 --bucket-mb 0.01 >"$T/out" 2>&1 ||
+    { cat "$T/out"; fail "small-bucket run"; }
+buckets=$(sed -n 's/.* \([0-9]*\) buckets per step/\1/p' "$T/out")
+[ "${buckets:-0}" -ge 10 ] || { cat "$T/out"; fail "--bucket-mb 0.01 gave ${buckets:-no} buckets"; }
+# ZeRO-1: moments sharded, gradients reduce-scattered in the same small buckets.
+mpi 2 train "${COMMON[@]}" -o "$T/z1" -b 2 --max-steps 12 --zero1 --bucket-mb 0.01 >"$T/out" 2>&1 || { cat "$T/out"; fail "--zero1 run"; }
+grep -q "^Optimizer state (ZeRO-1): .* per process (1/2 of" "$T/out" || { cat "$T/out"; fail "--zero1 memory line"; }
+for run in two acc noov accb z1; do
     "$CMP" metrics "$T/one/metrics.jsonl" "$T/$run/metrics.jsonl" 1e-4 || fail "$run: losses differ from 1 process"
     "$CMP" weights "$T/one/weights.safetensors" "$T/$run/weights.safetensors" 1e-5 0 || fail "$run: weights differ"
 done
+"$CMP" metrics "$T/two/metrics.jsonl" "$T/noov/metrics.jsonl" 0 || fail "overlap: losses not bit-identical to --no-overlap"
+"$CMP" weights "$T/two/state.safetensors" "$T/noov/state.safetensors" 0 0 || fail "overlap: state not bit-identical to --no-overlap"
+"$CMP" weights "$T/acc/state.safetensors" "$T/accb/state.safetensors" 0 0 || fail "small buckets: state not bit-identical"
+# The gathered moments in z1's state.safetensors are the unsharded run's (the norm is summed per
+# shard, so allow float rounding).
+"$CMP" weights "$T/two/state.safetensors" "$T/z1/state.safetensors" 1e-6 0 || fail "--zero1 state differs"
+# bf16 mixed precision under ZeRO-1: the bf16 weight copies are refreshed after the all-gather,
+# so 2 ranks follow 1 process (bf16 rounding differs with the micro-batch: 1e-2 on losses near 6).
+mpi 2 train "${COMMON[@]}" -o "$T/z16" -b 2 --max-steps 12 --zero1 --dtype bf16 >"$T/out" 2>&1 || { cat "$T/out"; fail "--zero1 bf16 run"; }
+"$BIN" train "${COMMON[@]}" -o "$T/one16" -b 4 --max-steps 12 --dtype bf16 2>"$T/err" || { cat "$T/err"; fail "1-process bf16 run"; }
+"$CMP" metrics "$T/one16/metrics.jsonl" "$T/z16/metrics.jsonl" 1e-2 || fail "--zero1 bf16: losses differ from 1 process"
 grep -q val_loss "$T/two/metrics.jsonl" || fail "no validation loss under MPI"
 
 # 2. Resume under MPI: stop at step 5, resume to 12 == 12 uninterrupted (constant LR, so the
@@ -77,6 +103,17 @@ mpi 2 train "${R[@]}" -o "$T/part" --max-steps 12 --resume >"$T/out" 2>&1 || { c
 # Another world size with the same global batch resumes too (the data order depends only on it).
 cp -r "$T/part" "$T/part1"
 "$BIN" train "${R[@]}" -o "$T/part1" -b 4 --max-steps 14 --resume 2>"$T/err" || { cat "$T/err"; fail "1-process resume of a 2-rank run"; }
+# ZeRO-1: rank 0 gathers the moments into the same state file, so a ZeRO-1 run resumes exactly,
+# and its state resumes without --zero1 in one process as well.
+mpi 2 train "${R[@]}" -o "$T/zfull" --max-steps 12 --zero1 >/dev/null 2>&1 || fail "uninterrupted --zero1 run"
+mpi 2 train "${R[@]}" -o "$T/zpart" --max-steps 5 --zero1 >/dev/null 2>&1 || fail "first half, --zero1"
+cp -r "$T/zpart" "$T/zpart1"
+mpi 2 train "${R[@]}" -o "$T/zpart" --max-steps 12 --zero1 --resume >"$T/out" 2>&1 || { cat "$T/out"; fail "--zero1 resume"; }
+"$CMP" metrics "$T/zfull/metrics.jsonl" "$T/zpart/metrics.jsonl" 0 || fail "--zero1: resumed losses differ"
+"$CMP" weights "$T/zfull/state.safetensors" "$T/zpart/state.safetensors" 0 0 || fail "--zero1: resumed state differs"
+"$CMP" weights "$T/full/state.safetensors" "$T/zfull/state.safetensors" 1e-6 0 || fail "--zero1 and unsharded states differ"
+"$BIN" train "${R[@]}" -o "$T/zpart1" -b 4 --max-steps 12 --resume 2>"$T/err" || { cat "$T/err"; fail "1-process resume of a --zero1 run"; }
+"$CMP" weights "$T/zfull/state.safetensors" "$T/zpart1/state.safetensors" 1e-5 0 || fail "1-process resume of --zero1 differs"
 # A different global batch cannot continue the same data order: one clear error, exit 1.
 mpi 2 train "${R[@]}" -o "$T/part" -b 4 --max-steps 14 --resume >"$T/out" 2>&1
 rc=$?

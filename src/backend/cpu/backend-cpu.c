@@ -113,6 +113,12 @@ static enum hm_status cpu_synchronize(struct hm_backend *be)
     return HM_OK;
 }
 
+/* Work is done when the call that issued it returns: no stream to order communication after. */
+static void *cpu_native_stream(struct hm_backend *be)
+{
+    return NULL;
+}
+
 static void cpu_free(struct hm_backend *be)
 {
     hm_free(be);
@@ -134,6 +140,7 @@ static const struct hm_backend_i cpu_iface = {
     .sumsq = hm_cpu_sumsq,
     .scale = hm_cpu_scale_range,
     .is_finite = hm_cpu_is_finite,
+    .native_stream = cpu_native_stream,
 };
 
 void hm_set_threads(int n)

@@ -118,6 +118,12 @@ static enum hm_status cuda_synchronize(struct hm_backend *be)
     return check_data_errors(cx);
 }
 
+/* Communicators (comm-nccl.c) order their collectives after the work issued here. */
+static void *cuda_native_stream(struct hm_backend *be)
+{
+    return (void *)((struct hm_cuda_ctx *)be->context)->stream;
+}
+
 /* ---- kernels, checks, workspace ------------------------------------------------------------- */
 
 static hm_kernel_fn cuda_kernels[HM_OP_COUNT];
@@ -229,6 +235,7 @@ static void fill_iface(void)
     i->scale = hm_cuda_scale_range;
     i->is_finite = hm_cuda_is_finite;
     i->convert = hm_cuda_convert;
+    i->native_stream = cuda_native_stream;
 }
 
 static enum hm_status ctx_init(struct hm_cuda_ctx *cx, int device)
