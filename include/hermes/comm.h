@@ -99,10 +99,9 @@ HM_API enum hm_status hm_comm_all_gather(struct hm_comm *c, struct hm_buffer *bu
 HM_API enum hm_status hm_comm_send_host(struct hm_comm *c, const void *data, size_t bytes, int peer);
 HM_API enum hm_status hm_comm_recv_host(struct hm_comm *c, void *data, size_t bytes, int peer);
 
-/* Model-level helpers the trainer uses: rank 0's weights to everyone; gradients (and the loss)
- * averaged over ranks. */
+/* Rank 0's weights to everyone, at the start of training. (Gradients are summed by the trainer
+ * in buckets that overlap the backward pass: src/dist/ddp.h.) */
 HM_API enum hm_status hm_comm_broadcast_params(struct hm_comm *c, struct hm_model *m);
-HM_API enum hm_status hm_comm_allreduce_grads(struct hm_comm *c, struct hm_model *m, double *loss);
 
 #ifdef __cplusplus
 }

@@ -243,15 +243,3 @@ enum hm_status hm_comm_broadcast_params(struct hm_comm *c, struct hm_model *m)
     enum hm_status st = hm_comm_broadcast(c, hm_block_data(hm_model_params(m)), 0);
     return st == HM_OK ? hm_model_weights_changed(m) : st;
 }
-
-enum hm_status hm_comm_allreduce_grads(struct hm_comm *c, struct hm_model *m, double *loss)
-{
-    if (c->size == 1)
-        return HM_OK;
-    /* Each rank seeded its loss gradient with 1 / (accum * world): the sum is the mean. */
-    struct hm_buffer *g = hm_block_grads(hm_model_params(m));
-    enum hm_status st = hm_comm_allreduce_sum(c, g, 0, hm_buffer_size(g) / sizeof(float));
-    if (st == HM_OK && (st = hm_comm_allreduce_double(c, loss)) == HM_OK)
-        *loss /= c->size;
-    return st;
-}
