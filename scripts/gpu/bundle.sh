@@ -11,9 +11,8 @@ build=build-gpu
 cmake -S . -B $build -DCMAKE_BUILD_TYPE=Release -DHM_CUDA=ON -DHM_NCCL=ON -DHM_MPI=OFF -DHM_NATIVE=OFF \
   -DCMAKE_C_FLAGS=-march=x86-64-v3 "-DCMAKE_CUDA_ARCHITECTURES=80;90" >/dev/null
 cmake --build $build -j "$(nproc)" 2>&1 | grep -E "error|warning" || true
-BUILD_DIR=$build scripts/bench/train_gpu --build-only
 
-progs=(hermes-llm train_gpu tests/test-cuda-host tests/test-cuda-ops tests/test-cuda-model tests/hm-compare)
+progs=(hermes-llm tests/bench-train-gpu tests/test-cuda-host tests/test-cuda-ops tests/test-cuda-model tests/hm-compare)
 rm -rf .gpu && mkdir -p .gpu/stage/$build/tests .gpu/stage/lib
 for p in "${progs[@]}"; do cp "$build/$p" ".gpu/stage/$build/$p"; done
 # Every library outside the C runtime and outside CUDA's own (the GPU machine has those,

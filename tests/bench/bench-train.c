@@ -92,23 +92,9 @@ int main(int argc, char **argv)
 
     struct hm_backend *be;
     check(hm_backend_cpu_new(&be), "backend");
-    struct hm_model *m;
-    check(hm_model_new(&cfg, be, &m), "model");
-    check(hm_model_init_weights(m, 1), "init");
-    struct hm_train_graph tg;
-    check(hm_model_build_train_graph(m, B, T, &tg), "graph");
-    struct hm_adamw_config ac = hm_adamw_defaults();
-    ac.grad_clip = 1.0f;
-    struct hm_optimizer *opt;
-    check(hm_optimizer_new(m, &ac, &opt), "optimizer");
-    size_t n = (size_t)B * T;
-    int32_t *ids = malloc(n * 4), *tgt = malloc(n * 4);
-    unsigned s = 1;
-    for (size_t i = 0; i < n; i++) {
-        s = s * 1103515245u + 12345u;
-        ids[i] = (int32_t)((s >> 8) % (unsigned)cfg.vocab_size);
-        tgt[i] = (int32_t)((s >> 4) % (unsigned)cfg.vocab_size);
-    }
+    struct bench_train b;
+    check(bench_train_setup(&cfg, be, HM_DTYPE_F32, B, T, &b), "setup");
+    size_t n = b.n;
     double *t_step = calloc((size_t)steps, sizeof(double));
     double *t_fwd = calloc((size_t)steps, sizeof(double));
     double *t_bwd = calloc((size_t)steps, sizeof(double));
@@ -117,33 +103,33 @@ int main(int argc, char **argv)
     for (int i = 0; i < warm + steps + (profile ? 1 : 0); i++) {
         bool prof = i == warm + steps;
         if (prof) {
-            hm_graph_set_profiling(tg.graph, true);
-            hm_graph_profile_reset(tg.graph);
+            hm_graph_set_profiling(b.tg.graph, true);
+            hm_graph_profile_reset(b.tg.graph);
         }
         double t0 = now();
-        check(hm_buffer_zero(hm_block_grads(hm_model_params(m))), "zero");
-        check(hm_tensor_set(tg.ids, ids, n * 4), "ids");
-        check(hm_tensor_set(tg.targets, tgt, n * 4), "targets");
+        check(hm_buffer_zero(hm_block_grads(hm_model_params(b.m))), "zero");
+        check(hm_tensor_set(b.tg.ids, b.ids, n * 4), "ids");
+        check(hm_tensor_set(b.tg.targets, b.tgt, n * 4), "targets");
         double t1 = now();
-        check(hm_graph_forward(tg.graph), "forward");
+        check(hm_graph_forward(b.tg.graph), "forward");
         double t2 = now();
-        check(hm_graph_backward(tg.graph), "backward");
+        check(hm_graph_backward(b.tg.graph), "backward");
         double t3 = now();
         double norm;
-        check(hm_optimizer_step(opt, 1e-4f, &norm), "adamw");
+        check(hm_optimizer_step(b.opt, 1e-4f, &norm), "adamw");
         double t4 = now();
         if (prof) {
             fprintf(stderr,
                     "profile: zero+set %.2f ms, forward %.2f ms, backward %.2f ms, optimizer %.2f ms\n",
                     1e3 * (t1 - t0), 1e3 * (t2 - t1), 1e3 * (t3 - t2), 1e3 * (t4 - t3));
-            print_profile(tg.graph, t4 - t0);
+            print_profile(b.tg.graph, t4 - t0);
         } else if (i >= warm) {
             int k = i - warm;
             t_step[k] = t4 - t0, t_fwd[k] = t2 - t1, t_bwd[k] = t3 - t2;
             t_opt[k] = t4 - t3 + t1 - t0; /* zeroing and input copies count as optimizer work */
         }
     }
-    check(hm_tensor_get(tg.loss, &loss, sizeof loss), "loss");
+    check(hm_tensor_get(b.tg.loss, &loss, sizeof loss), "loss");
     double step = median(t_step, steps), tok_s = (double)n / step;
     double gflops = 3.0 * hm_config_flops_per_token(&cfg, T) * tok_s * 1e-9;
     struct rusage ru;
@@ -156,10 +142,8 @@ int main(int argc, char **argv)
            argv[1], B, T, cfg.vocab_size, hm_get_threads(), tok_s, 1e3 * step,
            1e3 * median(t_fwd, steps), 1e3 * median(t_bwd, steps), 1e3 * median(t_opt, steps),
            gflops, peak, peak_before, peak_after, gflops / peak, ru.ru_maxrss * 1024L, loss);
-    hm_optimizer_free(opt);
-    hm_train_graph_free(&tg);
-    hm_model_free(m);
+    bench_train_free(&b);
     hm_backend_free(be);
-    free(ids), free(tgt), free(t_step), free(t_fwd), free(t_bwd), free(t_opt);
+    free(t_step), free(t_fwd), free(t_bwd), free(t_opt);
     return 0;
 }
