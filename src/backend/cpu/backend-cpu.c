@@ -30,11 +30,11 @@ void openblas_set_num_threads(int n);
 static const hm_kernel_fn f32_kernels[HM_OP_COUNT] = {CPU_OPS(F32_ENTRY)};
 
 /* f32 nodes go straight to their kernel; nodes with bf16 operands through the f32 shadows of
- * bf16.c, except kv_write, a copy that handles any element size itself. */
+ * bf16.c. */
 static enum hm_status cpu_dispatch(const struct hm_exec *ex, struct hm_tensor *dst)
 {
     hm_kernel_fn f = f32_kernels[dst->op];
-    if (dst->op != HM_OP_KV_WRITE && hm_cpu_has_bf16(dst))
+    if (hm_cpu_needs_shadows(dst))
         return hm_cpu_run_bf16(ex, dst, f);
     return f(ex, dst);
 }
@@ -64,7 +64,7 @@ static size_t f32_workspace(const struct hm_tensor *node)
 size_t hm_cpu_workspace_size(struct hm_backend *be, const struct hm_tensor *node)
 {
     size_t ws = f32_workspace(node);
-    if (node->op != HM_OP_KV_WRITE && hm_cpu_has_bf16(node))
+    if (hm_cpu_needs_shadows(node))
         ws += hm_cpu_bf16_shadow_bytes(node);
     return ws;
 }

@@ -20,8 +20,12 @@ static const struct hm_tensor *operand(const struct hm_tensor *node, int i)
     return i == 0 ? node : node->src[i - 1];
 }
 
-bool hm_cpu_has_bf16(const struct hm_tensor *node)
+/* kv_write is a copy that handles any element size itself; every other op with a bf16 operand
+ * runs on shadows. */
+bool hm_cpu_needs_shadows(const struct hm_tensor *node)
 {
+    if (node->op == HM_OP_KV_WRITE)
+        return false;
     for (int i = 0; i < N_OPERANDS; i++) {
         const struct hm_tensor *t = operand(node, i);
         if (t && t->type == HM_DTYPE_BF16)
@@ -31,7 +35,7 @@ bool hm_cpu_has_bf16(const struct hm_tensor *node)
 }
 
 /* The operand whose shadow operand i shares (same storage), or i itself. Partial overlaps of
- * two bf16 operands cannot be shadowed separately and are reported by hm_cpu_bf16_check. */
+ * two bf16 operands cannot be shadowed separately and are reported by bf16_check. */
 static int alias_of(const struct hm_tensor *node, int i)
 {
     const struct hm_tensor *t = operand(node, i);
@@ -61,7 +65,7 @@ size_t hm_cpu_bf16_shadow_bytes(const struct hm_tensor *node)
     return bytes;
 }
 
-enum hm_status hm_cpu_bf16_check(const struct hm_tensor *node)
+static enum hm_status bf16_check(const struct hm_tensor *node)
 {
     for (int i = 0; i < N_OPERANDS; i++) {
         const struct hm_tensor *t = operand(node, i);
@@ -93,7 +97,7 @@ static void to_bf16(const float *x, uint16_t *y, int64_t n)
 
 enum hm_status hm_cpu_run_bf16(const struct hm_exec *ex, struct hm_tensor *dst, hm_kernel_fn f32_kernel)
 {
-    enum hm_status st = hm_cpu_bf16_check(dst);
+    enum hm_status st = bf16_check(dst);
     if (st != HM_OK)
         return st;
     size_t shadow = hm_cpu_bf16_shadow_bytes(dst);

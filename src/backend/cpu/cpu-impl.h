@@ -44,9 +44,8 @@ CPU_KERNEL(cross_entropy);
 CPU_KERNEL(cross_entropy_back);
 
 /* bf16.c: nodes with bf16 operands run their f32 kernel on f32 shadows in the workspace. */
-bool hm_cpu_has_bf16(const struct hm_tensor *node);
+bool hm_cpu_needs_shadows(const struct hm_tensor *node);
 size_t hm_cpu_bf16_shadow_bytes(const struct hm_tensor *node);
-enum hm_status hm_cpu_bf16_check(const struct hm_tensor *node);
 enum hm_status hm_cpu_run_bf16(const struct hm_exec *ex, struct hm_tensor *dst, hm_kernel_fn f32_kernel);
 enum hm_status hm_cpu_convert(struct hm_backend *be, void *dst, enum hm_dtype dst_type, const void *src,
                               enum hm_dtype src_type, size_t n);
