@@ -128,7 +128,7 @@ struct hm_infer_graph {
 HM_API enum hm_status hm_model_build_infer_graph(struct hm_model *m, struct hm_kv_cache *cache, int T,
                                                  struct hm_infer_graph *out);
 /* Run: positions pos .. pos+T-1; fills the cache there. */
-HM_API enum hm_status hm_infer_run(struct hm_infer_graph *g, const int32_t *ids, int pos);
+HM_API enum hm_status hm_infer_run(struct hm_infer_graph *g, const hm_token *ids, int pos);
 HM_API void hm_infer_graph_free(struct hm_infer_graph *g);
 
 /* ---- checkpoints (safetensors) --------------------------------------------------------------- */

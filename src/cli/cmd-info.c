@@ -86,7 +86,7 @@ enum hm_status cmd_info(int argc, char **argv)
         json_object_set_new(o, "model", json_string(cfg.name));
         char *cj = hm_config_to_json(&cfg);
         json_object_set_new(o, "config", json_loads(cj, 0, NULL));
-        free(cj);
+        hm_free(cj);
         json_object_set_new(o, "head_dim", json_integer(hm_config_head_dim(&cfg)));
         json_object_set_new(o, "parameters", json_integer((json_int_t)P));
         json_object_set_new(o, "parameters_nonembedding",

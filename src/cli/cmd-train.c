@@ -119,7 +119,7 @@ static enum hm_status share_tokenizer(struct hm_comm *comm, struct train_args *a
             bst = hm_comm_broadcast_host(comm, js, msg.len, 0);
     }
     if (rank == 0) {
-        hm_tokenizer_string_free(js);
+        hm_free(js);
         return st != HM_OK ? st : bst;
     }
     if (bst == HM_OK && msg.status != HM_OK)

@@ -511,9 +511,9 @@ fail:
     return st;
 }
 
-enum hm_status hm_infer_run(struct hm_infer_graph *g, const int32_t *ids, int pos)
+enum hm_status hm_infer_run(struct hm_infer_graph *g, const hm_token *ids, int pos)
 {
-    enum hm_status st = hm_tensor_set(g->ids, ids, (size_t)g->T * sizeof(int32_t));
+    enum hm_status st = hm_tensor_set(g->ids, ids, (size_t)g->T * sizeof *ids);
     if (st != HM_OK)
         return st;
     hm_graph_runtime(g->graph)->pos = pos;

@@ -123,6 +123,13 @@ struct hm_tokenizer_trainer {
     bool failed;
 };
 
+struct hm_tokenizer_train_opts hm_tokenizer_train_opts_default(void)
+{
+    static const char *const specials[] = {"<pad>", "<bos>", "<eos>", "<unk>"};
+    return (struct hm_tokenizer_train_opts){.vocab_size = 32000, .min_frequency = 2,
+                                            .special_tokens = specials, .n_special_tokens = 4};
+}
+
 enum hm_status hm_tokenizer_trainer_new(const struct hm_tokenizer_train_opts *opts,
                                         struct hm_tokenizer_trainer **out)
 {
