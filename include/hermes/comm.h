@@ -104,7 +104,7 @@ HM_API enum hm_status hm_comm_send_host(struct hm_comm *c, const void *data, siz
 HM_API enum hm_status hm_comm_recv_host(struct hm_comm *c, void *data, size_t bytes, int peer);
 
 /* Rank 0's weights to everyone, at the start of training. (Gradients are summed by the trainer
- * in buckets that overlap the backward pass: src/dist/ddp.h.) */
+ * in buckets that overlap the backward pass: src/parallel/ddp.h.) */
 HM_API enum hm_status hm_comm_broadcast_params(struct hm_comm *c, struct hm_model *m);
 
 #ifdef __cplusplus

@@ -41,12 +41,13 @@ HM_API void hm_tokenizer_free(struct hm_tokenizer *tok); /* NULL is a no-op */
 
 /* ---- training ------------------------------------------------------------------------------ */
 
-enum hm_train_phase {
-    HM_TRAIN_PHASE_COUNT, /* done = bytes of text counted so far, total = distinct words so far */
-    HM_TRAIN_PHASE_MERGE, /* done = merges made, total = merges wanted (vocab_size - initial) */
+enum hm_tokenizer_phase {
+    HM_TOKENIZER_PHASE_COUNT, /* done = bytes of text counted, total = distinct words so far */
+    HM_TOKENIZER_PHASE_MERGE, /* done = merges made, total = merges wanted (vocab_size - initial) */
 };
-typedef void (*hm_train_progress_fn)(void *user, enum hm_train_phase phase, uint64_t done,
-                                     uint64_t total);
+/* Tokenizer training progress (the model trainer's is hm_train_progress_fn_t in train.h). */
+typedef void (*hm_tokenizer_progress_fn)(void *user, enum hm_tokenizer_phase phase, uint64_t done,
+                                         uint64_t total);
 
 struct hm_tokenizer_train_opts {
     uint32_t vocab_size;          /* total, including special tokens and the 256 bytes */
@@ -54,7 +55,7 @@ struct hm_tokenizer_train_opts {
     const char *const *special_tokens; /* ids 0..n-1 in this order; UTF-8; no duplicates */
     size_t n_special_tokens;
     int n_threads;                /* 0 = OpenMP default */
-    hm_train_progress_fn progress; /* optional; called from the calling thread */
+    hm_tokenizer_progress_fn progress; /* optional; called from the calling thread */
     void *progress_user;
 };
 

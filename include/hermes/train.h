@@ -17,7 +17,7 @@
 #include "hermes/optim.h"
 #include "hermes/schedule.h"
 #include "hermes/token-cache.h"
-#include "hermes/windows.h"
+#include "hermes/train-windows.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -35,14 +35,14 @@ static void fmt_eta(double s, char *buf, size_t cap)
         snprintf(buf, cap, "%.0fs", s);
 }
 
-static void on_progress(void *user, enum hm_train_phase phase, uint64_t done, uint64_t total)
+static void on_progress(void *user, enum hm_tokenizer_phase phase, uint64_t done, uint64_t total)
 {
     struct progress *p = user;
     if (!p->tty)
         return;
     double now = hm_time_s();
     char eta[32] = "?";
-    if (phase == HM_TRAIN_PHASE_COUNT) {
+    if (phase == HM_TOKENIZER_PHASE_COUNT) {
         uint64_t raw = p->done_bytes + (p->cur ? hm_reader_bytes_read(p->cur) : 0);
         if (p->total_bytes && raw) {
             double frac = (double)raw / (double)p->total_bytes;

@@ -6,10 +6,10 @@
  * micro-batch m of rank r takes windows [(m * world + r) * B, +B) of it, so world processes see
  * exactly the windows one process with a world-times larger batch would. Each micro-batch's loss
  * gradient is seeded with 1 / (accum * world), so the summed gradient is the mean over all of them.
- * The sum over ranks (dist/ddp.h) overlaps the last micro-batch's backward pass; with ZeRO-1 each
- * rank keeps the AdamW moments of its shard only, and rank 0 gathers them to save the state.
+ * The sum over ranks (parallel/ddp.h) overlaps the last micro-batch's backward pass; with ZeRO-1
+ * each rank keeps the AdamW moments of its shard only, and rank 0 gathers them to save the state.
  */
-#include "dist/ddp.h"
+#include "parallel/ddp.h"
 #include "hermes/comm.h"
 #include "hermes/interrupt.h"
 #include "hermes/metrics.h"

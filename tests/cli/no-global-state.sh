@@ -8,7 +8,7 @@ set -u
 SRC=${2:-.}/src
 ALLOWED=(
     "util/interrupt.c:got_signal"      # the signal flag: a handler can only reach a global
-    "dist/launch.c:got_term"           # the launcher's SIGTERM flag, same reason
+    "parallel/launch.c:got_term"       # the launcher's SIGTERM flag, same reason
     "util/log.c:log_fn"                # process-wide log sink and level (hm_log_set, hermes.h)
     "util/log.c:log_user"
     "util/log.c:log_level"

@@ -9,8 +9,8 @@
  */
 #include "testutil.h"
 
-#include "dist/comm-impl.h"
-#include "dist/ddp.h"
+#include "parallel/comm-impl.h"
+#include "parallel/ddp.h"
 #include "hermes/model.h"
 #include "hermes/optim.h"
 #include "hermes/train.h"
