@@ -43,49 +43,47 @@ struct info {
     double flops_fwd;
 };
 
+/* The training memory keys, in the order the JSON has always had them. */
+static void memory_json(json_t *o, const struct hm_model_memory *m, bool copies)
+{
+    json_object_set_new(o, "parameters", json_integer((json_int_t)m->params_bytes));
+    if (copies)
+        json_object_set_new(o, "weight_copies", json_integer((json_int_t)m->copies_bytes));
+    json_object_set_new(o, "gradients", json_integer((json_int_t)m->grads_bytes));
+    json_object_set_new(o, "adamw_state", json_integer((json_int_t)m->optim_bytes));
+    json_object_set_new(o, "activations", json_integer((json_int_t)m->activation_bytes));
+    json_object_set_new(o, "total", json_integer((json_int_t)m->total_bytes));
+}
+
 static void print_json(const struct info *in)
 {
-    const struct hm_model_config cfg = in->cfg;
-    const struct hm_model_memory mem = in->mem, mem16 = in->mem16;
-    long batch = in->batch;
-    int T = in->T;
-    uint64_t P = in->P;
-    double flops_fwd = in->flops_fwd;
+    const struct hm_model_config *cfg = &in->cfg;
     json_t *o = json_object();
-    json_object_set_new(o, "model", json_string(cfg.name));
-    char *cj = hm_config_to_json(&cfg);
+    json_object_set_new(o, "model", json_string(cfg->name));
+    char *cj = hm_config_to_json(cfg);
     json_object_set_new(o, "config", json_loads(cj, 0, NULL));
     hm_free(cj);
-    json_object_set_new(o, "head_dim", json_integer(hm_config_head_dim(&cfg)));
-    json_object_set_new(o, "parameters", json_integer((json_int_t)P));
+    json_object_set_new(o, "head_dim", json_integer(hm_config_head_dim(cfg)));
+    json_object_set_new(o, "parameters", json_integer((json_int_t)in->P));
     json_object_set_new(o, "parameters_nonembedding",
-                        json_integer((json_int_t)hm_config_param_count_nonembed(&cfg)));
+                        json_integer((json_int_t)hm_config_param_count_nonembed(cfg)));
     json_t *inf = json_object();
-    json_object_set_new(inf, "context", json_integer(cfg.max_seq_len));
-    json_object_set_new(inf, "weights_f32", json_integer((json_int_t)(P * 4)));
-    json_object_set_new(inf, "weights_bf16", json_integer((json_int_t)(P * 2)));
-    json_object_set_new(inf, "kv_cache_f32", json_integer((json_int_t)hm_config_kv_cache_bytes(&cfg, cfg.max_seq_len, 4)));
-    json_object_set_new(inf, "kv_cache_bf16", json_integer((json_int_t)hm_config_kv_cache_bytes(&cfg, cfg.max_seq_len, 2)));
+    json_object_set_new(inf, "context", json_integer(cfg->max_seq_len));
+    json_object_set_new(inf, "weights_f32", json_integer((json_int_t)(in->P * 4)));
+    json_object_set_new(inf, "weights_bf16", json_integer((json_int_t)(in->P * 2)));
+    json_object_set_new(inf, "kv_cache_f32", json_integer((json_int_t)hm_config_kv_cache_bytes(cfg, cfg->max_seq_len, 4)));
+    json_object_set_new(inf, "kv_cache_bf16", json_integer((json_int_t)hm_config_kv_cache_bytes(cfg, cfg->max_seq_len, 2)));
     json_object_set_new(o, "inference", inf);
     json_t *tr = json_object();
-    json_object_set_new(tr, "batch_size", json_integer(batch));
-    json_object_set_new(tr, "seq_len", json_integer(T));
-    json_object_set_new(tr, "parameters", json_integer((json_int_t)mem.params_bytes));
-    json_object_set_new(tr, "gradients", json_integer((json_int_t)mem.grads_bytes));
-    json_object_set_new(tr, "adamw_state", json_integer((json_int_t)mem.optim_bytes));
-    json_object_set_new(tr, "activations", json_integer((json_int_t)mem.activation_bytes));
-    json_object_set_new(tr, "total", json_integer((json_int_t)mem.total_bytes));
+    json_object_set_new(tr, "batch_size", json_integer(in->batch));
+    json_object_set_new(tr, "seq_len", json_integer(in->T));
+    memory_json(tr, &in->mem, false);
     json_object_set_new(o, "training", tr);
     json_t *t16 = json_object();
-    json_object_set_new(t16, "parameters", json_integer((json_int_t)mem16.params_bytes));
-    json_object_set_new(t16, "weight_copies", json_integer((json_int_t)mem16.copies_bytes));
-    json_object_set_new(t16, "gradients", json_integer((json_int_t)mem16.grads_bytes));
-    json_object_set_new(t16, "adamw_state", json_integer((json_int_t)mem16.optim_bytes));
-    json_object_set_new(t16, "activations", json_integer((json_int_t)mem16.activation_bytes));
-    json_object_set_new(t16, "total", json_integer((json_int_t)mem16.total_bytes));
+    memory_json(t16, &in->mem16, true);
     json_object_set_new(o, "training_bf16", t16);
-    json_object_set_new(o, "flops_per_token_forward", json_real(flops_fwd));
-    json_object_set_new(o, "flops_per_token_training", json_real(3.0 * flops_fwd));
+    json_object_set_new(o, "flops_per_token_forward", json_real(in->flops_fwd));
+    json_object_set_new(o, "flops_per_token_training", json_real(3.0 * in->flops_fwd));
     char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
     printf("%s\n", s);
     free(s);

@@ -31,7 +31,7 @@ struct hm_model {
     struct hm_tensor *embedding, *lm_head, *norm;
     struct layer *layers;
     uint64_t n_decay;
-    enum hm_param_role *roles; /* per parameter, in block order */
+    enum hm_param_role *roles; /* per parameter, in block order (allocated with the model) */
     int n_roles, cap_roles;
 };
 
@@ -103,9 +103,12 @@ static enum hm_status model_create(const struct hm_model_config *cfg, struct hm_
     enum hm_status st = hm_config_validate(cfg);
     if (st != HM_OK)
         return st;
-    struct hm_model *m = hm_calloc(1, sizeof *m);
+    int cap_roles = 3 + 16 * cfg->num_layers; /* at most 16 tensors per layer */
+    struct hm_model *m = hm_calloc(1, sizeof *m + (size_t)cap_roles * sizeof *m->roles);
     if (!m)
         return hm_fail(HM_ERR_NOMEM, "out of memory creating the model");
+    m->roles = (enum hm_param_role *)(m + 1);
+    m->cap_roles = cap_roles;
     m->cfg = *cfg;
     m->be = be;
     m->dtype = HM_DTYPE_F32;
@@ -113,12 +116,6 @@ static enum hm_status model_create(const struct hm_model_config *cfg, struct hm_
     if (!m->layers) {
         hm_free(m);
         return hm_fail(HM_ERR_NOMEM, "out of memory creating the model");
-    }
-    m->cap_roles = 3 + 16 * cfg->num_layers; /* at most 16 tensors per layer */
-    m->roles = hm_calloc((size_t)m->cap_roles, sizeof *m->roles);
-    if (!m->roles) {
-        st = hm_fail(HM_ERR_NOMEM, "out of memory creating the model");
-        goto fail;
     }
     if ((st = hm_block_new(with_grads, &m->params)) != HM_OK)
         goto fail;
@@ -152,7 +149,6 @@ void hm_model_free(struct hm_model *m)
     hm_block_free(m->copies);
     hm_block_free(m->params);
     hm_free(m->layers);
-    hm_free(m->roles);
     hm_free(m);
 }
 
