@@ -56,7 +56,8 @@ static enum hm_status parse_args(int argc, char **argv, struct train_args *a, bo
     struct hm_session_opts d = hm_session_opts_default();
     const struct hm_train_opts *t = &d.train;
     *a = (struct train_args){
-        .model = d.model, .output = t->output_dir, .text_field = d.text_field, .lr_schedule = "cosine",
+        .model = d.model, .output = t->output_dir, .text_field = d.text_field,
+        .lr_schedule = "cosine",
         .device = "auto", .dtype = "auto", .save_dtype = "f32", .batch = t->batch_size,
         .epochs = t->epochs, .seq_len = t->seq_len, .num_gpus = 1, .grad_accum = t->grad_accum,
         .seed = (long)t->seed, .max_steps = t->max_steps, .log_every = t->log_every,
@@ -116,7 +117,8 @@ static enum hm_status parse_args(int argc, char **argv, struct train_args *a, bo
 }
 
 /* Flags -> session options; the device, dtype, schedule and save dtype are checked here. */
-static enum hm_status session_opts(struct train_args *a, char *device, size_t cap, struct hm_session_opts *o)
+static enum hm_status session_opts(struct train_args *a, char *device, size_t cap,
+                                   struct hm_session_opts *o)
 {
     enum hm_status st;
     *o = hm_session_opts_default();
@@ -126,7 +128,8 @@ static enum hm_status session_opts(struct train_args *a, char *device, size_t ca
         (st = hm_lr_kind_parse(a->lr_schedule, &t->lr.kind)) != HM_OK)
         return st;
     if (strcmp(a->save_dtype, "f32") != 0 && strcmp(a->save_dtype, "bf16") != 0)
-        return hm_fail(HM_ERR_USAGE, "train: --save-dtype: expected f32 or bf16, got '%s'", a->save_dtype);
+        return hm_fail(HM_ERR_USAGE, "train: --save-dtype: expected f32 or bf16, got '%s'",
+                       a->save_dtype);
     o->tokenizer = a->tokenizer, o->model = a->model, o->text_field = a->text_field;
     o->tokenizer_train.vocab_size = (uint32_t)a->vocab_size;
     o->data = a->data.items, o->n_data = a->data.n;

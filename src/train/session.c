@@ -35,8 +35,8 @@ struct hm_session_opts hm_session_opts_default(void)
 {
     struct hm_session_opts o = {
         .tokenizer_train = hm_tokenizer_train_opts_default(), .model = "tiny", .text_field = "text",
-        .device = "cpu", .dtype = HM_DTYPE_F32, .clamp_seq_len = true, .train = hm_train_opts_default(),
-        .handle_signals = true, .fail_rank = -1,
+        .device = "cpu", .dtype = HM_DTYPE_F32, .clamp_seq_len = true,
+        .train = hm_train_opts_default(), .handle_signals = true, .fail_rank = -1,
     };
     o.train.stride = 0;
     return o;
@@ -63,8 +63,9 @@ static enum hm_status launch_workers(const struct hm_session_opts *o)
      * on a one-GPU machine (NCCL may refuse it, and then its error is what we report). */
     if (o->share_gpu) {
         const char *vis = getenv("CUDA_VISIBLE_DEVICES");
+        bool set = vis && *vis;
         char first[32], list[512] = "";
-        snprintf(first, sizeof first, "%.*s", vis && *vis ? (int)strcspn(vis, ",") : 1, vis && *vis ? vis : "0");
+        snprintf(first, sizeof first, "%.*s", set ? (int)strcspn(vis, ",") : 1, set ? vis : "0");
         for (int r = 0; r < n && strlen(list) + strlen(first) + 2 < sizeof list; r++)
             snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", r ? "," : "", first);
         setenv("CUDA_VISIBLE_DEVICES", list, 1);
@@ -117,7 +118,8 @@ static enum hm_status pick_role(const struct hm_session_opts *o, struct hm_sessi
 
 /* ---- tokenizer and data, from rank 0 --------------------------------------------------------- */
 
-static enum hm_status load_or_train_tokenizer(const struct hm_session_opts *o, struct hm_tokenizer **tok)
+static enum hm_status load_or_train_tokenizer(const struct hm_session_opts *o,
+                                              struct hm_tokenizer **tok)
 {
     if (access(o->tokenizer, F_OK) == 0)
         return hm_tokenizer_load(o->tokenizer, tok);
@@ -305,7 +307,8 @@ static enum hm_status build_model(struct session *s)
         (st = hm_model_new(&s->cfg, s->be, &s->model)) != HM_OK ||
         (st = hm_model_init_weights(s->model, s->to.seed)) != HM_OK)
         return st;
-    if (o->checkpoint && !s->to.resume && (st = hm_model_load_weights(s->model, o->checkpoint)) != HM_OK) {
+    if (o->checkpoint && !s->to.resume &&
+        (st = hm_model_load_weights(s->model, o->checkpoint)) != HM_OK) {
         if (st == HM_ERR_MISMATCH && strstr(hm_last_error(), "embedding.weight"))
             hm_fail(st, "train: --checkpoint %s does not match tokenizer %s (%d tokens): %s",
                     o->checkpoint, o->tokenizer, s->cfg.vocab_size, hm_last_error());
@@ -334,10 +337,12 @@ static void log_plan(struct session *s)
     size_t planned, off, shard;
     bool sharded = t->zero1 && W > 1;
     hm_comm_shard(s->comm, (size_t)P, 0, &off, &shard); /* rank 0's shard is the largest */
-    double all = 8.0 * (double)P / 1048576.0, moments = 8.0 * (double)(sharded ? shard : P) / 1048576.0;
+    double all = 8.0 * (double)P / 1048576.0;
+    double moments = 8.0 * (double)(sharded ? shard : P) / 1048576.0;
     if (hm_model_plan_train_bytes(s->model, s->be, t->batch_size, t->seq_len, &planned) == HM_OK)
         hm_log(HM_LOG_INFO, "Memory: %.1f MiB of parameters, gradients and AdamW moments, %.1f MiB "
-               "planned for activations and their gradients", all + moments, (double)planned / 1048576.0);
+               "planned for activations and their gradients", all + moments,
+               (double)planned / 1048576.0);
     if (sharded)
         hm_log(HM_LOG_INFO, "Optimizer state (ZeRO-1): %.1f MiB of AdamW moments per process (1/%d of "
                "%.1f MiB)", moments, W, all);
@@ -354,14 +359,15 @@ static enum hm_status run_ranks(struct session *s)
         return st;
     if (s->rank != 0 && (st = hm_mkdir_p(s->to.output_dir)) != HM_OK)
         return st;
-    if ((st = resolve_config(s)) != HM_OK || (st = open_data(s)) != HM_OK || (st = build_model(s)) != HM_OK)
+    if ((st = resolve_config(s)) != HM_OK || (st = open_data(s)) != HM_OK ||
+        (st = build_model(s)) != HM_OK)
         return st;
     if (s->rank == 0)
         log_plan(s);
     if (s->o->handle_signals)
         hm_interrupt_install();
-    st = hm_train(s->model, &s->train, s->have_val ? &s->val : NULL, &s->to, s->comm, s->o->progress,
-                  s->o->progress_user, &s->res->summary);
+    st = hm_train(s->model, &s->train, s->have_val ? &s->val : NULL, &s->to, s->comm,
+                  s->o->progress, s->o->progress_user, &s->res->summary);
     s->res->trained = true;
     if (hm_file_exists(out_path(s, "state.safetensors")))
         s->created_output = false; /* the folder holds a resumable run now: keep it */
