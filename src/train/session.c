@@ -288,7 +288,7 @@ static enum hm_status resolve_config(struct session *s)
             return hm_fail(HM_ERR_USAGE, "train: --seq-len %d exceeds the model's max_seq_len %d",
                            s->to.seq_len, s->cfg.max_seq_len);
         if (s->rank == 0)
-            hm_log(HM_LOG_INFO, "Note: the default --seq-len %d exceeds %s's max_seq_len %d; using %d",
+            hm_log(HM_LOG_INFO, "Note: --seq-len %d exceeds %s's max_seq_len %d; using %d",
                    s->to.seq_len, s->cfg.name, s->cfg.max_seq_len, s->cfg.max_seq_len);
         s->to.seq_len = s->cfg.max_seq_len;
     }

@@ -46,7 +46,7 @@ static int teardown(void **state)
 {
     struct fixture *f = *state;
     tu_rmdir(f->dir);
-    free(f->corpus), free(f->tok), free(f->out), free(f);
+    free(f->dir), free(f->corpus), free(f->tok), free(f->out), free(f);
     return 0;
 }
 
