@@ -78,7 +78,7 @@ size_t hm_cuda_workspace_bytes(const struct hm_tensor *node, size_t sort_temp_by
 
 char *hm_cuda_fmt_bytes(char *buf, size_t cap, double bytes)
 {
-    static const char *unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    static const char *const unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
     int u = 0;
     while (bytes >= 1024.0 && u < 4) {
         bytes /= 1024.0;
