@@ -1,8 +1,8 @@
 /*
- * elementwise.c - FILL, ADD, MUL, SCALE, GRAD_ACC, GELU(+back), SWIGLU(+back), DROPOUT.
+ * elementwise.c - FILL, ADD, MUL, SCALE, REDUCE_ROWS, GELU(+back), SWIGLU(+back), DROPOUT.
  * Elementwise loops are OpenMP static + simd; the planner may run ADD, MUL, SCALE, GELU,
- * GELU_BACK, DROPOUT and GRAD_ACC in place (dst == a source), so nothing here uses restrict and
- * each element is read before it is written. `acc` (dst->acc bit 0) selects += over =.
+ * GELU_BACK, DROPOUT and REDUCE_ROWS in place (dst == a source: ops.def's inplace column), so
+ * nothing here uses restrict and each element is read before it is written. `acc` (dst->acc bit 0) selects += over =.
  */
 #include "cpu-impl.h"
 
@@ -70,7 +70,7 @@ CPU_KERNEL(scale)
 /* dst (+)= s * sum of src over leading rows (src numel is a multiple of dst numel). Columns are
  * split among threads and rows summed in order (in double), so the result does not depend on the
  * thread count. */
-CPU_KERNEL(grad_acc)
+CPU_KERNEL(reduce_rows)
 {
     const float *x = CF32(dst->src[0]);
     float *y = F32(dst), s = hm_op_f32(dst, 0);
