@@ -27,6 +27,12 @@
 #undef HM_OP_PSEUDO
 #undef HM_OP
 
+/* elementwise.c: y[c] (+)= s * sum over rows of x[r][c] (times x2[r][c] * rscale[r] when x2 is
+ * given), in double, each chunk of 64 columns summed over the rows in order: the result does not
+ * depend on the thread count. REDUCE_ROWS and the RMSNorm weight gradient. */
+void hm_cpu_colsum(const float *x, const float *x2, const float *rscale, float *y, int64_t rows, int64_t n,
+                   float s, bool acc);
+
 /* bf16.c: nodes with bf16 operands run their f32 kernel on f32 shadows in the workspace. */
 bool hm_cpu_needs_shadows(const struct hm_tensor *node);
 size_t hm_cpu_bf16_shadow_bytes(const struct hm_tensor *node);

@@ -1,9 +1,9 @@
 /*
  * norm.c - RMSNorm: y = x * rstd * w, rstd = 1 / sqrt(mean(x^2) + eps) (eps inside the sqrt),
  * over the last dim, and ADD_RMS_NORM, the residual add in front of it in the same pass over each
- * row (s = a + b, h = rms_norm(s)). Backward gives dx per row and dw = sum_rows dy * x * rstd; dw
- * is reduced per column chunk over rows in order (double), independent of the thread count.
- * rstd is kept in the workspace between the two passes. The fused kernels run the unfused ones'
+ * row (s = a + b, h = rms_norm(s)). Backward gives dx per row and dw = sum_rows dy * x * rstd;
+ * dw is the deterministic column sum of elementwise.c (hm_cpu_colsum). rstd is kept in the
+ * workspace between the two passes. The fused kernels run the unfused ones'
  * arithmetic in the same order, so their results are the same bits.
  */
 #include "cpu-impl.h"
@@ -43,28 +43,6 @@ static inline float norm_back_row(const float *d, const float *x, const float *w
     return rs;
 }
 
-/* dw (+)= sum over rows of dy * x * rstd[row], per column chunk, rows in order, in double. */
-static void norm_dw(const float *dy, const float *xs, const float *rstd, float *dw, int64_t N, int64_t C,
-                    bool acc)
-{
-    enum { W = 64 };
-    int64_t n_chunks = (C + W - 1) / W;
-#pragma omp parallel for schedule(static) if (parallel : HM_CPU_PAR(N * C))
-    for (int64_t ch = 0; ch < n_chunks; ch++) {
-        int64_t c0 = ch * W, wd = C - c0 < W ? C - c0 : W;
-        double sum[W] = {0};
-        for (int64_t r = 0; r < N; r++) {
-            const float *x = xs + r * C + c0, *d = dy + r * C + c0;
-            float rs = rstd[r];
-#pragma omp simd
-            for (int64_t j = 0; j < wd; j++)
-                sum[j] += d[j] * x[j] * rs;
-        }
-        for (int64_t j = 0; j < wd; j++)
-            dw[c0 + j] = acc ? dw[c0 + j] + (float)sum[j] : (float)sum[j];
-    }
-}
-
 /* x rounded to bf16 and back: a value as a bf16 tensor stores it (the bf16 shadows of bf16.c
  * hand the kernels f32 copies; this is the rounding a separate node would have done). */
 static inline float bf16_round(float x)
@@ -97,7 +75,7 @@ CPU_KERNEL(rms_norm_back)
     for (int64_t r = 0; r < N; r++)
         rstd[r] = norm_back_row(dy + r * C, xs + r * C, w, F32(dst) + r * C, C, eps, acc_x);
     if (dst->src[3])
-        norm_dw(dy, xs, rstd, F32(dst->src[3]), N, C, dst->acc & 2);
+        hm_cpu_colsum(dy, xs, rstd, F32(dst->src[3]), N, C, 1.0f, dst->acc & 2); /* dw */
     return HM_OK;
 }
 
@@ -159,6 +137,6 @@ CPU_KERNEL(add_rms_norm_back)
         }
     }
     if (dst->src[5])
-        norm_dw(dh, ss, rstd, F32(dst->src[5]), N, C, dst->acc & 8);
+        hm_cpu_colsum(dh, ss, rstd, F32(dst->src[5]), N, C, 1.0f, dst->acc & 8); /* dw */
     return HM_OK;
 }

@@ -1,19 +1,19 @@
 /*
- * norm.cu - RMSNorm: y = x * rstd * w, rstd = 1 / sqrt(mean(x^2) + eps) (eps inside the sqrt).
- * One block per row; row sums use the fixed-order block reduction. Backward writes dx per row and
- * keeps rstd in the workspace; dw = sum_rows dy * x * rstd goes through the deterministic
+ * norm.cu - RMSNorm: y = x * rstd * w, rstd = 1 / sqrt(mean(x^2) + eps) (eps inside the sqrt),
+ * and ADD_RMS_NORM, the residual add in front of it (s = a + b, h = rms_norm(s)) in the same
+ * kernel. One block per row; row sums use the fixed-order block reduction. Backward writes dx per
+ * row and keeps rstd in the workspace; dw = sum_rows dy * x * rstd goes through the deterministic
  * two-pass column sum (elementwise.cu), never atomics.
  */
 #include "elementwise.cuh"
 
 #define NORM_THREADS 256
 
-/* x, w, y of the node's storage type T; statistics in f32. */
-template <typename T> static __global__ void rms_norm_kernel(const T *x, const T *w, T *y, int64_t C, float eps)
+/* y = x * rstd * w over the block's row; x, w, y of the node's storage type T, statistics in f32.
+ * Each thread reads the elements j = threadIdx.x + k * blockDim.x, which it may have just written. */
+template <typename T>
+static __device__ __forceinline__ void norm_row(const T *xr, const T *w, T *yr, int64_t C, float eps, float *sh)
 {
-    __shared__ float sh[32];
-    const T *xr = x + blockIdx.x * C;
-    T *yr = y + blockIdx.x * C;
     float ss = 0.0f;
     for (int64_t j = threadIdx.x; j < C; j += blockDim.x) {
         float v = hm_ld(xr, j);
@@ -23,6 +23,12 @@ template <typename T> static __global__ void rms_norm_kernel(const T *x, const T
     float rs = 1.0f / sqrtf(ss / (float)C + eps);
     for (int64_t j = threadIdx.x; j < C; j += blockDim.x)
         hm_st(yr, j, hm_ld(xr, j) * rs * hm_ld(w, j));
+}
+
+template <typename T> static __global__ void rms_norm_kernel(const T *x, const T *w, T *y, int64_t C, float eps)
+{
+    __shared__ float sh[32];
+    norm_row(x + blockIdx.x * C, w, y + blockIdx.x * C, C, eps, sh);
 }
 
 CUDA_KERNEL(rms_norm)
@@ -36,14 +42,12 @@ CUDA_KERNEL(rms_norm)
     return HM_OK;
 }
 
-/* dx = rs w dy - (rs^3 / C) (sum_j dy_j w_j x_j) x */
+/* rs and k of dx = rs w dy - k x, k = (rs^3 / C) (sum_j dy_j w_j x_j), for the block's row;
+ * thread 0 keeps rs in rstd for the weight gradient. */
 template <typename T>
-static __global__ void rms_norm_back_kernel(const T *dy, const T *x, const T *w, T *dx, float *rstd, int64_t C,
-                                            float eps, bool acc)
+static __device__ __forceinline__ void norm_back_stats(const T *dr, const T *xr, const T *w, int64_t C, float eps,
+                                                       float *sh, float *rstd, float *rs, float *k)
 {
-    __shared__ float sh[32];
-    const T *xr = x + blockIdx.x * C, *dr = dy + blockIdx.x * C;
-    T *dxr = dx + blockIdx.x * C;
     float ss = 0.0f, dot = 0.0f;
     for (int64_t j = threadIdx.x; j < C; j += blockDim.x) {
         float xv = hm_ld(xr, j);
@@ -52,10 +56,21 @@ static __global__ void rms_norm_back_kernel(const T *dy, const T *x, const T *w,
     }
     ss = hm_block_sum(ss, sh);
     dot = hm_block_sum(dot, sh);
-    float rs = 1.0f / sqrtf(ss / (float)C + eps);
-    float k = rs * rs * rs * dot / (float)C;
+    *rs = 1.0f / sqrtf(ss / (float)C + eps);
+    *k = *rs * *rs * *rs * dot / (float)C;
     if (threadIdx.x == 0)
-        rstd[blockIdx.x] = rs;
+        rstd[blockIdx.x] = *rs;
+}
+
+template <typename T>
+static __global__ void rms_norm_back_kernel(const T *dy, const T *x, const T *w, T *dx, float *rstd, int64_t C,
+                                            float eps, bool acc)
+{
+    __shared__ float sh[32];
+    const T *xr = x + blockIdx.x * C, *dr = dy + blockIdx.x * C;
+    T *dxr = dx + blockIdx.x * C;
+    float rs, k;
+    norm_back_stats(dr, xr, w, C, eps, sh, rstd, &rs, &k);
     for (int64_t j = threadIdx.x; j < C; j += blockDim.x)
         hm_store(dxr, j, rs * hm_ld(w, j) * hm_ld(dr, j) - k * hm_ld(xr, j), acc);
 }
@@ -90,17 +105,10 @@ static __global__ void add_rms_norm_kernel(const T *a, const T *b, const T *w, T
 {
     __shared__ float sh[32];
     const T *ar = a + blockIdx.x * C, *br = b + blockIdx.x * C;
-    T *sr = s + blockIdx.x * C, *hr = h + blockIdx.x * C;
-    float ss = 0.0f;
-    for (int64_t j = threadIdx.x; j < C; j += blockDim.x) { /* a, b may be s: read, then write */
+    T *sr = s + blockIdx.x * C;
+    for (int64_t j = threadIdx.x; j < C; j += blockDim.x) /* a, b may be s: read, then write */
         hm_st(sr, j, hm_ld(ar, j) + hm_ld(br, j));
-        float v = hm_ld(sr, j);
-        ss += v * v;
-    }
-    ss = hm_block_sum(ss, sh);
-    float rs = 1.0f / sqrtf(ss / (float)C + eps);
-    for (int64_t j = threadIdx.x; j < C; j += blockDim.x)
-        hm_st(hr, j, hm_ld(sr, j) * rs * hm_ld(w, j));
+    norm_row(sr, w, h + blockIdx.x * C, C, eps, sh);
 }
 
 CUDA_KERNEL(add_rms_norm)
@@ -124,18 +132,8 @@ static __global__ void add_rms_norm_back_kernel(const T *dh, const T *s, const T
     __shared__ float sh[32];
     const T *sr = s + blockIdx.x * C, *dr = dh + blockIdx.x * C;
     T *gr = ds + blockIdx.x * C;
-    float ss = 0.0f, dot = 0.0f;
-    for (int64_t j = threadIdx.x; j < C; j += blockDim.x) {
-        float xv = hm_ld(sr, j);
-        ss += xv * xv;
-        dot += hm_ld(dr, j) * hm_ld(w, j) * xv;
-    }
-    ss = hm_block_sum(ss, sh);
-    dot = hm_block_sum(dot, sh);
-    float rs = 1.0f / sqrtf(ss / (float)C + eps);
-    float k = rs * rs * rs * dot / (float)C;
-    if (threadIdx.x == 0)
-        rstd[blockIdx.x] = rs;
+    float rs, k;
+    norm_back_stats(dr, sr, w, C, eps, sh, rstd, &rs, &k);
     for (int64_t j = threadIdx.x; j < C; j += blockDim.x) {
         hm_store(gr, j, rs * hm_ld(w, j) * hm_ld(dr, j) - k * hm_ld(sr, j), acc & 1);
         float d = hm_ld(gr, j);
