@@ -489,11 +489,9 @@ void op_setup(const struct op_case *c, struct hm_backend *be, enum hm_dtype dt, 
 
 void op_run_free(struct op_run *R)
 {
-    for (int i = 0; i < 4; i++)
-        free(R->hx[i]);
-    for (int i = 0; i < 2; i++)
-        free(R->hids[i]);
-    free(R->hr);
+    void *host[] = {R->hx[0], R->hx[1], R->hx[2], R->hx[3], R->hids[0], R->hids[1], R->hr};
+    for (size_t i = 0; i < sizeof host / sizeof host[0]; i++)
+        free(host[i]);
     hm_graph_free(R->g);
     hm_ctx_free(R->ctx);
     hm_block_free(R->copies);
