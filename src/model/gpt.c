@@ -2,8 +2,9 @@
  * gpt.c - the transformer: parameter declaration, initialisation, and the one forward builder
  * that serves the training graph and the inference (KV-cache) graphs.
  *
- * Block (pre-norm):  x = x + drop(o_proj(attn(rope(q), rope(k), v)))     on rms_norm(x)
+ * Layer (pre-norm):  x = x + drop(o_proj(attn(rope(q), rope(k), v)))     on rms_norm(x)
  *                    x = x + drop(down(gelu(up(h))))  or  drop(down(silu(gate(h)) * up(h)))
+ * Each residual add and the norm after it are one node (hm_add_rms_norm).
  * Parameters are declared weight-decayed first (embedding, every matrix, lm_head) and then the
  * norm weights and biases, so AdamW runs over two contiguous ranges. In bf16 the graphs read a
  * rounded copy of every parameter (weight()); backward still accumulates into the f32 gradients
@@ -330,7 +331,15 @@ static struct hm_tensor *heads(struct build *b, struct hm_tensor *x, int n_heads
     return hm_reshape(b->ctx, x, 4, (int64_t[]){b->B, b->T, n_heads, hd});
 }
 
-static struct hm_tensor *block_forward(struct hm_model *m, struct build *b, int i, struct hm_tensor *x)
+/*
+ * Layer i on the residual stream *x, whose input norm h = rms_norm(*x) the previous step already
+ * computed. Each residual add is fused with the norm that reads its sum (hm_add_rms_norm): the
+ * attention branch's with post_attention_layernorm, the MLP branch's with the next layer's
+ * input_layernorm, or the final norm after the last layer. Returns that last normalised output;
+ * *x is the new residual stream.
+ */
+static struct hm_tensor *layer_forward(struct hm_model *m, struct build *b, int i, struct hm_tensor **x,
+                                       struct hm_tensor *h)
 {
     const struct hm_model_config *c = &m->cfg;
     struct layer *l = &m->layers[i];
@@ -339,7 +348,6 @@ static struct hm_tensor *block_forward(struct hm_model *m, struct build *b, int 
     float p = b->training ? c->dropout : 0.0f;
 
 #define W(p) weight(m, ctx, (p))
-    struct hm_tensor *h = hm_rms_norm(ctx, x, W(l->norm_in), c->layer_norm_eps);
     struct hm_tensor *q = heads(b, hm_linear(ctx, h, W(l->wq), W(l->bq)), c->num_heads, HD);
     struct hm_tensor *k = heads(b, hm_linear(ctx, h, W(l->wk), W(l->bk)), c->num_kv_heads, HD);
     struct hm_tensor *v = heads(b, hm_linear(ctx, h, W(l->wv), W(l->bv)), c->num_kv_heads, HD);
@@ -352,17 +360,18 @@ static struct hm_tensor *block_forward(struct hm_model *m, struct build *b, int 
     struct hm_tensor *a = hm_attention(ctx, q, k, v);
     a = hm_reshape(ctx, a, 3, (int64_t[]){b->B, b->T, c->hidden_size});
     struct hm_tensor *o = hm_dropout(ctx, hm_linear(ctx, a, W(l->wo), W(l->bo)), p, i * 4 + 1);
-    x = hm_add(ctx, x, o);
+    h = hm_add_rms_norm(ctx, *x, o, W(l->norm_post), c->layer_norm_eps, x);
 
-    h = hm_rms_norm(ctx, x, W(l->norm_post), c->layer_norm_eps);
     struct hm_tensor *f;
     if (c->activation == HM_ACT_SWIGLU)
         f = hm_swiglu(ctx, hm_linear(ctx, h, W(l->w_gate), W(l->b_gate)), hm_linear(ctx, h, W(l->w_up), W(l->b_up)));
     else
         f = hm_gelu(ctx, hm_linear(ctx, h, W(l->w_up), W(l->b_up)));
     f = hm_dropout(ctx, hm_linear(ctx, f, W(l->w_down), W(l->b_down)), p, i * 4 + 2);
+    struct hm_tensor *next_norm = i + 1 < c->num_layers ? m->layers[i + 1].norm_in : m->norm;
+    h = hm_add_rms_norm(ctx, *x, f, W(next_norm), c->layer_norm_eps, x);
 #undef W
-    return hm_add(ctx, x, f);
+    return h;
 }
 
 /* ids (B, T) -> final hidden states (B, T, C) after the last norm. */
@@ -371,9 +380,10 @@ static struct hm_tensor *trunk_forward(struct hm_model *m, struct build *b, stru
     const struct hm_model_config *c = &m->cfg;
     struct hm_tensor *x = hm_embedding(b->ctx, weight(m, b->ctx, m->embedding), ids);
     x = hm_dropout(b->ctx, x, b->training ? c->dropout : 0.0f, 0);
+    struct hm_tensor *h = hm_rms_norm(b->ctx, x, weight(m, b->ctx, m->layers[0].norm_in), c->layer_norm_eps);
     for (int i = 0; i < c->num_layers; i++)
-        x = block_forward(m, b, i, x);
-    return hm_rms_norm(b->ctx, x, weight(m, b->ctx, m->norm), c->layer_norm_eps);
+        h = layer_forward(m, b, i, &x, h);
+    return h;
 }
 
 static struct hm_tensor *lm_head(struct hm_model *m, struct build *b, struct hm_tensor *x)

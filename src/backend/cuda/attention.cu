@@ -20,7 +20,7 @@
  *   memory-frugal first; README.md lists the tensor-core (bf16 mma) version as the next step.
  * Tensors are f32 or bf16 (template T); tiles in shared memory, scores and sums are f32.
  */
-#include "attention.cuh"
+#include "common.cuh"
 
 #define BC HM_CUDA_ATTN_BC
 #define ROWS HM_CUDA_ATTN_ROWS
