@@ -33,7 +33,7 @@ static void preset_list(char *buf, size_t cap)
     buf[0] = 0;
     /* Display in the original's order (smallest first), not alphabetical. */
     static const char *order[] = {"nano", "tiny", "gpt2-small", "gpt2-medium", "gpt2-large",
-                                  "llama-small"};
+                                  "llama-nano", "llama-tiny", "llama-small"};
     for (size_t i = 0; i < HM_ARRAY_LEN(order); i++) {
         if (i)
             strncat(buf, ", ", cap - strlen(buf) - 1);
