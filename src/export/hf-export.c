@@ -114,7 +114,7 @@ static enum hm_status write_json(const struct hm_out_dir *d, const char *name, j
 {
     char path[4300];
     hm_out_dir_file(d, name, path, sizeof path);
-    char *s = o ? json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
+    char *s = o ? json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9)) : NULL;
     json_decref(o);
     if (!s)
         return hm_fail(HM_ERR_NOMEM, "%s: out of memory", path);
