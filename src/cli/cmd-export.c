@@ -63,8 +63,10 @@ enum hm_status cmd_export(int argc, char **argv)
         return st;
     st = gguf ? hm_export_gguf(&src, dt, output) : hm_export_hf(&src, dt, output, force);
     if (st == HM_OK)
-        fprintf(stderr, "wrote %s (%s, %s, %s)\n", output, gguf ? "GGUF llama" : "Hugging Face folder",
-                gguf || src.cfg.activation == HM_ACT_SWIGLU ? "LlamaForCausalLM-compatible" : "ArceeForCausalLM",
+        fprintf(stderr, "wrote %s (%s, %s)\n", output,
+                gguf ? "GGUF, architecture llama"
+                     : src.cfg.activation == HM_ACT_SWIGLU ? "Hugging Face LlamaForCausalLM"
+                                                           : "Hugging Face ArceeForCausalLM",
                 hm_export_dtype_name(dt));
     hm_export_source_close(&src);
     return st;
