@@ -7,6 +7,10 @@
                                             a random LlamaForCausalLM (GQA, untied, rope_theta 5e5,
                                             odd sizes) imported gives its logits within 1e-4, trains
                                             10 steps, and exports back bit-identical.
+  export_ref.py fixtures HERMES_BIN TOOLS_DIR  the committed tests/fixtures/export files: gguf-py
+                                            reads each GGUF, every tensor equals gguf-py's own
+                                            f32/f16/bf16/q8_0 of our weights with the Q/K permutation
+                                            of convert_hf_to_gguf.py; transformers runs the HF ones.
   export_ref.py gguf HERMES_BIN TOOLS_DIR   llama.cpp: llama-tiny trained briefly on the fortunes
                                             corpus, exported to GGUF f32: same tokenization, prompt
                                             logits within 1e-4, the same 64-token greedy
@@ -253,12 +257,96 @@ def main_gguf(ctx):
         del llm
 
 
+# ---- the committed fixtures (tests/fixtures/export) ----------------------------------------------
+
+def permute(w, n_head):
+    """convert_hf_to_gguf.py's LlamaModel.permute: rotate-half rows -> adjacent pairs."""
+    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+GGUF_NAMES = [("embedding.weight", "token_embd.weight"), ("norm.weight", "output_norm.weight"),
+              ("input_layernorm.weight", "attn_norm.weight"),
+              ("post_attention_layernorm.weight", "ffn_norm.weight"),
+              ("attention.q_proj.weight", "attn_q.weight"), ("attention.k_proj.weight", "attn_k.weight"),
+              ("attention.v_proj.weight", "attn_v.weight"), ("attention.o_proj.weight", "attn_output.weight"),
+              ("feed_forward.gate_proj.weight", "ffn_gate.weight"),
+              ("feed_forward.up_proj.weight", "ffn_up.weight"),
+              ("feed_forward.down_proj.weight", "ffn_down.weight")]
+
+
+def gguf_name(ours):
+    prefix, rest = "", ours
+    if ours.startswith("layers."):
+        _, layer, rest = ours.split(".", 2)
+        prefix = f"blk.{layer}."
+    return prefix + dict(GGUF_NAMES)[rest]
+
+
+def main_fixtures(ctx):
+    """gguf-py reads every GGUF fixture; each tensor equals gguf-py's own quantization of our
+    weights with convert_hf_to_gguf's Q/K permutation; transformers runs the HF fixtures."""
+    need("numpy", "gguf", "safetensors", "torch", "transformers")
+    import numpy as np
+    import gguf
+    import torch
+    import transformers
+    from safetensors.numpy import load_file
+    fix = os.path.join(SRC, "tests", "fixtures", "export")
+    cfg = json.load(open(os.path.join(fix, "swiglu", "config.json")))
+    w = load_file(os.path.join(fix, "swiglu", "weights.safetensors"))
+    qtypes = {"f32": gguf.GGMLQuantizationType.F32, "f16": gguf.GGMLQuantizationType.F16,
+              "bf16": gguf.GGMLQuantizationType.BF16, "q8_0": gguf.GGMLQuantizationType.Q8_0}
+    for dt, qt in qtypes.items():
+        r = gguf.GGUFReader(os.path.join(fix, "expected", f"swiglu-{dt}.gguf"))
+        f = r.fields
+        types_ok = all(f[k].types == [gguf.GGUFValueType.UINT32] for k in
+                       ["llama.context_length", "llama.embedding_length", "llama.block_count",
+                        "llama.feed_forward_length", "llama.attention.head_count",
+                        "llama.attention.head_count_kv", "tokenizer.ggml.bos_token_id",
+                        "tokenizer.ggml.eos_token_id"])
+        ctx.check(types_ok and f["general.architecture"].contents() == "llama"
+                  and f["tokenizer.ggml.pre"].contents() == "gpt-2"
+                  and "<|im_start|>" in f["tokenizer.chat_template"].contents(),
+                  f"{dt}: gguf-py reads the metadata (UINT32 hyper-parameters, gpt-2, ChatML template)")
+        bad = []
+        for t in r.tensors:
+            ours = [k for k in w if gguf_name(k) == t.name]
+            x = w[ours[0]]
+            if "q_proj" in ours[0]:
+                x = permute(x, cfg["num_heads"])
+            elif "k_proj" in ours[0]:
+                x = permute(x, cfg["num_kv_heads"])
+            want_t = qt if x.ndim == 2 else gguf.GGMLQuantizationType.F32
+            want = gguf.quants.quantize(x, want_t)
+            if t.tensor_type != want_t or np.asarray(t.data).tobytes() != want.tobytes():
+                bad.append(t.name)
+        ctx.check(not bad and len(r.tensors) == len(w),
+                  f"{dt}: all {len(r.tensors)} tensors equal gguf-py's {dt} of our weights, Q/K permuted "
+                  f"as convert_hf_to_gguf does{' (differ: ' + ', '.join(bad) + ')' if bad else ''}")
+    for model, folder, cls in [("swiglu", "swiglu-hf-f32", "LlamaForCausalLM"),
+                               ("gelu", "gelu-hf-bf16", "ArceeForCausalLM")]:
+        path = os.path.join(fix, "expected", folder)
+        m = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+        ids = transformers.AutoTokenizer.from_pretrained(path)("Hello, world: " + PROMPT)["input_ids"]
+        # The bf16 folder is compared with our model on the same bf16 weights: its import.
+        run_dir = os.path.join(ctx.tmp, folder)
+        ctx.hm("import", path, "-o", run_dir)
+        ours, _ = ctx.our_logits(run_dir, ids)
+        with torch.no_grad():
+            theirs = m(torch.tensor([ids])).logits[0].numpy()
+        diff = float(np.abs(theirs - ours).max())
+        ctx.check(type(m).__name__ == cls and diff <= 1e-4,
+                  f"{folder}: transformers loads {type(m).__name__}, logits within 1e-4 of ours "
+                  f"({diff:.2e})")
+
+
 def main():
-    if len(sys.argv) != 4 or sys.argv[1] not in ("hf", "gguf"):
+    modes = {"hf": main_hf, "gguf": main_gguf, "fixtures": main_fixtures}
+    if len(sys.argv) != 4 or sys.argv[1] not in modes:
         sys.exit(__doc__)
     with tempfile.TemporaryDirectory() as tmp:
         ctx = Ctx(os.path.abspath(sys.argv[2]), os.path.abspath(sys.argv[3]), tmp)
-        (main_hf if sys.argv[1] == "hf" else main_gguf)(ctx)
+        modes[sys.argv[1]](ctx)
         print(f"{ctx.failures} failed")
         sys.exit(1 if ctx.failures else 0)
 
