@@ -165,6 +165,15 @@ def import_check(ctx):
     a, b = load_file(os.path.join(src, "model.safetensors")), load_file(os.path.join(back, "model.safetensors"))
     same = sorted(a) == sorted(b) and all(a[k].dtype == b[k].dtype and a[k].tobytes() == b[k].tobytes() for k in a)
     ctx.check(same, f"import: export back gives the same {len(a)} tensors bit for bit")
+    sharded = os.path.join(ctx.tmp, "random-llama-sharded")
+    model.save_pretrained(sharded, max_shard_size="200KB")
+    shutil.copy(tok, os.path.join(sharded, "tokenizer.json"))
+    n_shards = len(glob.glob(os.path.join(sharded, "model-*.safetensors")))
+    ctx.hm("import", sharded, "-o", os.path.join(ctx.tmp, "imported-sharded"))
+    c = load_file(os.path.join(ctx.tmp, "imported-sharded", "weights.safetensors"))
+    d = load_file(os.path.join(imported, "weights.safetensors"))
+    ctx.check(n_shards > 1 and sorted(c) == sorted(d) and all(c[k].tobytes() == d[k].tobytes() for k in c),
+              f"import: a sharded folder ({n_shards} shards + index) gives the same weights")
     train_files, _ = corpus(ctx)
     tuned = os.path.join(ctx.tmp, "tuned")
     out = ctx.hm("train", "-d", *train_files, "-t", os.path.join(imported, "tokenizer.json"),
