@@ -10,25 +10,12 @@
 #include "export-impl.h"
 
 #include <jansson.h>
-#include <stdlib.h>
 #include <string.h>
 
 static const enum hm_st_dtype st_dtype[] = {[HM_EXPORT_F32] = HM_ST_F32, [HM_EXPORT_F16] = HM_ST_F16,
                                             [HM_EXPORT_BF16] = HM_ST_BF16};
 static const char *const torch_dtype[] = {[HM_EXPORT_F32] = "float32", [HM_EXPORT_F16] = "float16",
                                           [HM_EXPORT_BF16] = "bfloat16"};
-
-/* The shortest decimal that reads back as the same float, so 1e-5f is written 1e-05. */
-static json_t *json_float(float f)
-{
-    char buf[32];
-    for (int prec = 6; prec <= 9; prec++) {
-        snprintf(buf, sizeof buf, "%.*g", prec, f);
-        if ((float)strtod(buf, NULL) == f)
-            break;
-    }
-    return json_real(strtod(buf, NULL));
-}
 
 static void set_id(json_t *o, const char *key, int64_t id)
 {
@@ -53,8 +40,8 @@ static json_t *model_config(const struct hm_export_source *src, enum hm_export_d
     json_object_set_new(o, "head_dim", json_integer(hm_config_head_dim(c)));
     json_object_set_new(o, "hidden_act", json_string(swiglu ? "silu" : "gelu"));
     json_object_set_new(o, "max_position_embeddings", json_integer(c->max_seq_len));
-    json_object_set_new(o, "rms_norm_eps", json_float(c->layer_norm_eps));
-    json_object_set_new(o, "rope_theta", json_float(c->rope_theta));
+    json_object_set_new(o, "rms_norm_eps", json_real(hm_float_shortest(c->layer_norm_eps)));
+    json_object_set_new(o, "rope_theta", json_real(hm_float_shortest(c->rope_theta)));
     json_object_set_new(o, "attention_bias", json_boolean(c->use_bias));
     json_object_set_new(o, "mlp_bias", json_boolean(c->use_bias));
     json_object_set_new(o, "attention_dropout", json_real(0.0));

@@ -28,9 +28,11 @@ enum hm_status hm_out_dir_open(struct hm_out_dir *d, const char *path, bool repl
     memset(d, 0, sizeof *d);
     if ((size_t)snprintf(d->path, sizeof d->path, "%s", path) >= sizeof d->path)
         return hm_fail(HM_ERR_USAGE, "%s: path too long", path);
-    if (hm_file_exists(path) && !replace)
-        return hm_fail(HM_ERR_USAGE, "%s already exists (use --force to replace it)", path);
-    snprintf(d->tmp, sizeof d->tmp, "%s.tmp.%ld", path, (long)getpid());
+    for (size_t n = strlen(d->path); n > 1 && d->path[n - 1] == '/'; n--)
+        d->path[n - 1] = 0; /* "out/" names the folder, not a place inside it */
+    if (hm_file_exists(d->path) && !replace)
+        return hm_fail(HM_ERR_USAGE, "%s already exists (use --force to replace it)", d->path);
+    snprintf(d->tmp, sizeof d->tmp, "%s.tmp.%ld", d->path, (long)getpid());
     remove_tree(d->tmp); /* a leftover of an earlier process with our pid */
     enum hm_status st = hm_mkdir_p(d->tmp);
     if (st != HM_OK)

@@ -235,14 +235,7 @@ enum hm_status hm_config_resolve(const char *name_or_path, struct hm_model_confi
 /* A float as the shortest decimal that reads back to it, so 0.1f is written as 0.1. */
 static json_t *json_float(float f)
 {
-    char buf[32];
-    snprintf(buf, sizeof buf, "%.9g", f);
-    for (int prec = 6; prec <= 9; prec++) {
-        snprintf(buf, sizeof buf, "%.*g", prec, f);
-        if ((float)strtod(buf, NULL) == f)
-            break;
-    }
-    return json_real(strtod(buf, NULL));
+    return json_real(hm_float_shortest(f));
 }
 
 char *hm_config_to_json(const struct hm_model_config *c)

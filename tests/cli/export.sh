@@ -37,6 +37,8 @@ expect 0 "wrote .*m.gguf \(GGUF, architecture llama, q8_0\)" -- export -c "$SW" 
 cmp -s "$TMP/m.gguf" "$FIX/expected/swiglu-q8_0.gguf" && PASSES=$((PASSES + 1)) ||
     { echo "FAIL: m.gguf differs from the fixture"; FAILS=$((FAILS + 1)); }
 expect 0 "LlamaForCausalLM, f32" -- export -c "$SW/weights.safetensors" -t "$TOK" -f hf -o "$TMP/hf"
+expect 0 "LlamaForCausalLM" -- export -c "$SW" -t "$TOK" -f hf -o "$TMP/slash/"
+[ -f "$TMP/slash/config.json" ] && PASSES=$((PASSES + 1)) || { echo "FAIL: -o DIR/ did not make DIR"; FAILS=$((FAILS + 1)); }
 expect 0 "ArceeForCausalLM, bf16" -- export -c "$FIX/gelu" -t "$TOK" -f hf -o "$TMP/hf-gelu" --dtype bf16
 
 # existing outputs: refused without --force (and left alone), replaced with it
