@@ -14,7 +14,8 @@ enum hm_status cmd_import(int argc, char **argv)
     const char *input = NULL, *output = NULL;
     bool force = false, help = false;
     const struct cli_opt opts[] = {
-        {"input", 'i', CLI_STRING, &input, "DIR", "Hugging Face folder (or give it as the first argument)", NULL},
+        {"input", 'i', CLI_STRING, &input, "DIR",
+         "Hugging Face folder (or give it as the first argument)", NULL},
         {"output", 'o', CLI_STRING, &output, "DIR", "Run folder to create", NULL},
         {"force", 0, CLI_FLAG, &force, NULL, "Replace the output folder if it exists", NULL},
         {0},
@@ -29,10 +30,12 @@ enum hm_status cmd_import(int argc, char **argv)
     if (st != HM_OK)
         return st;
     if (help) {
-        cli_usage(stdout, "import", "HF_FOLDER -o RUN_DIR [options]",
-                  "Import a Hugging Face LlamaForCausalLM folder (config.json, model.safetensors or a\n"
-                  "sharded index, a byte-level BPE tokenizer.json). Settings we do not compute exactly\n"
-                  "(rope scaling, sliding windows, ...) are refused, naming the config key.", opts);
+        cli_usage(
+            stdout, "import", "HF_FOLDER -o RUN_DIR [options]",
+            "Import a Hugging Face LlamaForCausalLM folder (config.json, model.safetensors or a\n"
+            "sharded index, a byte-level BPE tokenizer.json). Settings we do not compute exactly\n"
+            "(rope scaling, sliding windows, ...) are refused, naming the config key.",
+            opts);
         return HM_OK;
     }
     if (!input || !output)

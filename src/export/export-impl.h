@@ -50,8 +50,14 @@ void hm_bytes_free(struct hm_bytes *b);
 
 /* ---- GGUF v3 writer (gguf-writer.c) ------------------------------------------------------- */
 
-enum hm_gguf_type { HM_GGUF_UINT32 = 4, HM_GGUF_INT32 = 5, HM_GGUF_FLOAT32 = 6, HM_GGUF_BOOL = 7,
-                    HM_GGUF_STRING = 8, HM_GGUF_ARRAY = 9 };
+enum hm_gguf_type {
+    HM_GGUF_UINT32 = 4,
+    HM_GGUF_INT32 = 5,
+    HM_GGUF_FLOAT32 = 6,
+    HM_GGUF_BOOL = 7,
+    HM_GGUF_STRING = 8,
+    HM_GGUF_ARRAY = 9
+};
 enum hm_ggml_type { HM_GGML_F32 = 0, HM_GGML_F16 = 1, HM_GGML_Q8_0 = 8, HM_GGML_BF16 = 30 };
 #define HM_GGUF_ALIGNMENT 32
 

@@ -21,21 +21,24 @@ enum { TOKEN_NORMAL = 1, TOKEN_CONTROL = 3, TOKEN_UNUSED = 5 };
 
 static uint32_t file_type(enum hm_export_dtype dt)
 {
-    static const uint32_t llama_ftype[] = {[HM_EXPORT_F32] = 0, [HM_EXPORT_F16] = 1,
-                                           [HM_EXPORT_BF16] = 32, [HM_EXPORT_Q8_0] = 7};
+    static const uint32_t llama_ftype[] = {
+        [HM_EXPORT_F32] = 0, [HM_EXPORT_F16] = 1, [HM_EXPORT_BF16] = 32, [HM_EXPORT_Q8_0] = 7};
     return llama_ftype[dt];
 }
 
 static enum hm_ggml_type ggml_type(enum hm_export_dtype dt)
 {
-    static const enum hm_ggml_type types[] = {[HM_EXPORT_F32] = HM_GGML_F32, [HM_EXPORT_F16] = HM_GGML_F16,
-                                              [HM_EXPORT_BF16] = HM_GGML_BF16, [HM_EXPORT_Q8_0] = HM_GGML_Q8_0};
+    static const enum hm_ggml_type types[] = {[HM_EXPORT_F32] = HM_GGML_F32,
+                                              [HM_EXPORT_F16] = HM_GGML_F16,
+                                              [HM_EXPORT_BF16] = HM_GGML_BF16,
+                                              [HM_EXPORT_Q8_0] = HM_GGML_Q8_0};
     return types[dt];
 }
 
 /* Merges in rank order, read back from the tokenizer's own tokenizer.json text so the order and
  * spelling are exactly what HF and we use. */
-static enum hm_status put_merges(struct hm_gguf *g, const struct hm_tokenizer *tok, const char *path)
+static enum hm_status put_merges(struct hm_gguf *g, const struct hm_tokenizer *tok,
+                                 const char *path)
 {
     char *text;
     enum hm_status st = hm_tokenizer_to_json(tok, &text);
@@ -53,8 +56,10 @@ static enum hm_status put_merges(struct hm_gguf *g, const struct hm_tokenizer *t
         json_t *m = json_array_get(merges, i);
         if (!json_is_string(m)) { /* the pair form: a token holds a space */
             json_decref(root);
-            return hm_fail(HM_ERR_UNSUPPORTED, "%s: merge %zu joins a token containing a space, which "
-                           "GGUF's \"left right\" merges cannot hold", path, i);
+            return hm_fail(HM_ERR_UNSUPPORTED,
+                           "%s: merge %zu joins a token containing a space, which "
+                           "GGUF's \"left right\" merges cannot hold",
+                           path, i);
         }
         hm_gguf_arr_str(g, json_string_value(m), json_string_length(m));
     }
@@ -62,13 +67,16 @@ static enum hm_status put_merges(struct hm_gguf *g, const struct hm_tokenizer *t
     return HM_OK;
 }
 
-static enum hm_status put_tokenizer(struct hm_gguf *g, const struct hm_tokenizer *tok, const char *path)
+static enum hm_status put_tokenizer(struct hm_gguf *g, const struct hm_tokenizer *tok,
+                                    const char *path)
 {
     int64_t eos = hm_tokenizer_find(tok, hm_eos_names), bos = hm_tokenizer_find(tok, hm_bos_names);
     int64_t pad = hm_tokenizer_find(tok, hm_pad_names);
     if (eos < 0)
-        return hm_fail(HM_ERR_UNSUPPORTED, "%s: the tokenizer has no <eos> or <|endoftext|> token, "
-                       "which llama.cpp needs", path);
+        return hm_fail(HM_ERR_UNSUPPORTED,
+                       "%s: the tokenizer has no <eos> or <|endoftext|> token, "
+                       "which llama.cpp needs",
+                       path);
     uint32_t n = hm_tokenizer_vocab_size(tok);
     hm_gguf_kv_str(g, "tokenizer.ggml.model", "gpt2");
     hm_gguf_kv_str(g, "tokenizer.ggml.pre", "gpt-2");
@@ -85,7 +93,8 @@ static enum hm_status put_tokenizer(struct hm_gguf *g, const struct hm_tokenizer
     hm_gguf_kv_array(g, "tokenizer.ggml.token_type", HM_GGUF_INT32, n);
     for (uint32_t id = 0; id < n; id++)
         hm_gguf_arr_i32(g, !hm_tokenizer_id_to_token(tok, id) ? TOKEN_UNUSED
-                           : hm_tokenizer_is_special(tok, id) ? TOKEN_CONTROL : TOKEN_NORMAL);
+                           : hm_tokenizer_is_special(tok, id) ? TOKEN_CONTROL
+                                                              : TOKEN_NORMAL);
     enum hm_status st = put_merges(g, tok, path);
     if (st != HM_OK)
         return st;
@@ -143,7 +152,8 @@ struct plan_entry {
     int heads;
 };
 
-static enum hm_status write_tensor(FILE *f, const struct plan_entry *e, int hd, float *row, uint8_t *enc)
+static enum hm_status write_tensor(FILE *f, const struct plan_entry *e, int hd, float *row,
+                                   uint8_t *enc)
 {
     for (int64_t r = 0; r < e->rows; r++) {
         int64_t from = e->heads ? source_row(r, hd) : r;
@@ -153,8 +163,9 @@ static enum hm_status write_tensor(FILE *f, const struct plan_entry *e, int hd, 
         if (fwrite(enc, 1, nb, f) != nb)
             return HM_ERR_IO;
     }
-    return hm_gguf_write_pad(f, hm_export_row_bytes(e->dt, (size_t)(e->rows * e->cols))) ? HM_OK
-                                                                                         : HM_ERR_IO;
+    return hm_gguf_write_pad(f, hm_export_row_bytes(e->dt, (size_t)(e->rows * e->cols)))
+               ? HM_OK
+               : HM_ERR_IO;
 }
 
 enum hm_status hm_export_gguf(const struct hm_export_source *src, enum hm_export_dtype dt,
@@ -162,9 +173,12 @@ enum hm_status hm_export_gguf(const struct hm_export_source *src, enum hm_export
 {
     const struct hm_model_config *c = &src->cfg;
     if (c->activation != HM_ACT_SWIGLU)
-        return hm_fail(HM_ERR_UNSUPPORTED, "%s: GGUF export needs a SwiGLU model: llama.cpp has no "
-                       "architecture with RMSNorm, RoPE and a non-gated GELU FFN (train a llama-style "
-                       "preset: llama-nano, llama-tiny or llama-small)", src->ckpt_path);
+        return hm_fail(
+            HM_ERR_UNSUPPORTED,
+            "%s: GGUF export needs a SwiGLU model: llama.cpp has no "
+            "architecture with RMSNorm, RoPE and a non-gated GELU FFN (train a llama-style "
+            "preset: llama-nano, llama-tiny or llama-small)",
+            src->ckpt_path);
     struct hm_param_list pl;
     enum hm_status st = hm_param_list_new(c, &pl);
     if (st != HM_OK)
@@ -192,9 +206,10 @@ enum hm_status hm_export_gguf(const struct hm_export_source *src, enum hm_export
         e->cols = p->n_dims == 1 ? (e->heads ? 1 : p->shape[0]) : p->shape[1];
         e->rows = p->n_dims == 1 ? (e->heads ? p->shape[0] : 1) : p->shape[0];
         if (e->dt == HM_EXPORT_Q8_0 && e->cols % HM_Q8_0_BLOCK) {
-            st = hm_fail(HM_ERR_UNSUPPORTED, "%s: q8_0 needs rows a multiple of %d wide, but '%s' has "
-                         "%lld columns (use f16, bf16 or f32)", path, HM_Q8_0_BLOCK, p->name,
-                         (long long)e->cols);
+            st = hm_fail(HM_ERR_UNSUPPORTED,
+                         "%s: q8_0 needs rows a multiple of %d wide, but '%s' has "
+                         "%lld columns (use f16, bf16 or f32)",
+                         path, HM_Q8_0_BLOCK, p->name, (long long)e->cols);
             goto out;
         }
         uint64_t ne[2] = {(uint64_t)p->shape[p->n_dims - 1], (uint64_t)p->shape[0]};

@@ -12,10 +12,10 @@
 #include <jansson.h>
 #include <string.h>
 
-static const enum hm_st_dtype st_dtype[] = {[HM_EXPORT_F32] = HM_ST_F32, [HM_EXPORT_F16] = HM_ST_F16,
-                                            [HM_EXPORT_BF16] = HM_ST_BF16};
-static const char *const torch_dtype[] = {[HM_EXPORT_F32] = "float32", [HM_EXPORT_F16] = "float16",
-                                          [HM_EXPORT_BF16] = "bfloat16"};
+static const enum hm_st_dtype st_dtype[] = {
+    [HM_EXPORT_F32] = HM_ST_F32, [HM_EXPORT_F16] = HM_ST_F16, [HM_EXPORT_BF16] = HM_ST_BF16};
+static const char *const torch_dtype[] = {
+    [HM_EXPORT_F32] = "float32", [HM_EXPORT_F16] = "float16", [HM_EXPORT_BF16] = "bfloat16"};
 
 static void set_id(json_t *o, const char *key, int64_t id)
 {
@@ -72,11 +72,12 @@ static json_t *generation_config(const struct hm_export_source *src)
     return o;
 }
 
-static void set_token(json_t *o, const char *key, const struct hm_tokenizer *tok, const char *const *names)
+static void set_token(json_t *o, const char *key, const struct hm_tokenizer *tok,
+                      const char *const *names)
 {
     int64_t id = hm_tokenizer_find(tok, names);
-    json_object_set_new(o, key, id >= 0 ? json_string(hm_tokenizer_id_to_token(tok, (uint32_t)id))
-                                        : json_null());
+    json_object_set_new(
+        o, key, id >= 0 ? json_string(hm_tokenizer_id_to_token(tok, (uint32_t)id)) : json_null());
 }
 
 /* formats.md §1.9: PreTrainedTokenizerFast (not a Llama tokenizer class, which would add a BOS
@@ -101,7 +102,8 @@ static enum hm_status write_json(const struct hm_out_dir *d, const char *name, j
 {
     char path[4300];
     hm_out_dir_file(d, name, path, sizeof path);
-    char *s = o ? json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9)) : NULL;
+    char *s =
+        o ? json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9)) : NULL;
     json_decref(o);
     if (!s)
         return hm_fail(HM_ERR_NOMEM, "%s: out of memory", path);
@@ -149,9 +151,9 @@ static enum hm_status write_weights(const struct hm_export_source *src, enum hm_
     if (st != HM_OK)
         return st;
     struct hm_st_entry *e = hm_calloc((size_t)pl.n, sizeof *e);
-    char (*names)[96] = hm_calloc((size_t)pl.n, sizeof *names);
-    struct fill_ctx fc = {hm_calloc((size_t)pl.n, sizeof *fc.from), hm_st_dtype_size(st_dtype[dt]), dt,
-                          hm_malloc(65536 / 2 * sizeof(float))};
+    char(*names)[96] = hm_calloc((size_t)pl.n, sizeof *names);
+    struct fill_ctx fc = {hm_calloc((size_t)pl.n, sizeof *fc.from), hm_st_dtype_size(st_dtype[dt]),
+                          dt, hm_malloc(65536 / 2 * sizeof(float))};
     if (!e || !names || !fc.from || !fc.tmp) {
         st = hm_fail(HM_ERR_NOMEM, "%s: out of memory", path);
         goto out;
@@ -179,7 +181,8 @@ enum hm_status hm_export_hf(const struct hm_export_source *src, enum hm_export_d
                             const char *dir, bool replace)
 {
     if (dt == HM_EXPORT_Q8_0)
-        return hm_fail(HM_ERR_UNSUPPORTED, "%s: a Hugging Face folder holds f32, f16 or bf16, not q8_0", dir);
+        return hm_fail(HM_ERR_UNSUPPORTED,
+                       "%s: a Hugging Face folder holds f32, f16 or bf16, not q8_0", dir);
     struct hm_out_dir d;
     enum hm_status st = hm_out_dir_open(&d, dir, replace);
     if (st != HM_OK)
@@ -188,7 +191,8 @@ enum hm_status hm_export_hf(const struct hm_export_source *src, enum hm_export_d
     if ((st = write_json(&d, "config.json", model_config(src, dt))) != HM_OK ||
         (st = write_json(&d, "generation_config.json", generation_config(src))) != HM_OK ||
         (st = write_json(&d, "tokenizer_config.json", tokenizer_config(src))) != HM_OK ||
-        (st = hm_tokenizer_save(src->tok, hm_out_dir_file(&d, "tokenizer.json", path, sizeof path))) ||
+        (st = hm_tokenizer_save(src->tok,
+                                hm_out_dir_file(&d, "tokenizer.json", path, sizeof path))) ||
         (st = write_weights(src, dt, hm_out_dir_file(&d, "model.safetensors", path, sizeof path))))
         hm_out_dir_abort(&d);
     else

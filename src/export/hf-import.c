@@ -70,7 +70,8 @@ static enum hm_status get_bool(const struct hf_config *hc, const char *key, bool
     return HM_OK;
 }
 
-static enum hm_status get_str(const struct hf_config *hc, json_t *obj, const char *key, const char **out)
+static enum hm_status get_str(const struct hf_config *hc, json_t *obj, const char *key,
+                              const char **out)
 {
     json_t *v = json_object_get(obj, key);
     *out = NULL;
@@ -119,12 +120,13 @@ static enum hm_status get_rope(const struct hf_config *hc, float *theta)
 static enum hm_status refuse_unsupported(const struct hf_config *hc)
 {
     static const char *const must_be_null_or_false[] = {
-        "sliding_window", "use_sliding_window", "quantization_config", "num_experts",
-        "num_local_experts", "layer_types", "no_rope_layers", "attn_logit_softcapping",
-        "final_logit_softcapping"};
+        "sliding_window", "use_sliding_window",     "quantization_config",
+        "num_experts",    "num_local_experts",      "layer_types",
+        "no_rope_layers", "attn_logit_softcapping", "final_logit_softcapping"};
     for (size_t i = 0; i < HM_ARRAY_LEN(must_be_null_or_false); i++) {
         json_t *v = json_object_get(hc->root, must_be_null_or_false[i]);
-        if (v && !json_is_null(v) && !json_is_false(v) && !(json_is_integer(v) && json_integer_value(v) == 0))
+        if (v && !json_is_null(v) && !json_is_false(v) &&
+            !(json_is_integer(v) && json_integer_value(v) == 0))
             return unsupported(hc, must_be_null_or_false[i], "(set here)");
     }
     json_t *prf = json_object_get(hc->root, "partial_rotary_factor");
@@ -144,7 +146,8 @@ static enum hm_status parse_config(const struct hf_config *hc, struct hm_model_c
         return st;
     json_t *archs = json_object_get(hc->root, "architectures");
     if (archs && !json_is_null(archs)) {
-        if (!json_is_array(archs) || json_array_size(archs) != 1 || !json_is_string(json_array_get(archs, 0)))
+        if (!json_is_array(archs) || json_array_size(archs) != 1 ||
+            !json_is_string(json_array_get(archs, 0)))
             return key_error(hc, "architectures", "a list of one class name");
         const char *a = json_string_value(json_array_get(archs, 0));
         if (strcmp(a, "LlamaForCausalLM") != 0 && strcmp(a, "ArceeForCausalLM") != 0) {
@@ -220,8 +223,10 @@ static enum hm_status shard_add(struct shards *s, const char *dir, const char *f
 {
     char path[4400];
     if (!*file || strchr(file, '/'))
-        return hm_fail(HM_ERR_FORMAT, "%s/model.safetensors.index.json: shard name \"%s\" is not a "
-                       "file in the folder", dir, file);
+        return hm_fail(HM_ERR_FORMAT,
+                       "%s/model.safetensors.index.json: shard name \"%s\" is not a "
+                       "file in the folder",
+                       dir, file);
     snprintf(path, sizeof path, "%s/%s", dir, file);
     for (size_t i = 0; i < s->n; i++)
         if (strcmp(hm_st_path(s->files[i]), path) == 0)
@@ -254,7 +259,8 @@ static enum hm_status shards_open(struct shards *s, const char *dir)
         st = hm_fail(HM_ERR_FORMAT, "%s: key 'weight_map' must be an object", path);
     const char *name;
     json_t *file;
-    json_object_foreach(map, name, file) {
+    json_object_foreach(map, name, file)
+    {
         if (st != HM_OK)
             break;
         if (!json_is_string(file))
@@ -290,7 +296,8 @@ static enum hm_status check_extra(const struct shards *s, const struct hm_param_
             if (hm_name_from_hf(hf, ours, sizeof ours) &&
                 (hm_model_param(pl->decl, ours) || strcmp(ours, "lm_head.weight") == 0))
                 continue;
-            return hm_fail(HM_ERR_UNSUPPORTED, "%s: tensor '%s' is not part of the model config.json "
+            return hm_fail(HM_ERR_UNSUPPORTED,
+                           "%s: tensor '%s' is not part of the model config.json "
                            "describes (biases, layers or tensors we do not implement)",
                            hm_st_path(s->files[f]), hf);
         }
@@ -311,12 +318,15 @@ static enum hm_status map_weights(const struct shards *s, const struct hm_param_
         for (int d = 0; same && d < p->n_dims; d++)
             same = t->shape[d] == p->shape[d];
         if (!same)
-            return hm_fail(HM_ERR_FORMAT, "tensor '%s' does not have the shape config.json gives", hf);
+            return hm_fail(HM_ERR_FORMAT, "tensor '%s' does not have the shape config.json gives",
+                           hf);
         if (t->dtype != HM_ST_F32 && t->dtype != HM_ST_BF16 && t->dtype != HM_ST_F16)
-            return hm_fail(HM_ERR_UNSUPPORTED, "tensor '%s' has dtype %s (F32, BF16 or F16 expected)",
-                           hf, hm_st_dtype_name(t->dtype));
+            return hm_fail(HM_ERR_UNSUPPORTED,
+                           "tensor '%s' has dtype %s (F32, BF16 or F16 expected)", hf,
+                           hm_st_dtype_name(t->dtype));
         snprintf(names[i], sizeof names[i], "%s", p->name);
-        e[i] = (struct hm_st_entry){.name = names[i], .dtype = t->dtype, .ndim = t->ndim, .data = t->data};
+        e[i] = (struct hm_st_entry){
+            .name = names[i], .dtype = t->dtype, .ndim = t->ndim, .data = t->data};
         memcpy(e[i].shape, t->shape, (size_t)t->ndim * sizeof *t->shape);
     }
     return HM_OK;
@@ -339,15 +349,17 @@ enum hm_status hm_import_hf(const char *hf_dir, const char *run_dir, bool replac
     struct shards s = {0};
     struct hm_param_list pl = {0};
     struct hm_st_entry *e = NULL;
-    char (*names)[96] = NULL;
+    char(*names)[96] = NULL;
     struct hm_out_dir d;
     enum hm_status st;
-    if ((st = parse_config(&hc, &cfg)) != HM_OK || (st = hm_tokenizer_load(tok_path, &tok)) != HM_OK)
+    if ((st = parse_config(&hc, &cfg)) != HM_OK ||
+        (st = hm_tokenizer_load(tok_path, &tok)) != HM_OK)
         goto out;
     if (hm_tokenizer_vocab_size(tok) != (uint32_t)cfg.vocab_size) {
-        st = hm_fail(HM_ERR_UNSUPPORTED, "%s: 'vocab_size' %d differs from the %u tokens of %s (a "
-                     "padded vocabulary is not supported)", cfg_path, cfg.vocab_size,
-                     hm_tokenizer_vocab_size(tok), tok_path);
+        st = hm_fail(HM_ERR_UNSUPPORTED,
+                     "%s: 'vocab_size' %d differs from the %u tokens of %s (a "
+                     "padded vocabulary is not supported)",
+                     cfg_path, cfg.vocab_size, hm_tokenizer_vocab_size(tok), tok_path);
         goto out;
     }
     if ((st = shards_open(&s, hf_dir)) != HM_OK || (st = hm_param_list_new(&cfg, &pl)) != HM_OK ||
@@ -359,10 +371,13 @@ enum hm_status hm_import_hf(const char *hf_dir, const char *run_dir, bool replac
         st = hm_fail(HM_ERR_NOMEM, "out of memory");
         goto out;
     }
-    if ((st = map_weights(&s, &pl, e, names)) != HM_OK || (st = hm_out_dir_open(&d, run_dir, replace)) != HM_OK)
+    if ((st = map_weights(&s, &pl, e, names)) != HM_OK ||
+        (st = hm_out_dir_open(&d, run_dir, replace)) != HM_OK)
         goto out;
-    if ((st = hm_config_save(&cfg, hm_out_dir_file(&d, "config.json", path, sizeof path))) != HM_OK ||
-        (st = hm_tokenizer_save(tok, hm_out_dir_file(&d, "tokenizer.json", path, sizeof path))) != HM_OK ||
+    if ((st = hm_config_save(&cfg, hm_out_dir_file(&d, "config.json", path, sizeof path))) !=
+            HM_OK ||
+        (st = hm_tokenizer_save(tok, hm_out_dir_file(&d, "tokenizer.json", path, sizeof path))) !=
+            HM_OK ||
         (st = hm_st_write(hm_out_dir_file(&d, "weights.safetensors", path, sizeof path), e,
                           (size_t)pl.n, NULL, 0)) != HM_OK)
         hm_out_dir_abort(&d);

@@ -31,11 +31,13 @@ static enum hm_status check_tensors(const struct hm_export_source *src)
         for (int d = 0; same && d < p->n_dims; d++)
             same = t->shape[d] == p->shape[d];
         if (!same)
-            st = hm_fail(HM_ERR_MISMATCH, "%s: tensor '%s' does not have the shape its config gives",
-                         src->ckpt_path, p->name);
+            st =
+                hm_fail(HM_ERR_MISMATCH, "%s: tensor '%s' does not have the shape its config gives",
+                        src->ckpt_path, p->name);
         else if (t->dtype != HM_ST_F32 && t->dtype != HM_ST_BF16 && t->dtype != HM_ST_F16)
-            st = hm_fail(HM_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s (F32, BF16 or F16 expected)",
-                         src->ckpt_path, p->name, hm_st_dtype_name(t->dtype));
+            st = hm_fail(HM_ERR_UNSUPPORTED,
+                         "%s: tensor '%s' has dtype %s (F32, BF16 or F16 expected)", src->ckpt_path,
+                         p->name, hm_st_dtype_name(t->dtype));
     }
     /* A tensor in the model's namespace that the config lacks (an untied head, biases, another
      * layer) would be dropped silently: the config and checkpoint do not belong together. */
@@ -43,8 +45,10 @@ static enum hm_status check_tensors(const struct hm_export_source *src)
         const char *name = hm_st_at(src->weights, i)->name;
         char mapped[128];
         if (hm_name_to_hf(name, mapped, sizeof mapped) && !hm_model_param(pl.decl, name))
-            st = hm_fail(HM_ERR_MISMATCH, "%s: tensor '%s' is not part of the model its config "
-                         "describes", src->ckpt_path, name);
+            st = hm_fail(HM_ERR_MISMATCH,
+                         "%s: tensor '%s' is not part of the model its config "
+                         "describes",
+                         src->ckpt_path, name);
     }
     hm_param_list_free(&pl);
     return st;
@@ -69,8 +73,10 @@ enum hm_status hm_export_source_open(struct hm_export_source *src, const char *c
     else
         beside(src->ckpt_path, "tokenizer.json", tok_path, sizeof tok_path);
     if (!tokenizer && !hm_file_exists(tok_path))
-        return hm_fail(HM_ERR_USAGE, "no tokenizer: %s does not exist (give the tokenizer.json "
-                       "with -t)", tok_path);
+        return hm_fail(HM_ERR_USAGE,
+                       "no tokenizer: %s does not exist (give the tokenizer.json "
+                       "with -t)",
+                       tok_path);
     enum hm_status st;
     if ((st = hm_st_open(src->ckpt_path, &src->weights)) != HM_OK ||
         (st = hm_config_load(cfg_path, &src->cfg)) != HM_OK ||

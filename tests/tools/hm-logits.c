@@ -56,7 +56,8 @@ int main(int argc, char **argv)
     int32_t cur = ids[0];
     int last = n_greedy > 0 ? n + n_greedy - 1 : n;
     for (int pos = 0; pos < last; pos++) {
-        if (hm_infer_run(&g, &cur, pos) != HM_OK || hm_tensor_get_f32(g.logits, logits, (size_t)V) != HM_OK)
+        if (hm_infer_run(&g, &cur, pos) != HM_OK ||
+            hm_tensor_get_f32(g.logits, logits, (size_t)V) != HM_OK)
             return fail("forward");
         int best = 0;
         for (int v = 1; v < V; v++)

@@ -91,8 +91,9 @@ static void test_gguf_fixtures(void **state)
 
 static void assert_same_folder(const char *expected, const char *got)
 {
-    static const char *const files[] = {"config.json", "generation_config.json", "model.safetensors",
-                                        "tokenizer.json", "tokenizer_config.json"};
+    static const char *const files[] = {"config.json", "generation_config.json",
+                                        "model.safetensors", "tokenizer.json",
+                                        "tokenizer_config.json"};
     for (size_t i = 0; i < 5; i++) {
         char *a = tu_path(expected, files[i]), *b = tu_path(got, files[i]);
         assert_same_file(a, b);
@@ -183,14 +184,14 @@ static void test_f16(void **state)
             fail_msg("half 0x%04x -> %g -> 0x%04x", h, (double)f, back);
     }
     assert_int_equal(f16_of(65504.0f), 0x7bff);
-    assert_int_equal(f16_of(65519.0f), 0x7bff);          /* below the halfway point to 2^16 */
-    assert_int_equal(f16_of(65520.0f), 0x7c00);          /* the tie rounds to even: Inf */
+    assert_int_equal(f16_of(65519.0f), 0x7bff); /* below the halfway point to 2^16 */
+    assert_int_equal(f16_of(65520.0f), 0x7c00); /* the tie rounds to even: Inf */
     assert_int_equal(f16_of(1e9f), 0x7c00);
     assert_int_equal(f16_of(-INFINITY), 0xfc00);
-    assert_int_equal(f16_of(1.0f + 0x1p-11f), 0x3c00);   /* tie to even: down */
+    assert_int_equal(f16_of(1.0f + 0x1p-11f), 0x3c00);     /* tie to even: down */
     assert_int_equal(f16_of(1.0f + 3 * 0x1p-11f), 0x3c02); /* tie to even: up */
-    assert_int_equal(f16_of(0x1p-24f), 0x0001);           /* smallest subnormal */
-    assert_int_equal(f16_of(0x1p-25f), 0x0000);           /* its half: tie to even, zero */
+    assert_int_equal(f16_of(0x1p-24f), 0x0001);            /* smallest subnormal */
+    assert_int_equal(f16_of(0x1p-25f), 0x0000);            /* its half: tie to even, zero */
     assert_int_equal(f16_of(0x1.8p-25f), 0x0001);
     assert_int_equal(f16_of(-0.0f), 0x8000);
 }
@@ -258,9 +259,12 @@ static void test_dtype_names(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_gguf_fixtures), cmocka_unit_test(test_hf_fixtures),
-        cmocka_unit_test(test_import_roundtrip), cmocka_unit_test(test_f16),
-        cmocka_unit_test(test_q8_0), cmocka_unit_test(test_qk_permutation),
+        cmocka_unit_test(test_gguf_fixtures),
+        cmocka_unit_test(test_hf_fixtures),
+        cmocka_unit_test(test_import_roundtrip),
+        cmocka_unit_test(test_f16),
+        cmocka_unit_test(test_q8_0),
+        cmocka_unit_test(test_qk_permutation),
         cmocka_unit_test(test_dtype_names),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
