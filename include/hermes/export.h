@@ -53,6 +53,9 @@ struct hm_export_source {
 HM_API enum hm_status hm_export_source_open(struct hm_export_source *src, const char *ckpt,
                                             const char *config, const char *tokenizer);
 HM_API void hm_export_source_close(struct hm_export_source *src);
+/* The checkpoint's own dtype: F16 or BF16 when every tensor has it, else f32. Exporting in it
+ * copies every tensor's bytes as they are. */
+HM_API enum hm_export_dtype hm_export_source_dtype(const struct hm_export_source *src);
 
 /* GGUF v3, general.architecture "llama": SwiGLU models only (HM_ERR_UNSUPPORTED with the reason
  * otherwise). 1-D tensors stay f32; q8_0 needs every matrix row a multiple of 32 wide. */

@@ -20,7 +20,7 @@ static bool ends_with(const char *s, const char *suffix)
 enum hm_status cmd_export(int argc, char **argv)
 {
     const char *checkpoint = NULL, *config = NULL, *tokenizer = NULL, *format = NULL,
-               *output = NULL, *dtype_name = "f32";
+               *output = NULL, *dtype_name = "auto";
     bool force = false, help = false;
     const struct cli_opt opts[] = {
         {"checkpoint", 'c', CLI_STRING, &checkpoint, "PATH",
@@ -34,7 +34,8 @@ enum hm_status cmd_export(int argc, char **argv)
         {"output", 'o', CLI_STRING, &output, "PATH", "Output .gguf file or Hugging Face folder",
          NULL},
         {"dtype", 0, CLI_STRING, &dtype_name, "TYPE",
-         "Weights: f32, f16, bf16, or q8_0 (GGUF only; norms stay f32)", "f32"},
+         "Weights: f32, f16, bf16, or q8_0 (GGUF only; norms stay f32)",
+         "auto: the checkpoint's, f32 when it mixes dtypes"},
         {"force", 0, CLI_FLAG, &force, NULL, "Replace the output if it exists", NULL},
         {0},
     };
@@ -58,10 +59,11 @@ enum hm_status cmd_export(int argc, char **argv)
         return hm_fail(HM_ERR_USAGE, "export: --format: expected gguf or hf, got '%s'",
                        format ? format : "(none)");
     bool gguf = strcmp(format, "gguf") == 0;
-    enum hm_export_dtype dt;
-    if (hm_export_dtype_parse(dtype_name, &dt) != HM_OK)
-        return hm_fail(HM_ERR_USAGE, "export: --dtype: expected f32, f16, bf16 or q8_0, got '%s'",
-                       dtype_name);
+    enum hm_export_dtype dt = HM_EXPORT_F32;
+    bool auto_dtype = strcmp(dtype_name, "auto") == 0;
+    if (!auto_dtype && hm_export_dtype_parse(dtype_name, &dt) != HM_OK)
+        return hm_fail(HM_ERR_USAGE,
+                       "export: --dtype: expected auto, f32, f16, bf16 or q8_0, got '%s'", dtype_name);
     if (!gguf && dt == HM_EXPORT_Q8_0)
         return hm_fail(
             HM_ERR_USAGE,
@@ -73,6 +75,8 @@ enum hm_status cmd_export(int argc, char **argv)
     struct hm_export_source src;
     if ((st = hm_export_source_open(&src, checkpoint, config, tokenizer)) != HM_OK)
         return st;
+    if (auto_dtype)
+        dt = hm_export_source_dtype(&src);
     st = gguf ? hm_export_gguf(&src, dt, output) : hm_export_hf(&src, dt, output, force);
     if (st == HM_OK)
         fprintf(stderr, "wrote %s (%s, %s)\n", output,

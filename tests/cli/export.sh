@@ -56,7 +56,7 @@ compgen -G "$TMP/hf.*" >/dev/null && { echo "FAIL: --force left $(echo "$TMP"/hf
 # bad inputs to export
 fails 2 "--checkpoint and --output are required" "$TMP/a.gguf" -- export -o "$TMP/a.gguf"
 fails 2 "--format: expected gguf or hf" "$TMP/a" -- export -c "$SW" -t "$TOK" -o "$TMP/a"
-fails 2 "--dtype: expected f32, f16, bf16 or q8_0, got 'q4_0'" "$TMP/a.gguf" -- export -c "$SW" -t "$TOK" -o "$TMP/a.gguf" --dtype q4_0
+fails 2 "--dtype: expected auto, f32, f16, bf16 or q8_0, got 'q4_0'" "$TMP/a.gguf" -- export -c "$SW" -t "$TOK" -o "$TMP/a.gguf" --dtype q4_0
 fails 2 "q8_0 is for GGUF" "$TMP/a" -- export -c "$SW" -t "$TOK" -f hf -o "$TMP/a" --dtype q8_0
 fails 1 "tokenizer.json: .*(safetensors|header)" "$TMP/a.gguf" -- export -c "$TOK" --config "$SW/config.json" -t "$TOK" -o "$TMP/a.gguf"
 fails 2 "no tokenizer: .*swiglu/tokenizer.json does not exist" "$TMP/a.gguf" -- export -c "$SW" -o "$TMP/a.gguf"
@@ -72,6 +72,12 @@ expect 0 "" -- generate -c "$TMP/run/weights.safetensors" -t "$TMP/run/tokenizer
 expect 2 "run already exists" -- import "$TMP/hf" -o "$TMP/run"
 expect 0 "wrote" -- import -i "$TMP/hf" -o "$TMP/run" --force
 fails 2 "a Hugging Face folder and --output are required" "$TMP/r" -- import -o "$TMP/r"
+
+# a bf16 folder imported and exported again (dtype auto: the checkpoint's) is the same folder
+expect 0 "wrote" -- import "$FIX/expected/gelu-hf-bf16" -o "$TMP/gelu-run"
+expect 0 "ArceeForCausalLM, bf16" -- export -c "$TMP/gelu-run" -f hf -o "$TMP/gelu-back"
+cmp -s "$TMP/gelu-back/model.safetensors" "$FIX/expected/gelu-hf-bf16/model.safetensors" &&
+    PASSES=$((PASSES + 1)) || { echo "FAIL: bf16 import/export changed model.safetensors"; FAILS=$((FAILS + 1)); }
 
 # bad Hugging Face folders: each refused with one line naming the file or key, no run folder
 hf_variant() { # hf_variant NAME: a copy of the good folder to spoil
