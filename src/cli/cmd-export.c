@@ -63,7 +63,8 @@ enum hm_status cmd_export(int argc, char **argv)
     bool auto_dtype = strcmp(dtype_name, "auto") == 0;
     if (!auto_dtype && hm_export_dtype_parse(dtype_name, &dt) != HM_OK)
         return hm_fail(HM_ERR_USAGE,
-                       "export: --dtype: expected auto, f32, f16, bf16 or q8_0, got '%s'", dtype_name);
+                       "export: --dtype: expected auto, f32, f16, bf16 or q8_0, got '%s'",
+                       dtype_name);
     if (!gguf && dt == HM_EXPORT_Q8_0)
         return hm_fail(
             HM_ERR_USAGE,

@@ -109,5 +109,7 @@ enum hm_export_dtype hm_export_source_dtype(const struct hm_export_source *src)
     for (size_t i = 1; i < hm_st_count(src->weights); i++)
         if (hm_st_at(src->weights, i)->dtype != first)
             return HM_EXPORT_F32;
-    return first == HM_ST_F16 ? HM_EXPORT_F16 : first == HM_ST_BF16 ? HM_EXPORT_BF16 : HM_EXPORT_F32;
+    return first == HM_ST_F16    ? HM_EXPORT_F16
+           : first == HM_ST_BF16 ? HM_EXPORT_BF16
+                                 : HM_EXPORT_F32;
 }
