@@ -219,10 +219,31 @@ def teacher_forced(ctx, windows, ref_logits, llm):
     return agree / total, math.exp(nll_theirs / total), math.exp(nll_ours / total), total
 
 
+def load_llama(path, n_ctx, plain_cpu_buffers=False):
+    """llama.cpp with an f32 KV cache and no flash attention, so only the weights' dtype differs
+    from ours. plain_cpu_buffers turns off ggml's "extra" CPU buffer types (repacked/AMX weights):
+    on this project's AMX machines llama.cpp 0.3.36 segfaults evaluating any q8_0 model with them,
+    one written by gguf-py's GGUFWriter as well as ours (whose tensors equal gguf-py's, see the
+    fixtures check), so it is a llama.cpp fault, not the file's."""
+    import llama_cpp
+    import llama_cpp.llama as llama_module
+    default_params = llama_cpp.llama_model_default_params
+
+    def params():
+        p = default_params()
+        p.use_extra_bufts = not plain_cpu_buffers
+        return p
+    llama_module.llama_cpp.llama_model_default_params = params
+    try:
+        return llama_cpp.Llama(model_path=path, n_ctx=n_ctx, n_threads=2, n_threads_batch=2,
+                               logits_all=True, type_k=0, type_v=0, flash_attn=False, verbose=False)
+    finally:
+        llama_module.llama_cpp.llama_model_default_params = default_params
+
+
 def main_gguf(ctx):
     need("numpy", "gguf", "llama_cpp", "tokenizers")
     import numpy as np
-    from llama_cpp import Llama
     run_dir, held_out = train(ctx, "llama-tiny", 300, "llama-tiny", seq_len=128, batch=16)
     tok = os.path.join(run_dir, "tokenizer.json")
     text = open(held_out, encoding="utf-8", errors="replace").read()
@@ -235,8 +256,7 @@ def main_gguf(ctx):
     for dt in ["f32", "f16", "bf16", "q8_0"]:
         path = os.path.join(ctx.tmp, f"model-{dt}.gguf")
         ctx.hm("export", "-c", run_dir, "-o", path, "--dtype", dt)
-        llm = Llama(model_path=path, n_ctx=256, n_threads=2, n_threads_batch=2, logits_all=True,
-                    verbose=False)
+        llm = load_llama(path, 256, plain_cpu_buffers=dt == "q8_0")
         if dt == "f32":
             ctx.check(llm.tokenize(PROMPT.encode(), add_bos=False, special=True) == prompt,
                       "f32: llama.cpp tokenizes the prompt as we do")
@@ -264,6 +284,20 @@ def main_gguf(ctx):
                   f"(>= {100 * want_agree:g}%), perplexity {ppl:.4f} vs ours {ppl_ours:.4f} in f32 "
                   f"({100 * rel:.3f}%, <= {100 * want_rel:g}%)")
         del llm
+    # Biases (Q and K biases permuted like their rows), an untied head and rope_theta 5e5.
+    cfg = json.load(open(os.path.join(SRC, "configs", "llama-nano.json")))
+    cfg.update(use_bias=True, tie_embeddings=False, rope_theta=500000.0)
+    cfg_path = os.path.join(ctx.tmp, "llama-nano-bias.json")
+    json.dump(cfg, open(cfg_path, "w"))
+    bias_dir, _ = train(ctx, cfg_path, 40, "llama-nano-bias", seq_len=64)
+    path = os.path.join(ctx.tmp, "bias.gguf")
+    ctx.hm("export", "-c", bias_dir, "-o", path)
+    llm = load_llama(path, 128)
+    ours, greedy = ctx.our_logits(bias_dir, prompt, 32)
+    llm.eval(prompt)
+    diff = float(np.abs(np.array(llm.scores[:len(prompt)]) - ours).max())
+    ctx.check(diff <= 1e-4, f"biases, untied head, theta 5e5: llama.cpp prompt logits within 1e-4 "
+              f"of ours (max abs diff {diff:.2e})")
 
 
 # ---- the committed fixtures (tests/fixtures/export) ----------------------------------------------
