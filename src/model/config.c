@@ -27,7 +27,7 @@ static void preset_list(char *buf, size_t cap)
     buf[0] = 0;
     /* Display in the original's order (smallest first), not alphabetical. */
     static const char *const order[] = {"nano", "tiny", "gpt2-small", "gpt2-medium", "gpt2-large",
-                                  "llama-small"};
+                                        "llama-nano", "llama-tiny", "llama-small"};
     for (size_t i = 0; i < HM_ARRAY_LEN(order); i++) {
         if (i)
             strncat(buf, ", ", cap - strlen(buf) - 1);
@@ -229,14 +229,7 @@ enum hm_status hm_config_resolve(const char *name_or_path, struct hm_model_confi
 /* A float as the shortest decimal that reads back to it, so 0.1f is written as 0.1. */
 static json_t *json_float(float f)
 {
-    char buf[32];
-    snprintf(buf, sizeof buf, "%.9g", f);
-    for (int prec = 6; prec <= 9; prec++) {
-        snprintf(buf, sizeof buf, "%.*g", prec, f);
-        if ((float)strtod(buf, NULL) == f)
-            break;
-    }
-    return json_real(strtod(buf, NULL));
+    return json_real(hm_float_shortest(f));
 }
 
 char *hm_config_to_json(const struct hm_model_config *c)

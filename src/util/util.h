@@ -67,6 +67,10 @@ struct hm_mmap {
 enum hm_status hm_mmap_open(const char *path, struct hm_mmap *m);
 void hm_mmap_close(struct hm_mmap *m);
 
+/* The double nearest the shortest decimal that reads back as f (0.1f -> 0.1, not 0.100000001),
+ * so JSON written from floats shows what a person typed. */
+double hm_float_shortest(float f);
+
 /* Monotonic seconds. */
 double hm_time_s(void);
 
