@@ -18,21 +18,6 @@
 
 #define FIX HM_FIXTURES_DIR "/export"
 
-static char *tmpdir;
-
-static int setup(void **state)
-{
-    tmpdir = tu_mkdtemp();
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    tu_rmdir(tmpdir);
-    free(tmpdir);
-    return 0;
-}
-
 static void assert_same_file(const char *expected, const char *got)
 {
     char *a = NULL, *b = NULL;
@@ -80,7 +65,7 @@ static void test_gguf_fixtures(void **state)
         char name[64], expected[512];
         snprintf(name, sizeof name, "swiglu-%s.gguf", dtypes[i]);
         snprintf(expected, sizeof expected, FIX "/expected/%s", name);
-        char *out = tu_path(tmpdir, name);
+        char *out = tu_path(tu_tmpdir, name);
         if (hm_export_gguf(&src, dt, out) != HM_OK)
             fail_msg("%s", hm_last_error());
         assert_same_file(expected, out);
@@ -105,7 +90,7 @@ static void assert_same_folder(const char *expected, const char *got)
 static void test_hf_fixtures(void **state)
 {
     struct hm_export_source src;
-    char *out = tu_path(tmpdir, "swiglu-hf");
+    char *out = tu_path(tu_tmpdir, "swiglu-hf");
     open_source(&src, "swiglu");
     if (hm_export_hf(&src, HM_EXPORT_F32, out, false) != HM_OK)
         fail_msg("%s", hm_last_error());
@@ -119,13 +104,13 @@ static void test_hf_fixtures(void **state)
     hm_export_source_close(&src);
     free(out);
 
-    out = tu_path(tmpdir, "gelu-hf");
+    out = tu_path(tu_tmpdir, "gelu-hf");
     open_source(&src, "gelu");
     if (hm_export_hf(&src, HM_EXPORT_BF16, out, false) != HM_OK)
         fail_msg("%s", hm_last_error());
     assert_same_folder(FIX "/expected/gelu-hf-bf16", out);
     /* GELU has no exact llama.cpp architecture: refused, and no file appears. */
-    char *gguf = tu_path(tmpdir, "gelu.gguf");
+    char *gguf = tu_path(tu_tmpdir, "gelu.gguf");
     assert_int_equal(hm_export_gguf(&src, HM_EXPORT_F32, gguf), HM_ERR_UNSUPPORTED);
     assert_non_null(strstr(hm_last_error(), "llama-tiny"));
     struct stat sb;
@@ -138,7 +123,7 @@ static void test_hf_fixtures(void **state)
 /* HF folder -> run folder -> the same tensors as the checkpoint that made the folder. */
 static void test_import_roundtrip(void **state)
 {
-    char *run = tu_path(tmpdir, "imported");
+    char *run = tu_path(tu_tmpdir, "imported");
     if (hm_import_hf(FIX "/expected/swiglu-hf-f32", run, false) != HM_OK)
         fail_msg("%s", hm_last_error());
     char *w = tu_path(run, "weights.safetensors");
@@ -267,5 +252,5 @@ int main(void)
         cmocka_unit_test(test_qk_permutation),
         cmocka_unit_test(test_dtype_names),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, tu_tmpdir_setup, tu_tmpdir_teardown);
 }
