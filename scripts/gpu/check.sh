@@ -34,8 +34,21 @@ if ! nvidia-smi --query-gpu=index,name,compute_cap,memory.total,driver_version -
   exit 1
 fi
 cap=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | tr -d ' .')
-archs="80;90"
-case ";$archs;" in *";$cap;"*) ;; *) archs="$archs;$cap" ;; esac
+archs="80-real;90-real;90-virtual"
+case ";$archs;" in *";$cap-real;"*) ;; *) archs="$archs;$cap-real" ;; esac
+
+# A bare GPU machine (the lent H200) has CUDA but not OpenBLAS, Jansson, zstd or cmocka, and no
+# registry to fetch them: there, run what scripts/gpu/bundle.sh built here instead of failing.
+if [ $prebuilt = 0 ] && ! pkg-config --exists openblas jansson libzstd cmocka 2>/dev/null; then
+  if [ -f .gpu/bundle.tgz ]; then
+    echo "gpu-check: OpenBLAS/Jansson/zstd/cmocka missing here: using the bundle (.gpu/bundle.tgz)"
+    exec scripts/gpu/remote.sh scripts/gpu/check.sh --prebuilt "$@"
+  fi
+  echo "gpu-check: cannot build here: OpenBLAS, Jansson, zstd or cmocka is missing (pkg-config)." >&2
+  echo "  Build on a machine that has them with scripts/gpu/bundle.sh, carry .gpu, and run" >&2
+  echo "  scripts/gpu/check.sh again (it then uses the bundle), or install them and retry." >&2
+  exit 2
+fi
 
 if [ $prebuilt = 0 ]; then
 echo "== build ($build, CUDA architectures $archs)"

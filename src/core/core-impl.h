@@ -11,6 +11,7 @@
 #include "hermes/tensor.h"
 #include "util/util.h"
 
+#include <math.h>
 #include <string.h>
 
 #define HM_CTX_CHUNK 256
@@ -149,6 +150,13 @@ static HM_HOSTDEV inline uint32_t hm_dropout_threshold(float p)
 {
     double t = (double)p * 4294967296.0;
     return t >= 4294967295.0 ? 4294967295u : (uint32_t)t;
+}
+
+/* One row's cross-entropy, lse - logit[target], shared by the CPU and CUDA kernels: a target whose
+ * logit is -inf has probability 0 and loss +inf (not -inf - -inf = NaN when the whole row is -inf). */
+static HM_HOSTDEV inline double hm_ce_row_loss(float lse, float target_logit)
+{
+    return target_logit == -INFINITY ? (double)INFINITY : (double)lse - (double)target_logit;
 }
 
 #endif

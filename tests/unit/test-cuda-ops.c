@@ -47,6 +47,7 @@ struct ccase {
     int ip[2];
     int pos;
     bool eval; /* rt.training = false */
+    int ninf_from; /* > 0: input 0's last-dim entries from this column on are -inf (masked logits) */
     build_fn build;
     double tol;   /* 0: 1e-4 */
     double tol16; /* 0: 1.6e-2 */
@@ -190,6 +191,9 @@ static const struct ccase cases[] = {
      .ish = {{7}}, .ihi = {9}, .ignore = true, .build = b_cross_entropy},
     {.name = "cross_entropy_big", .n_f = 1, .nd = {2}, .sh = {{130, 5003}}, .amp = {4.0f}, .n_i = 1, .ind = {1},
      .ish = {{130}}, .ihi = {5003}, .ignore = true, .build = b_cross_entropy},
+    /* Threads 200..255 of a row see only -inf: their partial sums must be 0, not NaN. */
+    {.name = "cross_entropy_masked", .n_f = 1, .nd = {2}, .sh = {{7, 300}}, .amp = {2.0f}, .n_i = 1,
+     .ind = {1}, .ish = {{7}}, .ihi = {200}, .ignore = true, .ninf_from = 200, .build = b_cross_entropy},
     {.name = "linear_ce", .n_f = 3, .nd = {3, 2, 1}, .sh = {{2, 50, 64}, {1000, 64}, {1000}}, .n_i = 1,
      .ind = {2}, .ish = {{2, 50}}, .ihi = {1000}, .ignore = true, .build = b_linear_ce},
     {.name = "mlp_block", .n_f = 4, .nd = {3, 1, 2, 2}, .sh = {{2, 70, 64}, {64}, {256, 64}, {64, 256}},
@@ -230,6 +234,10 @@ static void run_on(const struct ccase *c, struct hm_backend *be, enum hm_dtype d
         float amp = c->amp[i] ? c->amp[i] : 1.0f, *h = malloc(sizeof(float) * (size_t)n);
         for (int64_t j = 0; j < n; j++)
             h[j] = amp * (float)(2.0 * hm_rng_uniform(&rng) - 1.0);
+        int64_t last = c->sh[i][c->nd[i] - 1];
+        for (int64_t j = 0; i == 0 && c->ninf_from > 0 && j < n; j++)
+            if (j % last >= c->ninf_from)
+                h[j] = -INFINITY;
         assert_int_equal(hm_tensor_set(x[i], h, hm_nbytes(x[i])), HM_OK);
         free(h);
     }
@@ -360,6 +368,58 @@ static void test_case_bf16(void **state)
     compare(*state, HM_DTYPE_BF16);
 }
 
+/* The tensor-core attention (bf16, head dim 64 / 128) against the scalar kernels it replaces, on the
+ * same GPU: several key tiles (double buffering), rows past the last full tile, GQA groups of 2
+ * and 4, a KV cache longer than the queries (pos > 0), single-token decode. The two must agree
+ * within the bf16 tolerance and must differ somewhere, which shows the tensor-core path ran. */
+static const struct ccase flash_cases[] = {
+    {.name = "flash_hd64_gqa4_tiles", .n_f = 3, .nd = {4, 4, 4},
+     .sh = {{2, 200, 8, 64}, {2, 200, 2, 64}, {2, 200, 2, 64}}, .build = b_attention},
+    {.name = "flash_hd128_gqa2", .n_f = 3, .nd = {4, 4, 4},
+     .sh = {{1, 130, 4, 128}, {1, 130, 2, 128}, {1, 130, 2, 128}}, .build = b_attention},
+    {.name = "flash_hd64_cache", .n_f = 3, .nd = {4, 4, 4},
+     .sh = {{1, 5, 4, 64}, {1, 150, 4, 64}, {1, 150, 4, 64}}, .pos = 145, .build = b_attention},
+    {.name = "flash_hd128_decode", .n_f = 3, .nd = {4, 4, 4},
+     .sh = {{2, 1, 4, 128}, {2, 77, 1, 128}, {2, 77, 1, 128}}, .pos = 76, .build = b_attention},
+    {.name = "flash_hd64_rope", .n_f = 3, .nd = {4, 4, 4},
+     .sh = {{2, 97, 4, 64}, {2, 97, 4, 64}, {2, 97, 4, 64}}, .build = b_rope_attention},
+};
+
+static void test_flash_vs_reference(void **state)
+{
+    const struct ccase *c = *state;
+    struct hm_backend *ref, *fast;
+    setenv("HM_CUDA_ATTN", "reference", 1); /* read when the backend is created */
+    assert_int_equal(hm_backend_cuda_new(g_device, &ref), HM_OK);
+    unsetenv("HM_CUDA_ATTN");
+    assert_int_equal(hm_backend_cuda_new(g_device, &fast), HM_OK);
+    struct result rr = {0}, rf = {0};
+    run_on(c, ref, HM_DTYPE_BF16, 1, &rr);
+    run_on(c, fast, HM_DTYPE_BF16, 1, &rf);
+    double tol = c->build == b_rope_attention ? 3.2e-2 : 1.6e-2;
+    int64_t w;
+    double e = rel_err(rf.out, rr.out, rr.n_out, &w);
+    bool differs = memcmp(rf.out, rr.out, (size_t)rr.n_out * sizeof(float)) != 0;
+    printf("%-22s forward rel err %.2e", c->name, e);
+    if (!(e <= tol))
+        fail_msg("%s: forward differs: rel %.3g at %lld (flash %.7g, reference %.7g)", c->name, e, (long long)w,
+                 rf.out[w], rr.out[w]);
+    for (int i = 0; i < c->n_f; i++) {
+        e = rel_err(rf.grad[i], rr.grad[i], rr.n[i], &w);
+        differs |= memcmp(rf.grad[i], rr.grad[i], (size_t)rr.n[i] * sizeof(float)) != 0;
+        printf("  d/dx%d %.2e", i, e);
+        if (!(e <= tol))
+            fail_msg("%s: gradient of input %d differs: rel %.3g at %lld (flash %.7g, reference %.7g)", c->name,
+                     i, e, (long long)w, rf.grad[i][w], rr.grad[i][w]);
+    }
+    printf("\n");
+    if (!differs)
+        fail_msg("%s: bit-identical to the reference kernels: the tensor-core path did not run", c->name);
+    result_free(&rr), result_free(&rf);
+    hm_backend_free(ref);
+    hm_backend_free(fast);
+}
+
 /* Every op has a CUDA kernel. */
 static void test_coverage(void **state)
 {
@@ -461,11 +521,12 @@ static void bad_input(bool embedding)
     size_t nb = hm_nbytes(tg);
     assert_int_equal(hm_tensor_set(tg, bad, nb), HM_OK);
     assert_int_equal(hm_graph_forward(g), HM_OK); /* asynchronous: reported at the sync */
+    /* Overwritten before the sync: the message must still name the value the kernel saw. */
+    assert_int_equal(hm_tensor_set(tg, good, nb), HM_OK);
     assert_int_equal(hm_backend_synchronize(gpu), HM_ERR_USAGE);
     printf("%s\n", hm_last_error());
     assert_non_null(strstr(hm_last_error(), embedding ? "embedding: token id 11 at index 2" : "cross_entropy: target 4 at index 2"));
-    assert_int_equal(hm_tensor_set(tg, good, nb), HM_OK); /* the error is cleared once reported */
-    assert_int_equal(hm_graph_forward(g), HM_OK);
+    assert_int_equal(hm_graph_forward(g), HM_OK); /* the error is cleared once reported */
     assert_int_equal(hm_backend_synchronize(gpu), HM_OK);
     hm_graph_free(g);
     hm_ctx_free(ctx);
@@ -548,7 +609,8 @@ int main(void)
     }
     hm_backend_free(probe);
     enum { N = sizeof(cases) / sizeof(cases[0]) };
-    struct CMUnitTest tests[2 * N + 5];
+    enum { NF = sizeof(flash_cases) / sizeof(flash_cases[0]) };
+    struct CMUnitTest tests[2 * N + NF + 5];
     static char names16[N][48];
     const char *filter = getenv("HM_TEST_OP");
     int n = 0;
@@ -558,6 +620,10 @@ int main(void)
             snprintf(names16[i], sizeof names16[i], "%s_bf16", cases[i].name);
             tests[n++] = (struct CMUnitTest){names16[i], test_case_bf16, NULL, NULL, (void *)&cases[i]};
         }
+    for (int i = 0; i < NF; i++)
+        if (!filter || strstr(flash_cases[i].name, filter) || strstr("attention", filter))
+            tests[n++] = (struct CMUnitTest){flash_cases[i].name, test_flash_vs_reference, NULL, NULL,
+                                             (void *)&flash_cases[i]};
     tests[n++] = (struct CMUnitTest){"coverage", test_coverage, NULL, NULL, NULL};
     tests[n++] = (struct CMUnitTest){"kv_write", test_kv_write, NULL, NULL, NULL};
     tests[n++] = (struct CMUnitTest){"bad_token_id", test_bad_token_id, NULL, NULL, NULL};

@@ -35,6 +35,8 @@ void hm_cuda_abort(cudaError_t e, const char *expr, const char *file, int line)
 
 /* ---- data errors recorded by kernels -------------------------------------------------------- */
 
+/* Reports the first slot holding an error and clears that slot only: an error in another slot
+ * stays recorded and is reported at the next synchronisation. */
 static enum hm_status check_data_errors(struct hm_cuda_ctx *cx)
 {
     unsigned long long bad[HM_CUDA_ERR_SLOTS];
@@ -43,17 +45,15 @@ static enum hm_status check_data_errors(struct hm_cuda_ctx *cx)
     for (int slot = 0; slot < HM_CUDA_ERR_SLOTS; slot++) {
         if (bad[slot] == ~0ull)
             continue;
-        int32_t value = 0;
-        const struct hm_cuda_err_slot *es = &cx->err_slot[slot];
-        HM_CUDA_TRY(cudaMemsetAsync(cx->err, 0xff, sizeof bad, cx->stream));
-        HM_CUDA_TRY(cudaMemcpyAsync(&value, es->values + bad[slot], sizeof value, cudaMemcpyDeviceToHost,
-                                    cx->stream));
+        long long index = (long long)(bad[slot] >> 32), limit = (long long)cx->err_slot[slot].limit;
+        int32_t value = (int32_t)(uint32_t)bad[slot];
+        HM_CUDA_TRY(cudaMemsetAsync(cx->err + slot, 0xff, sizeof bad[slot], cx->stream));
         HM_CUDA_TRY(cudaStreamSynchronize(cx->stream));
         if (slot == HM_CUDA_ERR_EMBEDDING)
             return hm_fail(HM_ERR_USAGE, "embedding: token id %d at index %lld is outside [0, %lld)", value,
-                           (long long)bad[slot], (long long)es->limit);
+                           index, limit);
         return hm_fail(HM_ERR_USAGE, "cross_entropy: target %d at index %lld is outside [0, %lld)", value,
-                       (long long)bad[slot], (long long)es->limit);
+                       index, limit);
     }
     return HM_OK;
 }
@@ -252,6 +252,8 @@ static enum hm_status ctx_init(struct hm_cuda_ctx *cx, int device)
     cx->smem_optin = prop.sharedMemPerBlockOptin;
     const char *tf32 = getenv("HM_CUDA_TF32");
     cx->tf32 = tf32 && strcmp(tf32, "1") == 0;
+    const char *attn = getenv("HM_CUDA_ATTN");
+    cx->attn_reference = attn && strcmp(attn, "reference") == 0;
     HM_CUDA_TRY(cudaStreamCreateWithFlags(&cx->stream, cudaStreamNonBlocking));
     cublasStatus_t s = cublasLtCreate(&cx->lt);
     if (s != CUBLAS_STATUS_SUCCESS) {
