@@ -10,7 +10,8 @@
 #   sanitize  compute-sanitizer memcheck on test-cuda-ops, racecheck on the flash-attention cases
 #   nccl      scripts/gpu/nccl-launch.sh: --num-gpus 1 == a plain run; two ranks sharing the GPU
 #   peak      the bf16 GEMM rate and the copy bandwidth through PyTorch (the ceilings for MFU)
-#   bench     bench-train-gpu gpt2-small (vocab 50257 and 50304) and llama-small, B 16, T 1024, bf16
+#   bench     bench-train-gpu gpt2-small (vocab 50257 and 50304) and llama-small (kernel by kernel
+#             and as CUDA graphs), B 16, T 1024, bf16
 #   torch     the PyTorch baseline (torch.compile, bf16 autocast, flash SDPA, fused AdamW) for the
 #             same two presets, each with its own timeout (a cold compile is most of it)
 # Every stage has its own timeout and the whole run a deadline (DEADLINE seconds, default 450), so
@@ -99,10 +100,12 @@ print(f"PEAK copy_tb_s={2 * x.numel() * 10 / (s.elapsed_time(e) / 1e3) / 1e12:.2
   bench)
     # gpt2-small at vocab 50257 and at 50304 (llm.c's padding): the difference is the cost of
     # 2-byte-aligned logit rows, which decides whether the LM head gets padded (docs/performance.md).
-    for run in "gpt2-small 50257" "gpt2-small 50304" "llama-small 32000"; do
+    # The last run replays the step as CUDA graphs (HM_CUDA_GRAPH=1) against the one before it.
+    for run in "gpt2-small 50257 0" "gpt2-small 50304 0" "llama-small 32000 0" "llama-small 32000 1"; do
       set -- $run
-      step "bench-$1-$2" 90 $R $build/tests/bench-train-gpu "$1" 16 1024 "$2" 20 cuda:0 bf16
-      grep -h RESULT "$logs/bench-$1-$2.log" >>"$summary"
+      step "bench-$1-$2-graph$3" 90 env HM_CUDA_GRAPH=$3 $R $build/tests/bench-train-gpu "$1" 16 1024 "$2" 20 \
+        cuda:0 bf16
+      sed -n "s/^RESULT/RESULT graphs=$3/p" "$logs/bench-$1-$2-graph$3.log" >>"$summary"
     done ;;
   torch)
     for run in "gpt2-small 50257" "llama-small 32000"; do

@@ -4,6 +4,8 @@
  * Leaves (op NONE) and views (op VIEW) have no kernel. The executor never allocates, so a planned
  * graph can be replayed every step with no host allocation. An optional hook runs on the host after
  * each backward node is issued: the data-parallel trainer starts gradient reductions there.
+ * Without a hook or profiling, a backend with run_sequence gets each direction as one unit, which
+ * the CUDA backend can record as a CUDA graph and replay (HM_CUDA_GRAPH=1).
  */
 #include "core-impl.h"
 #include "backend/backend-impl.h"
@@ -133,6 +135,25 @@ static enum hm_status run_node(struct hm_graph *g, const struct hm_exec *ex, str
     return HM_OK;
 }
 
+struct node_seq {
+    struct hm_graph *g;
+    const struct hm_exec *ex;
+    struct hm_tensor **nodes;
+    int n;
+    struct hm_op_profile *prof;
+};
+
+static enum hm_status run_seq(void *user)
+{
+    struct node_seq *s = user;
+    for (int i = 0; i < s->n; i++) {
+        enum hm_status st = run_node(s->g, s->ex, s->nodes[i], s->prof);
+        if (st != HM_OK)
+            return st;
+    }
+    return HM_OK;
+}
+
 static enum hm_status run_nodes(struct hm_graph *g, bool backward)
 {
     if (!g->work)
@@ -147,6 +168,10 @@ static enum hm_status run_nodes(struct hm_graph *g, bool backward)
     int n = backward ? g->n_bwd : g->n_fwd;
     struct hm_op_profile *prof = g->prof[backward ? 1 : 0];
     hm_graph_hook_fn hook = backward ? g->bwd_hook : NULL;
+    if (!hook && !g->profiling && g->be->iface->run_sequence) {
+        struct node_seq seq = {g, &ex, nodes, n, prof};
+        return g->be->iface->run_sequence(g->be, g->plan_id * 2 + backward, nodes, n, &g->rt, run_seq, &seq);
+    }
     for (int i = 0; i < n; i++) {
         enum hm_status st = run_node(g, &ex, nodes[i], prof);
         if (st == HM_OK && hook)

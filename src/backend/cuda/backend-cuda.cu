@@ -13,6 +13,7 @@
 #include "attention.cuh"
 #include "elementwise.cuh"
 #include "embed.cuh"
+#include "graph-capture.cuh"
 #include "loss.cuh"
 #include "matmul.cuh"
 #include "norm.cuh"
@@ -118,6 +119,13 @@ static enum hm_status cuda_synchronize(struct hm_backend *be)
     return check_data_errors(cx);
 }
 
+static enum hm_status cuda_run_sequence(struct hm_backend *be, uint64_t key, struct hm_tensor *const *nodes, int n,
+                                        const struct hm_runtime *rt, enum hm_status (*run)(void *user), void *user)
+{
+    struct hm_cuda_ctx *cx = (struct hm_cuda_ctx *)be->context;
+    return cx->graphs ? hm_cuda_graph_run(cx, key, nodes, n, rt, run, user) : run(user);
+}
+
 /* Communicators (comm-nccl.c) order their collectives after the work issued here. */
 static void *cuda_native_stream(struct hm_backend *be)
 {
@@ -205,6 +213,7 @@ static void ctx_free(struct hm_cuda_ctx *cx)
     if (cx->stream)
         cudaStreamDestroy(cx->stream);
     hm_cuda_mm_cache_free(cx->mm);
+    hm_cuda_graph_cache_free(cx->graphs);
     hm_free(cx);
 }
 
@@ -236,6 +245,7 @@ static void fill_iface(void)
     i->is_finite = hm_cuda_is_finite;
     i->convert = hm_cuda_convert;
     i->native_stream = cuda_native_stream;
+    i->run_sequence = cuda_run_sequence;
 }
 
 static enum hm_status ctx_init(struct hm_cuda_ctx *cx, int device)
@@ -252,7 +262,7 @@ static enum hm_status ctx_init(struct hm_cuda_ctx *cx, int device)
     cx->smem_optin = prop.sharedMemPerBlockOptin;
     const char *tf32 = getenv("HM_CUDA_TF32");
     cx->tf32 = tf32 && strcmp(tf32, "1") == 0;
-    const char *attn = getenv("HM_CUDA_ATTN");
+    const char *attn = getenv("HM_CUDA_ATTN"), *graphs = getenv("HM_CUDA_GRAPH");
     cx->attn_reference = attn && strcmp(attn, "reference") == 0;
     HM_CUDA_TRY(cudaStreamCreateWithFlags(&cx->stream, cudaStreamNonBlocking));
     cublasStatus_t s = cublasLtCreate(&cx->lt);
@@ -270,7 +280,8 @@ static enum hm_status ctx_init(struct hm_cuda_ctx *cx, int device)
     HM_CUDA_TRY(cudaMalloc((void **)&cx->err, HM_CUDA_ERR_SLOTS * sizeof(unsigned long long)));
     HM_CUDA_TRY(cudaMemsetAsync(cx->err, 0xff, HM_CUDA_ERR_SLOTS * sizeof(unsigned long long), cx->stream));
     HM_CUDA_TRY(cudaStreamSynchronize(cx->stream));
-    return hm_cuda_mm_cache_new(&cx->mm);
+    enum hm_status gs = graphs && strcmp(graphs, "1") == 0 ? hm_cuda_graph_cache_new(&cx->graphs) : HM_OK;
+    return gs != HM_OK ? gs : hm_cuda_mm_cache_new(&cx->mm);
 }
 
 extern "C" {

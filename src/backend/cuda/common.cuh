@@ -46,7 +46,8 @@ struct hm_cuda_err_slot {
     int64_t limit; /* V of the last launch that could report */
 };
 
-struct hm_mm_cache; /* matmul.cu: cuBLASLt algorithm cache */
+struct hm_mm_cache;         /* matmul.cu: cuBLASLt algorithm cache */
+struct hm_cuda_graph_cache; /* graph-capture.cu: recorded node sequences */
 
 struct hm_cuda_ctx {
     int device;
@@ -63,6 +64,7 @@ struct hm_cuda_ctx {
     unsigned long long *err;        /* [HM_CUDA_ERR_SLOTS] smallest bad index, or ~0 */
     struct hm_cuda_err_slot err_slot[HM_CUDA_ERR_SLOTS];
     struct hm_mm_cache *mm;
+    struct hm_cuda_graph_cache *graphs; /* HM_CUDA_GRAPH=1; NULL: kernels are launched one by one */
 };
 
 static inline struct hm_cuda_ctx *hm_cuda_ctx_of(const struct hm_exec *ex)

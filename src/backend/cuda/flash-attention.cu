@@ -226,6 +226,33 @@ static __device__ __forceinline__ void store_rows(bf16_t *base, int64_t ld, int6
     }
 }
 
+/* K/V tile `it` (keys it * BC ..) into stage st of the two-stage K and V buffers, as one group. */
+template <int HD, int BC>
+static __device__ __forceinline__ void kv_tiles_load(bf16_t *Ks, bf16_t *Vs, const bf16_t *kb, const bf16_t *vb,
+                                                     int64_t kld, int64_t S, int it, int st)
+{
+    const int LD = HD + 8;
+    load_tile_async<HD, LD>(Ks + st * BC * LD, kb, kld, (int64_t)it * BC, S, BC);
+    load_tile_async<HD, LD>(Vs + st * BC * LD, vb, kld, (int64_t)it * BC, S, BC);
+    cp_async_commit();
+}
+
+/* Starts tile it + 1 into the other stage, then waits until tile it (stage it & 1) has landed and
+ * every thread sees it. The caller ends each iteration with __syncthreads() before the stage it
+ * read is overwritten. */
+template <int HD, int BC>
+static __device__ __forceinline__ void kv_tiles_next(bf16_t *Ks, bf16_t *Vs, const bf16_t *kb, const bf16_t *vb,
+                                                     int64_t kld, int64_t S, int it, int n_tiles)
+{
+    if (it + 1 < n_tiles) {
+        kv_tiles_load<HD, BC>(Ks, Vs, kb, vb, kld, S, it + 1, (it + 1) & 1);
+        cp_async_wait<1>();
+    } else {
+        cp_async_wait<0>();
+    }
+    __syncthreads();
+}
+
 /* ---- forward --------------------------------------------------------------------------------- */
 
 struct fa_fwd_args {
@@ -251,9 +278,7 @@ static __global__ void __launch_bounds__(FA_THREADS) fa_forward_kernel(struct fa
     int64_t qld = a.NH * HD, kld = a.NKV * HD;
     const bf16_t *kb = a.k + (b * a.S * a.NKV + kh) * HD, *vb = a.v + (b * a.S * a.NKV + kh) * HD;
 
-    load_tile_async<HD, LD>(Ks, kb, kld, 0, a.S, BC);
-    load_tile_async<HD, LD>(Vs, vb, kld, 0, a.S, BC);
-    cp_async_commit();
+    kv_tiles_load<HD, BC>(Ks, Vs, kb, vb, kld, a.S, 0, 0);
 
     uint32_t qa[HD / 16][4];
     load_a_global<HD>(qa, a.q + (b * a.T * a.NH + h) * HD, qld, tw, a.T, lane);
@@ -264,15 +289,7 @@ static __global__ void __launch_bounds__(FA_THREADS) fa_forward_kernel(struct fa
 
     for (int it = 0; it < n_tiles; it++) {
         int st = it & 1;
-        if (it + 1 < n_tiles) {
-            load_tile_async<HD, LD>(Ks + (st ^ 1) * BC * LD, kb, kld, (int64_t)(it + 1) * BC, a.S, BC);
-            load_tile_async<HD, LD>(Vs + (st ^ 1) * BC * LD, vb, kld, (int64_t)(it + 1) * BC, a.S, BC);
-            cp_async_commit();
-            cp_async_wait<1>();
-        } else {
-            cp_async_wait<0>();
-        }
-        __syncthreads();
+        kv_tiles_next<HD, BC>(Ks, Vs, kb, vb, kld, a.S, it, n_tiles);
         int64_t j0 = (int64_t)it * BC;
         if (j0 <= last_pos && tw < a.T) {
             float s[BC / 8][4];
@@ -377,9 +394,7 @@ static __global__ void __launch_bounds__(FA_THREADS) fa_dq_kernel(struct fa_bwd_
     int64_t qld = a.NH * HD, kld = a.NKV * HD;
     const bf16_t *kb = a.k + (b * a.S * a.NKV + kh) * HD, *vb = a.v + (b * a.S * a.NKV + kh) * HD;
 
-    load_tile_async<HD, LD>(Ks, kb, kld, 0, a.S, BC);
-    load_tile_async<HD, LD>(Vs, vb, kld, 0, a.S, BC);
-    cp_async_commit();
+    kv_tiles_load<HD, BC>(Ks, Vs, kb, vb, kld, a.S, 0, 0);
 
     int64_t qoff = (b * a.T * a.NH + h) * HD;
     uint32_t qa[HD / 16][4], da[HD / 16][4];
@@ -399,15 +414,7 @@ static __global__ void __launch_bounds__(FA_THREADS) fa_dq_kernel(struct fa_bwd_
 
     for (int it = 0; it < n_tiles; it++) {
         int st = it & 1;
-        if (it + 1 < n_tiles) {
-            load_tile_async<HD, LD>(Ks + (st ^ 1) * BC * LD, kb, kld, (int64_t)(it + 1) * BC, a.S, BC);
-            load_tile_async<HD, LD>(Vs + (st ^ 1) * BC * LD, vb, kld, (int64_t)(it + 1) * BC, a.S, BC);
-            cp_async_commit();
-            cp_async_wait<1>();
-        } else {
-            cp_async_wait<0>();
-        }
-        __syncthreads();
+        kv_tiles_next<HD, BC>(Ks, Vs, kb, vb, kld, a.S, it, n_tiles);
         int64_t j0 = (int64_t)it * BC;
         if (j0 <= last_pos && tw < a.T) {
             float s[BC / 8][4], dp[BC / 8][4];
