@@ -3,7 +3,7 @@
 # Run from the repository root there, with the bundle that scripts/gpu/bundle.sh made here carried
 # along (.gpu/bundle.tgz: the lent machine has CUDA, PyTorch and compute-sanitizer but not OpenBLAS,
 # Jansson, zstd or cmocka). With the device tool:
-#   run(command="bash scripts/gpu/device-run.sh", carry=[".gpu"], timeout_s=540)
+#   run(command="bash scripts/gpu/device-run.sh", carry=[".gpu"], timeout_s=420)
 # STAGES (default all, in this order, most important first; name some to re-run only those):
 #   info      nvidia-smi, driver, torch version, compute-sanitizer version
 #   tests     test-cuda-host, test-cuda-ops (flash vs reference included), test-cuda-model (curves)
@@ -14,10 +14,12 @@
 #             and as CUDA graphs), B 16, T 1024, bf16
 #   torch     the PyTorch baseline (torch.compile, bf16 autocast, flash SDPA, fused AdamW) for the
 #             same two presets, each with its own timeout (a cold compile is most of it)
-# Every stage has its own timeout and the whole run a deadline (DEADLINE seconds, default 450), so
-# one call of the device tool (15 minutes of device time in all, start included) leaves room for a
-# re-run of the stages that failed. Logs: $OUT/summary.txt and $OUT/logs.tgz (the tool brings back
-# at most 8 files), or ./device-out when OUT is unset.
+# Every stage has its own timeout and the whole run a deadline (DEADLINE seconds, default 360):
+# a first call costs about 2 minutes of start plus 6 of run, which leaves a session's 15 minutes
+# room for a second, fresh call (after fixes) of the stages that failed or were skipped (summary
+# lines SKIP), e.g. `DEADLINE=240 bash scripts/gpu/device-run.sh torch`.
+# Logs: $OUT/summary.txt and $OUT/logs.tgz (the tool brings back at most 8 files), or ./device-out
+# when OUT is unset.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out=${OUT:-$PWD/device-out}
@@ -27,7 +29,7 @@ summary=$out/summary.txt
 : >"$summary"
 stages=${*:-info tests sanitize nccl peak bench torch}
 t_start=$(date +%s)
-deadline=$((t_start + ${DEADLINE:-450}))
+deadline=$((t_start + ${DEADLINE:-360}))
 build=build-gpu
 
 say() { echo "$*" | tee -a "$summary"; }
@@ -73,7 +75,7 @@ for s in $stages; do
     step test-cuda-host 30 $R $build/tests/test-cuda-host
     step test-cuda-ops 120 $R $build/tests/test-cuda-ops
     grep -E "flash_|rel err" "$logs/test-cuda-ops.log" | grep -E "flash_|attention" >>"$summary"
-    step test-cuda-model 150 $R $build/tests/test-cuda-model
+    step test-cuda-model 200 $R $build/tests/test-cuda-model
     grep -E "curve|rel" "$logs/test-cuda-model.log" | tail -n 6 >>"$summary" ;;
   sanitize)
     step memcheck-ops 150 $R compute-sanitizer --tool memcheck --error-exitcode 9 $build/tests/test-cuda-ops
