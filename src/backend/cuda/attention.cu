@@ -22,7 +22,7 @@
  * tests (HM_CUDA_ATTN=reference forces them).
  * Tensors are f32 or bf16 (template T); tiles in shared memory, scores and sums are f32.
  */
-#include "attention.cuh"
+#include "common.cuh"
 #include "flash-attention.cuh"
 
 #define BC HM_CUDA_ATTN_BC

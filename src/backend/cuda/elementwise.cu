@@ -1,5 +1,5 @@
 /*
- * elementwise.cu - elementwise ops, the deterministic column sum behind GRAD_ACC, and KV_WRITE.
+ * elementwise.cu - elementwise ops, the deterministic column sum behind REDUCE_ROWS, and KV_WRITE.
  * Every kernel is a grid-stride loop in which element i is read before it is written, so the
  * planner's in-place reuse (dst == a source, plan.c can_inplace) is safe, as on the CPU.
  * Storage is f32 or bf16 (template T; hm_ld / hm_st convert), arithmetic always f32, so bf16
@@ -29,8 +29,8 @@ CUDA_KERNEL(fill)
 
 /* ---- ADD (b broadcast over leading rows), MUL, SCALE ----------------------------------------- */
 
-/* y = s * a with a source type TA and a destination type TY: GRAD_ACC into an f32 parameter
- * gradient (the same-type ops use hm_map). */
+/* y = s * a with a source type TA and a destination type TY: REDUCE_ROWS of one row into an
+ * f32 parameter gradient (the same-type ops use hm_map). */
 template <typename TA, typename TY>
 static __global__ void scale_kernel(const TA *a, TY *y, int64_t n, float s, bool acc)
 {
@@ -76,7 +76,7 @@ CUDA_KERNEL(scale)
     return HM_OK;
 }
 
-/* ---- deterministic column sums (GRAD_ACC, RMSNorm dw) ---------------------------------------- */
+/* ---- deterministic column sums (REDUCE_ROWS, RMSNorm dw) ---------------------------------------- */
 
 /* partial[k][c] = sum over rows [k*rpc, (k+1)*rpc) of x[r][c] (* x2[r][c]) (* rscale[r]), in row
  * order. grid (ceil(n / threads), chunks). */
@@ -129,7 +129,7 @@ template void hm_cuda_colsum(const uint16_t *, const uint16_t *, const float *, 
                              int64_t, float, bool, cudaStream_t);
 
 /* dst (f32 parameter gradient, or an activation gradient of the node's dtype) from src. */
-CUDA_KERNEL(grad_acc)
+CUDA_KERNEL(reduce_rows)
 {
     int64_t n = hm_nelements(dst), rows = hm_nelements(dst->src[0]) / n;
     float s = hm_op_f32(dst, 0);
@@ -227,7 +227,7 @@ CUDA_KERNEL(swiglu_back)
     return HM_OK;
 }
 
-/* ---- DROPOUT: the CPU's counter-based hash (core-impl.h), so masks match across backends ------ */
+/* ---- DROPOUT: the CPU's counter-based hash (hermes/ops.h), so masks match across backends ------ */
 
 template <typename T>
 static __global__ void dropout_kernel(const T *x, T *y, int64_t n, uint64_t seed, uint64_t step, uint32_t id,
