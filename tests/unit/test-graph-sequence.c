@@ -1,10 +1,11 @@
 /*
- * test-graph-sequence.c - the executor's run_sequence path (backend-impl.h), which the CUDA
- * backend uses to record and replay CUDA graphs, checked on the CPU through a wrapped CPU backend:
- * forward and backward each arrive as one sequence with every node, under a key that is stable
- * across steps, distinct per direction and per planned graph (so a recording is never replayed
- * for other pointers); the results equal the plain executor's; a backward hook or
- * profiling bypasses it (they must run between nodes).
+ * test-graph-sequence.c - the executor's run_sequence path (hm_backend_run_sequence, then the
+ * vtable's run_sequence of backend-impl.h), which the CUDA backend uses to record and replay CUDA
+ * graphs, checked on the CPU through a wrapped CPU backend: forward and backward each arrive as
+ * one sequence with every node, under a key that is stable across steps, distinct per direction
+ * and per planned graph (so a recording is never replayed for other pointers); the results equal
+ * the plain executor's; a backward hook or profiling bypasses it (they must run between nodes);
+ * nodes planned on another backend are refused before the vtable is reached.
  */
 #include "testutil.h"
 
@@ -32,6 +33,12 @@ static enum hm_status record_sequence(struct hm_backend *be, uint64_t key, struc
     }
     g_seen.calls++;
     return run(user);
+}
+
+static enum hm_status never_run(void *user)
+{
+    fail_msg("run_sequence ran a sequence it should have refused");
+    return HM_OK;
 }
 
 static enum hm_status count_hook(void *user, int node)
@@ -133,6 +140,12 @@ static void test_sequences(void **state)
     step(&s, &l1, g1);
     assert_int_equal(g_seen.calls, 7);
     assert_true(l0 == l1);
+
+    /* the checked entry point: ref's nodes live on `plain`, not on `be` */
+    assert_int_equal(hm_backend_run_sequence(be, 1, ref.g->fwd, ref.g->n_fwd, hm_graph_runtime(ref.g), never_run,
+                                             NULL),
+                     HM_ERR_USAGE);
+    assert_int_equal(g_seen.calls, 7);
 
     teardown(&s);
     teardown(&ref);
