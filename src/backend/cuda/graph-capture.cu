@@ -36,7 +36,10 @@ struct hm_cuda_graph_cache {
     uint64_t clock;
 };
 
-/* Every kernel that reads ex->rt must be listed here (attention.cu, rope.cu, elementwise.cu). */
+/* Every kernel that reads ex->rt must be listed here (attention.cu, rope.cu, elementwise.cu; the
+ * norm kernels, ADD_RMS_NORM included, read none). A new hm_runtime field goes into runtime_sig
+ * and under the ops whose kernels read it (a document start for attention: ATTENTION and
+ * ATTENTION_BACK), or a replay would run with the value of the recording. */
 static struct runtime_sig runtime_sig_of(struct hm_tensor *const *nodes, int n, const struct hm_runtime *rt)
 {
     struct runtime_sig s;
