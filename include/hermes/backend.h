@@ -76,6 +76,17 @@ HM_API size_t hm_backend_workspace_size(struct hm_backend *be, const struct hm_t
  */
 HM_API enum hm_status hm_backend_compute(struct hm_backend *be, struct hm_tensor *node,
                                          const struct hm_runtime *rt, void *ws, size_t ws_bytes);
+/*
+ * Issue a planned node sequence (one direction of a planned graph, every node with storage on
+ * `be`) by calling run(user), which runs each node through hm_backend_compute. A backend may take
+ * it as one unit that it records once and replays (CUDA graphs, HM_CUDA_GRAPH=1) while `key`
+ * (unique per planned graph and direction, never reused) and the runtime values those nodes read
+ * stay the same; otherwise run(user) is called directly. Returns run's status or the backend's.
+ */
+HM_API enum hm_status hm_backend_run_sequence(struct hm_backend *be, uint64_t key,
+                                              struct hm_tensor *const *nodes, int n,
+                                              const struct hm_runtime *rt,
+                                              enum hm_status (*run)(void *user), void *user);
 
 /* Threads for OpenMP loops and OpenBLAS together (n >= 1). */
 HM_API void hm_set_threads(int n);

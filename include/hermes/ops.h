@@ -1,14 +1,15 @@
 /*
  * ops.h - what the tensor core and every backend both need to read a node: the per-op facts of
- * ops.def as a table (hm_op_info), the op-parameter accessors, the matmul geometry, and the
- * counter-based dropout hash. Backends include this and backend.h, never the core's private
- * headers; the core includes it too, so the two agree on every formula here.
+ * ops.def as a table (hm_op_info), the op-parameter accessors, the matmul geometry, the
+ * counter-based dropout hash and the per-row cross-entropy. Backends include this and backend.h,
+ * never the core's private headers; the core includes it too, so the two agree on every formula.
  */
 #ifndef HERMES_OPS_H
 #define HERMES_OPS_H
 
 #include "hermes/tensor.h"
 
+#include <math.h>
 #include <string.h>
 
 #ifdef __cplusplus
@@ -98,6 +99,13 @@ static HM_HOSTDEV inline uint32_t hm_dropout_threshold(float p)
 {
     double t = (double)p * 4294967296.0;
     return t >= 4294967295.0 ? 4294967295u : (uint32_t)t;
+}
+
+/* One row's cross-entropy, lse - logit[target], shared by the CPU and CUDA kernels: a target whose
+ * logit is -inf has probability 0 and loss +inf (not -inf - -inf = NaN when the whole row is -inf). */
+static HM_HOSTDEV inline double hm_ce_row_loss(float lse, float target_logit)
+{
+    return target_logit == -INFINITY ? (double)INFINITY : (double)lse - (double)target_logit;
 }
 
 #ifdef __cplusplus

@@ -226,7 +226,9 @@ HM_API struct hm_tensor *hm_cross_entropy(struct hm_ctx *ctx, struct hm_tensor *
 
 /*
  * Values that change between replays without rebuilding. hm_graph_runtime() returns the graph's
- * own copy, which the caller edits between runs.
+ * own copy, which the caller edits between runs. A backend that replays recorded sequences keeps
+ * the values each op's kernels read (the CUDA one: runtime_sig_of in graph-capture.cu): a new
+ * field must be added there for the ops that read it.
  */
 struct hm_runtime {
     int32_t pos;      /* position of the first query row (RoPE, KV cache); 0 for training */

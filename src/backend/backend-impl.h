@@ -51,6 +51,12 @@ struct hm_backend_i {
     /* optional: the native stream work is issued on (cudaStream_t), for communicators that must
      * order collectives after it; NULL (or absent) for a synchronous backend */
     void *(*native_stream)(struct hm_backend *be);
+    /* optional: issue a planned node sequence by calling run(user), as one unit the backend may
+     * record once and replay (CUDA graphs) while `key` (unique per planned graph and direction,
+     * never reused) and the runtime values those nodes read stay the same. NULL: the executor
+     * calls run(user) itself. Not used while profiling or while a backward hook is set. */
+    enum hm_status (*run_sequence)(struct hm_backend *be, uint64_t key, struct hm_tensor *const *nodes, int n,
+                                   const struct hm_runtime *rt, enum hm_status (*run)(void *user), void *user);
 };
 
 struct hm_backend {

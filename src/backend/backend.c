@@ -59,6 +59,26 @@ enum hm_status hm_backend_compute(struct hm_backend *be, struct hm_tensor *node,
     return be->iface->kernels[node->op](&ex, node);
 }
 
+enum hm_status hm_backend_run_sequence(struct hm_backend *be, uint64_t key,
+                                       struct hm_tensor *const *nodes, int n,
+                                       const struct hm_runtime *rt,
+                                       enum hm_status (*run)(void *user), void *user)
+{
+    if (!run || n < 0 || (n > 0 && !nodes) || !rt)
+        return hm_fail(HM_ERR_USAGE, "run_sequence: no run function, rt or nodes");
+    for (int i = 0; i < n; i++) {
+        const struct hm_op_info *info = hm_op_info(nodes[i]->op);
+        if (info && !info->kernel)
+            continue;
+        if (!nodes[i]->data || !nodes[i]->buffer || nodes[i]->buffer->be != be)
+            return hm_fail(HM_ERR_USAGE, "node '%s' has no storage on %s: plan the graph first",
+                           nodes[i]->name, be->iface->name);
+    }
+    if (!be->iface->run_sequence || n == 0)
+        return run(user);
+    return be->iface->run_sequence(be, key, nodes, n, rt, run, user);
+}
+
 enum hm_status hm_backend_synchronize(struct hm_backend *be)
 {
     return be->iface->synchronize(be);

@@ -56,6 +56,7 @@ struct hm_graph {
     struct hm_op_profile prof[2][HM_OP_COUNT];
     hm_graph_hook_fn bwd_hook; /* after each backward node (data-parallel gradient reduction) */
     void *bwd_hook_user;
+    uint64_t plan_id; /* unique per hm_graph_plan: names the node sequences for run_sequence */
 };
 
 static inline struct hm_tensor *hm_root(struct hm_tensor *t)

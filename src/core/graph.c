@@ -4,7 +4,9 @@
  * hm_backend_compute, optionally timing every op type. The pseudo-ops (leaves, views, side
  * outputs) have no kernel. The executor never allocates, so a planned graph can be replayed every
  * step with no host allocation. An optional hook runs on the host after each backward node is
- * issued: the data-parallel trainer starts gradient reductions there.
+ * issued: the data-parallel trainer starts gradient reductions there. Without a hook or profiling,
+ * each direction goes to hm_backend_run_sequence as one unit, which the CUDA backend can record
+ * as a CUDA graph and replay (HM_CUDA_GRAPH=1).
  */
 #include "core-impl.h"
 
@@ -153,6 +155,25 @@ static enum hm_status run_node(struct hm_graph *g, struct hm_tensor *t, void *ws
     return HM_OK;
 }
 
+struct node_seq {
+    struct hm_graph *g;
+    void *ws;
+    struct hm_tensor **nodes;
+    int n;
+    struct hm_op_profile *prof;
+};
+
+static enum hm_status run_seq(void *user)
+{
+    struct node_seq *s = user;
+    for (int i = 0; i < s->n; i++) {
+        enum hm_status st = run_node(s->g, s->nodes[i], s->ws, s->g->scratch_bytes, s->prof);
+        if (st != HM_OK)
+            return st;
+    }
+    return HM_OK;
+}
+
 static enum hm_status run_nodes(struct hm_graph *g, bool backward)
 {
     if (!g->work)
@@ -162,6 +183,10 @@ static enum hm_status run_nodes(struct hm_graph *g, bool backward)
     int n = backward ? g->n_bwd : g->n_fwd;
     struct hm_op_profile *prof = g->prof[backward ? 1 : 0];
     hm_graph_hook_fn hook = backward ? g->bwd_hook : NULL;
+    if (!hook && !g->profiling) {
+        struct node_seq seq = {g, ws, nodes, n, prof};
+        return hm_backend_run_sequence(g->be, g->plan_id * 2 + backward, nodes, n, &g->rt, run_seq, &seq);
+    }
     for (int i = 0; i < n; i++) {
         enum hm_status st = run_node(g, nodes[i], ws, g->scratch_bytes, prof);
         if (st == HM_OK && hook)

@@ -306,6 +306,8 @@ static enum hm_status plan(struct hm_graph *g, struct hm_backend *be, bool alloc
     if (st != HM_OK)
         goto out;
     g->be = be;
+    static uint64_t plans; /* ids are never reused, so a backend never replays a stale recording */
+    g->plan_id = __atomic_add_fetch(&plans, 1, __ATOMIC_RELAXED);
     for (int i = 0; i < n; i++) {
         resolve(seq[i], g->work, &pl);
         for (int j = 0; j < HM_MAX_SRC; j++)

@@ -13,6 +13,8 @@ ALLOWED=(
     "util/log.c:log_user"
     "util/log.c:log_level"
     "util/alloc.c:n_allocs"            # process-wide allocation counter (atomic, hm_alloc_count)
+    "core/plan.c:plans"                # plan ids (atomic): never reused in the process, so a backend
+                                       # never replays a CUDA graph recorded for another graph
     "util/status.c:last_error"         # thread-local last error (hm_last_error)
     "backend/cpu/backend-cpu.c:warned" # warn once per process about a non-OpenMP OpenBLAS
     "backend/cuda/backend-cuda.cu:cuda_kernels" # filled once, identically, before first use

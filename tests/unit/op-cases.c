@@ -397,6 +397,22 @@ const struct op_case hm_op_cases[] = {
      .sh = {{1, 3, 4, 64}, {1, 100, 2, 64}, {1, 100, 2, 64}}, .pos = 60, .gpu = true, .build = b_attention},
     {.name = "rope_attention", .n_f = 3, .nd = {4, 4, 4}, .sh = {{2, 37, 4, 32}, {2, 37, 4, 32}, {2, 37, 4, 32}},
      .gpu = true, .build = b_rope_attention, .tol16 = 3.2e-2},
+    /* flash: several key tiles (double buffering), rows past the last full tile, GQA groups of 2
+     * and 4, a KV cache longer than the queries (pos > 0), single-token decode */
+    {.name = "flash_hd64_gqa4_tiles", .n_f = 3, .nd = {4, 4, 4},
+     .sh = {{2, 200, 8, 64}, {2, 200, 2, 64}, {2, 200, 2, 64}}, .gpu = true, .flash = true, .build = b_attention},
+    {.name = "flash_hd128_gqa2", .n_f = 3, .nd = {4, 4, 4},
+     .sh = {{1, 130, 4, 128}, {1, 130, 2, 128}, {1, 130, 2, 128}}, .gpu = true, .flash = true,
+     .build = b_attention},
+    {.name = "flash_hd64_cache", .n_f = 3, .nd = {4, 4, 4},
+     .sh = {{1, 5, 4, 64}, {1, 150, 4, 64}, {1, 150, 4, 64}}, .pos = 145, .gpu = true, .flash = true,
+     .build = b_attention},
+    {.name = "flash_hd128_decode", .n_f = 3, .nd = {4, 4, 4},
+     .sh = {{2, 1, 4, 128}, {2, 77, 1, 128}, {2, 77, 1, 128}}, .pos = 76, .gpu = true, .flash = true,
+     .build = b_attention},
+    {.name = "flash_hd64_rope", .n_f = 3, .nd = {4, 4, 4},
+     .sh = {{2, 97, 4, 64}, {2, 97, 4, 64}, {2, 97, 4, 64}}, .gpu = true, .flash = true,
+     .build = b_rope_attention, .tol16 = 3.2e-2},
     {.name = "kv_write_attention", .n_f = 3, .nd = {4, 4, 4}, .sh = {{1, 4, 4, 6}, {1, 4, 2, 6}, {1, 4, 2, 6}},
      .fwd_only = true, .build = b_kv_write_attention, .ref = ref_attention},
     {.name = "gelu", .n_f = 1, .nd = {2}, .sh = {{4, 7}}, .amp = {3.0f}, .build = b_gelu, .ref = ref_gelu},
@@ -415,6 +431,10 @@ const struct op_case hm_op_cases[] = {
      .ish = {{7}}, .ihi = {9}, .ignore = true, .build = b_cross_entropy, .ref = ref_cross_entropy},
     {.name = "cross_entropy_big", .n_f = 1, .nd = {2}, .sh = {{130, 5003}}, .amp = {4.0f}, .n_i = 1, .ind = {1},
      .ish = {{130}}, .ihi = {5003}, .ignore = true, .gpu = true, .build = b_cross_entropy},
+    /* Threads 200..255 of a row see only -inf: their partial sums must be 0, not NaN. */
+    {.name = "cross_entropy_masked", .n_f = 1, .nd = {2}, .sh = {{7, 300}}, .amp = {2.0f}, .n_i = 1,
+     .ind = {1}, .ish = {{7}}, .ihi = {200}, .ignore = true, .ninf_from = 200, .gpu = true,
+     .build = b_cross_entropy},
     {.name = "linear_ce", .n_f = 3, .nd = {3, 2, 1}, .sh = {{2, 50, 64}, {1000, 64}, {1000}}, .n_i = 1,
      .ind = {2}, .ish = {{2, 50}}, .ihi = {1000}, .ignore = true, .gpu = true, .build = b_linear_ce, .tol16 = 3.2e-2},
     {.name = "mlp_block", .n_f = 4, .nd = {3, 1, 2, 2}, .sh = {{2, 70, 64}, {64}, {256, 64}, {64, 256}},
@@ -440,6 +460,10 @@ void op_setup(const struct op_case *c, struct hm_backend *be, enum hm_dtype dt, 
         R->hx[i] = malloc(sizeof(float) * (size_t)n);
         for (int64_t j = 0; j < n; j++)
             R->hx[i][j] = amp * (float)(2.0 * hm_rng_uniform(&rng) - 1.0);
+        int64_t last = c->sh[i][c->nd[i] - 1];
+        for (int64_t j = 0; i == 0 && c->ninf_from > 0 && j < n; j++)
+            if (j % last >= c->ninf_from)
+                R->hx[i][j] = -INFINITY;
         assert_int_equal(hm_tensor_set(R->x[i], R->hx[i], hm_nbytes(R->x[i])), HM_OK);
     }
     struct hm_tensor *xs[4] = {R->x[0], R->x[1], R->x[2], R->x[3]};

@@ -2,7 +2,8 @@
  * op-cases.h - the one table of op cases that both op tests run: test-ops.c checks every case on
  * the CPU against its reference loop and by finite differences, test-cuda-ops.c compares the
  * CUDA backend with the CPU on the same cases (and on the `gpu` ones, whose shapes exercise the
- * GPU's tiling and chunking). A new op of ops.def needs a row here: test-ops' coverage test fails
+ * GPU's tiling and chunking), and runs the `flash` ones (also `gpu`) on the tensor-core attention
+ * against the scalar attention kernels. A new op of ops.def needs a row here: test-ops' coverage test fails
  * for any op with a kernel that no CPU case's graph runs.
  *
  * Each case builds out = build(inputs) on a backend, then z = out * r with a random cotangent r
@@ -41,6 +42,8 @@ struct op_case {
     bool eval;          /* rt.training = false */
     bool fwd_only;      /* no backward (an inference-only op) */
     bool gpu;           /* CUDA parity only: no reference loop */
+    bool flash;         /* CUDA only: bf16 tensor-core attention against the GPU's scalar kernels */
+    int ninf_from;      /* > 0: input 0's last-dim entries from this column on are -inf (masked logits) */
     op_build_fn build;
     op_ref_fn ref;
     double fd_eps;      /* CPU finite-difference step; 0: 1e-2 */

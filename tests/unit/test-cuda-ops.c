@@ -126,6 +126,44 @@ static void test_case_bf16(void **state)
     compare(*state, HM_DTYPE_BF16);
 }
 
+/* A `flash` row of the table: the tensor-core attention (bf16, head dim 64 / 128) against the
+ * scalar kernels it replaces, on the same GPU. The two must agree within the bf16 tolerance and
+ * must differ somewhere, which shows the tensor-core path ran. */
+static void test_flash_vs_reference(void **state)
+{
+    const struct op_case *c = *state;
+    struct hm_backend *ref, *fast;
+    setenv("HM_CUDA_ATTN", "reference", 1); /* read when the backend is created */
+    assert_int_equal(hm_backend_cuda_new(g_device, &ref), HM_OK);
+    unsetenv("HM_CUDA_ATTN");
+    assert_int_equal(hm_backend_cuda_new(g_device, &fast), HM_OK);
+    struct result rr = {0}, rf = {0};
+    run_on(c, ref, HM_DTYPE_BF16, 1, &rr);
+    run_on(c, fast, HM_DTYPE_BF16, 1, &rf);
+    double tol = c->tol16 ? c->tol16 : 1.6e-2;
+    int64_t w;
+    double e = rel_err(rf.out, rr.out, rr.n_out, &w);
+    bool differs = memcmp(rf.out, rr.out, (size_t)rr.n_out * sizeof(float)) != 0;
+    printf("%-22s forward rel err %.2e", c->name, e);
+    if (!(e <= tol))
+        fail_msg("%s: forward differs: rel %.3g at %lld (flash %.7g, reference %.7g)", c->name, e, (long long)w,
+                 rf.out[w], rr.out[w]);
+    for (int i = 0; i < c->n_f; i++) {
+        e = rel_err(rf.grad[i], rr.grad[i], rr.n[i], &w);
+        differs |= memcmp(rf.grad[i], rr.grad[i], (size_t)rr.n[i] * sizeof(float)) != 0;
+        printf("  d/dx%d %.2e", i, e);
+        if (!(e <= tol))
+            fail_msg("%s: gradient of input %d differs: rel %.3g at %lld (flash %.7g, reference %.7g)", c->name,
+                     i, e, (long long)w, rf.grad[i][w], rr.grad[i][w]);
+    }
+    printf("\n");
+    if (!differs)
+        fail_msg("%s: bit-identical to the reference kernels: the tensor-core path did not run", c->name);
+    result_free(&rr), result_free(&rf);
+    hm_backend_free(ref);
+    hm_backend_free(fast);
+}
+
 /* Every op has a CUDA kernel. */
 static void test_coverage(void **state)
 {
@@ -227,11 +265,12 @@ static void bad_input(bool embedding)
     size_t nb = hm_nbytes(tg);
     assert_int_equal(hm_tensor_set(tg, bad, nb), HM_OK);
     assert_int_equal(hm_graph_forward(g), HM_OK); /* asynchronous: reported at the sync */
+    /* Overwritten before the sync: the message must still name the value the kernel saw. */
+    assert_int_equal(hm_tensor_set(tg, good, nb), HM_OK);
     assert_int_equal(hm_backend_synchronize(gpu), HM_ERR_USAGE);
     printf("%s\n", hm_last_error());
     assert_non_null(strstr(hm_last_error(), embedding ? "embedding: token id 11 at index 2" : "cross_entropy: target 4 at index 2"));
-    assert_int_equal(hm_tensor_set(tg, good, nb), HM_OK); /* the error is cleared once reported */
-    assert_int_equal(hm_graph_forward(g), HM_OK);
+    assert_int_equal(hm_graph_forward(g), HM_OK); /* the error is cleared once reported */
     assert_int_equal(hm_backend_synchronize(gpu), HM_OK);
     hm_graph_free(g);
     hm_ctx_free(ctx);
@@ -317,12 +356,17 @@ int main(void)
     char(*names16)[48] = calloc((size_t)hm_n_op_cases, sizeof *names16);
     const char *filter = getenv("HM_TEST_OP");
     int n = 0;
-    for (int i = 0; i < hm_n_op_cases; i++)
-        if (!filter || strstr(hm_op_cases[i].name, filter)) {
-            tests[n++] = (struct CMUnitTest){hm_op_cases[i].name, test_case, NULL, NULL, (void *)&hm_op_cases[i]};
-            snprintf(names16[i], sizeof names16[i], "%s_bf16", hm_op_cases[i].name);
-            tests[n++] = (struct CMUnitTest){names16[i], test_case_bf16, NULL, NULL, (void *)&hm_op_cases[i]};
+    for (int i = 0; i < hm_n_op_cases; i++) {
+        const struct op_case *c = &hm_op_cases[i];
+        if (c->flash) { /* "attention" selects them too */
+            if (!filter || strstr(c->name, filter) || strstr("attention", filter))
+                tests[n++] = (struct CMUnitTest){c->name, test_flash_vs_reference, NULL, NULL, (void *)c};
+        } else if (!filter || strstr(c->name, filter)) {
+            tests[n++] = (struct CMUnitTest){c->name, test_case, NULL, NULL, (void *)c};
+            snprintf(names16[i], sizeof names16[i], "%s_bf16", c->name);
+            tests[n++] = (struct CMUnitTest){names16[i], test_case_bf16, NULL, NULL, (void *)c};
         }
+    }
     tests[n++] = (struct CMUnitTest){"coverage", test_coverage, NULL, NULL, NULL};
     tests[n++] = (struct CMUnitTest){"kv_write", test_kv_write, NULL, NULL, NULL};
     tests[n++] = (struct CMUnitTest){"bad_token_id", test_bad_token_id, NULL, NULL, NULL};

@@ -89,6 +89,63 @@ static void test_case(void **state)
     hm_backend_free(be);
 }
 
+/* -inf logits (a masked or padded vocabulary): probability 0 and gradient 0, never NaN. Row 0 masks
+ * columns 3..5, row 1 is entirely -inf and ignored, row 2 is plain; then a target on a -inf logit
+ * has loss +inf. The loss is checked against the reference over the finite logits. */
+static void test_cross_entropy_neg_inf(void **state)
+{
+    enum { N = 3, V = 6 };
+    struct hm_backend *be;
+    assert_int_equal(hm_backend_cpu_new(&be), HM_OK);
+    struct hm_block *blk;
+    assert_int_equal(hm_block_new(true, &blk), HM_OK);
+    struct hm_tensor *x = hm_block_add(blk, "x", HM_DTYPE_F32, 2, (int64_t[]){N, V});
+    assert_int_equal(hm_block_alloc(blk, be), HM_OK);
+    const float ninf = -INFINITY;
+    float hx[N * V] = {0.5f, -1.0f, 2.0f, ninf, ninf, ninf, ninf, ninf, ninf, ninf, ninf, ninf,
+                       0.1f, 0.2f, -0.3f, 1.5f, -2.0f, 0.7f};
+    assert_int_equal(hm_tensor_set(x, hx, sizeof hx), HM_OK);
+    struct hm_ctx *ctx;
+    assert_int_equal(hm_ctx_new(&ctx), HM_OK);
+    struct hm_tensor *tg = hm_new_input(ctx, HM_DTYPE_I32, 1, (int64_t[]){N});
+    struct hm_tensor *loss = hm_cross_entropy(ctx, x, tg, HM_IGNORE_INDEX);
+    struct hm_graph *g;
+    assert_int_equal(hm_graph_new(ctx, &g), HM_OK);
+    hm_graph_build_forward(g, loss);
+    assert_int_equal(hm_graph_build_backward(g, loss), HM_OK);
+    assert_int_equal(hm_graph_plan(g, be), HM_OK);
+    int32_t targets[N] = {1, HM_IGNORE_INDEX, 5};
+    assert_int_equal(hm_tensor_set(tg, targets, sizeof targets), HM_OK);
+    assert_int_equal(hm_buffer_zero(hm_block_grads(blk)), HM_OK);
+    assert_int_equal(hm_graph_forward(g), HM_OK);
+    assert_int_equal(hm_graph_backward(g), HM_OK);
+    float l, dx[N * V];
+    assert_int_equal(hm_tensor_get(loss, &l, sizeof l), HM_OK);
+    assert_int_equal(hm_tensor_get(x->grad, dx, sizeof dx), HM_OK);
+    double ref = 0;
+    for (int r = 0; r < N; r += 2) {
+        double s = 0;
+        for (int j = 0; j < V; j++)
+            s += isfinite(hx[r * V + j]) ? exp(hx[r * V + j]) : 0.0;
+        ref += log(s) - hx[r * V + targets[r]];
+    }
+    assert_true(fabs(l - ref / 2) < 1e-5);
+    for (int i = 0; i < N * V; i++) {
+        assert_true(isfinite(dx[i]));
+        if (!isfinite(hx[i]))
+            assert_true(dx[i] == 0.0f);
+    }
+    targets[0] = 4; /* a -inf logit */
+    assert_int_equal(hm_tensor_set(tg, targets, sizeof targets), HM_OK);
+    assert_int_equal(hm_graph_forward(g), HM_OK);
+    assert_int_equal(hm_tensor_get(loss, &l, sizeof l), HM_OK);
+    assert_true(isinf(l) && l > 0);
+    hm_graph_free(g);
+    hm_ctx_free(ctx);
+    hm_block_free(blk);
+    hm_backend_free(be);
+}
+
 /* Every op of ops.def with a kernel has a CPU kernel and runs in the forward or backward graph of
  * some CPU case: a new op without a row in op-cases.c fails here. */
 static void test_coverage(void **state)
@@ -206,7 +263,7 @@ static void test_add_rms_norm_bits(void **state)
 
 int main(void)
 {
-    struct CMUnitTest tests[hm_n_op_cases + 2];
+    struct CMUnitTest tests[hm_n_op_cases + 3];
     const char *filter = getenv("HM_TEST_OP");
     int n = 0;
     for (int i = 0; i < hm_n_op_cases; i++) {
@@ -216,5 +273,6 @@ int main(void)
     }
     tests[n++] = (struct CMUnitTest){"coverage", test_coverage, NULL, NULL, NULL};
     tests[n++] = (struct CMUnitTest){"add_rms_norm_bits", test_add_rms_norm_bits, NULL, NULL, NULL};
+    tests[n++] = (struct CMUnitTest){"cross_entropy_neg_inf", test_cross_entropy_neg_inf, NULL, NULL, NULL};
     return _cmocka_run_group_tests("ops", tests, (size_t)n, NULL, NULL);
 }

@@ -12,6 +12,7 @@
  */
 #include "elementwise.cuh"
 #include "embed.cuh"
+#include "graph-capture.cuh"
 #include "matmul.cuh"
 #include "optim.cuh"
 
@@ -31,6 +32,8 @@ void hm_cuda_abort(cudaError_t e, const char *expr, const char *file, int line)
 
 /* ---- data errors recorded by kernels -------------------------------------------------------- */
 
+/* Reports the first slot holding an error and clears that slot only: an error in another slot
+ * stays recorded and is reported at the next synchronisation. */
 static enum hm_status check_data_errors(struct hm_cuda_ctx *cx)
 {
     unsigned long long bad[HM_CUDA_ERR_SLOTS];
@@ -39,17 +42,15 @@ static enum hm_status check_data_errors(struct hm_cuda_ctx *cx)
     for (int slot = 0; slot < HM_CUDA_ERR_SLOTS; slot++) {
         if (bad[slot] == ~0ull)
             continue;
-        int32_t value = 0;
-        const struct hm_cuda_err_slot *es = &cx->err_slot[slot];
-        HM_CUDA_TRY(cudaMemsetAsync(cx->err, 0xff, sizeof bad, cx->stream));
-        HM_CUDA_TRY(cudaMemcpyAsync(&value, es->values + bad[slot], sizeof value, cudaMemcpyDeviceToHost,
-                                    cx->stream));
+        long long index = (long long)(bad[slot] >> 32), limit = (long long)cx->err_slot[slot].limit;
+        int32_t value = (int32_t)(uint32_t)bad[slot];
+        HM_CUDA_TRY(cudaMemsetAsync(cx->err + slot, 0xff, sizeof bad[slot], cx->stream));
         HM_CUDA_TRY(cudaStreamSynchronize(cx->stream));
         if (slot == HM_CUDA_ERR_EMBEDDING)
             return hm_fail(HM_ERR_USAGE, "embedding: token id %d at index %lld is outside [0, %lld)", value,
-                           (long long)bad[slot], (long long)es->limit);
+                           index, limit);
         return hm_fail(HM_ERR_USAGE, "cross_entropy: target %d at index %lld is outside [0, %lld)", value,
-                       (long long)bad[slot], (long long)es->limit);
+                       index, limit);
     }
     return HM_OK;
 }
@@ -112,6 +113,13 @@ static enum hm_status cuda_synchronize(struct hm_backend *be)
     struct hm_cuda_ctx *cx = (struct hm_cuda_ctx *)be->context;
     HM_CUDA_TRY(cudaStreamSynchronize(cx->stream));
     return check_data_errors(cx);
+}
+
+static enum hm_status cuda_run_sequence(struct hm_backend *be, uint64_t key, struct hm_tensor *const *nodes, int n,
+                                        const struct hm_runtime *rt, enum hm_status (*run)(void *user), void *user)
+{
+    struct hm_cuda_ctx *cx = (struct hm_cuda_ctx *)be->context;
+    return cx->graphs ? hm_cuda_graph_run(cx, key, nodes, n, rt, run, user) : run(user);
 }
 
 /* Communicators (comm-nccl.c) order their collectives after the work issued here. */
@@ -184,6 +192,7 @@ static void ctx_free(struct hm_cuda_ctx *cx)
     if (cx->stream)
         cudaStreamDestroy(cx->stream);
     hm_cuda_mm_cache_free(cx->mm);
+    hm_cuda_graph_cache_free(cx->graphs);
     hm_free(cx);
 }
 
@@ -215,6 +224,7 @@ static void fill_iface(void)
     i->is_finite = hm_cuda_is_finite;
     i->convert = hm_cuda_convert;
     i->native_stream = cuda_native_stream;
+    i->run_sequence = cuda_run_sequence;
 }
 
 static enum hm_status ctx_init(struct hm_cuda_ctx *cx, int device)
@@ -231,6 +241,8 @@ static enum hm_status ctx_init(struct hm_cuda_ctx *cx, int device)
     cx->smem_optin = prop.sharedMemPerBlockOptin;
     const char *tf32 = getenv("HM_CUDA_TF32");
     cx->tf32 = tf32 && strcmp(tf32, "1") == 0;
+    const char *attn = getenv("HM_CUDA_ATTN"), *graphs = getenv("HM_CUDA_GRAPH");
+    cx->attn_reference = attn && strcmp(attn, "reference") == 0;
     HM_CUDA_TRY(cudaStreamCreateWithFlags(&cx->stream, cudaStreamNonBlocking));
     cublasStatus_t s = cublasLtCreate(&cx->lt);
     if (s != CUBLAS_STATUS_SUCCESS) {
@@ -247,7 +259,8 @@ static enum hm_status ctx_init(struct hm_cuda_ctx *cx, int device)
     HM_CUDA_TRY(cudaMalloc((void **)&cx->err, HM_CUDA_ERR_SLOTS * sizeof(unsigned long long)));
     HM_CUDA_TRY(cudaMemsetAsync(cx->err, 0xff, HM_CUDA_ERR_SLOTS * sizeof(unsigned long long), cx->stream));
     HM_CUDA_TRY(cudaStreamSynchronize(cx->stream));
-    return hm_cuda_mm_cache_new(&cx->mm);
+    enum hm_status gs = graphs && strcmp(graphs, "1") == 0 ? hm_cuda_graph_cache_new(&cx->graphs) : HM_OK;
+    return gs != HM_OK ? gs : hm_cuda_mm_cache_new(&cx->mm);
 }
 
 extern "C" {
