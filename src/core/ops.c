@@ -166,6 +166,12 @@ struct hm_tensor *hm_rope(struct hm_ctx *ctx, struct hm_tensor *x, float theta)
 struct hm_tensor *hm_attention(struct hm_ctx *ctx, struct hm_tensor *q, struct hm_tensor *k,
                                struct hm_tensor *v)
 {
+    return hm_attention_docs(ctx, q, k, v, NULL);
+}
+
+struct hm_tensor *hm_attention_docs(struct hm_ctx *ctx, struct hm_tensor *q, struct hm_tensor *k,
+                                    struct hm_tensor *v, struct hm_tensor *doc_start)
+{
     assert_f32(q);
     HM_ASSERT(q->n_dims == 4 && k->n_dims == 4 && hm_same_shape(k, v));
     HM_ASSERT(k->type == q->type && v->type == q->type);
@@ -179,6 +185,11 @@ struct hm_tensor *hm_attention(struct hm_ctx *ctx, struct hm_tensor *q, struct h
     t->src[1] = k;
     t->src[2] = v;
     t->src[3] = lse;
+    if (doc_start) { /* a leaf input: attention_back reads it through this node (its src[4]) */
+        HM_ASSERT(doc_start->type == HM_DTYPE_I32 && doc_start->op == HM_OP_NONE);
+        HM_ASSERT(doc_start->n_dims == 2 && doc_start->shape[0] == B && doc_start->shape[1] == T);
+        t->src[4] = doc_start;
+    }
     return t;
 }
 

@@ -36,6 +36,7 @@ struct tcase {
     float fp[2];              /* op parameters */
     int ip[2];
     int pos;                  /* runtime position */
+    const int32_t *fixed_ids; /* ids[0] given instead of random (attention's document starts) */
     build_fn build;
     ref_fn ref;
     double fd_eps;            /* 0: default 1e-2 */
@@ -141,9 +142,12 @@ static void ref_attention(const struct tcase *c, float **x, int32_t **ids, struc
         for (int64_t t = 0; t < T; t++)
             for (int64_t h = 0; h < NH; h++) {
                 int64_t kh = h / (NH / NKV), L = c->pos + t + 1;
+                int64_t lo = c->n_i ? ids[0][b * T + t] : 0; /* packed documents */
                 const float *q = x[0] + ((b * T + t) * NH + h) * HD;
                 double m = -INFINITY, sum = 0;
-                for (int64_t j = 0; j < L; j++) {
+                for (int64_t j = 0; j < lo; j++)
+                    s[j] = 0;
+                for (int64_t j = lo; j < L; j++) {
                     const float *k = x[1] + ((b * S + j) * NKV + kh) * HD;
                     double d = 0;
                     for (int64_t e = 0; e < HD; e++)
@@ -151,7 +155,7 @@ static void ref_attention(const struct tcase *c, float **x, int32_t **ids, struc
                     s[j] = d / sqrt((double)HD);
                     m = s[j] > m ? s[j] : m;
                 }
-                for (int64_t j = 0; j < L; j++)
+                for (int64_t j = lo; j < L; j++)
                     sum += s[j] = exp(s[j] - m);
                 double *o = y + ((b * T + t) * NH + h) * HD;
                 for (int64_t e = 0; e < HD; e++) {
@@ -255,6 +259,20 @@ static struct hm_tensor *b_attention(const struct tcase *c, struct hm_ctx *ctx, 
 {
     return hm_attention(ctx, x[0], x[1], x[2]);
 }
+static struct hm_tensor *b_attention_docs(const struct tcase *c, struct hm_ctx *ctx,
+                                          struct hm_tensor **x, struct hm_tensor **ids)
+{
+    return hm_attention_docs(ctx, x[0], x[1], x[2], ids[0]);
+}
+/* Document starts: short documents in one block of rows, and (T = 70) a block of rows whose
+ * keys start past 0, the path that skips keys before the block's documents. */
+static const int32_t docs_short[18] = {0, 0, 0, 3, 3, 5, 5, 5, 5, 0, 1, 1, 1, 1, 1, 6, 6, 6};
+static int32_t docs_long[70];
+static void init_docs_long(void)
+{
+    for (int t = 0; t < 70; t++)
+        docs_long[t] = t < 30 ? 0 : t < 55 ? 30 : t < 66 ? 55 : 66;
+}
 static struct hm_tensor *b_gelu(const struct tcase *c, struct hm_ctx *ctx, struct hm_tensor **x,
                                 struct hm_tensor **ids)
 {
@@ -319,6 +337,12 @@ static const struct tcase cases[] = {
      .build = b_attention, .ref = ref_attention},
     {.name = "attention_t1", .n_f = 3, .nd = {4, 4, 4}, .sh = {{2, 1, 3, 4}, {2, 1, 1, 4}, {2, 1, 1, 4}},
      .build = b_attention, .ref = ref_attention},
+    {.name = "attention_docs", .n_f = 3, .nd = {4, 4, 4}, .sh = {{2, 9, 4, 6}, {2, 9, 2, 6}, {2, 9, 2, 6}},
+     .n_i = 1, .ind = {2}, .ish = {{2, 9}}, .fixed_ids = docs_short, .build = b_attention_docs,
+     .ref = ref_attention},
+    {.name = "attention_docs_blocks", .n_f = 3, .nd = {4, 4, 4}, .sh = {{1, 70, 2, 4}, {1, 70, 1, 4}, {1, 70, 1, 4}},
+     .n_i = 1, .ind = {2}, .ish = {{1, 70}}, .fixed_ids = docs_long, .build = b_attention_docs,
+     .ref = ref_attention},
     {.name = "attention_cache_pos", .n_f = 3, .nd = {4, 4, 4},
      .sh = {{1, 2, 4, 4}, {1, 6, 2, 4}, {1, 6, 2, 4}}, .pos = 3, .build = b_attention, .ref = ref_attention},
     {.name = "gelu", .n_f = 1, .nd = {2}, .sh = {{4, 7}}, .amp = {3.0f}, .build = b_gelu, .ref = ref_gelu},
@@ -391,7 +415,8 @@ static void run_case(const struct tcase *c, struct hm_backend *be)
         int64_t n = hm_nelements(R.ids[i]);
         R.hids[i] = malloc(sizeof(int32_t) * (size_t)n);
         for (int64_t j = 0; j < n; j++)
-            R.hids[i][j] = (int32_t)hm_rng_below(&rng, (uint64_t)c->ihi[i]);
+            R.hids[i][j] = c->fixed_ids && i == 0 ? c->fixed_ids[j]
+                                                  : (int32_t)hm_rng_below(&rng, (uint64_t)c->ihi[i]);
         if (c->ignore) {
             R.hids[i][1] = HM_IGNORE_INDEX;
             R.hids[i][n - 1] = HM_IGNORE_INDEX;
@@ -479,6 +504,7 @@ int main(void)
     enum { N = sizeof(cases) / sizeof(cases[0]) };
     struct CMUnitTest tests[N + 1];
     const char *filter = getenv("HM_TEST_OP");
+    init_docs_long();
     int n = 0;
     for (int i = 0; i < N; i++) {
         if (filter && !strstr(cases[i].name, filter))
