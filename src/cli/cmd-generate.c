@@ -3,18 +3,16 @@
  * stream the prompt and the generated text to stdout at UTF-8 character boundaries. Everything
  * else (the random seed when none was given, the context-limit note, statistics) goes to stderr,
  * after every input has been checked, so an error is the only line a failing run prints.
+ * With --chat the prompt is one user message (after an optional --system prompt) rendered as
+ * ChatML, and only the assistant's reply is printed.
  */
 #include "commands.h"
-#include "hermes/gen.h"
-#include "hermes/tokenizer.h"
-#include "opts.h"
+#include "gen-setup.h"
+#include "hermes/chat.h"
 
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 struct stream_ctx {
     struct hm_decode_stream *ds;
@@ -61,71 +59,39 @@ static enum hm_status read_stdin(char **out, size_t *len)
 
 enum hm_status cmd_generate(int argc, char **argv)
 {
-    const char *checkpoint = NULL, *config = NULL, *tokenizer = NULL, *prompt = NULL, *device = "auto",
-               *dtype_name = "auto";
-    long max_tokens = 100, top_k = 0, seed = 0, threads = 0;
-    double temperature = 0.8, top_p = 1.0, rep = 1.0;
-    bool no_eos = false, help = false, seed_given = false;
+    struct cli_gen_args a = CLI_GEN_ARGS_DEFAULTS;
+    const char *prompt = NULL, *system = NULL;
+    bool no_eos = false, help = false, chat = false;
     const struct cli_opt opts[] = {
-        {"checkpoint", 'c', CLI_STRING, &checkpoint, "FILE", "Model weights (.safetensors)", NULL},
-        {"config", 0, CLI_STRING, &config, "FILE", "Model config.json", "config.json next to the checkpoint"},
-        {"tokenizer", 't', CLI_STRING, &tokenizer, "FILE", "tokenizer.json", NULL},
         {"prompt", 'p', CLI_STRING, &prompt, "TEXT", "Prompt text, or - to read it from standard input", NULL},
-        {"max-tokens", 'm', CLI_INT, &max_tokens, "N", "Most new tokens to generate", "100", 1, 1 << 24},
-        {"temperature", 0, CLI_FLOAT, &temperature, "T", "Sampling temperature (0 = greedy)", "0.8", 0, 100},
-        {"top-k", 0, CLI_INT, &top_k, "K", "Sample from the K most likely tokens (0 = off)", "off", 0, 1 << 24},
-        {"top-p", 0, CLI_FLOAT, &top_p, "P", "Sample from the smallest set reaching probability P", "1.0 (off)", 1e-6, 1},
-        {"repetition-penalty", 0, CLI_FLOAT, &rep, "R", "Penalise tokens already present (1 = off)", "1.0", 1e-3, 100},
-        {"seed", 0, CLI_INT, &seed, "N", "Sampling seed", "random, printed", 0, 1L << 62, &seed_given},
+        CLI_GEN_OPTS(&a),
         {"no-eos", 0, CLI_FLAG, &no_eos, NULL, "Do not stop at <eos>", NULL},
-        {"device", 0, CLI_STRING, &device, "DEV", "auto, cpu, cuda or cuda:N (auto: the GPU when one is present)", "auto"},
-        {"dtype", 0, CLI_STRING, &dtype_name, "TYPE", CLI_DTYPE_HELP, CLI_DTYPE_DEFAULT},
-        {"threads", 0, CLI_INT, &threads, "N", "CPU threads", "OMP_NUM_THREADS or all cores", 1, 4096},
+        {"chat", 0, CLI_FLAG, &chat, NULL, "The prompt is a user message to a chat model: print its reply", NULL},
+        {"system", 0, CLI_STRING, &system, "TEXT", "With --chat: the system prompt", "none"},
         {0},
     };
     enum hm_status st = cli_parse("generate", opts, argc, argv, &help);
     if (st != HM_OK)
         return st;
     if (help) {
-        cli_usage(stdout, "generate", "-c CHECKPOINT -t tokenizer.json -p PROMPT [options]",
+        cli_usage(stdout, "generate", "-c CHECKPOINT -t tokenizer.json -p PROMPT [--chat] [options]",
                   "Generate text from a trained checkpoint, streaming it to standard output.", opts);
         return HM_OK;
     }
-    if (!checkpoint || !tokenizer || !prompt)
+    if (!a.checkpoint || !a.tokenizer || !prompt)
         return hm_fail(HM_ERR_USAGE, "generate: --checkpoint, --tokenizer and --prompt are required");
-    char device_name[32];
-    if ((st = cli_resolve_device("generate", device, device_name, sizeof device_name)) != HM_OK)
-        return st;
-    enum hm_dtype dtype;
-    if ((st = cli_resolve_dtype("generate", dtype_name, device_name, &dtype)) != HM_OK)
-        return st;
-    if (threads)
-        hm_set_threads((int)threads);
-    char cfg_path[4096];
-    if (config) {
-        snprintf(cfg_path, sizeof cfg_path, "%s", config);
-    } else {
-        char *copy = strdup(checkpoint);
-        snprintf(cfg_path, sizeof cfg_path, "%s/config.json", dirname(copy));
-        free(copy);
-    }
-    struct hm_model_config cfg;
-    struct hm_tokenizer *tok = NULL;
-    struct hm_backend *be = NULL;
-    struct hm_model *model = NULL;
-    struct hm_sampler *sampler = NULL;
+    if (system && !chat)
+        return hm_fail(HM_ERR_USAGE, "generate: --system needs --chat");
+    struct cli_gen g;
     struct hm_decode_stream *ds = NULL;
+    struct hm_chat_session *session = NULL;
     char *ptext = NULL;
     size_t plen = 0;
     uint32_t *ids = NULL;
     int32_t *prompt_ids = NULL;
-    if ((st = hm_config_load(cfg_path, &cfg)) != HM_OK || (st = hm_tokenizer_load(tokenizer, &tok)) != HM_OK)
-        goto out;
-    if (hm_tokenizer_vocab_size(tok) != (uint32_t)cfg.vocab_size) {
-        st = hm_fail(HM_ERR_MISMATCH, "generate: tokenizer %s has %u tokens but %s says vocab_size %d",
-                     tokenizer, hm_tokenizer_vocab_size(tok), cfg_path, cfg.vocab_size);
-        goto out;
-    }
+    if ((st = cli_gen_load("generate", &a, &g)) != HM_OK)
+        return st;
+    const struct hm_model_config *cfg = &g.cfg;
     if (strcmp(prompt, "-") == 0) {
         if ((st = read_stdin(&ptext, &plen)) != HM_OK)
             goto out;
@@ -134,59 +100,53 @@ enum hm_status cmd_generate(int argc, char **argv)
         plen = strlen(prompt);
     }
     size_t n = 0;
-    if ((st = hm_tokenizer_encode(tok, ptext, plen, NULL, 0, &n)) != HM_OK)
+    struct hm_chat_ids chat_ids;
+    if (chat && (st = hm_chat_special_ids(g.tok, a.tokenizer, &chat_ids)) != HM_OK) {
+        st = hm_fail(st, "generate: --chat: %s", hm_last_error());
         goto out;
-    if (n == 0) {
+    }
+    if ((st = hm_tokenizer_encode(g.tok, ptext, plen, NULL, 0, &n)) != HM_OK)
+        goto out;
+    if (n == 0 && !chat) {
         st = hm_fail(HM_ERR_USAGE, "generate: the prompt is empty");
         goto out;
     }
-    if (n > (size_t)cfg.max_seq_len) {
+    if (n > (size_t)cfg->max_seq_len) {
         st = hm_fail(HM_ERR_USAGE, "generate: the prompt is %zu tokens, more than the model's max_seq_len %d",
-                     n, cfg.max_seq_len);
+                     n, cfg->max_seq_len);
         goto out;
     }
-    ids = malloc(n * sizeof *ids);
-    prompt_ids = malloc(n * sizeof *prompt_ids);
+    ids = malloc((n ? n : 1) * sizeof *ids);
+    prompt_ids = malloc((n ? n : 1) * sizeof *prompt_ids);
     if (!ids || !prompt_ids) {
         st = hm_fail(HM_ERR_NOMEM, "out of memory");
         goto out;
     }
-    if ((st = hm_tokenizer_encode(tok, ptext, plen, ids, n, &n)) != HM_OK)
+    if ((st = hm_tokenizer_encode(g.tok, ptext, plen, ids, n, &n)) != HM_OK)
         goto out;
     for (size_t i = 0; i < n; i++)
         prompt_ids[i] = (int32_t)ids[i];
-    if ((st = hm_backend_new_from_string(device_name, &be)) != HM_OK || (st = hm_model_new_infer(&cfg, be, &model)) != HM_OK)
+    if ((st = cli_gen_load_model("generate", &a, &g)) != HM_OK ||
+        (st = hm_decode_stream_new(g.tok, true, &ds)) != HM_OK)
         goto out;
-    if ((st = hm_model_load_weights(model, checkpoint)) != HM_OK) {
-        if (st == HM_ERR_MISMATCH) { /* hm_fail formats into the buffer hm_last_error returns */
-            char why[512];
-            snprintf(why, sizeof why, "%s", hm_last_error());
-            hm_fail(st, "generate: checkpoint does not match %s: %s", cfg_path, why);
-        }
-        goto out;
-    }
-    if ((st = hm_model_set_dtype(model, dtype)) != HM_OK)
-        goto out;
-    if (!seed_given) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        seed = (long)(((uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ (uint64_t)getpid()) &
-                      ((1ull << 62) - 1));
-        fprintf(stderr, "seed: %ld\n", seed);
-    }
-    struct hm_sampler_opts so = {(float)temperature, (int)top_k, (float)top_p, (float)rep, (uint64_t)seed};
-    if ((st = hm_sampler_new(cfg.vocab_size, &so, &sampler)) != HM_OK ||
-        (st = hm_decode_stream_new(tok, true, &ds)) != HM_OK)
-        goto out;
-    int64_t eos = hm_tokenizer_token_to_id(tok, "<eos>");
-    if (eos < 0)
-        eos = hm_tokenizer_token_to_id(tok, "<|endoftext|>");
-    struct hm_generate_opts go = {(int)max_tokens, no_eos ? -1 : (int32_t)eos};
-    struct hm_generate_stats gs;
     struct stream_ctx sc = {ds, HM_OK};
-    fwrite(ptext, 1, plen, stdout);
-    fflush(stdout);
-    st = hm_generate(model, prompt_ids, (int)n, &go, sampler, emit, &sc, &gs);
+    struct hm_generate_stats gs = {0};
+    if (chat) {
+        struct hm_chat_session_opts co = {(int)a.max_tokens};
+        struct hm_chat_reply_stats rs;
+        if ((st = hm_chat_session_new(g.model, g.tok, a.tokenizer, g.sampler, &co, &session)) != HM_OK ||
+            (st = hm_chat_session_set_system(session, system)) != HM_OK)
+            goto out;
+        st = hm_chat_reply(session, ptext, plen, emit, &sc, &rs);
+    } else {
+        int64_t eos = hm_tokenizer_token_to_id(g.tok, "<eos>");
+        if (eos < 0)
+            eos = hm_tokenizer_token_to_id(g.tok, "<|endoftext|>");
+        struct hm_generate_opts go = {(int)a.max_tokens, no_eos ? -1 : (int32_t)eos};
+        fwrite(ptext, 1, plen, stdout);
+        fflush(stdout);
+        st = hm_generate(g.model, prompt_ids, (int)n, &go, g.sampler, emit, &sc, &gs);
+    }
     if (st == HM_OK && sc.st != HM_OK)
         st = sc.st;
     const char *rest;
@@ -195,22 +155,19 @@ enum hm_status cmd_generate(int argc, char **argv)
     fwrite(rest, 1, rlen, stdout);
     fputc('\n', stdout);
     fflush(stdout);
-    if (st != HM_OK)
-        goto out;
-    if (gs.stop == HM_STOP_CONTEXT_FULL)
+    if (st == HM_OK && !chat && gs.stop == HM_STOP_CONTEXT_FULL)
         fprintf(stderr, "note: stopped after %d of %ld new tokens: the model's context limit is "
-                "max_seq_len %d tokens\n", gs.new_tokens, max_tokens, cfg.max_seq_len);
-    fprintf(stderr, "prompt tokens: %d, prefill %.1f tok/s, time to first token %.1f ms, "
-            "decode %.1f tok/s (%d new tokens)%s\n", gs.prompt_tokens,
-            gs.prefill_s > 0 ? gs.prompt_tokens / gs.prefill_s : 0.0, gs.prefill_s * 1000.0,
-            gs.decode_s > 0 ? gs.decode_steps / gs.decode_s : 0.0, gs.new_tokens,
-            gs.stop == HM_STOP_EOS ? ", stopped at <eos>" : "");
+                "max_seq_len %d tokens\n", gs.new_tokens, a.max_tokens, cfg->max_seq_len);
+    if (st == HM_OK && !chat)
+        fprintf(stderr, "prompt tokens: %d, prefill %.1f tok/s, time to first token %.1f ms, "
+                "decode %.1f tok/s (%d new tokens)%s\n", gs.prompt_tokens,
+                gs.prefill_s > 0 ? gs.prompt_tokens / gs.prefill_s : 0.0, gs.prefill_s * 1000.0,
+                gs.decode_s > 0 ? gs.decode_steps / gs.decode_s : 0.0, gs.new_tokens,
+                gs.stop == HM_STOP_EOS ? ", stopped at <eos>" : "");
 out:
+    hm_chat_session_free(session);
     hm_decode_stream_free(ds);
-    hm_sampler_free(sampler);
-    hm_model_free(model);
-    hm_backend_free(be);
-    hm_tokenizer_free(tok);
+    cli_gen_free(&g);
     free(ptext);
     free(ids);
     free(prompt_ids);

@@ -103,7 +103,7 @@ static enum hm_status split_specials(char *s, const char ***out, size_t *n)
 static enum hm_status train_tokenizer(int argc, char **argv, struct cli_list *list)
 {
     struct cli_list inputs = {0};
-    const char *output = NULL, *specials_arg = "<pad>,<bos>,<eos>,<unk>", *text_field = "text";
+    const char *output = NULL, *specials_arg = "<pad>,<bos>,<eos>,<unk>,<|im_start|>,<|im_end|>", *text_field = "text";
     const char *format = "auto";
     long vocab = 32000, min_freq = 2, threads = 0;
     bool help = false;
@@ -112,7 +112,7 @@ static enum hm_status train_tokenizer(int argc, char **argv, struct cli_list *li
         {"output", 'o', CLI_STRING, &output, "FILE", "Where to write tokenizer.json", NULL},
         {"vocab-size", 'v', CLI_INT, &vocab, "N", "Vocabulary size, special tokens and 256 bytes included", "32000", 1, 1 << 24},
         {"min-frequency", 0, CLI_INT, &min_freq, "N", "Stop when the best pair occurs fewer times", "2", 0, 1e15},
-        {"special-tokens", 0, CLI_STRING, &specials_arg, "LIST", "Comma-separated special tokens, ids 0..n-1", "<pad>,<bos>,<eos>,<unk>"},
+        {"special-tokens", 0, CLI_STRING, &specials_arg, "LIST", "Comma-separated special tokens, ids 0..n-1", "<pad>,<bos>,<eos>,<unk>,<|im_start|>,<|im_end|>"},
         {"text-field", 0, CLI_STRING, &text_field, "NAME", "JSONL field that holds the text", "text"},
         {"format", 0, CLI_STRING, &format, "FMT", "auto (by extension), text or jsonl", "auto"},
         {"threads", 't', CLI_INT, &threads, "N", "Threads for word counting", "all cores", 1, 4096},

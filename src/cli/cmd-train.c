@@ -19,6 +19,7 @@
 #include "hermes/train.h"
 #include "opts.h"
 #include "progress.h"
+#include "train-chat.h"
 #include "util/util.h"
 
 #include <math.h>
@@ -30,11 +31,11 @@
 struct train_args {
     struct cli_list data, val_data;
     const char *tokenizer, *model, *output, *checkpoint, *text_field, *lr_schedule, *device, *dtype;
-    const char *save_dtype;
+    const char *save_dtype, *format;
     long batch, epochs, seq_len, num_gpus, grad_accum, stride, seed, warmup, max_steps, threads;
     long log_every, eval_every, eval_batches, save_every, vocab_size;
     double lr, min_lr, val_split, grad_clip, weight_decay, bucket_mb;
-    bool resume, seq_len_given, warmup_given, min_lr_given, model_given, num_gpus_given;
+    bool resume, seq_len_given, warmup_given, min_lr_given, model_given, num_gpus_given, stride_given;
     bool no_overlap, zero1;
 };
 
@@ -69,8 +70,8 @@ static enum hm_status load_or_train_tokenizer(struct train_args *a, struct hm_to
                        "from --data files, not standard input", a->tokenizer);
     fprintf(stderr, "Tokenizer %s not found: training a %ld-token byte-level BPE on the data first\n",
             a->tokenizer, a->vocab_size);
-    static const char *const specials[] = {"<pad>", "<bos>", "<eos>", "<unk>"};
-    struct hm_tokenizer_train_opts to = {(uint32_t)a->vocab_size, 2, specials, 4, 0, NULL, NULL};
+    static const char *const specials[] = {"<pad>", "<bos>", "<eos>", "<unk>", "<|im_start|>", "<|im_end|>"};
+    struct hm_tokenizer_train_opts to = {(uint32_t)a->vocab_size, 2, specials, 6, 0, NULL, NULL};
     enum hm_status st = hm_corpus_train_tokenizer(a->data.items, a->data.n, a->text_field, &to, tok);
     if (st == HM_OK)
         st = hm_tokenizer_save(*tok, a->tokenizer);
@@ -80,8 +81,8 @@ static enum hm_status load_or_train_tokenizer(struct train_args *a, struct hm_to
 /* Undo a folder this run created, when it fails before training: only the files it writes. */
 static void remove_created_output(const char *dir)
 {
-    static const char *const ours[] = {"tokens-train.bin", "tokens-val.bin", "config.json",
-                                       "metrics.jsonl", "loss.svg"};
+    static const char *const ours[] = {"tokens-train.bin", "tokens-val.bin", "tokens-train.flags",
+                                       "tokens-val.flags", "config.json", "metrics.jsonl", "loss.svg"};
     char p[4096];
     for (size_t i = 0; i < sizeof ours / sizeof ours[0]; i++) {
         snprintf(p, sizeof p, "%s/%s", dir, ours[i]);
@@ -232,7 +233,7 @@ enum hm_status cmd_train(int argc, char **argv)
 {
     struct train_args a = {
         .tokenizer = NULL, .model = "tiny", .output = "checkpoints", .text_field = "text",
-        .lr_schedule = "cosine", .device = "auto", .dtype = "auto", .save_dtype = "f32", .batch = 32, .epochs = 1,
+        .lr_schedule = "cosine", .device = "auto", .dtype = "auto", .save_dtype = "f32", .format = "auto", .batch = 32, .epochs = 1,
         .seq_len = 256, .num_gpus = 1, .grad_accum = 1, .stride = 0, .seed = 42, .warmup = 0,
         .max_steps = 0, .threads = 0, .log_every = 10, .eval_every = 500, .eval_batches = 20,
         .save_every = 1000, .vocab_size = 32000, .lr = 3e-4, .min_lr = 0, .val_split = 0.01,
@@ -256,7 +257,8 @@ enum hm_status cmd_train(int argc, char **argv)
         {"grad-clip", 0, CLI_FLOAT, &a.grad_clip, "NORM", "Global gradient-norm bound (0 = off)", "1.0", 0, 1e9},
         {"weight-decay", 0, CLI_FLOAT, &a.weight_decay, "WD", "AdamW decoupled weight decay (matrices and embedding)", "0.1", 0, 10},
         {"max-steps", 0, CLI_INT, &a.max_steps, "N", "Stop after N optimizer steps (0 = run all epochs)", "0", 0, 1L << 40},
-        {"stride", 0, CLI_INT, &a.stride, "S", "Window stride in tokens", "seq-len", 1, 1 << 20},
+        {"stride", 0, CLI_INT, &a.stride, "S", "Window stride in tokens (text)", "seq-len", 1, 1 << 20, &a.stride_given},
+        {"format", 0, CLI_STRING, &a.format, "KIND", "auto, text or chat (auto: .jsonl records with \"messages\" or \"conversations\" are chat)", "auto"},
         {"seed", 0, CLI_INT, &a.seed, "N", "Seed for initialisation, data order and dropout", "42", 0, 1L << 62},
         {"val-split", 0, CLI_FLOAT, &a.val_split, "F", "Fraction of windows held out for validation", "0.01", 0, 0.5},
         {"val-data", 0, CLI_LIST, &a.val_data, "FILE...", "Separate validation data (replaces --val-split)", NULL},
@@ -326,7 +328,9 @@ enum hm_status cmd_train(int argc, char **argv)
     int rank = hm_comm_rank(comm);
     struct hm_tokenizer *tok = NULL;
     struct hm_model *model = NULL;
-    struct hm_token_cache train = {0}, val = {0};
+    struct hm_token_cache train = {0}, val = {0}, train_flags = {0}, val_flags = {0};
+    enum hm_data_format format = HM_DATA_TEXT;
+    int n_chat_added = 0;
     bool have_val = false, created_output = false;
     char path[4096];
     snprintf(path, sizeof path, "%s/state.safetensors", a.output);
@@ -346,6 +350,18 @@ enum hm_status cmd_train(int argc, char **argv)
     /* Tokenizer: rank 0 trains a missing one or loads it; the others get it from rank 0. */
     if ((st = share_tokenizer(comm, &a, &tok)) != HM_OK)
         goto out;
+    if ((st = cli_train_format(a.format, &a.data, &format)) != HM_OK)
+        goto out;
+    if (format == HM_DATA_CHAT) {
+        if (hm_comm_size(comm) > 1 || a.stride_given) {
+            st = hm_fail(HM_ERR_USAGE, "train: chat data trains in one process with whole conversations per "
+                         "window (%s is not supported with it yet)", a.stride_given ? "--stride" : "data parallelism");
+            goto out;
+        }
+        if ((st = cli_train_chat_tokens(&tok, a.tokenizer, a.resume ? NULL : a.checkpoint, a.output,
+                                        &n_chat_added)) != HM_OK)
+            goto out;
+    }
     if (rank != 0 && (st = hm_mkdir_p(a.output)) != HM_OK)
         goto out;
 
@@ -377,18 +393,26 @@ enum hm_status cmd_train(int argc, char **argv)
         a.seq_len = cfg.max_seq_len;
     }
     if (!a.stride)
-        a.stride = a.seq_len;
+        a.stride = format == HM_DATA_CHAT ? a.seq_len + 1 : a.seq_len; /* chat: disjoint packed windows */
 
     /* Data: tokenized once into the output folder, then memory-mapped. */
     snprintf(path, sizeof path, "%s/tokens-train.bin", a.output);
     struct hm_dataset_opts dopt = {a.data.items, a.data.n, a.text_field, path, 0};
     struct hm_dataset_info dinfo;
-    if ((st = share_dataset(comm, tok, &dopt, &train, &dinfo)) != HM_OK)
+    if (format == HM_DATA_CHAT) {
+        if ((st = cli_train_chat_data(tok, a.tokenizer, &a.data, (int)a.seq_len, a.output, "train", &train,
+                                      &train_flags)) != HM_OK ||
+            (a.val_data.n && (st = cli_train_chat_data(tok, a.tokenizer, &a.val_data, (int)a.seq_len, a.output,
+                                                       "val", &val, &val_flags)) != HM_OK))
+            goto out;
+        have_val = a.val_data.n > 0;
+    } else if ((st = share_dataset(comm, tok, &dopt, &train, &dinfo)) != HM_OK) {
         goto out;
-    if (rank == 0)
+    }
+    if (rank == 0 && format == HM_DATA_TEXT)
         fprintf(stderr, "Data: %llu documents, %llu tokens%s\n", (unsigned long long)dinfo.n_docs,
                 (unsigned long long)train.n_tokens, dinfo.cache_hit ? " (token cache reused)" : "");
-    if (a.val_data.n) {
+    if (a.val_data.n && format == HM_DATA_TEXT) {
         snprintf(path, sizeof path, "%s/tokens-val.bin", a.output);
         struct hm_dataset_opts vopt = {a.val_data.items, a.val_data.n, a.text_field, path, 0};
         if ((st = share_dataset(comm, tok, &vopt, &val, &dinfo)) != HM_OK)
@@ -408,7 +432,9 @@ enum hm_status cmd_train(int argc, char **argv)
         (st = hm_model_init_weights(model, (uint64_t)a.seed)) != HM_OK)
         goto out_be;
     if (a.checkpoint && !a.resume) {
-        if ((st = hm_model_load_weights(model, a.checkpoint)) != HM_OK) {
+        st = n_chat_added ? hm_model_load_weights_grow_vocab(model, a.checkpoint, n_chat_added)
+                          : hm_model_load_weights(model, a.checkpoint);
+        if (st != HM_OK) {
             if (st == HM_ERR_MISMATCH && strstr(hm_last_error(), "embedding.weight"))
                 hm_fail(st, "train: --checkpoint %s does not match tokenizer %s (%u tokens): %s",
                         a.checkpoint, a.tokenizer, V, hm_last_error());
@@ -507,6 +533,8 @@ out:
     if (have_val)
         hm_token_cache_close(&val);
     hm_token_cache_close(&train);
+    hm_token_cache_close(&val_flags);
+    hm_token_cache_close(&train_flags);
     hm_tokenizer_free(tok);
     if (st != HM_OK && hm_comm_size(comm) > 1) {
         /* The other ranks may be inside a collective that waits for this one: report here, then
