@@ -19,6 +19,7 @@
 
 #include "hermes/gen.h"
 #include "hermes/model.h"
+#include "hermes/token-cache.h"
 #include "hermes/tokenizer.h"
 
 #ifdef __cplusplus
@@ -65,9 +66,10 @@ HM_API bool hm_chat_has_reply(const struct hm_chat_conv *c);
 
 /* ---- rendering and tokens ------------------------------------------------------------------- */
 
-/* The ChatML text (NUL-terminated, free with hm_free). */
+/* The ChatML text (NUL-terminated, free with hm_chat_text_free). */
 HM_API enum hm_status hm_chat_render(const struct hm_chat_conv *c, bool add_generation_prompt, char **text,
                                      size_t *len);
+HM_API void hm_chat_text_free(char *text);
 
 struct hm_chat_ids {
     uint32_t im_start, im_end;
@@ -99,6 +101,16 @@ HM_API enum hm_status hm_chat_encode(struct hm_tokenizer *tok, const struct hm_c
 /* Room for `extra` more tokens (capacity doubles). HM_ERR_NOMEM only. */
 HM_API enum hm_status hm_chat_tokens_reserve(struct hm_chat_tokens *t, size_t extra);
 HM_API void hm_chat_tokens_free(struct hm_chat_tokens *t);
+
+/*
+ * The loss mask of one packed window starting at token `start` of a chat data set, given its
+ * per-token flags: targets[i] (the token at start + i + 1, already filled in) becomes
+ * HM_IGNORE_INDEX unless it is an assistant target (with all_targets: unless it starts a
+ * conversation, which nothing before it can predict); doc_start[i] is the window position where
+ * the conversation of position i begins, for hm_attention_docs.
+ */
+HM_API void hm_chat_window_mask(const struct hm_token_cache *flags, uint64_t start, int T, bool all_targets,
+                                int32_t *targets, int32_t *doc_start);
 
 /* ---- multi-turn session ----------------------------------------------------------------------- */
 

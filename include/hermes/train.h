@@ -50,6 +50,9 @@ struct hm_train_opts {
     double bucket_mb; /* 0 = 25 */
     bool no_overlap;
     bool zero1;
+    /* Chat data (a token cache with flags): train on every token, prompts too, instead of the
+     * assistant replies only; for comparison runs. */
+    bool no_loss_mask;
 };
 
 /* Progress callback, called after every optimizer step (and once at the end with final = true). */

@@ -158,6 +158,11 @@ enum hm_status hm_chat_render(const struct hm_chat_conv *c, bool add_generation_
     return HM_OK;
 }
 
+void hm_chat_text_free(char *text)
+{
+    hm_free(text);
+}
+
 /* ---- tokens ----------------------------------------------------------------------------------- */
 
 enum hm_status hm_chat_special_ids(const struct hm_tokenizer *tok, const char *tok_name, struct hm_chat_ids *ids)
@@ -236,4 +241,16 @@ void hm_chat_tokens_free(struct hm_chat_tokens *t)
     hm_free(t->ids);
     hm_free(t->flags);
     memset(t, 0, sizeof *t);
+}
+
+void hm_chat_window_mask(const struct hm_token_cache *flags, uint64_t start, int T, bool all_targets,
+                         int32_t *targets, int32_t *doc_start)
+{
+    for (int i = 0; i < T; i++) {
+        uint32_t in = hm_token_at(flags, start + i), out = hm_token_at(flags, start + i + 1);
+        doc_start[i] = i == 0 || (in & HM_TOKEN_DOC_START) ? i : doc_start[i - 1];
+        bool keep = all_targets ? !(out & HM_TOKEN_DOC_START) : (out & HM_TOKEN_TARGET) != 0;
+        if (!keep)
+            targets[i] = HM_IGNORE_INDEX;
+    }
 }

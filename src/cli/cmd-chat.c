@@ -18,6 +18,7 @@
 struct chat_out {
     struct hm_decode_stream *ds;
     enum hm_status st;
+    long delay_us; /* test-only (tests/cli/chat.sh): HM_TEST_TOKEN_DELAY_MS slows replies down */
 };
 
 /* Stream one reply token; a Ctrl-C (SIGINT) stops the reply, not the program. */
@@ -30,6 +31,8 @@ static bool on_token(int32_t id, void *user)
         return false;
     fwrite(text, 1, len, stdout);
     fflush(stdout);
+    if (o->delay_us)
+        usleep((useconds_t)o->delay_us);
     return !hm_interrupt_requested();
 }
 
@@ -45,7 +48,8 @@ static void end_reply(struct chat_out *o)
 static enum hm_status answer(struct hm_chat_session *s, const struct hm_tokenizer *tok, const char *msg, size_t len,
                              bool tty)
 {
-    struct chat_out o = {NULL, HM_OK};
+    const char *delay = getenv("HM_TEST_TOKEN_DELAY_MS");
+    struct chat_out o = {NULL, HM_OK, delay ? 1000 * strtol(delay, NULL, 10) : 0};
     struct hm_chat_reply_stats rs;
     enum hm_status st = hm_decode_stream_new(tok, true, &o.ds);
     if (st != HM_OK)

@@ -36,7 +36,7 @@ struct train_args {
     long log_every, eval_every, eval_batches, save_every, vocab_size;
     double lr, min_lr, val_split, grad_clip, weight_decay, bucket_mb;
     bool resume, seq_len_given, warmup_given, min_lr_given, model_given, num_gpus_given, stride_given;
-    bool no_overlap, zero1;
+    bool no_overlap, zero1, no_loss_mask;
 };
 
 static void print_progress(const struct hm_train_progress *p, void *user)
@@ -258,6 +258,7 @@ enum hm_status cmd_train(int argc, char **argv)
         {"weight-decay", 0, CLI_FLOAT, &a.weight_decay, "WD", "AdamW decoupled weight decay (matrices and embedding)", "0.1", 0, 10},
         {"max-steps", 0, CLI_INT, &a.max_steps, "N", "Stop after N optimizer steps (0 = run all epochs)", "0", 0, 1L << 40},
         {"stride", 0, CLI_INT, &a.stride, "S", "Window stride in tokens (text)", "seq-len", 1, 1 << 20, &a.stride_given},
+        {"no-loss-mask", 0, CLI_FLAG, &a.no_loss_mask, NULL, "Chat data: train on every token, prompts too (for comparison)", NULL},
         {"format", 0, CLI_STRING, &a.format, "KIND", "auto, text or chat (auto: .jsonl records with \"messages\" or \"conversations\" are chat)", "auto"},
         {"seed", 0, CLI_INT, &a.seed, "N", "Seed for initialisation, data order and dropout", "42", 0, 1L << 62},
         {"val-split", 0, CLI_FLOAT, &a.val_split, "F", "Fraction of windows held out for validation", "0.01", 0, 0.5},
@@ -284,7 +285,8 @@ enum hm_status cmd_train(int argc, char **argv)
         return st;
     if (help) {
         cli_usage(stdout, "train", "-t tokenizer.json [-d FILE...] [options]",
-                  "Train a model from scratch (or from --checkpoint) on text data.", opts);
+                  "Train a model from scratch (or from --checkpoint) on text or chat data (ChatML, loss on the "
+                  "assistant replies).", opts);
         return HM_OK;
     }
     if (!a.tokenizer)
@@ -460,6 +462,7 @@ enum hm_status cmd_train(int argc, char **argv)
         .eval_batches = a.eval_batches, .save_every = a.save_every,
         .save_dtype = strcmp(a.save_dtype, "bf16") == 0 ? HM_SAVE_BF16 : HM_SAVE_F32, .resume = a.resume,
         .bucket_mb = a.bucket_mb, .no_overlap = a.no_overlap, .zero1 = a.zero1,
+        .no_loss_mask = a.no_loss_mask,
     };
     to.adamw.grad_clip = (float)a.grad_clip;
     to.adamw.weight_decay = (float)a.weight_decay;

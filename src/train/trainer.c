@@ -51,21 +51,6 @@ static char *out_path(struct trainer *t, const char *name)
     return t->path_buf;
 }
 
-/* Chat data: a target is kept only where its flags say HM_TOKEN_TARGET (assistant replies), and
- * each position's attention starts at its conversation's first position in the window. */
-static void fill_chat_masks(struct trainer *t, const struct hm_token_cache *tok, uint64_t start, int32_t *targets,
-                            int32_t *doc_start)
-{
-    const struct hm_token_cache *fl = tok->flags;
-    int T = t->o->seq_len;
-    for (int i = 0; i < T; i++) {
-        uint32_t in = hm_token_at(fl, start + i), out = hm_token_at(fl, start + i + 1);
-        doc_start[i] = i == 0 || (in & HM_TOKEN_DOC_START) ? i : doc_start[i - 1];
-        if (!(out & HM_TOKEN_TARGET) || (out & HM_TOKEN_DOC_START))
-            targets[i] = HM_IGNORE_INDEX;
-    }
-}
-
 static void fill_batch(struct trainer *t, const struct hm_token_cache *tok, const struct hm_windows *w,
                        const uint32_t *window_ids, int B)
 {
@@ -77,7 +62,8 @@ static void fill_batch(struct trainer *t, const struct hm_token_cache *tok, cons
             t->targets[b * T + i] = (int32_t)hm_token_at(tok, start + i + 1);
         }
         if (tok->flags)
-            fill_chat_masks(t, tok, start, t->targets + b * T, t->doc_start + b * T);
+            hm_chat_window_mask(tok->flags, start, T, t->o->no_loss_mask, t->targets + b * T,
+                                t->doc_start + b * T);
     }
 }
 
