@@ -377,6 +377,49 @@ static void test_packed_equals_separate(void **state)
     hm_tokenizer_free(tok);
 }
 
+/* A base checkpoint without the chat tokens loads into a model two ids larger: the new embedding
+ * rows (and an untied head's) are the mean row, every other weight is the checkpoint's. */
+static void test_grow_vocab(void **state)
+{
+    char *dir = tu_mkdtemp(), *path = tu_path(dir, "base.safetensors");
+    for (int tied = 0; tied < 2; tied++) {
+        struct hm_model_config c;
+        assert_int_equal(hm_config_preset("nano", &c), HM_OK);
+        c.vocab_size = 40, c.tie_embeddings = tied;
+        struct hm_backend *be;
+        struct hm_model *base, *grown;
+        assert_int_equal(hm_backend_cpu_new(&be), HM_OK);
+        assert_int_equal(hm_model_new(&c, be, &base), HM_OK);
+        assert_int_equal(hm_model_init_weights(base, 5), HM_OK);
+        assert_int_equal(hm_model_save(base, path, HM_SAVE_F32), HM_OK);
+        c.vocab_size = 42;
+        assert_int_equal(hm_model_new(&c, be, &grown), HM_OK);
+        assert_int_equal(hm_model_load_weights(grown, path), HM_ERR_MISMATCH);
+        assert_int_equal(hm_model_load_weights_grow_vocab(grown, path, 2), HM_OK);
+        const char *names[] = {"embedding.weight", "lm_head.weight"};
+        for (int k = 0; k < (tied ? 1 : 2); k++) {
+            struct hm_tensor *a = hm_model_param(base, names[k]), *b = hm_model_param(grown, names[k]);
+            assert_non_null(b);
+            int64_t C = a->shape[1];
+            float *wa = malloc((size_t)hm_nbytes(a)), *wb = malloc((size_t)hm_nbytes(b));
+            assert_int_equal(hm_tensor_get(a, wa, hm_nbytes(a)), HM_OK);
+            assert_int_equal(hm_tensor_get(b, wb, hm_nbytes(b)), HM_OK);
+            assert_memory_equal(wa, wb, (size_t)hm_nbytes(a)); /* rows 0..39 as saved */
+            for (int64_t j = 0; j < C; j++) {
+                double mean = 0;
+                for (int r = 0; r < 40; r++)
+                    mean += wa[r * C + j];
+                mean /= 40;
+                assert_true(fabs(wb[40 * C + j] - mean) < 1e-6 && fabs(wb[41 * C + j] - mean) < 1e-6);
+            }
+            free(wa), free(wb);
+        }
+        hm_model_free(base), hm_model_free(grown), hm_backend_free(be);
+    }
+    tu_rmdir(dir);
+    free(path);
+}
+
 /* ---- session --------------------------------------------------------------------------------- */
 
 struct collect {
@@ -522,6 +565,7 @@ int main(void)
         cmocka_unit_test(test_tokens_and_mask),
         cmocka_unit_test(test_mask_zero_gradient),
         cmocka_unit_test(test_packed_equals_separate),
+        cmocka_unit_test(test_grow_vocab),
         cmocka_unit_test(test_session_keeps_cache),
         cmocka_unit_test(test_session_drops_old_turns),
     };

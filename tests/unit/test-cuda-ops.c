@@ -47,6 +47,7 @@ struct ccase {
     int ip[2];
     int pos;
     bool eval; /* rt.training = false */
+    bool docs; /* ids[0] (B, T) holds document starts for hm_attention_docs, not random ids */
     build_fn build;
     double tol;   /* 0: 1e-4 */
     double tol16; /* 0: 1.6e-2 */
@@ -128,6 +129,22 @@ static struct hm_tensor *b_mlp_block(const struct ccase *c, struct hm_ctx *ctx, 
     h = hm_linear(ctx, h, x[3], NULL);
     return hm_add(ctx, x[0], hm_dropout(ctx, h, 0.2f, 3));
 }
+/* packed documents: rows see keys from their document's start only */
+static struct hm_tensor *b_attention_docs(const struct ccase *c, struct hm_ctx *ctx, struct hm_tensor **x,
+                                          struct hm_tensor **ids)
+{
+    return hm_attention_docs(ctx, hm_rope(ctx, x[0], 10000.0f), hm_rope(ctx, x[1], 10000.0f), x[2], ids[0]);
+}
+
+/* Document starts: batch 0 in documents of 37 positions, batch 1 one of 64 then of 11 (whole key
+ * tiles before a row's start are skipped, partial ones masked). */
+static int32_t doc_start_at(int64_t b, int64_t t)
+{
+    if (b % 2 == 0)
+        return (int32_t)(t - t % 37);
+    return t < 64 ? 0 : (int32_t)(64 + (t - 64) / 11 * 11);
+}
+
 /* rope on q and k, then attention: the training path of the model */
 static struct hm_tensor *b_rope_attention(const struct ccase *c, struct hm_ctx *ctx, struct hm_tensor **x,
                                           struct hm_tensor **i)
@@ -178,6 +195,8 @@ static const struct ccase cases[] = {
      .sh = {{1, 35, 2, 200}, {1, 35, 2, 200}, {1, 35, 2, 200}}, .build = b_attention},
     {.name = "attention_cache_long", .n_f = 3, .nd = {4, 4, 4},
      .sh = {{1, 3, 4, 64}, {1, 100, 2, 64}, {1, 100, 2, 64}}, .pos = 60, .build = b_attention},
+    {.name = "attention_docs", .n_f = 3, .nd = {4, 4, 4}, .sh = {{2, 130, 4, 64}, {2, 130, 2, 64}, {2, 130, 2, 64}},
+     .n_i = 1, .ind = {2}, .ish = {{2, 130}}, .docs = true, .build = b_attention_docs},
     {.name = "rope_attention", .n_f = 3, .nd = {4, 4, 4}, .sh = {{2, 37, 4, 32}, {2, 37, 4, 32}, {2, 37, 4, 32}},
      .build = b_rope_attention},
     {.name = "gelu", .n_f = 1, .nd = {2}, .sh = {{40, 77}}, .amp = {3.0f}, .build = b_gelu},
@@ -264,7 +283,8 @@ static void run_on(const struct ccase *c, struct hm_backend *be, enum hm_dtype d
         int64_t n = hm_nelements(ids[i]);
         int32_t *h = malloc(sizeof(int32_t) * (size_t)n);
         for (int64_t j = 0; j < n; j++)
-            h[j] = (int32_t)hm_rng_below(&rng, (uint64_t)c->ihi[i]);
+            h[j] = c->docs ? doc_start_at(j / ids[i]->shape[1], j % ids[i]->shape[1])
+                           : (int32_t)hm_rng_below(&rng, (uint64_t)c->ihi[i]);
         if (c->ignore) {
             h[1] = HM_IGNORE_INDEX;
             h[n - 1] = HM_IGNORE_INDEX;
