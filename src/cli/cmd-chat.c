@@ -144,7 +144,7 @@ enum hm_status cmd_chat(int argc, char **argv)
     bool help = false;
     a.max_tokens = 0;
     const struct cli_opt opts[] = {
-        CLI_GEN_OPTS(&a),
+        CLI_GEN_OPTS(&a, "up to the context, per reply"),
         {"system", 0, CLI_STRING, &system, "TEXT", "System prompt (kept when old turns are dropped)", "none"},
         {0},
     };
@@ -155,8 +155,7 @@ enum hm_status cmd_chat(int argc, char **argv)
         cli_usage(stdout, "chat", "-c CHECKPOINT -t tokenizer.json [--system TEXT] [options]",
                   "Talk to a chat model. On a terminal: /reset clears the conversation, /system TEXT sets the "
                   "system prompt, Ctrl-C stops a reply, Ctrl-D ends. Otherwise every input line is one user "
-                  "message and every reply is followed by an empty line. --max-tokens limits each reply "
-                  "(default: the context).", opts);
+                  "message and every reply is followed by an empty line.", opts);
         return HM_OK;
     }
     struct cli_gen g;

@@ -64,7 +64,7 @@ enum hm_status cmd_generate(int argc, char **argv)
     bool no_eos = false, help = false, chat = false;
     const struct cli_opt opts[] = {
         {"prompt", 'p', CLI_STRING, &prompt, "TEXT", "Prompt text, or - to read it from standard input", NULL},
-        CLI_GEN_OPTS(&a),
+        CLI_GEN_OPTS(&a, "100"),
         {"no-eos", 0, CLI_FLAG, &no_eos, NULL, "Do not stop at <eos>", NULL},
         {"chat", 0, CLI_FLAG, &chat, NULL, "The prompt is a user message to a chat model: print its reply", NULL},
         {"system", 0, CLI_STRING, &system, "TEXT", "With --chat: the system prompt", "none"},

@@ -531,8 +531,13 @@ out_be:
     hm_model_free(model);
     hm_backend_free(be);
 out:
-    if (st != HM_OK && created_output && rank == 0)
+    if (st != HM_OK && created_output && rank == 0) {
+        if (n_chat_added) { /* the tokenizer grown with the chat tokens (train-chat.c) */
+            snprintf(path, sizeof path, "%s/tokenizer.json", a.output);
+            unlink(path);
+        }
         remove_created_output(a.output);
+    }
     if (have_val)
         hm_token_cache_close(&val);
     hm_token_cache_close(&train);

@@ -19,12 +19,12 @@ struct cli_gen_args {
 #define CLI_GEN_ARGS_DEFAULTS {.device = "auto", .dtype = "auto", .max_tokens = 100, .temperature = 0.8, \
                                .top_p = 1.0, .rep = 1.0}
 
-/* The option rows, for the middle of a command's table. */
-#define CLI_GEN_OPTS(a)                                                                                              \
+/* The option rows, for the middle of a command's table; max_help describes --max-tokens' default. */
+#define CLI_GEN_OPTS(a, max_help)                                                                                    \
     {"checkpoint", 'c', CLI_STRING, &(a)->checkpoint, "FILE", "Model weights (.safetensors)", NULL},                 \
     {"config", 0, CLI_STRING, &(a)->config, "FILE", "Model config.json", "config.json next to the checkpoint"},     \
     {"tokenizer", 't', CLI_STRING, &(a)->tokenizer, "FILE", "tokenizer.json", NULL},                                \
-    {"max-tokens", 'm', CLI_INT, &(a)->max_tokens, "N", "Most new tokens to generate", "100", 1, 1 << 24},          \
+    {"max-tokens", 'm', CLI_INT, &(a)->max_tokens, "N", "Most new tokens to generate", max_help, 1, 1 << 24},       \
     {"temperature", 0, CLI_FLOAT, &(a)->temperature, "T", "Sampling temperature (0 = greedy)", "0.8", 0, 100},      \
     {"top-k", 0, CLI_INT, &(a)->top_k, "K", "Sample from the K most likely tokens (0 = off)", "off", 0, 1 << 24},   \
     {"top-p", 0, CLI_FLOAT, &(a)->top_p, "P", "Sample from the smallest set reaching probability P", "1.0 (off)",   \

@@ -69,6 +69,8 @@ bad 2 "chat data must be .jsonl records" txt -- -t "$TMP/tok.json" -d "$TMP/corp
     { echo "FAIL: could not train the base"; FAILS=$((FAILS + 1)); }
 expect 0 "Chat tokens: .*old.json has no <\|im_start\|> and <\|im_end\|>; added them as ids 300 and 301, wrote the tokenizer to .*ft/tokenizer.json; the embedding \(and an untied lm_head\) grows by 2 rows initialised to the mean row" -- \
     train -t "$TMP/old.json" -d "$TMP/chat.jsonl" --checkpoint "$TMP/base/weights.safetensors" -o "$TMP/ft" "${T[@]}"
+bad 1 "role.jsonl:2: messages\[0\]: unknown role" grown -- -t "$TMP/old.json" -d "$TMP/role.jsonl" \
+    --checkpoint "$TMP/base/weights.safetensors"
 expect 0 "Vocab size +302" -- info -m "$TMP/ft/config.json"
 expect 0 "" -- generate -c "$TMP/ft/weights.safetensors" -t "$TMP/ft/tokenizer.json" --chat -p "say cat" -m 4 --seed 1 --threads 1
 
