@@ -6,12 +6,7 @@
 # line each), and `chat` on a terminal through tmux: two turns, /reset, Ctrl-C mid-reply, Ctrl-D.
 . "$(dirname "$0")/lib.sh"
 
-words=(the cat sat on a mat and dog ran to park while birds sang songs of summer rain)
-for i in $(seq 1 120); do
-    line=""
-    for j in $(seq 1 12); do line+="${words[$(((i * 7 + j * 13 + i * j) % ${#words[@]}))]} "; done
-    echo "$line."
-done > "$TMP/corpus.txt"
+word_corpus 120 > "$TMP/corpus.txt"
 for i in $(seq 1 40); do
     w=${words[$((i % ${#words[@]}))]}
     sys=""; [ $((i % 3)) -eq 0 ] && sys='{"role": "system", "content": "Be brief."}, '

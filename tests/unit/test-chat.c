@@ -434,33 +434,49 @@ static bool collect(int32_t id, void *user)
     return true;
 }
 
-static struct hm_model *session_model(struct hm_backend *be, int V, int ctx)
+/* A chat session over a random nano model with a context of ctx, greedy, max_new tokens a reply. */
+struct sess {
+    struct hm_tokenizer *tok;
+    struct hm_backend *be;
+    struct hm_model *m;
+    struct hm_sampler *smp;
+    struct hm_chat_session *s;
+};
+
+static void sess_open(struct sess *x, int ctx, int max_new)
 {
+    x->tok = chat_tokenizer();
+    int V = (int)hm_tokenizer_vocab_size(x->tok);
     struct hm_model_config c;
     assert_int_equal(hm_config_preset("nano", &c), HM_OK);
     c.vocab_size = V, c.max_seq_len = ctx;
-    struct hm_model *m;
-    assert_int_equal(hm_model_new_infer(&c, be, &m), HM_OK);
-    assert_int_equal(hm_model_init_weights(m, 3), HM_OK);
-    return m;
+    assert_int_equal(hm_backend_cpu_new(&x->be), HM_OK);
+    assert_int_equal(hm_model_new_infer(&c, x->be, &x->m), HM_OK);
+    assert_int_equal(hm_model_init_weights(x->m, 3), HM_OK);
+    struct hm_sampler_opts so = {0.0f, 0, 1.0f, 1.0f, 1};
+    assert_int_equal(hm_sampler_new(V, &so, &x->smp), HM_OK);
+    struct hm_chat_session_opts co = {max_new};
+    assert_int_equal(hm_chat_session_new(x->m, x->tok, "t", x->smp, &co, &x->s), HM_OK);
+    assert_int_equal(hm_chat_session_set_system(x->s, "You are helpful."), HM_OK);
+}
+
+static void sess_close(struct sess *x)
+{
+    hm_chat_session_free(x->s);
+    hm_sampler_free(x->smp);
+    hm_model_free(x->m);
+    hm_backend_free(x->be);
+    hm_tokenizer_free(x->tok);
 }
 
 /* Turn 2 prefills only its new tokens, and its reply equals greedy hm_generate over the whole
  * conversation's ids (the cache kept across turns is exact). */
 static void test_session_keeps_cache(void **state)
 {
-    struct hm_tokenizer *tok = chat_tokenizer();
-    int V = (int)hm_tokenizer_vocab_size(tok);
-    struct hm_backend *be;
-    assert_int_equal(hm_backend_cpu_new(&be), HM_OK);
-    struct hm_model *m = session_model(be, V, 128);
-    struct hm_sampler_opts so = {0.0f, 0, 1.0f, 1.0f, 1};
-    struct hm_sampler *smp;
-    assert_int_equal(hm_sampler_new(V, &so, &smp), HM_OK);
-    struct hm_chat_session_opts co = {6};
-    struct hm_chat_session *s;
-    assert_int_equal(hm_chat_session_new(m, tok, "t", smp, &co, &s), HM_OK);
-    assert_int_equal(hm_chat_session_set_system(s, "You are helpful."), HM_OK);
+    struct sess x;
+    sess_open(&x, 128, 6);
+    struct hm_tokenizer *tok = x.tok;
+    struct hm_chat_session *s = x.s;
     struct collect r1 = {0}, r2 = {0};
     struct hm_chat_reply_stats st1, st2;
     const char *u1 = "What is the capital of France?", *u2 = "Thank you";
@@ -502,34 +518,21 @@ static void test_session_keeps_cache(void **state)
     struct hm_generate_opts go = {6, (int32_t)sp.im_end};
     struct hm_generate_stats gs;
     struct collect ref = {0};
-    assert_int_equal(hm_generate(m, prompt, np, &go, smp, collect, &ref, &gs), HM_OK);
+    assert_int_equal(hm_generate(x.m, prompt, np, &go, x.smp, collect, &ref, &gs), HM_OK);
     int n = ref.n < r2.n ? ref.n : r2.n;
     assert_true(n >= 1);
     assert_memory_equal(ref.ids, r2.ids, (size_t)n * sizeof(int32_t));
     hm_chat_tokens_free(&t);
     hm_chat_conv_clear(&c);
-    hm_chat_session_free(s);
-    hm_sampler_free(smp);
-    hm_model_free(m);
-    hm_backend_free(be);
-    hm_tokenizer_free(tok);
+    sess_close(&x);
 }
 
 /* A small context: turns are dropped (never the system prompt) and the session goes on. */
 static void test_session_drops_old_turns(void **state)
 {
-    struct hm_tokenizer *tok = chat_tokenizer();
-    int V = (int)hm_tokenizer_vocab_size(tok);
-    struct hm_backend *be;
-    assert_int_equal(hm_backend_cpu_new(&be), HM_OK);
-    struct hm_model *m = session_model(be, V, 64);
-    struct hm_sampler_opts so = {0.0f, 0, 1.0f, 1.0f, 1};
-    struct hm_sampler *smp;
-    assert_int_equal(hm_sampler_new(V, &so, &smp), HM_OK);
-    struct hm_chat_session_opts co = {4};
-    struct hm_chat_session *s;
-    assert_int_equal(hm_chat_session_new(m, tok, "t", smp, &co, &s), HM_OK);
-    assert_int_equal(hm_chat_session_set_system(s, "You are helpful."), HM_OK);
+    struct sess x;
+    sess_open(&x, 64, 4);
+    struct hm_chat_session *s = x.s;
     int dropped = 0;
     for (int i = 0; i < 8; i++) {
         struct hm_chat_reply_stats st;
@@ -550,11 +553,7 @@ static void test_session_drops_old_turns(void **state)
     hm_chat_session_reset(s);
     assert_int_equal(hm_chat_session_tokens(s), 0);
     assert_int_equal(hm_chat_reply(s, "hi", 2, NULL, NULL, &st), HM_OK);
-    hm_chat_session_free(s);
-    hm_sampler_free(smp);
-    hm_model_free(m);
-    hm_backend_free(be);
-    hm_tokenizer_free(tok);
+    sess_close(&x);
 }
 
 int main(void)
