@@ -418,6 +418,7 @@ static void test_grow_vocab(void **state)
     }
     tu_rmdir(dir);
     free(path);
+    free(dir);
 }
 
 /* ---- session --------------------------------------------------------------------------------- */
