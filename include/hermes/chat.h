@@ -44,8 +44,8 @@ struct hm_chat_conv {
 
 HM_API const char *hm_chat_role_name(enum hm_chat_role role); /* "system", "user", "assistant" */
 /* Append a copy of the content. HM_ERR_NOMEM only. */
-HM_API enum hm_status hm_chat_conv_add(struct hm_chat_conv *c, enum hm_chat_role role, const char *content,
-                                       size_t len);
+HM_API enum hm_status hm_chat_conv_add(struct hm_chat_conv *c, enum hm_chat_role role,
+                                       const char *content, size_t len);
 HM_API void hm_chat_conv_clear(struct hm_chat_conv *c); /* frees the messages, keeps nothing */
 
 /* ---- records -------------------------------------------------------------------------------- */
@@ -67,8 +67,8 @@ HM_API bool hm_chat_has_reply(const struct hm_chat_conv *c);
 /* ---- rendering and tokens ------------------------------------------------------------------- */
 
 /* The ChatML text (NUL-terminated, free with hm_chat_text_free). */
-HM_API enum hm_status hm_chat_render(const struct hm_chat_conv *c, bool add_generation_prompt, char **text,
-                                     size_t *len);
+HM_API enum hm_status hm_chat_render(const struct hm_chat_conv *c, bool add_generation_prompt,
+                                     char **text, size_t *len);
 HM_API void hm_chat_text_free(char *text);
 
 struct hm_chat_ids {
@@ -85,8 +85,10 @@ HM_API enum hm_status hm_chat_add_tokens(const struct hm_tokenizer *tok, const c
                                          struct hm_tokenizer **out, int *n_added);
 
 /* A growable token list with one flag per token. */
-enum { HM_TOKEN_TARGET = 1, /* a trained target: assistant content and its <|im_end|> */
-       HM_TOKEN_DOC_START = 2 /* first token of a conversation (packing) */ };
+enum {
+    HM_TOKEN_TARGET = 1,   /* a trained target: assistant content and its <|im_end|> */
+    HM_TOKEN_DOC_START = 2 /* first token of a conversation (packing) */
+};
 struct hm_chat_tokens {
     uint32_t *ids;
     uint8_t *flags;
@@ -96,8 +98,8 @@ struct hm_chat_tokens {
  * HM_TOKEN_TARGET on assistant contents and their <|im_end|>. No flag marks the start: callers
  * packing conversations set HM_TOKEN_DOC_START themselves. */
 HM_API enum hm_status hm_chat_encode(struct hm_tokenizer *tok, const struct hm_chat_ids *sp,
-                                     const struct hm_chat_conv *c, int first, bool add_generation_prompt,
-                                     struct hm_chat_tokens *out);
+                                     const struct hm_chat_conv *c, int first,
+                                     bool add_generation_prompt, struct hm_chat_tokens *out);
 /* Room for `extra` more tokens (capacity doubles). HM_ERR_NOMEM only. */
 HM_API enum hm_status hm_chat_tokens_reserve(struct hm_chat_tokens *t, size_t extra);
 HM_API void hm_chat_tokens_free(struct hm_chat_tokens *t);
@@ -109,8 +111,8 @@ HM_API void hm_chat_tokens_free(struct hm_chat_tokens *t);
  * conversation, which nothing before it can predict); doc_start[i] is the window position where
  * the conversation of position i begins, for hm_attention_docs.
  */
-HM_API void hm_chat_window_mask(const struct hm_token_cache *flags, uint64_t start, int T, bool all_targets,
-                                int32_t *targets, int32_t *doc_start);
+HM_API void hm_chat_window_mask(const struct hm_token_cache *flags, uint64_t start, int T,
+                                bool all_targets, int32_t *targets, int32_t *doc_start);
 
 /* ---- multi-turn session ----------------------------------------------------------------------- */
 
@@ -124,8 +126,9 @@ struct hm_chat_session;
 struct hm_chat_session_opts {
     int max_new_tokens; /* per reply; 0 = up to the context */
 };
-HM_API enum hm_status hm_chat_session_new(struct hm_model *m, struct hm_tokenizer *tok, const char *tok_name,
-                                          struct hm_sampler *s, const struct hm_chat_session_opts *opts,
+HM_API enum hm_status hm_chat_session_new(struct hm_model *m, struct hm_tokenizer *tok,
+                                          const char *tok_name, struct hm_sampler *s,
+                                          const struct hm_chat_session_opts *opts,
                                           struct hm_chat_session **out);
 HM_API void hm_chat_session_free(struct hm_chat_session *s);
 /* Forget every turn; keep the system prompt (NULL or "" = none). Takes effect at the next reply. */
@@ -133,16 +136,17 @@ HM_API enum hm_status hm_chat_session_set_system(struct hm_chat_session *s, cons
 HM_API void hm_chat_session_reset(struct hm_chat_session *s);
 
 struct hm_chat_reply_stats {
-    int prefill_tokens;  /* tokens fed before the first new token (new ones only, unless re-prefilled) */
+    int prefill_tokens; /* tokens fed before the first new token (new ones only, unless re-prefilled) */
     int new_tokens;
-    int dropped_turns;   /* oldest turns dropped to make room, 0 normally */
+    int dropped_turns;        /* oldest turns dropped to make room, 0 normally */
     enum hm_stop_reason stop; /* EOS: <|im_end|> or <eos>; CALLBACK: on_token said stop */
 };
 /* Add the user message, generate the assistant reply and keep it in the conversation (a reply
  * stopped early is kept as far as it got, closed with <|im_end|>). on_token gets every reply
  * token (never <|im_end|>); return false to stop. */
-HM_API enum hm_status hm_chat_reply(struct hm_chat_session *s, const char *user, size_t len, hm_token_fn on_token,
-                                    void *user_data, struct hm_chat_reply_stats *stats);
+HM_API enum hm_status hm_chat_reply(struct hm_chat_session *s, const char *user, size_t len,
+                                    hm_token_fn on_token, void *user_data,
+                                    struct hm_chat_reply_stats *stats);
 /* Tokens the session holds in its cache now (tests). */
 HM_API int hm_chat_session_tokens(const struct hm_chat_session *s);
 

@@ -10,12 +10,13 @@
 
 static json_t *added_token(uint32_t id, const char *content)
 {
-    return json_pack("{s:I, s:s, s:b, s:b, s:b, s:b, s:b}", "id", (json_int_t)id, "content", content,
-                     "single_word", 0, "lstrip", 0, "rstrip", 0, "normalized", 0, "special", 1);
+    return json_pack("{s:I, s:s, s:b, s:b, s:b, s:b, s:b}", "id", (json_int_t)id, "content",
+                     content, "single_word", 0, "lstrip", 0, "rstrip", 0, "normalized", 0,
+                     "special", 1);
 }
 
-enum hm_status hm_chat_add_tokens(const struct hm_tokenizer *tok, const char *tok_name, struct hm_tokenizer **out,
-                                  int *n_added)
+enum hm_status hm_chat_add_tokens(const struct hm_tokenizer *tok, const char *tok_name,
+                                  struct hm_tokenizer **out, int *n_added)
 {
     *out = NULL;
     *n_added = 0;
@@ -24,12 +25,15 @@ enum hm_status hm_chat_add_tokens(const struct hm_tokenizer *tok, const char *to
     for (int i = 0; i < 2; i++) {
         int64_t id = hm_tokenizer_token_to_id(tok, names[i]);
         if (id >= 0 && !hm_tokenizer_is_special(tok, (uint32_t)id))
-            return hm_fail(HM_ERR_MISMATCH, "tokenizer %s has %s as an ordinary token, not a special one: "
-                           "it cannot be used for chat", tok_name, names[i]);
+            return hm_fail(HM_ERR_MISMATCH,
+                           "tokenizer %s has %s as an ordinary token, not a special one: "
+                           "it cannot be used for chat",
+                           tok_name, names[i]);
         have += id >= 0;
     }
     if (have == 1)
-        return hm_fail(HM_ERR_MISMATCH, "tokenizer %s has only one of %s and %s", tok_name, names[0], names[1]);
+        return hm_fail(HM_ERR_MISMATCH, "tokenizer %s has only one of %s and %s", tok_name,
+                       names[0], names[1]);
     if (have == 2)
         return HM_OK;
     char *js = NULL;

@@ -13,7 +13,8 @@ const char *hm_chat_role_name(enum hm_chat_role role)
     return names[role];
 }
 
-enum hm_status hm_chat_conv_add(struct hm_chat_conv *c, enum hm_chat_role role, const char *content, size_t len)
+enum hm_status hm_chat_conv_add(struct hm_chat_conv *c, enum hm_chat_role role, const char *content,
+                                size_t len)
 {
     if (c->n == c->cap) {
         int cap = c->cap ? 2 * c->cap : 8;
@@ -53,8 +54,11 @@ static bool parse_role(const char *s, enum hm_chat_role *role)
     static const struct {
         const char *name;
         enum hm_chat_role role;
-    } names[] = {{"system", HM_ROLE_SYSTEM}, {"user", HM_ROLE_USER}, {"human", HM_ROLE_USER},
-                 {"assistant", HM_ROLE_ASSISTANT}, {"gpt", HM_ROLE_ASSISTANT}};
+    } names[] = {{"system", HM_ROLE_SYSTEM},
+                 {"user", HM_ROLE_USER},
+                 {"human", HM_ROLE_USER},
+                 {"assistant", HM_ROLE_ASSISTANT},
+                 {"gpt", HM_ROLE_ASSISTANT}};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (strcmp(s, names[i].name) == 0) {
             *role = names[i].role;
@@ -91,7 +95,8 @@ enum hm_status hm_chat_parse_record(const char *json, size_t len, struct hm_chat
     }
     size_t i;
     json_t *m;
-    json_array_foreach(list, i, m) {
+    json_array_foreach(list, i, m)
+    {
         json_t *r = json_is_object(m) ? json_object_get(m, role_key) : NULL;
         json_t *v = json_is_object(m) ? json_object_get(m, text_key) : NULL;
         enum hm_chat_role role;
@@ -100,8 +105,10 @@ enum hm_status hm_chat_parse_record(const char *json, size_t len, struct hm_chat
         else if (!json_is_string(r))
             st = hm_fail(HM_ERR_FORMAT, "%s[%zu] has no string \"%s\"", list_key, i, role_key);
         else if (!parse_role(json_string_value(r), &role))
-            st = hm_fail(HM_ERR_FORMAT, "%s[%zu]: unknown role '%s' (expected system, user/human or "
-                         "assistant/gpt)", list_key, i, json_string_value(r));
+            st = hm_fail(HM_ERR_FORMAT,
+                         "%s[%zu]: unknown role '%s' (expected system, user/human or "
+                         "assistant/gpt)",
+                         list_key, i, json_string_value(r));
         else if (!json_is_string(v))
             st = hm_fail(HM_ERR_FORMAT, "%s[%zu]: \"%s\" is not a string", list_key, i, text_key);
         else
@@ -137,14 +144,16 @@ static bool buf_put(struct buf *b, const char *s, size_t n)
     return true;
 }
 
-enum hm_status hm_chat_render(const struct hm_chat_conv *c, bool add_generation_prompt, char **text, size_t *len)
+enum hm_status hm_chat_render(const struct hm_chat_conv *c, bool add_generation_prompt, char **text,
+                              size_t *len)
 {
     struct buf b = {0};
     bool ok = buf_put(&b, "", 0);
     for (int i = 0; i < c->n && ok; i++) {
         const char *role = hm_chat_role_name(c->msgs[i].role);
-        ok = buf_put(&b, HM_CHAT_IM_START, strlen(HM_CHAT_IM_START)) && buf_put(&b, role, strlen(role)) &&
-             buf_put(&b, "\n", 1) && buf_put(&b, c->msgs[i].content, c->msgs[i].len) &&
+        ok = buf_put(&b, HM_CHAT_IM_START, strlen(HM_CHAT_IM_START)) &&
+             buf_put(&b, role, strlen(role)) && buf_put(&b, "\n", 1) &&
+             buf_put(&b, c->msgs[i].content, c->msgs[i].len) &&
              buf_put(&b, HM_CHAT_IM_END "\n", strlen(HM_CHAT_IM_END) + 1);
     }
     if (ok && add_generation_prompt)
@@ -165,13 +174,18 @@ void hm_chat_text_free(char *text)
 
 /* ---- tokens ----------------------------------------------------------------------------------- */
 
-enum hm_status hm_chat_special_ids(const struct hm_tokenizer *tok, const char *tok_name, struct hm_chat_ids *ids)
+enum hm_status hm_chat_special_ids(const struct hm_tokenizer *tok, const char *tok_name,
+                                   struct hm_chat_ids *ids)
 {
-    int64_t s = hm_tokenizer_token_to_id(tok, HM_CHAT_IM_START), e = hm_tokenizer_token_to_id(tok, HM_CHAT_IM_END);
-    if (s < 0 || e < 0 || !hm_tokenizer_is_special(tok, (uint32_t)s) || !hm_tokenizer_is_special(tok, (uint32_t)e))
-        return hm_fail(HM_ERR_MISMATCH, "tokenizer %s has no %s and %s special tokens for chat (a new "
-                       "tokenizer gets them; train --format chat --checkpoint adds them to an old one)",
-                       tok_name ? tok_name : "", HM_CHAT_IM_START, HM_CHAT_IM_END);
+    int64_t s = hm_tokenizer_token_to_id(tok, HM_CHAT_IM_START),
+            e = hm_tokenizer_token_to_id(tok, HM_CHAT_IM_END);
+    if (s < 0 || e < 0 || !hm_tokenizer_is_special(tok, (uint32_t)s) ||
+        !hm_tokenizer_is_special(tok, (uint32_t)e))
+        return hm_fail(
+            HM_ERR_MISMATCH,
+            "tokenizer %s has no %s and %s special tokens for chat (a new "
+            "tokenizer gets them; train --format chat --checkpoint adds them to an old one)",
+            tok_name ? tok_name : "", HM_CHAT_IM_START, HM_CHAT_IM_END);
     ids->im_start = (uint32_t)s;
     ids->im_end = (uint32_t)e;
     return HM_OK;
@@ -201,8 +215,8 @@ static enum hm_status push_id(struct hm_chat_tokens *t, uint32_t id, uint8_t fla
 }
 
 /* Byte-level BPE gives at most one token per byte, so len + 1 slots always suffice. */
-static enum hm_status push_text(struct hm_tokenizer *tok, struct hm_chat_tokens *t, const char *s, size_t len,
-                                uint8_t flag)
+static enum hm_status push_text(struct hm_tokenizer *tok, struct hm_chat_tokens *t, const char *s,
+                                size_t len, uint8_t flag)
 {
     size_t n = 0;
     enum hm_status st = hm_chat_tokens_reserve(t, len + 1);
@@ -216,8 +230,9 @@ static enum hm_status push_text(struct hm_tokenizer *tok, struct hm_chat_tokens 
     return HM_OK;
 }
 
-enum hm_status hm_chat_encode(struct hm_tokenizer *tok, const struct hm_chat_ids *sp, const struct hm_chat_conv *c,
-                              int first, bool add_generation_prompt, struct hm_chat_tokens *out)
+enum hm_status hm_chat_encode(struct hm_tokenizer *tok, const struct hm_chat_ids *sp,
+                              const struct hm_chat_conv *c, int first, bool add_generation_prompt,
+                              struct hm_chat_tokens *out)
 {
     enum hm_status st = HM_OK;
     char head[16];
@@ -225,7 +240,8 @@ enum hm_status hm_chat_encode(struct hm_tokenizer *tok, const struct hm_chat_ids
         const struct hm_chat_message *m = &c->msgs[i];
         uint8_t target = m->role == HM_ROLE_ASSISTANT ? HM_TOKEN_TARGET : 0;
         int hn = snprintf(head, sizeof head, "%s\n", hm_chat_role_name(m->role));
-        if ((st = push_id(out, sp->im_start, 0)) != HM_OK || (st = push_text(tok, out, head, (size_t)hn, 0)) != HM_OK ||
+        if ((st = push_id(out, sp->im_start, 0)) != HM_OK ||
+            (st = push_text(tok, out, head, (size_t)hn, 0)) != HM_OK ||
             (st = push_text(tok, out, m->content, m->len, target)) != HM_OK ||
             (st = push_id(out, sp->im_end, target)) != HM_OK)
             break;
@@ -243,8 +259,8 @@ void hm_chat_tokens_free(struct hm_chat_tokens *t)
     memset(t, 0, sizeof *t);
 }
 
-void hm_chat_window_mask(const struct hm_token_cache *flags, uint64_t start, int T, bool all_targets,
-                         int32_t *targets, int32_t *doc_start)
+void hm_chat_window_mask(const struct hm_token_cache *flags, uint64_t start, int T,
+                         bool all_targets, int32_t *targets, int32_t *doc_start)
 {
     for (int i = 0; i < T; i++) {
         uint32_t in = hm_token_at(flags, start + i), out = hm_token_at(flags, start + i + 1);

@@ -45,8 +45,8 @@ static void end_reply(struct chat_out *o)
 }
 
 /* One user message: the reply streamed, then a newline (and an empty line when not interactive). */
-static enum hm_status answer(struct hm_chat_session *s, const struct hm_tokenizer *tok, const char *msg, size_t len,
-                             bool tty)
+static enum hm_status answer(struct hm_chat_session *s, const struct hm_tokenizer *tok,
+                             const char *msg, size_t len, bool tty)
 {
     const char *delay = getenv("HM_TEST_TOKEN_DELAY_MS");
     struct chat_out o = {NULL, HM_OK, delay ? 1000 * strtol(delay, NULL, 10) : 0};
@@ -63,12 +63,14 @@ static enum hm_status answer(struct hm_chat_session *s, const struct hm_tokenize
     fputs(tty ? "\n" : "\n\n", stdout);
     fflush(stdout);
     if (rs.dropped_turns)
-        fprintf(stderr, "[context full: dropped the %d oldest turn%s and re-read the rest (%d tokens)]\n",
+        fprintf(stderr,
+                "[context full: dropped the %d oldest turn%s and re-read the rest (%d tokens)]\n",
                 rs.dropped_turns, rs.dropped_turns == 1 ? "" : "s", rs.prefill_tokens);
     if (rs.stop == HM_STOP_CALLBACK && hm_interrupt_requested())
         fprintf(stderr, "[stopped]\n");
     else if (rs.stop == HM_STOP_CONTEXT_FULL)
-        fprintf(stderr, "[the reply filled the context; the next message drops the oldest turns]\n");
+        fprintf(stderr,
+                "[the reply filled the context; the next message drops the oldest turns]\n");
     hm_interrupt_reset();
     return st;
 }
@@ -129,7 +131,8 @@ static enum hm_status loop(struct hm_chat_session *s, const struct hm_tokenizer 
         if ((st = answer(s, tok, line, (size_t)n, tty)) != HM_OK) {
             if (!tty || st != HM_ERR_USAGE)
                 break;
-            fprintf(stderr, "hermes-llm: %s\n", hm_last_error()); /* a too-long message: say so, go on */
+            fprintf(stderr, "hermes-llm: %s\n",
+                    hm_last_error()); /* a too-long message: say so, go on */
             st = HM_OK;
         }
     }
@@ -145,7 +148,8 @@ enum hm_status cmd_chat(int argc, char **argv)
     a.max_tokens = 0;
     const struct cli_opt opts[] = {
         CLI_GEN_OPTS(&a, "up to the context, per reply"),
-        {"system", 0, CLI_STRING, &system, "TEXT", "System prompt (kept when old turns are dropped)", "none"},
+        {"system", 0, CLI_STRING, &system, "TEXT",
+         "System prompt (kept when old turns are dropped)", "none"},
         {0},
     };
     enum hm_status st = cli_parse("chat", opts, argc, argv, &help);
@@ -153,9 +157,12 @@ enum hm_status cmd_chat(int argc, char **argv)
         return st;
     if (help) {
         cli_usage(stdout, "chat", "-c CHECKPOINT -t tokenizer.json [--system TEXT] [options]",
-                  "Talk to a chat model. On a terminal: /reset clears the conversation, /system TEXT sets the "
-                  "system prompt, Ctrl-C stops a reply, Ctrl-D ends. Otherwise every input line is one user "
-                  "message and every reply is followed by an empty line.", opts);
+                  "Talk to a chat model. On a terminal: /reset clears the conversation, /system "
+                  "TEXT sets the "
+                  "system prompt, Ctrl-C stops a reply, Ctrl-D ends. Otherwise every input line is "
+                  "one user "
+                  "message and every reply is followed by an empty line.",
+                  opts);
         return HM_OK;
     }
     struct cli_gen g;
@@ -174,8 +181,10 @@ enum hm_status cmd_chat(int argc, char **argv)
         goto out;
     bool tty = isatty(0);
     if (tty)
-        fprintf(stderr, "Chatting with %s (context %d tokens). /reset, /system TEXT, Ctrl-C stops a reply, "
-                "Ctrl-D ends.\n", a.checkpoint, g.cfg.max_seq_len);
+        fprintf(stderr,
+                "Chatting with %s (context %d tokens). /reset, /system TEXT, Ctrl-C stops a reply, "
+                "Ctrl-D ends.\n",
+                a.checkpoint, g.cfg.max_seq_len);
     hm_interrupt_install();
     st = loop(s, g.tok, tty);
 out:

@@ -41,11 +41,13 @@ enum hm_status cli_gen_load(const char *cmd, struct cli_gen_args *a, struct cli_
         snprintf(g->cfg_path, sizeof g->cfg_path, "%s/config.json", dirname(copy));
         free(copy);
     }
-    if ((st = hm_config_load(g->cfg_path, &g->cfg)) != HM_OK || (st = hm_tokenizer_load(a->tokenizer, &g->tok)) != HM_OK)
+    if ((st = hm_config_load(g->cfg_path, &g->cfg)) != HM_OK ||
+        (st = hm_tokenizer_load(a->tokenizer, &g->tok)) != HM_OK)
         goto fail;
     if (hm_tokenizer_vocab_size(g->tok) != (uint32_t)g->cfg.vocab_size) {
-        st = hm_fail(HM_ERR_MISMATCH, "%s: tokenizer %s has %u tokens but %s says vocab_size %d", cmd, a->tokenizer,
-                     hm_tokenizer_vocab_size(g->tok), g->cfg_path, g->cfg.vocab_size);
+        st = hm_fail(HM_ERR_MISMATCH, "%s: tokenizer %s has %u tokens but %s says vocab_size %d",
+                     cmd, a->tokenizer, hm_tokenizer_vocab_size(g->tok), g->cfg_path,
+                     g->cfg.vocab_size);
         goto fail;
     }
     return HM_OK;
@@ -82,8 +84,8 @@ enum hm_status cli_gen_load_model(const char *cmd, struct cli_gen_args *a, struc
                          ((1ull << 62) - 1));
         fprintf(stderr, "seed: %ld\n", a->seed);
     }
-    struct hm_sampler_opts so = {(float)a->temperature, (int)a->top_k, (float)a->top_p, (float)a->rep,
-                                 (uint64_t)a->seed};
+    struct hm_sampler_opts so = {(float)a->temperature, (int)a->top_k, (float)a->top_p,
+                                 (float)a->rep, (uint64_t)a->seed};
     if ((st = hm_sampler_new(g->cfg.vocab_size, &so, &g->sampler)) == HM_OK)
         return HM_OK;
 fail:

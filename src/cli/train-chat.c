@@ -9,7 +9,8 @@
 #include <stdio.h>
 #include <string.h>
 
-enum hm_status cli_train_format(const char *spec, const struct cli_list *data, enum hm_data_format *out)
+enum hm_status cli_train_format(const char *spec, const struct cli_list *data,
+                                enum hm_data_format *out)
 {
     enum hm_status st = hm_data_format_parse(spec, out);
     if (st != HM_OK)
@@ -19,8 +20,8 @@ enum hm_status cli_train_format(const char *spec, const struct cli_list *data, e
     return st;
 }
 
-enum hm_status cli_train_chat_tokens(struct hm_tokenizer **tok, const char *tok_path, const char *checkpoint,
-                                     const char *output, int *n_added)
+enum hm_status cli_train_chat_tokens(struct hm_tokenizer **tok, const char *tok_path,
+                                     const char *checkpoint, const char *output, int *n_added)
 {
     struct hm_tokenizer *grown = NULL;
     *n_added = 0;
@@ -28,9 +29,10 @@ enum hm_status cli_train_chat_tokens(struct hm_tokenizer **tok, const char *tok_
     if (hm_chat_special_ids(*tok, tok_path, &ids) == HM_OK)
         return HM_OK;
     if (!checkpoint)
-        return hm_fail(HM_ERR_MISMATCH, "train: tokenizer %s has no %s and %s tokens; retrain it (new tokenizers "
-                       "get them) or fine-tune with --checkpoint, which adds them", tok_path, HM_CHAT_IM_START,
-                       HM_CHAT_IM_END);
+        return hm_fail(HM_ERR_MISMATCH,
+                       "train: tokenizer %s has no %s and %s tokens; retrain it (new tokenizers "
+                       "get them) or fine-tune with --checkpoint, which adds them",
+                       tok_path, HM_CHAT_IM_START, HM_CHAT_IM_END);
     enum hm_status st = hm_chat_add_tokens(*tok, tok_path, &grown, n_added);
     if (st != HM_OK || !grown)
         return st;
@@ -41,16 +43,19 @@ enum hm_status cli_train_chat_tokens(struct hm_tokenizer **tok, const char *tok_
         return st;
     }
     uint32_t V = hm_tokenizer_vocab_size(grown);
-    fprintf(stderr, "Chat tokens: %s has no %s and %s; added them as ids %u and %u, wrote the tokenizer to %s; "
-            "the embedding (and an untied lm_head) grows by %d rows initialised to the mean row\n", tok_path,
-            HM_CHAT_IM_START, HM_CHAT_IM_END, V - 2, V - 1, path, *n_added);
+    fprintf(
+        stderr,
+        "Chat tokens: %s has no %s and %s; added them as ids %u and %u, wrote the tokenizer to %s; "
+        "the embedding (and an untied lm_head) grows by %d rows initialised to the mean row\n",
+        tok_path, HM_CHAT_IM_START, HM_CHAT_IM_END, V - 2, V - 1, path, *n_added);
     hm_tokenizer_free(*tok);
     *tok = grown;
     return HM_OK;
 }
 
-enum hm_status cli_train_chat_data(struct hm_tokenizer *tok, const char *tok_path, const struct cli_list *files,
-                                   int seq_len, const char *output, const char *which, struct hm_token_cache *tokens,
+enum hm_status cli_train_chat_data(struct hm_tokenizer *tok, const char *tok_path,
+                                   const struct cli_list *files, int seq_len, const char *output,
+                                   const char *which, struct hm_token_cache *tokens,
                                    struct hm_token_cache *flags)
 {
     char cache[4096], fpath[4096];
@@ -61,16 +66,22 @@ enum hm_status cli_train_chat_data(struct hm_tokenizer *tok, const char *tok_pat
     enum hm_status st = hm_chat_dataset_open(tok, &o, tokens, flags, &in);
     if (st != HM_OK)
         return st;
-    fprintf(stderr, "Chat data (%s): %llu conversations packed into %llu windows of %d tokens; %llu assistant "
-            "tokens trained per epoch (%.1f%% of the windows, %.1f%% padding)\n", which,
-            (unsigned long long)in.n_packed, (unsigned long long)in.n_windows, seq_len + 1,
-            (unsigned long long)in.n_target_tokens,
-            100.0 * (double)in.n_target_tokens / (double)HM_MAX(tokens->n_tokens, 1),
-            100.0 * (double)in.n_pad_tokens / (double)HM_MAX(tokens->n_tokens, 1));
+    fprintf(
+        stderr,
+        "Chat data (%s): %llu conversations packed into %llu windows of %d tokens; %llu assistant "
+        "tokens trained per epoch (%.1f%% of the windows, %.1f%% padding)\n",
+        which, (unsigned long long)in.n_packed, (unsigned long long)in.n_windows, seq_len + 1,
+        (unsigned long long)in.n_target_tokens,
+        100.0 * (double)in.n_target_tokens / (double)HM_MAX(tokens->n_tokens, 1),
+        100.0 * (double)in.n_pad_tokens / (double)HM_MAX(tokens->n_tokens, 1));
     if (in.n_no_reply || in.n_too_long)
-        fprintf(stderr, "Chat data (%s): skipped %llu conversations without an assistant reply; dropped %llu longer "
-                "than a window of %d tokens (too-long conversations are dropped, never cut: raise --seq-len to "
-                "keep them)\n", which, (unsigned long long)in.n_no_reply, (unsigned long long)in.n_too_long,
+        fprintf(stderr,
+                "Chat data (%s): skipped %llu conversations without an assistant reply; dropped "
+                "%llu longer "
+                "than a window of %d tokens (too-long conversations are dropped, never cut: raise "
+                "--seq-len to "
+                "keep them)\n",
+                which, (unsigned long long)in.n_no_reply, (unsigned long long)in.n_too_long,
                 seq_len + 1);
     return HM_OK;
 }

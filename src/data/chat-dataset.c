@@ -26,7 +26,8 @@ static bool is_jsonl(const char *path)
 }
 
 /* The first non-blank line of `path`; *text NULL when there is none. */
-static enum hm_status first_record(const char *path, struct hm_reader **r, const char **text, size_t *len)
+static enum hm_status first_record(const char *path, struct hm_reader **r, const char **text,
+                                   size_t *len)
 {
     struct hm_reader_opts ro = {HM_READER_LINES, NULL};
     enum hm_status st = hm_reader_open(path, &ro, r);
@@ -36,7 +37,8 @@ static enum hm_status first_record(const char *path, struct hm_reader **r, const
     return st;
 }
 
-enum hm_status hm_data_format_detect(const char *const *paths, int n_paths, enum hm_data_format *out)
+enum hm_status hm_data_format_detect(const char *const *paths, int n_paths,
+                                     enum hm_data_format *out)
 {
     *out = HM_DATA_TEXT;
     if (n_paths == 0 || !is_jsonl(paths[0]))
@@ -111,8 +113,8 @@ static enum hm_status pack(struct packer *p, const struct hm_chat_tokens *conv)
     return HM_OK;
 }
 
-static enum hm_status read_file(struct hm_tokenizer *tok, const struct hm_chat_ids *sp, const char *path,
-                                struct packer *p)
+static enum hm_status read_file(struct hm_tokenizer *tok, const struct hm_chat_ids *sp,
+                                const char *path, struct packer *p)
 {
     struct hm_reader_opts ro = {HM_READER_LINES, NULL};
     struct hm_reader *r;
@@ -133,9 +135,11 @@ static enum hm_status read_file(struct hm_tokenizer *tok, const struct hm_chat_i
             break;
         }
         if (kind != HM_RECORD_CHAT) {
-            st = hm_fail(HM_ERR_FORMAT, "%s:%llu: a plain record among chat records: every record needs "
-                         "\"messages\" or \"conversations\" (train text and chat data in separate runs)",
-                         path, line);
+            st = hm_fail(
+                HM_ERR_FORMAT,
+                "%s:%llu: a plain record among chat records: every record needs "
+                "\"messages\" or \"conversations\" (train text and chat data in separate runs)",
+                path, line);
             break;
         }
         p->info->n_records++;
@@ -165,20 +169,24 @@ enum hm_status hm_chat_dataset_open(struct hm_tokenizer *tok, const struct hm_ch
     if (st != HM_OK)
         return st;
     int64_t pad = hm_tokenizer_token_to_id(tok, "<pad>");
-    struct packer p = {.W = (size_t)o->seq_len + 1, .pad = pad >= 0 ? (uint32_t)pad : sp.im_end, .info = info};
+    struct packer p = {
+        .W = (size_t)o->seq_len + 1, .pad = pad >= 0 ? (uint32_t)pad : sp.im_end, .info = info};
     int n_inputs = o->n_paths > 0 ? o->n_paths : 1;
     for (int i = 0; i < n_inputs && st == HM_OK; i++) {
         const char *path = o->n_paths > 0 ? o->paths[i] : "-";
         if (o->n_paths > 0 && !is_jsonl(path))
-            st = hm_fail(HM_ERR_USAGE, "%s: chat data must be .jsonl records with \"messages\" or "
-                         "\"conversations\"", path);
+            st = hm_fail(HM_ERR_USAGE,
+                         "%s: chat data must be .jsonl records with \"messages\" or "
+                         "\"conversations\"",
+                         path);
         else
             st = read_file(tok, &sp, path, &p);
     }
     if (st == HM_OK)
         st = pad_window(&p);
     if (st == HM_OK && info->n_target_tokens == 0)
-        st = hm_fail(HM_ERR_USAGE, "the chat data has no assistant reply to train on (%llu conversations: "
+        st = hm_fail(HM_ERR_USAGE,
+                     "the chat data has no assistant reply to train on (%llu conversations: "
                      "%llu without a reply, %llu longer than --seq-len %d + 1 tokens)",
                      (unsigned long long)info->n_records, (unsigned long long)info->n_no_reply,
                      (unsigned long long)info->n_too_long, o->seq_len);
@@ -191,11 +199,11 @@ enum hm_status hm_chat_dataset_open(struct hm_tokenizer *tok, const struct hm_ch
     for (size_t i = 0; fl && i < p.all.n; i++)
         fl[i] = p.all.flags[i];
     bool hit = false;
-    if (st == HM_OK &&
-        ((st = hm_token_cache_write(o->cache_path, key, hm_tokenizer_vocab_size(tok), p.all.ids, p.all.n)) != HM_OK ||
-         (st = hm_token_cache_write(o->flags_path, key, 4, fl, p.all.n)) != HM_OK ||
-         (st = hm_token_cache_open(o->cache_path, key, tokens, &hit)) != HM_OK ||
-         (st = hm_token_cache_open(o->flags_path, key, flags, &hit)) != HM_OK))
+    if (st == HM_OK && ((st = hm_token_cache_write(o->cache_path, key, hm_tokenizer_vocab_size(tok),
+                                                   p.all.ids, p.all.n)) != HM_OK ||
+                        (st = hm_token_cache_write(o->flags_path, key, 4, fl, p.all.n)) != HM_OK ||
+                        (st = hm_token_cache_open(o->cache_path, key, tokens, &hit)) != HM_OK ||
+                        (st = hm_token_cache_open(o->flags_path, key, flags, &hit)) != HM_OK))
         hm_token_cache_close(tokens);
     if (st == HM_OK)
         tokens->flags = flags;

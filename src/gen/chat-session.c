@@ -18,23 +18,24 @@ struct hm_chat_session {
     struct hm_sampler *sampler;
     struct hm_chat_session_opts opts;
     struct hm_chat_ids sp;
-    int32_t eos;           /* <eos> or <|endoftext|>, -1 when absent */
+    int32_t eos; /* <eos> or <|endoftext|>, -1 when absent */
     int ctx_len, vocab;
     struct hm_kv_cache *cache;
     struct hm_infer_graph dec; /* T = 1 */
     float *logits;
-    int32_t *hist;         /* ctx_len + 1 */
+    int32_t *hist; /* ctx_len + 1 */
     int n_hist;
     struct hm_chat_conv conv; /* the system prompt (when set) first, then the turns */
     bool has_system;
-    struct hm_chat_tokens feed; /* the next prefill */
+    struct hm_chat_tokens feed;  /* the next prefill */
     struct hm_chat_tokens reply; /* ids of the reply being generated */
     uint32_t pending[3];
     int n_pending;
 };
 
-enum hm_status hm_chat_session_new(struct hm_model *m, struct hm_tokenizer *tok, const char *tok_name,
-                                   struct hm_sampler *smp, const struct hm_chat_session_opts *opts,
+enum hm_status hm_chat_session_new(struct hm_model *m, struct hm_tokenizer *tok,
+                                   const char *tok_name, struct hm_sampler *smp,
+                                   const struct hm_chat_session_opts *opts,
                                    struct hm_chat_session **out)
 {
     *out = NULL;
@@ -48,8 +49,9 @@ enum hm_status hm_chat_session_new(struct hm_model *m, struct hm_tokenizer *tok,
     s->eos = (int32_t)(eos >= 0 ? eos : hm_tokenizer_token_to_id(tok, "<|endoftext|>"));
     enum hm_status st = hm_chat_special_ids(tok, tok_name, &s->sp);
     if (st == HM_OK && (s->sp.im_end >= (uint32_t)s->vocab || s->sp.im_start >= (uint32_t)s->vocab))
-        st = hm_fail(HM_ERR_MISMATCH, "tokenizer %s has chat tokens outside the model's vocabulary (%d)",
-                     tok_name, s->vocab);
+        st = hm_fail(HM_ERR_MISMATCH,
+                     "tokenizer %s has chat tokens outside the model's vocabulary (%d)", tok_name,
+                     s->vocab);
     if (st == HM_OK && (!(s->logits = hm_malloc((size_t)s->vocab * sizeof *s->logits)) ||
                         !(s->hist = hm_malloc((size_t)(s->ctx_len + 1) * sizeof *s->hist))))
         st = hm_fail(HM_ERR_NOMEM, "out of memory for a chat session");
@@ -115,7 +117,8 @@ static int drop_oldest_turn(struct hm_chat_session *s)
         n = 2;
     for (int i = first; i < first + n; i++)
         hm_free(s->conv.msgs[i].content);
-    memmove(s->conv.msgs + first, s->conv.msgs + first + n, (size_t)(s->conv.n - first - n) * sizeof *s->conv.msgs);
+    memmove(s->conv.msgs + first, s->conv.msgs + first + n,
+            (size_t)(s->conv.n - first - n) * sizeof *s->conv.msgs);
     s->conv.n -= n;
     return 1;
 }
@@ -144,9 +147,10 @@ static enum hm_status plan_feed(struct hm_chat_session *s, int room, int *droppe
         if ((int)s->feed.n + room <= s->ctx_len)
             break;
         if (s->conv.n - (s->has_system ? 1 : 0) <= 1)
-            return hm_fail(HM_ERR_USAGE, "the message needs %zu tokens with the system prompt, more than the "
-                           "model's context of %d leaves room for (%d kept for the reply)", s->feed.n, s->ctx_len,
-                           room);
+            return hm_fail(HM_ERR_USAGE,
+                           "the message needs %zu tokens with the system prompt, more than the "
+                           "model's context of %d leaves room for (%d kept for the reply)",
+                           s->feed.n, s->ctx_len, room);
         *dropped += drop_oldest_turn(s);
     }
     s->n_hist = 0;
@@ -169,14 +173,16 @@ static enum hm_status keep_reply(struct hm_chat_session *s)
     char *text = st == HM_OK ? hm_malloc(n + 1) : NULL;
     if (st == HM_OK && !text)
         st = hm_fail(HM_ERR_NOMEM, "out of memory for a reply");
-    if (st == HM_OK && (st = hm_tokenizer_decode(s->tok, s->reply.ids, s->reply.n, true, text, n + 1, &n)) == HM_OK)
+    if (st == HM_OK && (st = hm_tokenizer_decode(s->tok, s->reply.ids, s->reply.n, true, text,
+                                                 n + 1, &n)) == HM_OK)
         st = hm_chat_conv_add(&s->conv, HM_ROLE_ASSISTANT, text, n);
     hm_free(text);
     return st;
 }
 
-enum hm_status hm_chat_reply(struct hm_chat_session *s, const char *user, size_t len, hm_token_fn on_token,
-                             void *user_data, struct hm_chat_reply_stats *stats)
+enum hm_status hm_chat_reply(struct hm_chat_session *s, const char *user, size_t len,
+                             hm_token_fn on_token, void *user_data,
+                             struct hm_chat_reply_stats *stats)
 {
     memset(stats, 0, sizeof *stats);
     int max_new = s->opts.max_new_tokens > 0 ? s->opts.max_new_tokens : s->ctx_len;
