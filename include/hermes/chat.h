@@ -66,13 +66,12 @@ HM_API bool hm_chat_has_reply(const struct hm_chat_conv *c);
 
 /* ---- rendering and tokens ------------------------------------------------------------------- */
 
-/* The ChatML text (NUL-terminated, free with hm_chat_text_free). */
+/* The ChatML text (NUL-terminated, free with hm_free). */
 HM_API enum hm_status hm_chat_render(const struct hm_chat_conv *c, bool add_generation_prompt,
                                      char **text, size_t *len);
-HM_API void hm_chat_text_free(char *text);
 
 struct hm_chat_ids {
-    uint32_t im_start, im_end;
+    hm_token im_start, im_end;
 };
 /* The ids of <|im_start|> and <|im_end|>; HM_ERR_MISMATCH naming the tokenizer when it lacks them. */
 HM_API enum hm_status hm_chat_special_ids(const struct hm_tokenizer *tok, const char *tok_name,
@@ -90,7 +89,7 @@ enum {
     HM_TOKEN_DOC_START = 2 /* first token of a conversation (packing) */
 };
 struct hm_chat_tokens {
-    uint32_t *ids;
+    hm_token *ids;
     uint8_t *flags;
     size_t n, cap;
 };
@@ -112,7 +111,7 @@ HM_API void hm_chat_tokens_free(struct hm_chat_tokens *t);
  * the conversation of position i begins, for hm_attention_docs.
  */
 HM_API void hm_chat_window_mask(const struct hm_token_cache *flags, uint64_t start, int T,
-                                bool all_targets, int32_t *targets, int32_t *doc_start);
+                                bool all_targets, hm_token *targets, int32_t *doc_start);
 
 /* ---- multi-turn session ----------------------------------------------------------------------- */
 
@@ -126,6 +125,8 @@ struct hm_chat_session;
 struct hm_chat_session_opts {
     int max_new_tokens; /* per reply; 0 = up to the context */
 };
+/* max_new_tokens 0. */
+HM_API struct hm_chat_session_opts hm_chat_session_opts_default(void);
 HM_API enum hm_status hm_chat_session_new(struct hm_model *m, struct hm_tokenizer *tok,
                                           const char *tok_name, struct hm_sampler *s,
                                           const struct hm_chat_session_opts *opts,

@@ -32,6 +32,9 @@ struct hm_dataset_info {
     double seconds;
 };
 
+/* Standard input, text field "text", no cache path (set one), all threads. */
+HM_API struct hm_dataset_opts hm_dataset_opts_default(void);
+
 /* Open (or build) the token cache for the inputs. HM_ERR_USAGE for empty data, HM_ERR_IO for an
  * unreadable file, HM_ERR_FORMAT for malformed JSONL (with file and line), HM_ERR_MISMATCH when the
  * tokenizer has no <eos>. */
@@ -55,6 +58,9 @@ struct hm_chat_dataset_opts {
     const char *flags_path;   /* per-token flags (HM_TOKEN_*), a token cache of values 0..3 */
     const char *tok_name;     /* for error messages */
 };
+
+/* Standard input, seq_len 256 (the trainer's default), no paths set. */
+HM_API struct hm_chat_dataset_opts hm_chat_dataset_opts_default(void);
 
 struct hm_chat_dataset_info {
     uint64_t n_records;   /* conversations read */

@@ -42,7 +42,7 @@ enum hm_status hm_chat_add_tokens(const struct hm_tokenizer *tok, const char *to
         return st;
     json_error_t err;
     json_t *root = json_loads(js, 0, &err);
-    hm_tokenizer_string_free(js);
+    hm_free(js);
     js = NULL;
     json_t *added = root ? json_object_get(root, "added_tokens") : NULL;
     uint32_t V = hm_tokenizer_vocab_size(tok);

@@ -167,11 +167,6 @@ enum hm_status hm_chat_render(const struct hm_chat_conv *c, bool add_generation_
     return HM_OK;
 }
 
-void hm_chat_text_free(char *text)
-{
-    hm_free(text);
-}
-
 /* ---- tokens ----------------------------------------------------------------------------------- */
 
 enum hm_status hm_chat_special_ids(const struct hm_tokenizer *tok, const char *tok_name,
@@ -179,15 +174,15 @@ enum hm_status hm_chat_special_ids(const struct hm_tokenizer *tok, const char *t
 {
     int64_t s = hm_tokenizer_token_to_id(tok, HM_CHAT_IM_START),
             e = hm_tokenizer_token_to_id(tok, HM_CHAT_IM_END);
-    if (s < 0 || e < 0 || !hm_tokenizer_is_special(tok, (uint32_t)s) ||
-        !hm_tokenizer_is_special(tok, (uint32_t)e))
+    if (s < 0 || e < 0 || !hm_tokenizer_is_special(tok, s) ||
+        !hm_tokenizer_is_special(tok, e))
         return hm_fail(
             HM_ERR_MISMATCH,
             "tokenizer %s has no %s and %s special tokens for chat (a new "
             "tokenizer gets them; train --format chat --checkpoint adds them to an old one)",
             tok_name ? tok_name : "", HM_CHAT_IM_START, HM_CHAT_IM_END);
-    ids->im_start = (uint32_t)s;
-    ids->im_end = (uint32_t)e;
+    ids->im_start = s;
+    ids->im_end = e;
     return HM_OK;
 }
 
@@ -204,7 +199,7 @@ enum hm_status hm_chat_tokens_reserve(struct hm_chat_tokens *t, size_t extra)
     return HM_OK;
 }
 
-static enum hm_status push_id(struct hm_chat_tokens *t, uint32_t id, uint8_t flag)
+static enum hm_status push_id(struct hm_chat_tokens *t, hm_token id, uint8_t flag)
 {
     enum hm_status st = hm_chat_tokens_reserve(t, 1);
     if (st == HM_OK) {
@@ -260,7 +255,7 @@ void hm_chat_tokens_free(struct hm_chat_tokens *t)
 }
 
 void hm_chat_window_mask(const struct hm_token_cache *flags, uint64_t start, int T,
-                         bool all_targets, int32_t *targets, int32_t *doc_start)
+                         bool all_targets, hm_token *targets, int32_t *doc_start)
 {
     for (int i = 0; i < T; i++) {
         uint32_t in = hm_token_at(flags, start + i), out = hm_token_at(flags, start + i + 1);

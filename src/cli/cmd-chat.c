@@ -22,12 +22,12 @@ struct chat_out {
 };
 
 /* Stream one reply token; a Ctrl-C (SIGINT) stops the reply, not the program. */
-static bool on_token(int32_t id, void *user)
+static bool on_token(hm_token id, void *user)
 {
     struct chat_out *o = user;
     const char *text;
     size_t len;
-    if ((o->st = hm_decode_stream_push(o->ds, (uint32_t)id, &text, &len)) != HM_OK)
+    if ((o->st = hm_decode_stream_push(o->ds, id, &text, &len)) != HM_OK)
         return false;
     fwrite(text, 1, len, stdout);
     fflush(stdout);
@@ -142,7 +142,7 @@ static enum hm_status loop(struct hm_chat_session *s, const struct hm_tokenizer 
 
 enum hm_status cmd_chat(int argc, char **argv)
 {
-    struct cli_gen_args a = CLI_GEN_ARGS_DEFAULTS;
+    struct cli_gen_args a = cli_gen_args_default();
     const char *system = NULL;
     bool help = false;
     a.max_tokens = 0;
@@ -174,7 +174,8 @@ enum hm_status cmd_chat(int argc, char **argv)
         st = hm_fail(st, "chat: %s", hm_last_error());
         goto out;
     }
-    struct hm_chat_session_opts co = {(int)a.max_tokens};
+    struct hm_chat_session_opts co = hm_chat_session_opts_default();
+    co.max_new_tokens = (int)a.max_tokens;
     if ((st = cli_gen_load_model("chat", &a, &g)) != HM_OK ||
         (st = hm_chat_session_new(g.model, g.tok, a.tokenizer, g.sampler, &co, &s)) != HM_OK ||
         (st = hm_chat_session_set_system(s, system)) != HM_OK)

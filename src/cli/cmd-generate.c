@@ -1,10 +1,10 @@
 /*
- * cmd-generate.c - `hermes-llm generate`: load a checkpoint, its config and a tokenizer, then
- * stream the prompt and the generated text to stdout at UTF-8 character boundaries. Everything
+ * cmd-generate.c - `hermes-llm generate`: load a checkpoint, its config and a tokenizer (gen-setup.h,
+ * shared with `chat`), then stream the prompt and the generated text to stdout at UTF-8 character
+ * boundaries; with --chat the prompt is one user message to a chat model and only its reply is
+ * printed. Everything
  * else (the random seed when none was given, the context-limit note, statistics) goes to stderr,
  * after every input has been checked, so an error is the only line a failing run prints.
- * With --chat the prompt is one user message (after an optional --system prompt) rendered as
- * ChatML, and only the assistant's reply is printed.
  */
 #include "commands.h"
 #include "gen-setup.h"
@@ -19,12 +19,12 @@ struct stream_ctx {
     enum hm_status st;
 };
 
-static bool emit(int32_t id, void *user)
+static bool emit(hm_token id, void *user)
 {
     struct stream_ctx *c = user;
     const char *text;
     size_t len;
-    if ((c->st = hm_decode_stream_push(c->ds, (uint32_t)id, &text, &len)) != HM_OK)
+    if ((c->st = hm_decode_stream_push(c->ds, id, &text, &len)) != HM_OK)
         return false;
     if (len) {
         fwrite(text, 1, len, stdout);
@@ -57,95 +57,104 @@ static enum hm_status read_stdin(char **out, size_t *len)
     return HM_OK;
 }
 
-enum hm_status cmd_generate(int argc, char **argv)
+struct gen_args {
+    struct cli_gen_args g;
+    const char *prompt, *system;
+    bool no_eos, chat, help;
+};
+
+static enum hm_status parse_args(int argc, char **argv, struct gen_args *a)
 {
-    struct cli_gen_args a = CLI_GEN_ARGS_DEFAULTS;
-    const char *prompt = NULL, *system = NULL;
-    bool no_eos = false, help = false, chat = false;
+    *a = (struct gen_args){.g = cli_gen_args_default()};
     const struct cli_opt opts[] = {
-        {"prompt", 'p', CLI_STRING, &prompt, "TEXT", "Prompt text, or - to read it from standard input", NULL},
-        CLI_GEN_OPTS(&a, "100"),
-        {"no-eos", 0, CLI_FLAG, &no_eos, NULL, "Do not stop at <eos>", NULL},
-        {"chat", 0, CLI_FLAG, &chat, NULL, "The prompt is a user message to a chat model: print its reply", NULL},
-        {"system", 0, CLI_STRING, &system, "TEXT", "With --chat: the system prompt", "none"},
+        {"prompt", 'p', CLI_STRING, &a->prompt, "TEXT", "Prompt text, or - to read it from standard input", NULL},
+        CLI_GEN_OPTS(&a->g, "100"),
+        {"no-eos", 0, CLI_FLAG, &a->no_eos, NULL, "Do not stop at <eos>", NULL},
+        {"chat", 0, CLI_FLAG, &a->chat, NULL, "The prompt is a user message to a chat model: print its reply", NULL},
+        {"system", 0, CLI_STRING, &a->system, "TEXT", "With --chat: the system prompt", "none"},
         {0},
     };
-    enum hm_status st = cli_parse("generate", opts, argc, argv, &help);
+    enum hm_status st = cli_parse("generate", opts, argc, argv, &a->help);
     if (st != HM_OK)
         return st;
-    if (help) {
+    if (a->help) {
         cli_usage(stdout, "generate", "-c CHECKPOINT -t tokenizer.json -p PROMPT [--chat] [options]",
                   "Generate text from a trained checkpoint, streaming it to standard output.", opts);
         return HM_OK;
     }
-    if (!a.checkpoint || !a.tokenizer || !prompt)
+    if (!a->g.checkpoint || !a->g.tokenizer || !a->prompt)
         return hm_fail(HM_ERR_USAGE, "generate: --checkpoint, --tokenizer and --prompt are required");
-    if (system && !chat)
+    if (a->system && !a->chat)
         return hm_fail(HM_ERR_USAGE, "generate: --system needs --chat");
-    struct cli_gen g;
+    return HM_OK;
+}
+
+/* The prompt text, from the flag or standard input. */
+static enum hm_status read_prompt(const struct gen_args *a, char **ptext, size_t *plen)
+{
+    if (strcmp(a->prompt, "-") == 0)
+        return read_stdin(ptext, plen);
+    if (!(*ptext = strdup(a->prompt)))
+        return hm_fail(HM_ERR_NOMEM, "out of memory");
+    *plen = strlen(a->prompt);
+    return HM_OK;
+}
+
+/* The prompt's ids, which must fit the model's context. A chat message may be empty (the chat
+ * template still makes a prompt of it). */
+static enum hm_status encode_prompt(struct hm_tokenizer *tok, int max_seq_len, bool chat, const char *ptext,
+                                    size_t plen, hm_token **ids, size_t *n)
+{
+    enum hm_status st;
+    if ((st = hm_tokenizer_encode(tok, ptext, plen, NULL, 0, n)) != HM_OK)
+        return st;
+    if (*n == 0 && !chat)
+        return hm_fail(HM_ERR_USAGE, "generate: the prompt is empty");
+    if (*n > (size_t)max_seq_len)
+        return hm_fail(HM_ERR_USAGE, "generate: the prompt is %zu tokens, more than the model's max_seq_len %d",
+                       *n, max_seq_len);
+    if (!(*ids = malloc((*n ? *n : 1) * sizeof **ids)))
+        return hm_fail(HM_ERR_NOMEM, "out of memory");
+    return hm_tokenizer_encode(tok, ptext, plen, *ids, *n, n);
+}
+
+static void print_stats(const struct gen_args *a, const struct hm_generate_stats *gs, int max_seq_len)
+{
+    if (gs->stop == HM_STOP_CONTEXT_FULL)
+        fprintf(stderr, "note: stopped after %d of %ld new tokens: the model's context limit is "
+                "max_seq_len %d tokens\n", gs->new_tokens, a->g.max_tokens, max_seq_len);
+    fprintf(stderr, "prompt tokens: %d, prefill %.1f tok/s, time to first token %.1f ms, "
+            "decode %.1f tok/s (%d new tokens)%s\n", gs->prompt_tokens,
+            gs->prefill_s > 0 ? gs->prompt_tokens / gs->prefill_s : 0.0, gs->prefill_s * 1000.0,
+            gs->decode_s > 0 ? gs->decode_steps / gs->decode_s : 0.0, gs->new_tokens,
+            gs->stop == HM_STOP_EOS ? ", stopped at <eos>" : "");
+}
+
+/* The prompt, then the new text (or, with --chat, the reply alone), streamed to stdout. */
+static enum hm_status run_generation(const struct gen_args *a, struct cli_gen *g, const char *ptext, size_t plen,
+                                     const hm_token *ids, size_t n)
+{
     struct hm_decode_stream *ds = NULL;
     struct hm_chat_session *session = NULL;
-    char *ptext = NULL;
-    size_t plen = 0;
-    uint32_t *ids = NULL;
-    int32_t *prompt_ids = NULL;
-    if ((st = cli_gen_load("generate", &a, &g)) != HM_OK)
+    enum hm_status st;
+    if ((st = hm_decode_stream_new(g->tok, true, &ds)) != HM_OK)
         return st;
-    const struct hm_model_config *cfg = &g.cfg;
-    if (strcmp(prompt, "-") == 0) {
-        if ((st = read_stdin(&ptext, &plen)) != HM_OK)
-            goto out;
-    } else {
-        ptext = strdup(prompt);
-        plen = strlen(prompt);
-    }
-    size_t n = 0;
-    struct hm_chat_ids chat_ids;
-    if (chat && (st = hm_chat_special_ids(g.tok, a.tokenizer, &chat_ids)) != HM_OK) {
-        st = hm_fail(st, "generate: --chat: %s", hm_last_error());
-        goto out;
-    }
-    if ((st = hm_tokenizer_encode(g.tok, ptext, plen, NULL, 0, &n)) != HM_OK)
-        goto out;
-    if (n == 0 && !chat) {
-        st = hm_fail(HM_ERR_USAGE, "generate: the prompt is empty");
-        goto out;
-    }
-    if (n > (size_t)cfg->max_seq_len) {
-        st = hm_fail(HM_ERR_USAGE, "generate: the prompt is %zu tokens, more than the model's max_seq_len %d",
-                     n, cfg->max_seq_len);
-        goto out;
-    }
-    ids = malloc((n ? n : 1) * sizeof *ids);
-    prompt_ids = malloc((n ? n : 1) * sizeof *prompt_ids);
-    if (!ids || !prompt_ids) {
-        st = hm_fail(HM_ERR_NOMEM, "out of memory");
-        goto out;
-    }
-    if ((st = hm_tokenizer_encode(g.tok, ptext, plen, ids, n, &n)) != HM_OK)
-        goto out;
-    for (size_t i = 0; i < n; i++)
-        prompt_ids[i] = (int32_t)ids[i];
-    if ((st = cli_gen_load_model("generate", &a, &g)) != HM_OK ||
-        (st = hm_decode_stream_new(g.tok, true, &ds)) != HM_OK)
-        goto out;
     struct stream_ctx sc = {ds, HM_OK};
-    struct hm_generate_stats gs = {0};
-    if (chat) {
-        struct hm_chat_session_opts co = {(int)a.max_tokens};
+    struct hm_generate_stats gs;
+    if (a->chat) {
+        struct hm_chat_session_opts co = hm_chat_session_opts_default();
         struct hm_chat_reply_stats rs;
-        if ((st = hm_chat_session_new(g.model, g.tok, a.tokenizer, g.sampler, &co, &session)) != HM_OK ||
-            (st = hm_chat_session_set_system(session, system)) != HM_OK)
-            goto out;
-        st = hm_chat_reply(session, ptext, plen, emit, &sc, &rs);
+        co.max_new_tokens = (int)a->g.max_tokens;
+        if ((st = hm_chat_session_new(g->model, g->tok, a->g.tokenizer, g->sampler, &co, &session)) == HM_OK &&
+            (st = hm_chat_session_set_system(session, a->system)) == HM_OK)
+            st = hm_chat_reply(session, ptext, plen, emit, &sc, &rs);
     } else {
-        int64_t eos = hm_tokenizer_token_to_id(g.tok, "<eos>");
-        if (eos < 0)
-            eos = hm_tokenizer_token_to_id(g.tok, "<|endoftext|>");
-        struct hm_generate_opts go = {(int)a.max_tokens, no_eos ? -1 : (int32_t)eos};
+        struct hm_generate_opts go = hm_generate_opts_default();
+        go.max_new_tokens = (int)a->g.max_tokens;
+        go.eos_id = a->no_eos ? -1 : hm_tokenizer_eos_id(g->tok);
         fwrite(ptext, 1, plen, stdout);
         fflush(stdout);
-        st = hm_generate(g.model, prompt_ids, (int)n, &go, g.sampler, emit, &sc, &gs);
+        st = hm_generate(g->model, ids, (int)n, &go, g->sampler, emit, &sc, &gs);
     }
     if (st == HM_OK && sc.st != HM_OK)
         st = sc.st;
@@ -155,21 +164,39 @@ enum hm_status cmd_generate(int argc, char **argv)
     fwrite(rest, 1, rlen, stdout);
     fputc('\n', stdout);
     fflush(stdout);
-    if (st == HM_OK && !chat && gs.stop == HM_STOP_CONTEXT_FULL)
-        fprintf(stderr, "note: stopped after %d of %ld new tokens: the model's context limit is "
-                "max_seq_len %d tokens\n", gs.new_tokens, a.max_tokens, cfg->max_seq_len);
-    if (st == HM_OK && !chat)
-        fprintf(stderr, "prompt tokens: %d, prefill %.1f tok/s, time to first token %.1f ms, "
-                "decode %.1f tok/s (%d new tokens)%s\n", gs.prompt_tokens,
-                gs.prefill_s > 0 ? gs.prompt_tokens / gs.prefill_s : 0.0, gs.prefill_s * 1000.0,
-                gs.decode_s > 0 ? gs.decode_steps / gs.decode_s : 0.0, gs.new_tokens,
-                gs.stop == HM_STOP_EOS ? ", stopped at <eos>" : "");
-out:
+    if (st == HM_OK && !a->chat)
+        print_stats(a, &gs, g->cfg.max_seq_len);
     hm_chat_session_free(session);
     hm_decode_stream_free(ds);
+    return st;
+}
+
+enum hm_status cmd_generate(int argc, char **argv)
+{
+    struct gen_args a;
+    enum hm_status st = parse_args(argc, argv, &a);
+    if (st != HM_OK || a.help)
+        return st;
+    struct cli_gen g;
+    struct hm_chat_ids chat_ids;
+    char *ptext = NULL;
+    size_t plen = 0, n = 0;
+    hm_token *ids = NULL;
+    if ((st = cli_gen_load("generate", &a.g, &g)) != HM_OK)
+        return st;
+    if (a.chat && (st = hm_chat_special_ids(g.tok, a.g.tokenizer, &chat_ids)) != HM_OK) {
+        st = hm_fail(st, "generate: --chat: %s", hm_last_error());
+        goto out;
+    }
+    if ((st = read_prompt(&a, &ptext, &plen)) != HM_OK ||
+        (st = encode_prompt(g.tok, g.cfg.max_seq_len, a.chat, ptext, plen, &ids, &n)) != HM_OK)
+        goto out;
+    if ((st = cli_gen_load_model("generate", &a.g, &g)) != HM_OK)
+        goto out;
+    st = run_generation(&a, &g, ptext, plen, ids, n);
+out:
     cli_gen_free(&g);
     free(ptext);
     free(ids);
-    free(prompt_ids);
     return st;
 }

@@ -10,6 +10,14 @@
 #include <time.h>
 #include <unistd.h>
 
+struct cli_gen_args cli_gen_args_default(void)
+{
+    struct hm_sampler_opts sd = hm_sampler_opts_default();
+    return (struct cli_gen_args){.device = "auto", .dtype = "auto",
+                                 .max_tokens = hm_generate_opts_default().max_new_tokens, .top_k = sd.top_k,
+                                 .temperature = sd.temperature, .top_p = sd.top_p, .rep = sd.repetition_penalty};
+}
+
 void cli_gen_free(struct cli_gen *g)
 {
     hm_sampler_free(g->sampler);
@@ -84,8 +92,9 @@ enum hm_status cli_gen_load_model(const char *cmd, struct cli_gen_args *a, struc
                          ((1ull << 62) - 1));
         fprintf(stderr, "seed: %ld\n", a->seed);
     }
-    struct hm_sampler_opts so = {(float)a->temperature, (int)a->top_k, (float)a->top_p,
-                                 (float)a->rep, (uint64_t)a->seed};
+    struct hm_sampler_opts so = hm_sampler_opts_default();
+    so.temperature = (float)a->temperature, so.top_k = (int)a->top_k, so.top_p = (float)a->top_p;
+    so.repetition_penalty = (float)a->rep, so.seed = (uint64_t)a->seed;
     if ((st = hm_sampler_new(g->cfg.vocab_size, &so, &g->sampler)) == HM_OK)
         return HM_OK;
 fail:

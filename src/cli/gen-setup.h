@@ -16,8 +16,8 @@ struct cli_gen_args {
     bool seed_given;
 };
 
-#define CLI_GEN_ARGS_DEFAULTS {.device = "auto", .dtype = "auto", .max_tokens = 100, .temperature = 0.8, \
-                               .top_p = 1.0, .rep = 1.0}
+/* Device and dtype auto, the sampler's and the generator's library defaults. */
+struct cli_gen_args cli_gen_args_default(void);
 
 /* The option rows, for the middle of a command's table; max_help describes --max-tokens' default. */
 #define CLI_GEN_OPTS(a, max_help)                                                                                    \

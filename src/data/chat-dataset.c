@@ -9,6 +9,11 @@
 
 #include <string.h>
 
+struct hm_chat_dataset_opts hm_chat_dataset_opts_default(void)
+{
+    return (struct hm_chat_dataset_opts){.seq_len = 256, .tok_name = "tokenizer"};
+}
+
 enum hm_status hm_data_format_parse(const char *s, enum hm_data_format *out)
 {
     static const char *const names[] = {"auto", "text", "chat"};
@@ -63,7 +68,7 @@ struct packer {
     struct hm_chat_tokens all; /* the packed stream */
     size_t W;                  /* window: seq_len + 1 tokens */
     size_t fill;               /* tokens in the current window */
-    uint32_t pad;
+    hm_token pad;
     struct hm_chat_dataset_info *info;
 };
 
@@ -168,9 +173,9 @@ enum hm_status hm_chat_dataset_open(struct hm_tokenizer *tok, const struct hm_ch
     enum hm_status st = hm_chat_special_ids(tok, o->tok_name, &sp);
     if (st != HM_OK)
         return st;
-    int64_t pad = hm_tokenizer_token_to_id(tok, "<pad>");
+    hm_token pad = hm_tokenizer_token_to_id(tok, "<pad>");
     struct packer p = {
-        .W = (size_t)o->seq_len + 1, .pad = pad >= 0 ? (uint32_t)pad : sp.im_end, .info = info};
+        .W = (size_t)o->seq_len + 1, .pad = pad >= 0 ? pad : sp.im_end, .info = info};
     int n_inputs = o->n_paths > 0 ? o->n_paths : 1;
     for (int i = 0; i < n_inputs && st == HM_OK; i++) {
         const char *path = o->n_paths > 0 ? o->paths[i] : "-";
@@ -193,7 +198,7 @@ enum hm_status hm_chat_dataset_open(struct hm_tokenizer *tok, const struct hm_ch
     /* The key only has to tell the two files of one run apart from a stale pair. */
     uint64_t key = hm_hash64(HM_HASH64_INIT, p.all.ids, p.all.n * sizeof *p.all.ids);
     key = hm_hash64(key, p.all.flags, p.all.n);
-    uint32_t *fl = st == HM_OK ? hm_malloc(HM_MAX(p.all.n, 1) * sizeof *fl) : NULL;
+    hm_token *fl = st == HM_OK ? hm_malloc(HM_MAX(p.all.n, 1) * sizeof *fl) : NULL;
     if (st == HM_OK && !fl)
         st = hm_fail(HM_ERR_NOMEM, "out of memory for %zu chat tokens", p.all.n);
     for (size_t i = 0; fl && i < p.all.n; i++)

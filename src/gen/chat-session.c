@@ -18,20 +18,25 @@ struct hm_chat_session {
     struct hm_sampler *sampler;
     struct hm_chat_session_opts opts;
     struct hm_chat_ids sp;
-    int32_t eos; /* <eos> or <|endoftext|>, -1 when absent */
+    hm_token eos; /* <eos> or <|endoftext|>, -1 when absent */
     int ctx_len, vocab;
     struct hm_kv_cache *cache;
     struct hm_infer_graph dec; /* T = 1 */
     float *logits;
-    int32_t *hist; /* ctx_len + 1 */
+    hm_token *hist; /* ctx_len + 1 */
     int n_hist;
     struct hm_chat_conv conv; /* the system prompt (when set) first, then the turns */
     bool has_system;
     struct hm_chat_tokens feed;  /* the next prefill */
     struct hm_chat_tokens reply; /* ids of the reply being generated */
-    uint32_t pending[3];
+    hm_token pending[3];
     int n_pending;
 };
+
+struct hm_chat_session_opts hm_chat_session_opts_default(void)
+{
+    return (struct hm_chat_session_opts){.max_new_tokens = 0};
+}
 
 enum hm_status hm_chat_session_new(struct hm_model *m, struct hm_tokenizer *tok,
                                    const char *tok_name, struct hm_sampler *smp,
@@ -45,10 +50,9 @@ enum hm_status hm_chat_session_new(struct hm_model *m, struct hm_tokenizer *tok,
     const struct hm_model_config *c = hm_model_config(m);
     s->model = m, s->tok = tok, s->sampler = smp, s->opts = *opts;
     s->ctx_len = c->max_seq_len, s->vocab = c->vocab_size;
-    int64_t eos = hm_tokenizer_token_to_id(tok, "<eos>");
-    s->eos = (int32_t)(eos >= 0 ? eos : hm_tokenizer_token_to_id(tok, "<|endoftext|>"));
+    s->eos = hm_tokenizer_eos_id(tok);
     enum hm_status st = hm_chat_special_ids(tok, tok_name, &s->sp);
-    if (st == HM_OK && (s->sp.im_end >= (uint32_t)s->vocab || s->sp.im_start >= (uint32_t)s->vocab))
+    if (st == HM_OK && (s->sp.im_end >= s->vocab || s->sp.im_start >= s->vocab))
         st = hm_fail(HM_ERR_MISMATCH,
                      "tokenizer %s has chat tokens outside the model's vocabulary (%d)", tok_name,
                      s->vocab);
@@ -157,7 +161,7 @@ static enum hm_status plan_feed(struct hm_chat_session *s, int room, int *droppe
     return HM_OK;
 }
 
-static enum hm_status sample(struct hm_chat_session *s, struct hm_tensor *logits, int32_t *id)
+static enum hm_status sample(struct hm_chat_session *s, struct hm_tensor *logits, hm_token *id)
 {
     enum hm_status st = hm_tensor_get_f32(logits, s->logits, (size_t)s->vocab);
     if (st == HM_OK)
@@ -197,7 +201,7 @@ enum hm_status hm_chat_reply(struct hm_chat_session *s, const char *user, size_t
     struct hm_infer_graph pre = {0};
     int T = (int)s->feed.n, pos = s->n_hist;
     for (int i = 0; i < T; i++)
-        s->hist[pos + i] = (int32_t)s->feed.ids[i];
+        s->hist[pos + i] = s->feed.ids[i];
     stats->prefill_tokens = T;
     if ((st = hm_model_build_infer_graph(s->model, s->cache, T, &pre)) != HM_OK ||
         (st = hm_infer_run(&pre, s->hist + pos, pos)) != HM_OK) {
@@ -212,25 +216,25 @@ enum hm_status hm_chat_reply(struct hm_chat_session *s, const char *user, size_t
     stats->stop = HM_STOP_MAX_TOKENS;
     struct hm_tensor *logits = pre.logits;
     for (int i = 0; i < max_new; i++) {
-        int32_t id;
+        hm_token id;
         if ((st = sample(s, logits, &id)) != HM_OK)
             break;
-        if (id == (int32_t)s->sp.im_end || id == s->eos) {
+        if (id == s->sp.im_end || id == s->eos) {
             stats->stop = HM_STOP_EOS;
             break;
         }
         if ((st = hm_chat_tokens_reserve(&s->reply, 1)) != HM_OK)
             break;
-        s->reply.ids[s->reply.n++] = (uint32_t)id;
+        s->reply.ids[s->reply.n++] = id;
         stats->new_tokens++;
         if (on_token && !on_token(id, user_data)) {
             stats->stop = HM_STOP_CALLBACK;
-            s->pending[s->n_pending++] = (uint32_t)id;
+            s->pending[s->n_pending++] = id;
             break;
         }
         if (s->n_hist + 3 > s->ctx_len) { /* keep room for <|im_end|>\n: no more reply fits */
             stats->stop = HM_STOP_CONTEXT_FULL;
-            s->pending[s->n_pending++] = (uint32_t)id;
+            s->pending[s->n_pending++] = id;
             break;
         }
         s->hist[s->n_hist] = id;
@@ -242,7 +246,7 @@ enum hm_status hm_chat_reply(struct hm_chat_session *s, const char *user, size_t
     hm_infer_graph_free(&pre);
     if (st == HM_OK && (st = keep_reply(s)) == HM_OK) {
         /* what closes the reply is fed with the next user message */
-        uint32_t nl[2];
+        hm_token nl[2];
         size_t n_nl = 0;
         s->pending[s->n_pending++] = s->sp.im_end;
         if ((st = hm_tokenizer_encode(s->tok, "\n", 1, nl, 2, &n_nl)) == HM_OK && n_nl == 1)

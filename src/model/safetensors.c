@@ -308,12 +308,10 @@ static int span_cmp(const void *a, const void *b)
     return x->idx < y->idx ? -1 : x->idx > y->idx;
 }
 
-/* qsort has no context argument in C11; thread-local keeps concurrent opens safe */
-static _Thread_local const struct hm_st_tensor *name_sort_tensors;
-
-static int name_cmp(const void *a, const void *b)
+static int name_cmp(const void *a, const void *b, void *tensors)
 {
-    return strcmp(name_sort_tensors[*(const size_t *)a].name, name_sort_tensors[*(const size_t *)b].name);
+    const struct hm_st_tensor *t = tensors;
+    return strcmp(t[*(const size_t *)a].name, t[*(const size_t *)b].name);
 }
 
 static enum hm_status parse_meta(struct hm_st_file *f, json_t *m)
@@ -484,8 +482,7 @@ static enum hm_status parse_header(struct hm_st_file *f, json_t *root, uint64_t 
         }
         f->by_name[k] = k;
     }
-    name_sort_tensors = f->tensors;
-    qsort(f->by_name, n, sizeof *f->by_name, name_cmp);
+    qsort_r(f->by_name, n, sizeof *f->by_name, name_cmp, f->tensors);
 out:
     hm_free(tmp);
     hm_free(spans);

@@ -31,7 +31,7 @@ char *hm_strdup(const char *s);
 /* Resize *p to n elements of `size` bytes; on failure *p is kept as it was. For growing several
  * parallel arrays together: `ok &= hm_grow((void **)&a, n, sizeof *a)` for each, then check ok. */
 bool hm_grow(void **p, size_t n, size_t size);
-void hm_free(void *p);
+/* hm_free is public (hermes.h): the one way to free what the library returns. */
 
 /* a*b with overflow check: false on overflow. */
 static inline bool hm_mul_size(size_t a, size_t b, size_t *out)

@@ -64,7 +64,7 @@ static void test_render_matches_transformers(void **state)
         assert_int_equal(hm_chat_render(&c, gen, &text, &len), HM_OK);
         assert_int_equal(len, json_string_length(want));
         assert_memory_equal(text, json_string_value(want), len);
-        hm_chat_text_free(text);
+        hm_free(text);
         json_decref(js);
         hm_chat_conv_clear(&c);
         cases++;
@@ -133,7 +133,7 @@ static void test_tokens_and_mask(void **state)
     assert_int_equal(hm_tokenizer_decode(tok, t.ids, t.n, false, buf, sizeof buf, &n), HM_OK);
     assert_int_equal(n, len);
     assert_memory_equal(buf, text, len);
-    hm_chat_text_free(text);
+    hm_free(text);
     /* targets: exactly "Paris." + <|im_end|> and the empty reply's <|im_end|> */
     size_t n_target = 0;
     char got[256] = "";
@@ -210,7 +210,8 @@ static void gradrun_free(struct gradrun *r)
 }
 
 /* Loss and every parameter gradient (grads[n_params]) of one batch. */
-static float run_grads(struct gradrun *r, const int32_t *ids, const int32_t *tgt, const int32_t *doc, float *grads)
+static float run_grads(struct gradrun *r, const hm_token *ids, const hm_token *tgt, const int32_t *doc,
+                       float *grads)
 {
     size_t bytes = (size_t)r->tg.B * r->tg.T * sizeof(int32_t);
     assert_int_equal(hm_buffer_zero(hm_block_grads(hm_model_params(r->m))), HM_OK);
@@ -228,7 +229,7 @@ static float run_grads(struct gradrun *r, const int32_t *ids, const int32_t *tgt
 }
 
 /* A flags "cache" over host memory, as the trainer reads one. */
-static struct hm_token_cache flags_view(const uint32_t *flags, size_t n)
+static struct hm_token_cache flags_view(const hm_token *flags, size_t n)
 {
     return (struct hm_token_cache){.tokens = flags, .n_tokens = n, .width = 4, .vocab_size = 4};
 }
@@ -255,7 +256,7 @@ static void two_conversations(struct hm_tokenizer *tok, struct hm_chat_tokens *a
 }
 
 /* Window of T+1 tokens from convs laid end to end, padded with DOC_START-marked pads. */
-static void window(const struct hm_chat_tokens *const *convs, int n, int T, uint32_t *ids, uint32_t *flags)
+static void window(const struct hm_chat_tokens *const *convs, int n, int T, hm_token *ids, hm_token *flags)
 {
     int k = 0;
     for (int c = 0; c < n; c++)
@@ -266,10 +267,11 @@ static void window(const struct hm_chat_tokens *const *convs, int n, int T, uint
         ids[k] = 0, flags[k] = k == first ? HM_TOKEN_DOC_START : 0;
 }
 
-static void inputs_of(const uint32_t *w, const uint32_t *fl, int T, bool all, int32_t *ids, int32_t *tgt, int32_t *doc)
+static void inputs_of(const hm_token *w, const hm_token *fl, int T, bool all, hm_token *ids, hm_token *tgt,
+                      int32_t *doc)
 {
     for (int i = 0; i < T; i++)
-        ids[i] = (int32_t)w[i], tgt[i] = (int32_t)w[i + 1];
+        ids[i] = w[i], tgt[i] = w[i + 1];
     struct hm_token_cache f = flags_view(fl, (size_t)T + 1);
     hm_chat_window_mask(&f, 0, T, all, tgt, doc);
 }
@@ -292,10 +294,10 @@ static void test_mask_zero_gradient(void **state)
     struct hm_chat_tokens a = {0}, b = {0};
     two_conversations(tok, &a, &b);
     int T = (int)a.n + 7;
-    uint32_t *w = calloc((size_t)T + 1, 4), *fl = calloc((size_t)T + 1, 4);
+    hm_token *w = calloc((size_t)T + 1, 4), *fl = calloc((size_t)T + 1, 4);
     const struct hm_chat_tokens *one[] = {&a};
     window(one, 1, T, w, fl);
-    int32_t *ids = calloc((size_t)T, 4), *tgt = calloc((size_t)T, 4), *doc = calloc((size_t)T, 4);
+    hm_token *ids = calloc((size_t)T, 4), *tgt = calloc((size_t)T, 4), *doc = calloc((size_t)T, 4);
     struct gradrun r;
     gradrun_init(&r, (int)hm_tokenizer_vocab_size(tok), 1, T, true);
     float *g0 = malloc(r.n_params * 4), *g1 = malloc(r.n_params * 4);
@@ -303,7 +305,7 @@ static void test_mask_zero_gradient(void **state)
         inputs_of(w, fl, T, all, ids, tgt, doc);
         float l0 = run_grads(&r, ids, tgt, doc, g0);
         /* perturb the raw stream's prompt targets (the inputs stay), then mask again */
-        uint32_t *w2 = malloc(((size_t)T + 1) * 4);
+        hm_token *w2 = malloc(((size_t)T + 1) * 4);
         memcpy(w2, w, ((size_t)T + 1) * 4);
         int changed = 0;
         for (int i = 1; i <= T; i++)
@@ -342,8 +344,9 @@ static void test_packed_equals_separate(void **state)
     int T = (int)(a.n + b.n) + 3;
     assert_true(T > 64);
     int V = (int)hm_tokenizer_vocab_size(tok);
-    uint32_t *w = calloc(2 * ((size_t)T + 1), 4), *fl = calloc(2 * ((size_t)T + 1), 4);
-    int32_t *ids = calloc(2 * (size_t)T, 4), *tgt = calloc(2 * (size_t)T, 4), *doc = calloc(2 * (size_t)T, 4);
+    hm_token *w = calloc(2 * ((size_t)T + 1), 4), *fl = calloc(2 * ((size_t)T + 1), 4);
+    hm_token *ids = calloc(2 * (size_t)T, 4), *tgt = calloc(2 * (size_t)T, 4);
+    int32_t *doc = calloc(2 * (size_t)T, 4);
     const struct hm_chat_tokens *both[] = {&a, &b}, *first[] = {&a}, *second[] = {&b};
     struct gradrun packed, separate, unmasked;
     gradrun_init(&packed, V, 1, T, true);
@@ -504,7 +507,7 @@ static void test_session_keeps_cache(void **state)
         prompt[np++] = r1.ids[i];
     int first_new = np;
     prompt[np++] = (int32_t)sp.im_end;
-    uint32_t nl;
+    hm_token nl;
     size_t nn;
     assert_int_equal(hm_tokenizer_encode(tok, "\n", 1, &nl, 1, &nn), HM_OK);
     prompt[np++] = (int32_t)nl;

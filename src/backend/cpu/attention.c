@@ -84,9 +84,9 @@ size_t hm_cpu_attention_ws(const struct hm_tensor *node, int n_threads)
 CPU_KERNEL(attention)
 {
     const struct hm_tensor *qt = dst->src[0], *kt = dst->src[1], *vt = dst->src[2];
-    float *lse = F32(dst->src[3]);
+    float *lse = F32(dst->src[4]);
     struct attn_geom g;
-    enum hm_status st = geom(ex, qt, kt, dst->src[4], &g);
+    enum hm_status st = geom(ex, qt, kt, dst->src[3], &g);
     if (st != HM_OK)
         return st;
     size_t per = (size_t)(ATTN_ROWS * g.S);
@@ -150,7 +150,7 @@ CPU_KERNEL(attention_back)
     const struct hm_tensor *vt = dst->src[3], *ot = dst->src[4], *lt = dst->src[5];
     struct hm_tensor *dkt = dst->src[6], *dvt = dst->src[7];
     struct attn_geom g;
-    enum hm_status st = geom(ex, qt, kt, ot->src[4], &g); /* out is the forward node */
+    enum hm_status st = geom(ex, qt, kt, ot->src[3], &g); /* out is the forward node */
     if (st != HM_OK)
         return st;
     bool acc_q = dst->acc & 1, acc_k = dst->acc & 2, acc_v = dst->acc & 4;

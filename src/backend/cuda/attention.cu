@@ -19,10 +19,10 @@
  *   bit-reproducible gradients. These are scalar FP32 kernels (FFMA, no tensor cores): correct and
  *   memory-frugal first; README.md lists the tensor-core (bf16 mma) version as the next step.
  * Tensors are f32 or bf16 (template T); tiles in shared memory, scores and sums are f32.
- * Document masking: with doc_start (i32 (B, T), the forward node's src[4]) row t sees keys
+ * Document masking: with doc_start (i32 (B, T), the forward node's src[3]) row t sees keys
  * doc_start[b, t] .. pos + t; key tiles wholly before a row's start are skipped by its warp.
  */
-#include "attention.cuh"
+#include "common.cuh"
 
 #define BC HM_CUDA_ATTN_BC
 #define ROWS HM_CUDA_ATTN_ROWS
@@ -159,11 +159,11 @@ CUDA_KERNEL(attention)
     const struct hm_tensor *qt = dst->src[0], *kt = dst->src[1], *vt = dst->src[2];
     struct attn_geom g;
     struct hm_cuda_attn_plan p;
-    enum hm_status st = geom(ex, qt, kt, dst->src[4], &g, &p);
+    enum hm_status st = geom(ex, qt, kt, dst->src[3], &g, &p);
     if (st != HM_OK)
         return st;
     cudaStream_t s = hm_cuda_stream(ex);
-    float *lse = F32(dst->src[3]);
+    float *lse = F32(dst->src[4]);
     HM_DISPATCH(dst->type, T, {
         const T *q = CPTR(T, qt), *k = CPTR(T, kt), *v = CPTR(T, vt);
         T *o = PTR(T, dst);
@@ -334,7 +334,7 @@ CUDA_KERNEL(attention_back)
     struct hm_tensor *dkt = dst->src[6], *dvt = dst->src[7];
     struct attn_geom g;
     struct hm_cuda_attn_plan p;
-    enum hm_status st = geom(ex, qt, kt, ot->src[4], &g, &p); /* out is the forward node */
+    enum hm_status st = geom(ex, qt, kt, ot->src[3], &g, &p); /* out is the forward node */
     if (st != HM_OK)
         return st;
     HM_ASSERT(ex->ws_bytes >= hm_cuda_workspace_bytes(dst, 0));

@@ -10,14 +10,10 @@
  * value (sumsq, is_finite) and hm_backend_synchronize wait for the stream. Data errors found on
  * the device (token id or target out of range) are reported at those points (common.cuh).
  */
-#include "attention.cuh"
 #include "elementwise.cuh"
 #include "embed.cuh"
-#include "loss.cuh"
 #include "matmul.cuh"
-#include "norm.cuh"
 #include "optim.cuh"
-#include "rope.cuh"
 
 enum hm_status hm_cuda_fail(cudaError_t e, const char *expr, const char *file, int line)
 {
@@ -128,31 +124,14 @@ static void *cuda_native_stream(struct hm_backend *be)
 
 static hm_kernel_fn cuda_kernels[HM_OP_COUNT];
 
+/* Every op of ops.def with a kernel: hm_cuda_<name> (declared in common.cuh). */
 static void fill_kernel_table(void)
 {
-    hm_kernel_fn *k = cuda_kernels;
-    k[HM_OP_FILL] = hm_cuda_fill;
-    k[HM_OP_ADD] = hm_cuda_add;
-    k[HM_OP_MUL] = hm_cuda_mul;
-    k[HM_OP_SCALE] = hm_cuda_scale;
-    k[HM_OP_GRAD_ACC] = hm_cuda_grad_acc;
-    k[HM_OP_MATMUL] = hm_cuda_matmul;
-    k[HM_OP_EMBEDDING] = hm_cuda_embedding;
-    k[HM_OP_EMBEDDING_BACK] = hm_cuda_embedding_back;
-    k[HM_OP_RMS_NORM] = hm_cuda_rms_norm;
-    k[HM_OP_RMS_NORM_BACK] = hm_cuda_rms_norm_back;
-    k[HM_OP_ROPE] = hm_cuda_rope;
-    k[HM_OP_ROPE_BACK] = hm_cuda_rope_back;
-    k[HM_OP_ATTENTION] = hm_cuda_attention;
-    k[HM_OP_ATTENTION_BACK] = hm_cuda_attention_back;
-    k[HM_OP_KV_WRITE] = hm_cuda_kv_write;
-    k[HM_OP_GELU] = hm_cuda_gelu;
-    k[HM_OP_GELU_BACK] = hm_cuda_gelu_back;
-    k[HM_OP_SWIGLU] = hm_cuda_swiglu;
-    k[HM_OP_SWIGLU_BACK] = hm_cuda_swiglu_back;
-    k[HM_OP_DROPOUT] = hm_cuda_dropout;
-    k[HM_OP_CROSS_ENTROPY] = hm_cuda_cross_entropy;
-    k[HM_OP_CROSS_ENTROPY_BACK] = hm_cuda_cross_entropy_back;
+#define HM_OP(NAME, name, ...) cuda_kernels[HM_OP_##NAME] = hm_cuda_##name;
+#define HM_OP_PSEUDO(...)
+#include "hermes/ops.def"
+#undef HM_OP_PSEUDO
+#undef HM_OP
 }
 
 static enum hm_status cuda_check_node(struct hm_backend *be, const struct hm_tensor *node)

@@ -3,15 +3,16 @@
  * macros, launch geometry, warp/block reductions with a fixed order (so every reduction here is
  * deterministic), the device-side data-error record, and bf16 load/store helpers.
  *
- * Errors (STYLE.md §5.4):
+ * Errors:
  *   HM_CUDA_TRY(expr)   a failure the user can cause or hit (allocation, init, copies): returns
  *                       HM_ERR_NOMEM / HM_ERR_DEVICE from the enclosing function with the statement,
  *                       file:line and cudaGetErrorString in hm_last_error().
  *   HM_CUDA_CHECK(expr) after kernel launches inside a step, where a sticky error leaves the context
  *                       unusable anyway: prints one line and aborts (an internal error).
- * Kernel entries (hm_cuda_<op>) follow the three layers of STYLE.md §5.6: a static __global__
- * kernel, a static launcher taking a cudaStream_t, and the entry that unpacks the node. Only
- * backend-cuda.cu has extern "C" symbols; everything else here has C++ linkage.
+ * Kernel entries (hm_cuda_<op>, declared here for every op of ops.def with a kernel) have three
+ * layers: a static __global__ kernel, a static launcher taking a cudaStream_t, and the entry that
+ * unpacks the node. Only backend-cuda.cu has extern "C" symbols; everything else here has C++
+ * linkage.
  */
 #ifndef HERMES_CUDA_COMMON_CUH
 #define HERMES_CUDA_COMMON_CUH
@@ -33,7 +34,8 @@
 extern "C" {
 #include "backend/backend-impl.h"
 #include "backend/cuda/cuda-host.h"
-#include "core/core-impl.h"
+#include "hermes/ops.h"
+#include "util/util.h"
 }
 
 /* ---- the backend context ------------------------------------------------------------------- */
@@ -198,5 +200,12 @@ template <typename T> static __device__ __forceinline__ void hm_store(T *y, int6
     } while (0)
 
 #define CUDA_KERNEL(name) enum hm_status hm_cuda_##name(const struct hm_exec *ex, struct hm_tensor *dst)
+/* One entry per op of ops.def with a kernel; backend-cuda.cu fills its table from the same list,
+ * so an op without a CUDA kernel fails the link. */
+#define HM_OP(NAME, name, ...) CUDA_KERNEL(name);
+#define HM_OP_PSEUDO(...)
+#include "hermes/ops.def"
+#undef HM_OP_PSEUDO
+#undef HM_OP
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * elementwise.cu - elementwise ops, the deterministic column sum behind GRAD_ACC, and KV_WRITE.
+ * elementwise.cu - elementwise ops, the deterministic column sum behind REDUCE_ROWS, and KV_WRITE.
  * Every kernel is a grid-stride loop in which element i is read before it is written, so the
  * planner's in-place reuse (dst == a source, plan.c can_inplace) is safe, as on the CPU.
  * Storage is f32 or bf16 (template T; hm_ld / hm_st convert), arithmetic always f32, so bf16
@@ -29,7 +29,7 @@ CUDA_KERNEL(fill)
 
 enum ew_kind { EW_ADD, EW_MUL, EW_SCALE };
 
-/* a, b of type TA; y of type TY (they differ only for GRAD_ACC into an f32 parameter gradient). */
+/* a, b of type TA; y of type TY (they differ only for REDUCE_ROWS into an f32 parameter gradient). */
 template <int K, typename TA, typename TY>
 static __global__ void binary_kernel(const TA *a, const TA *b, TY *y, int64_t n, int64_t nb, float s, bool acc)
 {
@@ -77,7 +77,7 @@ CUDA_KERNEL(scale)
     return HM_OK;
 }
 
-/* ---- deterministic column sums (GRAD_ACC, RMSNorm dw) ---------------------------------------- */
+/* ---- deterministic column sums (REDUCE_ROWS, RMSNorm dw) ---------------------------------------- */
 
 /* partial[k][c] = sum over rows [k*rpc, (k+1)*rpc) of x[r][c] (* x2[r][c]) (* rscale[r]), in row
  * order. grid (ceil(n / threads), chunks). */
@@ -130,7 +130,7 @@ template void hm_cuda_colsum(const uint16_t *, const uint16_t *, const float *, 
                              int64_t, float, bool, cudaStream_t);
 
 /* dst (f32 parameter gradient, or an activation gradient of the node's dtype) from src. */
-CUDA_KERNEL(grad_acc)
+CUDA_KERNEL(reduce_rows)
 {
     int64_t n = hm_nelements(dst), rows = hm_nelements(dst->src[0]) / n;
     float s = hm_op_f32(dst, 0);
@@ -237,7 +237,7 @@ CUDA_KERNEL(swiglu_back)
     return HM_OK;
 }
 
-/* ---- DROPOUT: the CPU's counter-based hash (core-impl.h), so masks match across backends ------ */
+/* ---- DROPOUT: the CPU's counter-based hash (hermes/ops.h), so masks match across backends ------ */
 
 template <typename T>
 static __global__ void dropout_kernel(const T *x, T *y, int64_t n, uint64_t seed, uint64_t step, uint32_t id,

@@ -7,7 +7,7 @@
  * A target outside [0, V) (other than the ignore index) is recorded on the device and reported as
  * HM_ERR_USAGE at the next synchronisation, with the CPU's message.
  */
-#include "loss.cuh"
+#include "common.cuh"
 
 #define CE_THREADS 256
 #define CE_SUM_THREADS 1024
