@@ -262,11 +262,11 @@ CUDA_KERNEL(dropout)
 CUDA_KERNEL(kv_write)
 {
     const struct hm_tensor *x = dst->src[1];
-    int64_t B = x->shape[0], T = x->shape[1], S = dst->shape[1];
-    int64_t row = x->shape[2] * x->shape[3], pos = ex->rt->pos;
-    if (pos < 0 || pos + T > S)
-        return hm_fail(HM_ERR_USAGE, "kv_write: positions %lld..%lld exceed the cache length %lld",
-                       (long long)pos, (long long)(pos + T - 1), (long long)S);
+    struct hm_kv_write_geom kg;
+    enum hm_status st = hm_kv_write_geom_init(ex, dst, &kg);
+    if (st != HM_OK)
+        return st;
+    int64_t B = kg.B, T = kg.T, S = kg.S, row = kg.row, pos = kg.pos;
     size_t es = hm_dtype_size(x->type), w = (size_t)(T * row) * es;
     HM_CUDA_CHECK(cudaMemcpy2DAsync((char *)dst->data + (size_t)(pos * row) * es, (size_t)(S * row) * es, x->data,
                                     w, w, (size_t)B, cudaMemcpyDeviceToDevice, hm_cuda_stream(ex)));
