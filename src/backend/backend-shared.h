@@ -1,7 +1,7 @@
 /*
  * backend-shared.h - arithmetic the CPU and CUDA backends must do identically, written once so
- * the two cannot drift: the attention geometry and the KV-cache write range. C11 and CUDA;
- * private to src/backend/.
+ * the two cannot drift: the attention geometry and the KV-cache write range (host side), and the
+ * AdamW element update (host and device). C11 and CUDA; private to src/backend/.
  */
 #ifndef HERMES_BACKEND_SHARED_H
 #define HERMES_BACKEND_SHARED_H
@@ -10,6 +10,14 @@
 #include "hermes/ops.h"
 
 #include <math.h>
+
+#ifndef HM_HOSTDEV /* common.cuh defines it for CUDA */
+#ifdef __CUDACC__
+#define HM_HOSTDEV __host__ __device__
+#else
+#define HM_HOSTDEV
+#endif
+#endif
 
 /* Attention shapes: q (B,T,NH,HD), k/v (B,S,NKV,HD); query t sits at position pos + t. */
 struct hm_attn_geom {
@@ -50,6 +58,18 @@ static inline enum hm_status hm_kv_write_geom_init(const struct hm_exec *ex, con
         return hm_fail(HM_ERR_USAGE, "kv_write: positions %lld..%lld exceed the cache length %lld",
                        (long long)g->pos, (long long)(g->pos + g->T - 1), (long long)g->S);
     return HM_OK;
+}
+
+/* One AdamW element; bc1/bc2 are the bias corrections 1 - beta^t, rounded to f32 on the host. */
+static inline HM_HOSTDEV void hm_adamw_elem(float *p, float g, float *m, float *v, float lr, float b1,
+                                                float b2, float eps, float wd, float bc1, float bc2)
+{
+    float mi = b1 * *m + (1.0f - b1) * g;
+    float vi = b2 * *v + (1.0f - b2) * g * g;
+    *m = mi;
+    *v = vi;
+    float mh = mi / bc1, vh = vi / bc2;
+    *p -= lr * (mh / (sqrtf(vh) + eps) + wd * *p);
 }
 
 #endif
