@@ -136,22 +136,25 @@ static void pieces(const char *s, size_t n, char *out)
 static void test_pretok_spec_cases(void **state)
 {
     (void)state;
+    static const struct {
+        const char *in;
+        size_t n;
+        const char *want;
+    } cases[] = {
+        {"Hello  world", 12, "Hello|Ġ|Ġworld"},
+        {"a \nb", 4, "a|Ġ|Ċ|b"},
+        {"a \n", 3, "a|ĠĊ"},
+        {"\n\nfoo", 5, "Ċ|Ċ|foo"},
+        {" 's", 3, "Ġ'|s"},
+        {"I'm 'S", 6, "I|'m|Ġ'|S"},
+        /* Invalid UTF-8 bytes are 'other' characters of one byte. */
+        {"a\xff\xfe b\xc3", 6, "a|ÿþ|Ġb|Ã"},
+    };
     char out[256];
-    pieces("Hello  world", 12, out);
-    assert_string_equal(out, "Hello|Ġ|Ġworld");
-    pieces("a \nb", 4, out);
-    assert_string_equal(out, "a|Ġ|Ċ|b");
-    pieces("a \n", 3, out);
-    assert_string_equal(out, "a|ĠĊ");
-    pieces("\n\nfoo", 5, out);
-    assert_string_equal(out, "Ċ|Ċ|foo");
-    pieces(" 's", 3, out);
-    assert_string_equal(out, "Ġ'|s");
-    pieces("I'm 'S", 6, out);
-    assert_string_equal(out, "I|'m|Ġ'|S");
-    /* Invalid UTF-8 bytes are 'other' characters of one byte. */
-    pieces("a\xff\xfe b\xc3", 6, out);
-    assert_string_equal(out, "a|ÿþ|Ġb|Ã");
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        pieces(cases[i].in, cases[i].n, out);
+        assert_string_equal(out, cases[i].want);
+    }
 }
 
 static void test_pretok_matches_hf(void **state)
