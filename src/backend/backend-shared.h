@@ -42,18 +42,21 @@ static inline enum hm_status hm_attn_geom_init(const struct hm_exec *ex, const s
     return HM_OK;
 }
 
-/* KV_WRITE (dst = cache (B,S,NKV,HD), src[1] = x (B,T,NKV,HD)): the shapes, and the check that
- * rows pos..pos+T-1 fit the cache. */
+/* KV_WRITE (dst = cache (B,S,NKV,HD), src[1] = x (B,T,NKV,HD)): the shapes, the element size
+ * (a copy: f32 and bf16 caches alike), and the check that rows pos..pos+T-1 fit the cache. */
 struct hm_kv_write_geom {
+    const struct hm_tensor *x;
     int64_t B, T, S, row, pos;
+    size_t es;
 };
 
 static inline enum hm_status hm_kv_write_geom_init(const struct hm_exec *ex, const struct hm_tensor *dst,
                                                    struct hm_kv_write_geom *g)
 {
-    const struct hm_tensor *x = dst->src[1];
+    const struct hm_tensor *x = g->x = dst->src[1];
     g->B = x->shape[0], g->T = x->shape[1], g->S = dst->shape[1];
     g->row = x->shape[2] * x->shape[3], g->pos = ex->rt->pos;
+    g->es = hm_dtype_size(x->type);
     if (g->pos < 0 || g->pos + g->T > g->S)
         return hm_fail(HM_ERR_USAGE, "kv_write: positions %lld..%lld exceed the cache length %lld",
                        (long long)g->pos, (long long)(g->pos + g->T - 1), (long long)g->S);

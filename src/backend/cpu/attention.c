@@ -216,18 +216,17 @@ CPU_KERNEL(attention_back)
 
 CPU_KERNEL(kv_write)
 {
-    const struct hm_tensor *x = dst->src[1];
-    struct hm_kv_write_geom kg;
-    enum hm_status st = hm_kv_write_geom_init(ex, dst, &kg);
+    struct hm_kv_write_geom g;
+    enum hm_status st = hm_kv_write_geom_init(ex, dst, &g);
     if (st != HM_OK)
         return st;
-    int64_t B = kg.B, T = kg.T, S = kg.S, row = kg.row, pos = kg.pos;
-    size_t es = hm_dtype_size(x->type); /* a copy: f32 and bf16 caches alike */
-#pragma omp parallel for schedule(static) if (parallel : HM_CPU_PAR(B * T * row))
-    for (int64_t bt = 0; bt < B * T; bt++) {
-        int64_t b = bt / T, t = bt % T;
-        memcpy((char *)dst->data + (size_t)((b * S + pos + t) * row) * es, (const char *)x->data + (size_t)(bt * row) * es,
-               (size_t)row * es);
+    char *cache = (char *)dst->data;
+    const char *x = (const char *)g.x->data;
+#pragma omp parallel for schedule(static) if (parallel : HM_CPU_PAR(g.B * g.T * g.row))
+    for (int64_t bt = 0; bt < g.B * g.T; bt++) {
+        int64_t b = bt / g.T, t = bt % g.T;
+        memcpy(cache + (size_t)((b * g.S + g.pos + t) * g.row) * g.es, x + (size_t)(bt * g.row) * g.es,
+               (size_t)g.row * g.es);
     }
     return HM_OK;
 }

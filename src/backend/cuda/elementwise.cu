@@ -261,14 +261,12 @@ CUDA_KERNEL(dropout)
 
 CUDA_KERNEL(kv_write)
 {
-    const struct hm_tensor *x = dst->src[1];
-    struct hm_kv_write_geom kg;
-    enum hm_status st = hm_kv_write_geom_init(ex, dst, &kg);
-    if (st != HM_OK)
-        return st;
-    int64_t B = kg.B, T = kg.T, S = kg.S, row = kg.row, pos = kg.pos;
-    size_t es = hm_dtype_size(x->type), w = (size_t)(T * row) * es;
-    HM_CUDA_CHECK(cudaMemcpy2DAsync((char *)dst->data + (size_t)(pos * row) * es, (size_t)(S * row) * es, x->data,
-                                    w, w, (size_t)B, cudaMemcpyDeviceToDevice, hm_cuda_stream(ex)));
-    return HM_OK;
+    struct hm_kv_write_geom g;
+    enum hm_status st = hm_kv_write_geom_init(ex, dst, &g);
+    size_t w = (size_t)(g.T * g.row) * g.es; /* one batch row of x: a 2D copy of B rows */
+    if (st == HM_OK) /* else positions past the cache: nothing is copied */
+        HM_CUDA_CHECK(cudaMemcpy2DAsync((char *)dst->data + (size_t)(g.pos * g.row) * g.es,
+                                        (size_t)(g.S * g.row) * g.es, g.x->data, w, w, (size_t)g.B,
+                                        cudaMemcpyDeviceToDevice, hm_cuda_stream(ex)));
+    return st;
 }
