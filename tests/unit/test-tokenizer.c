@@ -186,6 +186,18 @@ static void test_pretok_matches_hf(void **state)
 
 /* ---- trainer parity with HF ---------------------------------------------------------------- */
 
+/* Feed every record of the corpus at path to tr. */
+static void feed_file(struct hm_tokenizer_trainer *tr, const char *path)
+{
+    struct hm_reader *r;
+    assert_int_equal(hm_reader_open(path, NULL, &r), HM_OK);
+    const char *t;
+    size_t l;
+    while (hm_reader_next(r, &t, &l) == HM_OK && t)
+        assert_int_equal(hm_tokenizer_trainer_feed(tr, t, l), HM_OK);
+    hm_reader_free(r);
+}
+
 static void check_parity(const char *expected_name)
 {
     char path[512];
@@ -206,13 +218,7 @@ static void check_parity(const char *expected_name)
     struct hm_tokenizer_trainer *tr;
     assert_int_equal(hm_tokenizer_trainer_new(&o, &tr), HM_OK);
     snprintf(path, sizeof path, FIX "%s", corpus);
-    struct hm_reader *r;
-    assert_int_equal(hm_reader_open(path, NULL, &r), HM_OK);
-    const char *t;
-    size_t l;
-    while (hm_reader_next(r, &t, &l) == HM_OK && t)
-        assert_int_equal(hm_tokenizer_trainer_feed(tr, t, l), HM_OK);
-    hm_reader_free(r);
+    feed_file(tr, path);
     struct hm_tokenizer *tok;
     if (hm_tokenizer_trainer_finish(tr, &tok) != HM_OK)
         fail_msg("%s", hm_last_error());
@@ -364,18 +370,12 @@ static void test_trainer_errors(void **state)
 /* Trained on a corpus; no prefix space, so decode(encode(x)) == x. */
 static struct hm_tokenizer *corpus_tokenizer(void)
 {
-    struct hm_reader *r;
-    assert_int_equal(hm_reader_open(FIX "prose-code.txt", NULL, &r), HM_OK);
     const char *sp[] = {"<pad>", "<bos>", "<eos>", "<unk>"};
     struct hm_tokenizer_train_opts o = {.vocab_size = 1000, .min_frequency = 2,
                                         .special_tokens = sp, .n_special_tokens = 4};
     struct hm_tokenizer_trainer *tr;
     assert_int_equal(hm_tokenizer_trainer_new(&o, &tr), HM_OK);
-    const char *t;
-    size_t l;
-    while (hm_reader_next(r, &t, &l) == HM_OK && t)
-        assert_int_equal(hm_tokenizer_trainer_feed(tr, t, l), HM_OK);
-    hm_reader_free(r);
+    feed_file(tr, FIX "prose-code.txt");
     struct hm_tokenizer *tok;
     assert_int_equal(hm_tokenizer_trainer_finish(tr, &tok), HM_OK);
     hm_tokenizer_trainer_free(tr);
