@@ -1,6 +1,8 @@
 /* test-util.c - see testutil.h. */
 #include "testutil.h"
 
+#include "hermes/backend.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,4 +91,17 @@ int tu_cli(const char *args, char **out)
     int rc = tu_run(cmd, out);
     free(cmd);
     return rc;
+}
+
+int tu_cuda_device(void)
+{
+    const char *dev = getenv("HM_CUDA_DEVICE");
+    int device = dev ? atoi(dev) : 0;
+    struct hm_backend *probe = NULL;
+    if (hm_backend_cuda_new(device, &probe) != HM_OK) {
+        printf("SKIPPED: no CUDA device (%s)\n", hm_last_error());
+        return -1;
+    }
+    hm_backend_free(probe);
+    return device;
 }

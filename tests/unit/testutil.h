@@ -27,5 +27,8 @@ void tu_write(const char *path, const void *data, size_t len);
 int tu_run(const char *cmd, char **out);
 /* Run the hermes-llm binary with the given argument string. */
 int tu_cli(const char *args, char **out);
+/* The CUDA device the GPU tests use ($HM_CUDA_DEVICE, default 0), or -1 after printing the
+ * SKIPPED line when it cannot be opened: main() then returns 77, ctest's skip code. */
+int tu_cuda_device(void);
 
 #endif
