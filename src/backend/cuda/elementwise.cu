@@ -50,6 +50,18 @@ struct ew_scale {
     __device__ float operator()(float a, float) const { return s * a; }
 };
 
+/* dst = f(src[0], src[1]) over dst's n elements and dtype; unary functors (binary false) get no
+ * second input. The plain elementwise kernels are each one call of this. */
+template <typename F>
+static enum hm_status ew_run(const struct hm_exec *ex, struct hm_tensor *dst, F f, bool binary, bool acc)
+{
+    int64_t n = hm_nelements(dst);
+    HM_DISPATCH(dst->type, T,
+                hm_map(CPTR(T, dst->src[0]), binary ? CPTR(T, dst->src[1]) : (const T *)NULL, PTR(T, dst), n, n,
+                       f, acc, hm_cuda_stream(ex)));
+    return HM_OK;
+}
+
 CUDA_KERNEL(add)
 {
     HM_DISPATCH(dst->type, T,
@@ -60,20 +72,12 @@ CUDA_KERNEL(add)
 
 CUDA_KERNEL(mul)
 {
-    int64_t n = hm_nelements(dst);
-    HM_DISPATCH(dst->type, T,
-                hm_map(CPTR(T, dst->src[0]), CPTR(T, dst->src[1]), PTR(T, dst), n, n, ew_mul{}, dst->acc & 1,
-                       hm_cuda_stream(ex)));
-    return HM_OK;
+    return ew_run(ex, dst, ew_mul{}, true, dst->acc & 1);
 }
 
 CUDA_KERNEL(scale)
 {
-    int64_t n = hm_nelements(dst);
-    HM_DISPATCH(dst->type, T,
-                hm_map(CPTR(T, dst->src[0]), (const T *)NULL, PTR(T, dst), n, n, ew_scale{hm_op_f32(dst, 0)},
-                       dst->acc & 1, hm_cuda_stream(ex)));
-    return HM_OK;
+    return ew_run(ex, dst, ew_scale{hm_op_f32(dst, 0)}, false, dst->acc & 1);
 }
 
 /* ---- deterministic column sums (REDUCE_ROWS, RMSNorm dw) ---------------------------------------- */
@@ -190,29 +194,17 @@ static __global__ void swiglu_back_kernel(const T *dy, const T *g, const T *u, T
 
 CUDA_KERNEL(gelu)
 {
-    int64_t n = hm_nelements(dst);
-    HM_DISPATCH(dst->type, T,
-                hm_map(CPTR(T, dst->src[0]), (const T *)NULL, PTR(T, dst), n, n, ew_gelu{}, false,
-                       hm_cuda_stream(ex)));
-    return HM_OK;
+    return ew_run(ex, dst, ew_gelu{}, false, false);
 }
 
 CUDA_KERNEL(gelu_back)
 {
-    int64_t n = hm_nelements(dst);
-    HM_DISPATCH(dst->type, T,
-                hm_map(CPTR(T, dst->src[0]), CPTR(T, dst->src[1]), PTR(T, dst), n, n, ew_gelu_back{}, dst->acc & 1,
-                       hm_cuda_stream(ex)));
-    return HM_OK;
+    return ew_run(ex, dst, ew_gelu_back{}, true, dst->acc & 1);
 }
 
 CUDA_KERNEL(swiglu)
 {
-    int64_t n = hm_nelements(dst);
-    HM_DISPATCH(dst->type, T,
-                hm_map(CPTR(T, dst->src[0]), CPTR(T, dst->src[1]), PTR(T, dst), n, n, ew_swiglu{}, false,
-                       hm_cuda_stream(ex)));
-    return HM_OK;
+    return ew_run(ex, dst, ew_swiglu{}, true, false);
 }
 
 CUDA_KERNEL(swiglu_back)
