@@ -397,9 +397,7 @@ static void test_grow_vocab(void **state)
         c.vocab_size = 40, c.tie_embeddings = tied;
         struct hm_backend *be;
         struct hm_model *base, *grown;
-        assert_int_equal(hm_backend_cpu_new(&be), HM_OK);
-        assert_int_equal(hm_model_new(&c, be, &base), HM_OK);
-        assert_int_equal(hm_model_init_weights(base, 5), HM_OK);
+        tu_cpu_model(&c, 5, &be, &base);
         assert_int_equal(hm_model_save(base, path, HM_SAVE_F32), HM_OK);
         c.vocab_size = 42;
         assert_int_equal(hm_model_new(&c, be, &grown), HM_OK);

@@ -2,6 +2,7 @@
 #include "testutil.h"
 
 #include "hermes/backend.h"
+#include "hermes/model.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -104,4 +105,12 @@ int tu_cuda_device(void)
     }
     hm_backend_free(probe);
     return device;
+}
+
+void tu_cpu_model(const struct hm_model_config *c, uint64_t seed, struct hm_backend **be,
+                  struct hm_model **m)
+{
+    assert_int_equal(hm_backend_cpu_new(be), HM_OK);
+    assert_int_equal(hm_model_new(c, *be, m), HM_OK);
+    assert_int_equal(hm_model_init_weights(*m, seed), HM_OK);
 }
