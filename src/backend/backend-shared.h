@@ -28,8 +28,8 @@ struct hm_attn_geom {
 
 /* Fill g from q, k and the optional doc_start tensor; HM_ERR_USAGE if the rows pass the keys. */
 static inline enum hm_status hm_attn_geom_init(const struct hm_exec *ex, const struct hm_tensor *q,
-                                               const struct hm_tensor *k, const struct hm_tensor *doc,
-                                               struct hm_attn_geom *g)
+                                               const struct hm_tensor *k,
+                                               const struct hm_tensor *doc, struct hm_attn_geom *g)
 {
     g->B = q->shape[0], g->T = q->shape[1], g->NH = q->shape[2], g->HD = q->shape[3];
     g->S = k->shape[1], g->NKV = k->shape[2], g->group = g->NH / g->NKV;
@@ -50,7 +50,8 @@ struct hm_kv_write_geom {
     size_t es;
 };
 
-static inline enum hm_status hm_kv_write_geom_init(const struct hm_exec *ex, const struct hm_tensor *dst,
+static inline enum hm_status hm_kv_write_geom_init(const struct hm_exec *ex,
+                                                   const struct hm_tensor *dst,
                                                    struct hm_kv_write_geom *g)
 {
     const struct hm_tensor *x = g->x = dst->src[1];
@@ -64,8 +65,9 @@ static inline enum hm_status hm_kv_write_geom_init(const struct hm_exec *ex, con
 }
 
 /* One AdamW element; bc1/bc2 are the bias corrections 1 - beta^t, rounded to f32 on the host. */
-static inline HM_HOSTDEV void hm_adamw_elem(float *p, float g, float *m, float *v, float lr, float b1,
-                                                float b2, float eps, float wd, float bc1, float bc2)
+static inline HM_HOSTDEV void hm_adamw_elem(float *p, float g, float *m, float *v, float lr,
+                                            float b1, float b2, float eps, float wd, float bc1,
+                                            float bc2)
 {
     float mi = b1 * *m + (1.0f - b1) * g;
     float vi = b2 * *v + (1.0f - b2) * g * g;

@@ -205,10 +205,11 @@ static enum hm_status mpi_sharded(struct hm_comm *c, float *base, size_t total, 
         if (gather) {
             for (int j = 0, at = 0; j < c->size; at += m->tmp_counts[j++])
                 m->tmp_displs[j] = at;
-            rc = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, base + lo, m->tmp_counts, m->tmp_displs,
-                                MPI_FLOAT, MPI_COMM_WORLD);
+            rc = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, base + lo, m->tmp_counts,
+                                m->tmp_displs, MPI_FLOAT, MPI_COMM_WORLD);
         } else {
-            rc = MPI_Reduce_scatter(MPI_IN_PLACE, base + lo, m->tmp_counts, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+            rc = MPI_Reduce_scatter(MPI_IN_PLACE, base + lo, m->tmp_counts, MPI_FLOAT, MPI_SUM,
+                                    MPI_COMM_WORLD);
         }
         enum hm_status st = mpi_status(rc, gather ? "all-gather" : "reduce-scatter");
         if (st != HM_OK)
@@ -219,7 +220,8 @@ static enum hm_status mpi_sharded(struct hm_comm *c, float *base, size_t total, 
     return HM_OK;
 }
 
-static enum hm_status mpi_reduce_scatter(struct hm_comm *c, struct hm_backend *be, float *base, size_t total)
+static enum hm_status mpi_reduce_scatter(struct hm_comm *c, struct hm_backend *be, float *base,
+                                         size_t total)
 {
     return mpi_sharded(c, base, total, false);
 }

@@ -275,14 +275,16 @@ static enum hm_status nccl_p2p_host(struct hm_comm *c, char *p, size_t bytes, in
     for (size_t off = 0; off < bytes; off += STAGE_BYTES) {
         size_t len = HM_MIN(STAGE_BYTES, bytes - off);
         if (send)
-            st = cuda_status(cudaMemcpyAsync(n->scratch, p + off, len, cudaMemcpyHostToDevice, n->stream),
+            st = cuda_status(cudaMemcpyAsync(n->scratch, p + off, len, cudaMemcpyHostToDevice,
+                                             n->stream),
                              "host-to-device copy");
         if (st == HM_OK)
             st = nccl_status(send ? ncclSend(n->scratch, len, ncclUint8, peer, n->comm, n->stream)
                                   : ncclRecv(n->scratch, len, ncclUint8, peer, n->comm, n->stream),
                              what);
         if (st == HM_OK && !send)
-            st = cuda_status(cudaMemcpyAsync(p + off, n->scratch, len, cudaMemcpyDeviceToHost, n->stream),
+            st = cuda_status(cudaMemcpyAsync(p + off, n->scratch, len, cudaMemcpyDeviceToHost,
+                                             n->stream),
                              "device-to-host copy");
         if (st != HM_OK || (st = sync_stream(n, what)) != HM_OK)
             return st;

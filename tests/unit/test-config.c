@@ -186,8 +186,8 @@ static void test_malformed(void **state)
     assert_non_null(strstr(hm_last_error(), "bad.json"));
     assert_non_null(strstr(hm_last_error(), "line"));
     assert_int_equal(hm_config_parse("[1,2]", "arr.json", &c), HM_ERR_FORMAT);
-    expect_malformed("{\"vocab_size\": 10, \"max_seq_len\": 8, \"hidden_size\": 8, \"num_layers\": 1,"
-                     " \"num_heads\": 2}",
+    expect_malformed("{\"vocab_size\": 10, \"max_seq_len\": 8, \"hidden_size\": 8,"
+                     " \"num_layers\": 1, \"num_heads\": 2}",
                      "m.json", "intermediate_size");
     expect_malformed("{\"vocab_size\": \"ten\", \"max_seq_len\": 8, \"hidden_size\": 8,"
                      " \"num_layers\": 1, \"num_heads\": 2, \"intermediate_size\": 8}",
@@ -199,7 +199,8 @@ static void test_malformed(void **state)
                      " \"num_layers\": 1, \"num_heads\": 2, \"intermediate_size\": 8, \"wat\": 1}",
                      "u.json", "wat");
     expect_malformed("{\"vocab_size\": 10, \"max_seq_len\": 8, \"hidden_size\": 8,"
-                     " \"num_layers\": 1, \"num_heads\": 2, \"num_kv_heads\": 3, \"intermediate_size\": 8}",
+                     " \"num_layers\": 1, \"num_heads\": 2, \"num_kv_heads\": 3,"
+                     " \"intermediate_size\": 8}",
                      "g.json", NULL);
     assert_int_equal(hm_config_load("/nonexistent/config.json", &c), HM_ERR_IO);
     assert_non_null(strstr(hm_last_error(), "/nonexistent/config.json"));

@@ -17,7 +17,8 @@
 #include <cblas.h>
 
 static enum hm_status geom(const struct hm_exec *ex, const struct hm_tensor *q,
-                           const struct hm_tensor *k, const struct hm_tensor *doc, struct hm_attn_geom *g)
+                           const struct hm_tensor *k, const struct hm_tensor *doc,
+                           struct hm_attn_geom *g)
 {
     enum hm_status st = hm_attn_geom_init(ex, q, k, doc, g);
     if (st != HM_OK)
@@ -225,8 +226,8 @@ CPU_KERNEL(kv_write)
 #pragma omp parallel for schedule(static) if (parallel : HM_CPU_PAR(g.B * g.T * g.row))
     for (int64_t bt = 0; bt < g.B * g.T; bt++) {
         int64_t b = bt / g.T, t = bt % g.T;
-        memcpy(cache + (size_t)((b * g.S + g.pos + t) * g.row) * g.es, x + (size_t)(bt * g.row) * g.es,
-               (size_t)g.row * g.es);
+        memcpy(cache + (size_t)((b * g.S + g.pos + t) * g.row) * g.es,
+               x + (size_t)(bt * g.row) * g.es, (size_t)g.row * g.es);
     }
     return HM_OK;
 }

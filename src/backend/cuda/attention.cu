@@ -30,8 +30,9 @@
 #define BC HM_CUDA_ATTN_BC
 #define ROWS HM_CUDA_ATTN_ROWS
 
-static enum hm_status geom(const struct hm_exec *ex, const struct hm_tensor *q, const struct hm_tensor *k,
-                           const struct hm_tensor *doc, struct hm_attn_geom *g, struct hm_cuda_attn_plan *plan)
+static enum hm_status geom(const struct hm_exec *ex, const struct hm_tensor *q,
+                           const struct hm_tensor *k, const struct hm_tensor *doc,
+                           struct hm_attn_geom *g, struct hm_cuda_attn_plan *plan)
 {
     enum hm_status st = hm_attn_geom_init(ex, q, k, doc, g);
     if (st != HM_OK)
@@ -135,8 +136,9 @@ template <typename K> static void set_smem(K kernel, size_t bytes)
 }
 
 template <int DPL, typename T>
-static void attention_launch(const T *q, const T *k, const T *v, T *out, float *lse, const struct hm_attn_geom *g,
-                             const struct hm_cuda_attn_plan *p, cudaStream_t stream)
+static void attention_launch(const T *q, const T *k, const T *v, T *out, float *lse,
+                             const struct hm_attn_geom *g, const struct hm_cuda_attn_plan *p,
+                             cudaStream_t stream)
 {
     dim3 grid((unsigned)((g->T + ROWS - 1) / ROWS), (unsigned)g->NH, (unsigned)g->B);
     set_smem(attention_kernel<DPL, T>, p->smem_fwd);
@@ -312,7 +314,8 @@ static __global__ void attn_dq_kernel(const T *dout, const T *q, const T *k, con
 
 template <int DPL, typename T>
 static void attn_dq_launch(const T *dout, const T *q, const T *k, const T *v, const float *lse, const float *D, T *dq,
-                           const struct hm_attn_geom *g, const struct hm_cuda_attn_plan *p, bool acc, cudaStream_t stream)
+                           const struct hm_attn_geom *g, const struct hm_cuda_attn_plan *p,
+                           bool acc, cudaStream_t stream)
 {
     dim3 grid((unsigned)((g->T + ROWS - 1) / ROWS), (unsigned)g->NH, (unsigned)g->B);
     set_smem(attn_dq_kernel<DPL, T>, p->smem_bwd_q);

@@ -53,12 +53,13 @@ struct ew_scale {
 /* dst = f(src[0], src[1]) over dst's n elements and dtype; unary functors (binary false) get no
  * second input. The plain elementwise kernels are each one call of this. */
 template <typename F>
-static enum hm_status ew_run(const struct hm_exec *ex, struct hm_tensor *dst, F f, bool binary, bool acc)
+static enum hm_status ew_run(const struct hm_exec *ex, struct hm_tensor *dst, F f, bool binary,
+                             bool acc)
 {
     int64_t n = hm_nelements(dst);
     HM_DISPATCH(dst->type, T,
-                hm_map(CPTR(T, dst->src[0]), binary ? CPTR(T, dst->src[1]) : (const T *)NULL, PTR(T, dst), n, n,
-                       f, acc, hm_cuda_stream(ex)));
+                hm_map(CPTR(T, dst->src[0]), binary ? CPTR(T, dst->src[1]) : (const T *)NULL,
+                       PTR(T, dst), n, n, f, acc, hm_cuda_stream(ex)));
     return HM_OK;
 }
 
