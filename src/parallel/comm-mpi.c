@@ -47,30 +47,40 @@ static enum hm_status mpi_status(int rc, const char *what)
     return hm_fail(HM_ERR_DEVICE, "MPI %s failed: %s", what, msg);
 }
 
-static enum hm_status mpi_allreduce(struct hm_comm *c, void *p, size_t n)
+enum blocking_op { OP_ALLREDUCE, OP_BROADCAST, OP_SEND, OP_RECV };
+
+/* The blocking calls, in chunks of at most CHUNK elements (MPI counts are int). all-reduce sums
+ * n floats in place; the others move n bytes, `arg` being the root or the peer. */
+static enum hm_status mpi_blocking(enum blocking_op op, char *b, size_t n, int arg)
 {
-    /* MPI counts are int: large buffers go in chunks. */
-    float *f = p;
-    for (size_t off = 0; off < n; off += (size_t)1 << 30) {
-        int cnt = (int)HM_MIN(n - off, (size_t)1 << 30);
-        enum hm_status st = mpi_status(MPI_Allreduce(MPI_IN_PLACE, f + off, cnt, MPI_FLOAT, MPI_SUM,
-                                                     MPI_COMM_WORLD), "all-reduce");
+    static const char *const what[] = {"all-reduce", "broadcast", "send", "receive"};
+    size_t es = op == OP_ALLREDUCE ? sizeof(float) : 1;
+    for (size_t off = 0; off < n; off += CHUNK) {
+        int cnt = (int)HM_MIN(n - off, CHUNK), rc;
+        void *q = b + off * es;
+        if (op == OP_ALLREDUCE)
+            rc = MPI_Allreduce(MPI_IN_PLACE, q, cnt, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+        else if (op == OP_BROADCAST)
+            rc = MPI_Bcast(q, cnt, MPI_BYTE, arg, MPI_COMM_WORLD);
+        else if (op == OP_SEND)
+            rc = MPI_Send(q, cnt, MPI_BYTE, arg, 0, MPI_COMM_WORLD);
+        else
+            rc = MPI_Recv(q, cnt, MPI_BYTE, arg, 0, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+        enum hm_status st = mpi_status(rc, what[op]);
         if (st != HM_OK)
             return st;
     }
     return HM_OK;
 }
 
+static enum hm_status mpi_allreduce(struct hm_comm *c, void *p, size_t n)
+{
+    return mpi_blocking(OP_ALLREDUCE, p, n, 0);
+}
+
 static enum hm_status mpi_broadcast(struct hm_comm *c, void *p, size_t bytes, int root)
 {
-    char *b = p;
-    for (size_t off = 0; off < bytes; off += (size_t)1 << 30) {
-        int cnt = (int)HM_MIN(bytes - off, (size_t)1 << 30);
-        enum hm_status st = mpi_status(MPI_Bcast(b + off, cnt, MPI_BYTE, root, MPI_COMM_WORLD), "broadcast");
-        if (st != HM_OK)
-            return st;
-    }
-    return HM_OK;
+    return mpi_blocking(OP_BROADCAST, p, bytes, root);
 }
 
 static enum hm_status mpi_reserve(struct hm_comm *c, int max_ops, size_t max_elems)
@@ -182,59 +192,53 @@ static enum hm_status mpi_wait_all(struct hm_comm *c)
     return st;
 }
 
-static enum hm_status mpi_reduce_scatter(struct hm_comm *c, struct hm_backend *be, float *base, size_t total)
+/* The blocking sharded collectives, chunk by chunk: reduce-scatter sums each chunk and moves
+ * this rank's part of the sum to base + mine; all-gather fills each chunk in place from every
+ * rank's part. */
+static enum hm_status mpi_sharded(struct hm_comm *c, float *base, size_t total, bool gather)
 {
     struct mpi_impl *m = impl(c);
     for (size_t lo = 0; lo < total; lo += CHUNK) {
         size_t hi = HM_MIN(total, lo + CHUNK), mine;
         shard_counts(c, total, lo, hi, m->tmp_counts, &mine);
-        enum hm_status st = mpi_status(MPI_Reduce_scatter(MPI_IN_PLACE, base + lo, m->tmp_counts, MPI_FLOAT,
-                                                          MPI_SUM, MPI_COMM_WORLD), "reduce-scatter");
+        int rc;
+        if (gather) {
+            for (int j = 0, at = 0; j < c->size; at += m->tmp_counts[j++])
+                m->tmp_displs[j] = at;
+            rc = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, base + lo, m->tmp_counts,
+                                m->tmp_displs, MPI_FLOAT, MPI_COMM_WORLD);
+        } else {
+            rc = MPI_Reduce_scatter(MPI_IN_PLACE, base + lo, m->tmp_counts, MPI_FLOAT, MPI_SUM,
+                                    MPI_COMM_WORLD);
+        }
+        enum hm_status st = mpi_status(rc, gather ? "all-gather" : "reduce-scatter");
         if (st != HM_OK)
             return st;
-        apply_move(&(struct move){base + mine, base + lo, (size_t)m->tmp_counts[c->rank]});
+        if (!gather)
+            apply_move(&(struct move){base + mine, base + lo, (size_t)m->tmp_counts[c->rank]});
     }
     return HM_OK;
+}
+
+static enum hm_status mpi_reduce_scatter(struct hm_comm *c, struct hm_backend *be, float *base,
+                                         size_t total)
+{
+    return mpi_sharded(c, base, total, false);
 }
 
 static enum hm_status mpi_all_gather(struct hm_comm *c, struct hm_backend *be, float *base, size_t total)
 {
-    struct mpi_impl *m = impl(c);
-    for (size_t lo = 0; lo < total; lo += CHUNK) {
-        size_t hi = HM_MIN(total, lo + CHUNK), mine;
-        shard_counts(c, total, lo, hi, m->tmp_counts, &mine);
-        for (int j = 0, at = 0; j < c->size; at += m->tmp_counts[j++])
-            m->tmp_displs[j] = at;
-        enum hm_status st = mpi_status(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, base + lo, m->tmp_counts,
-                                                      m->tmp_displs, MPI_FLOAT, MPI_COMM_WORLD), "all-gather");
-        if (st != HM_OK)
-            return st;
-    }
-    return HM_OK;
+    return mpi_sharded(c, base, total, true);
 }
 
 static enum hm_status mpi_send_host(struct hm_comm *c, const void *p, size_t bytes, int peer)
 {
-    const char *b = p;
-    for (size_t off = 0; off < bytes; off += CHUNK) {
-        enum hm_status st = mpi_status(MPI_Send(b + off, (int)HM_MIN(bytes - off, CHUNK), MPI_BYTE, peer, 0,
-                                                MPI_COMM_WORLD), "send");
-        if (st != HM_OK)
-            return st;
-    }
-    return HM_OK;
+    return mpi_blocking(OP_SEND, (char *)p, bytes, peer); /* only read when sending */
 }
 
 static enum hm_status mpi_recv_host(struct hm_comm *c, void *p, size_t bytes, int peer)
 {
-    char *b = p;
-    for (size_t off = 0; off < bytes; off += CHUNK) {
-        enum hm_status st = mpi_status(MPI_Recv(b + off, (int)HM_MIN(bytes - off, CHUNK), MPI_BYTE, peer, 0,
-                                                MPI_COMM_WORLD, MPI_STATUS_IGNORE), "receive");
-        if (st != HM_OK)
-            return st;
-    }
-    return HM_OK;
+    return mpi_blocking(OP_RECV, p, bytes, peer);
 }
 
 static enum hm_status mpi_double(struct hm_comm *c, double *v)

@@ -263,39 +263,43 @@ static enum hm_status nccl_all_gather(struct hm_comm *c, struct hm_backend *be, 
     return before_compute(n);
 }
 
-/* Point to point, staged through the scratch buffer chunk by chunk (both sides chunk alike). */
-static enum hm_status nccl_send_host(struct hm_comm *c, const void *p, size_t bytes, int peer)
+/* Point to point, staged through the scratch buffer chunk by chunk (both sides chunk alike):
+ * send copies each chunk host-to-device then sends it; receive does the reverse. */
+static enum hm_status nccl_p2p_host(struct hm_comm *c, char *p, size_t bytes, int peer, bool send)
 {
     struct nccl_impl *n = impl(c);
+    const char *what = send ? "send" : "receive";
     enum hm_status st;
     if ((st = get_scratch(n)) != HM_OK)
         return st;
     for (size_t off = 0; off < bytes; off += STAGE_BYTES) {
         size_t len = HM_MIN(STAGE_BYTES, bytes - off);
-        if ((st = cuda_status(cudaMemcpyAsync(n->scratch, (const char *)p + off, len, cudaMemcpyHostToDevice,
-                                              n->stream), "host-to-device copy")) != HM_OK ||
-            (st = nccl_status(ncclSend(n->scratch, len, ncclUint8, peer, n->comm, n->stream), "send")) != HM_OK ||
-            (st = sync_stream(n, "send")) != HM_OK)
+        if (send)
+            st = cuda_status(cudaMemcpyAsync(n->scratch, p + off, len, cudaMemcpyHostToDevice,
+                                             n->stream),
+                             "host-to-device copy");
+        if (st == HM_OK)
+            st = nccl_status(send ? ncclSend(n->scratch, len, ncclUint8, peer, n->comm, n->stream)
+                                  : ncclRecv(n->scratch, len, ncclUint8, peer, n->comm, n->stream),
+                             what);
+        if (st == HM_OK && !send)
+            st = cuda_status(cudaMemcpyAsync(p + off, n->scratch, len, cudaMemcpyDeviceToHost,
+                                             n->stream),
+                             "device-to-host copy");
+        if (st != HM_OK || (st = sync_stream(n, what)) != HM_OK)
             return st;
     }
     return HM_OK;
 }
 
+static enum hm_status nccl_send_host(struct hm_comm *c, const void *p, size_t bytes, int peer)
+{
+    return nccl_p2p_host(c, (char *)p, bytes, peer, true); /* only read when sending */
+}
+
 static enum hm_status nccl_recv_host(struct hm_comm *c, void *p, size_t bytes, int peer)
 {
-    struct nccl_impl *n = impl(c);
-    enum hm_status st;
-    if ((st = get_scratch(n)) != HM_OK)
-        return st;
-    for (size_t off = 0; off < bytes; off += STAGE_BYTES) {
-        size_t len = HM_MIN(STAGE_BYTES, bytes - off);
-        if ((st = nccl_status(ncclRecv(n->scratch, len, ncclUint8, peer, n->comm, n->stream), "receive")) != HM_OK ||
-            (st = cuda_status(cudaMemcpyAsync((char *)p + off, n->scratch, len, cudaMemcpyDeviceToHost, n->stream),
-                              "device-to-host copy")) != HM_OK ||
-            (st = sync_stream(n, "receive")) != HM_OK)
-            return st;
-    }
-    return HM_OK;
+    return nccl_p2p_host(c, p, bytes, peer, false);
 }
 
 static enum hm_status nccl_barrier(struct hm_comm *c)

@@ -12,11 +12,7 @@ for i in $(seq 1 40); do
     sys=""; [ $((i % 3)) -eq 0 ] && sys='{"role": "system", "content": "Be brief."}, '
     echo "{\"messages\": [$sys{\"role\": \"user\", \"content\": \"say $w\"}, {\"role\": \"assistant\", \"content\": \"$w $w\"}]}"
 done > "$TMP/chat.jsonl"
-cat > "$TMP/cfg.json" <<'EOF'
-{"vocab_size": 300, "max_seq_len": 256, "hidden_size": 32, "num_layers": 1, "num_heads": 2,
- "num_kv_heads": 2, "intermediate_size": 64, "dropout": 0.0, "layer_norm_eps": 1e-5,
- "use_bias": true, "rope_theta": 10000.0, "activation": "gelu", "tie_embeddings": true}
-EOF
+tiny_config 256 > "$TMP/cfg.json"
 "$BIN" train-tokenizer -i "$TMP/corpus.txt" -o "$TMP/tok.json" -v 300 >/dev/null 2>&1 &&
 "$BIN" train-tokenizer -i "$TMP/corpus.txt" -o "$TMP/old.json" -v 300 --special-tokens "<pad>,<bos>,<eos>,<unk>" \
     >/dev/null 2>&1 || { echo "FAIL: could not train the tokenizers"; exit 1; }

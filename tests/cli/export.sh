@@ -83,38 +83,42 @@ cmp -s "$TMP/gelu-back/model.safetensors" "$FIX/expected/gelu-hf-bf16/model.safe
 hf_variant() { # hf_variant NAME: a copy of the good folder to spoil
     rm -rf "$TMP/$1" && cp -r "$TMP/hf" "$TMP/$1"
 }
-hf_variant trunc && head -c 5000 "$TMP/hf/model.safetensors" > "$TMP/trunc/model.safetensors"
-fails 1 "trunc/model.safetensors: " "$TMP/r" -- import "$TMP/trunc" -o "$TMP/r"
-hf_variant corrupt && printf '\x10\x00\x00\x00\x00\x00\x00\x00{"a": nonsense}' > "$TMP/corrupt/model.safetensors"
-fails 1 "corrupt/model.safetensors: " "$TMP/r" -- import "$TMP/corrupt" -o "$TMP/r"
-hf_variant noweights && rm "$TMP/noweights/model.safetensors"
-fails 1 "no model.safetensors or model.safetensors.index.json" "$TMP/r" -- import "$TMP/noweights" -o "$TMP/r"
-hf_variant notok && rm "$TMP/notok/tokenizer.json"
-fails 1 "notok/tokenizer.json: cannot open" "$TMP/r" -- import "$TMP/notok" -o "$TMP/r"
-spoil() { # spoil NAME PYTHON-FREE-SED: edit config.json of a fresh copy
-    hf_variant "$1" && sed -i "$2" "$TMP/$1/config.json"
+refused() { # refused NAME PATTERN: importing the spoiled copy fails (1) with PATTERN, no run
+    fails 1 "$2" "$TMP/r" -- import "$TMP/$1" -o "$TMP/r"
 }
-spoil strsize 's/"hidden_size": 32/"hidden_size": "32"/'
-fails 1 "key 'hidden_size' must be a positive integer" "$TMP/r" -- import "$TMP/strsize" -o "$TMP/r"
-spoil strtheta 's/"rope_theta": 10000.0/"rope_theta": "10000"/'
-fails 1 "key 'rope_theta' must be a positive number" "$TMP/r" -- import "$TMP/strtheta" -o "$TMP/r"
-spoil strtie 's/"tie_word_embeddings": true/"tie_word_embeddings": 1/'
-fails 1 "key 'tie_word_embeddings' must be true or false" "$TMP/r" -- import "$TMP/strtie" -o "$TMP/r"
-spoil scaling 's/"use_cache": true/"use_cache": true, "rope_scaling": {"rope_type": "linear", "factor": 2.0}/'
-fails 1 "'rope_scaling' type \"linear\" is not supported" "$TMP/r" -- import "$TMP/scaling" -o "$TMP/r"
-spoil sliding 's/"use_cache": true/"use_cache": true, "sliding_window": 4096/'
-fails 1 "'sliding_window' .*is not supported" "$TMP/r" -- import "$TMP/sliding" -o "$TMP/r"
-spoil mistral 's/LlamaForCausalLM/MistralForCausalLM/'
-fails 1 "'architectures' \"MistralForCausalLM\" .*is not supported" "$TMP/r" -- import "$TMP/mistral" -o "$TMP/r"
-spoil act 's/"silu"/"gelu_new"/'
-fails 1 "'hidden_act' \"gelu_new\" for llama is not supported" "$TMP/r" -- import "$TMP/act" -o "$TMP/r"
-spoil headdim 's/"head_dim": 16/"head_dim": 8/'
-fails 1 "'head_dim' other than hidden_size / num_attention_heads" "$TMP/r" -- import "$TMP/headdim" -o "$TMP/r"
-spoil bias 's/"mlp_bias": false/"mlp_bias": true/'
-fails 1 "'mlp_bias' different from attention_bias" "$TMP/r" -- import "$TMP/bias" -o "$TMP/r"
-spoil vocab 's/"vocab_size": 320/"vocab_size": 384/'
-fails 1 "'vocab_size' 384 differs from the 320 tokens" "$TMP/r" -- import "$TMP/vocab" -o "$TMP/r"
+hf_variant trunc && head -c 5000 "$TMP/hf/model.safetensors" > "$TMP/trunc/model.safetensors"
+refused trunc "trunc/model.safetensors: "
+hf_variant corrupt && printf '\x10\x00\x00\x00\x00\x00\x00\x00{"a": nonsense}' > "$TMP/corrupt/model.safetensors"
+refused corrupt "corrupt/model.safetensors: "
+hf_variant noweights && rm "$TMP/noweights/model.safetensors"
+refused noweights "no model.safetensors or model.safetensors.index.json"
+hf_variant notok && rm "$TMP/notok/tokenizer.json"
+refused notok "notok/tokenizer.json: cannot open"
+spoil() { # spoil NAME SED PATTERN: a fresh copy, SED applied to its config.json, is refused
+    hf_variant "$1" && sed -i "$2" "$TMP/$1/config.json"
+    refused "$1" "$3"
+}
+spoil strsize 's/"hidden_size": 32/"hidden_size": "32"/' \
+    "key 'hidden_size' must be a positive integer"
+spoil strtheta 's/"rope_theta": 10000.0/"rope_theta": "10000"/' \
+    "key 'rope_theta' must be a positive number"
+spoil strtie 's/"tie_word_embeddings": true/"tie_word_embeddings": 1/' \
+    "key 'tie_word_embeddings' must be true or false"
+spoil scaling 's/"use_cache": true/"use_cache": true, "rope_scaling": {"rope_type": "linear", "factor": 2.0}/' \
+    "'rope_scaling' type \"linear\" is not supported"
+spoil sliding 's/"use_cache": true/"use_cache": true, "sliding_window": 4096/' \
+    "'sliding_window' .*is not supported"
+spoil mistral 's/LlamaForCausalLM/MistralForCausalLM/' \
+    "'architectures' \"MistralForCausalLM\" .*is not supported"
+spoil act 's/"silu"/"gelu_new"/' \
+    "'hidden_act' \"gelu_new\" for llama is not supported"
+spoil headdim 's/"head_dim": 16/"head_dim": 8/' \
+    "'head_dim' other than hidden_size / num_attention_heads"
+spoil bias 's/"mlp_bias": false/"mlp_bias": true/' \
+    "'mlp_bias' different from attention_bias"
+spoil vocab 's/"vocab_size": 320/"vocab_size": 384/' \
+    "'vocab_size' 384 differs from the 320 tokens"
 hf_variant wordpiece && sed -i 's/"type": "BPE"/"type": "WordPiece"/' "$TMP/wordpiece/tokenizer.json"
-fails 1 "model type 'WordPiece' is not supported" "$TMP/r" -- import "$TMP/wordpiece" -o "$TMP/r"
+refused wordpiece "model type 'WordPiece' is not supported"
 
 finish

@@ -7,11 +7,7 @@
 . "$(dirname "$0")/lib.sh"
 
 word_corpus 200 > "$TMP/corpus.txt"
-cat > "$TMP/cfg.json" <<'EOF'
-{"vocab_size": 300, "max_seq_len": 32, "hidden_size": 32, "num_layers": 1, "num_heads": 2,
- "num_kv_heads": 2, "intermediate_size": 64, "dropout": 0.0, "layer_norm_eps": 1e-5,
- "use_bias": true, "rope_theta": 10000.0, "activation": "gelu", "tie_embeddings": true}
-EOF
+tiny_config 32 > "$TMP/cfg.json"
 "$BIN" train-tokenizer -i "$TMP/corpus.txt" -o "$TMP/tok.json" -v 300 >/dev/null 2>&1 &&
 "$BIN" train-tokenizer -i "$TMP/corpus.txt" -o "$TMP/tok280.json" -v 280 >/dev/null 2>&1 &&
 "$BIN" train -d "$TMP/corpus.txt" -t "$TMP/tok.json" -m "$TMP/cfg.json" -o "$TMP/run" --max-steps 20 \

@@ -46,6 +46,15 @@ word_corpus() {
     done
 }
 
+# tiny_config MAX_SEQ_LEN: a 1-layer GELU model config over a 300-token vocabulary, on stdout
+tiny_config() {
+    cat <<EOF
+{"vocab_size": 300, "max_seq_len": $1, "hidden_size": 32, "num_layers": 1, "num_heads": 2,
+ "num_kv_heads": 2, "intermediate_size": 64, "dropout": 0.0, "layer_norm_eps": 1e-5,
+ "use_bias": true, "rope_theta": 10000.0, "activation": "gelu", "tie_embeddings": true}
+EOF
+}
+
 finish() {
     echo "$PASSES passed, $FAILS failed"
     [ "$FAILS" -eq 0 ]

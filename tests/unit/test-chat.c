@@ -41,6 +41,16 @@ static void add(struct hm_chat_conv *c, enum hm_chat_role r, const char *s)
     assert_int_equal(hm_chat_conv_add(c, r, s, strlen(s)), HM_OK);
 }
 
+/* The chat ids of tok, and c started as the system prompt "You are helpful." and `question`. */
+static void start_conv(struct hm_tokenizer *tok, struct hm_chat_ids *sp, struct hm_chat_conv *c,
+                       const char *question)
+{
+    assert_int_equal(hm_chat_special_ids(tok, "t", sp), HM_OK);
+    *c = (struct hm_chat_conv){0};
+    add(c, HM_ROLE_SYSTEM, "You are helpful.");
+    add(c, HM_ROLE_USER, question);
+}
+
 /* ---- rendering and records ------------------------------------------------------------------- */
 
 static void test_render_matches_transformers(void **state)
@@ -117,10 +127,8 @@ static void test_tokens_and_mask(void **state)
 {
     struct hm_tokenizer *tok = chat_tokenizer();
     struct hm_chat_ids sp;
-    assert_int_equal(hm_chat_special_ids(tok, "t", &sp), HM_OK);
-    struct hm_chat_conv c = {0};
-    add(&c, HM_ROLE_SYSTEM, "You are helpful.");
-    add(&c, HM_ROLE_USER, "What is the capital of France?");
+    struct hm_chat_conv c;
+    start_conv(tok, &sp, &c, "What is the capital of France?");
     add(&c, HM_ROLE_ASSISTANT, "Paris.");
     add(&c, HM_ROLE_USER, "Thank you");
     add(&c, HM_ROLE_ASSISTANT, "");
@@ -238,10 +246,8 @@ static struct hm_token_cache flags_view(const hm_token *flags, size_t n)
 static void two_conversations(struct hm_tokenizer *tok, struct hm_chat_tokens *a, struct hm_chat_tokens *b)
 {
     struct hm_chat_ids sp;
-    assert_int_equal(hm_chat_special_ids(tok, "t", &sp), HM_OK);
-    struct hm_chat_conv c = {0};
-    add(&c, HM_ROLE_SYSTEM, "You are helpful.");
-    add(&c, HM_ROLE_USER, "What is the capital of France?");
+    struct hm_chat_conv c;
+    start_conv(tok, &sp, &c, "What is the capital of France?");
     add(&c, HM_ROLE_ASSISTANT, "Paris is the capital.");
     assert_int_equal(hm_chat_encode(tok, &sp, &c, 0, false, a), HM_OK);
     hm_chat_conv_clear(&c);
@@ -391,9 +397,7 @@ static void test_grow_vocab(void **state)
         c.vocab_size = 40, c.tie_embeddings = tied;
         struct hm_backend *be;
         struct hm_model *base, *grown;
-        assert_int_equal(hm_backend_cpu_new(&be), HM_OK);
-        assert_int_equal(hm_model_new(&c, be, &base), HM_OK);
-        assert_int_equal(hm_model_init_weights(base, 5), HM_OK);
+        tu_cpu_model(&c, 5, &be, &base);
         assert_int_equal(hm_model_save(base, path, HM_SAVE_F32), HM_OK);
         c.vocab_size = 42;
         assert_int_equal(hm_model_new(&c, be, &grown), HM_OK);
@@ -492,10 +496,8 @@ static void test_session_keeps_cache(void **state)
 
     /* the whole conversation's ids, as a fresh prompt */
     struct hm_chat_ids sp;
-    assert_int_equal(hm_chat_special_ids(tok, "t", &sp), HM_OK);
-    struct hm_chat_conv c = {0};
-    add(&c, HM_ROLE_SYSTEM, "You are helpful.");
-    add(&c, HM_ROLE_USER, u1);
+    struct hm_chat_conv c;
+    start_conv(tok, &sp, &c, u1);
     struct hm_chat_tokens t = {0};
     assert_int_equal(hm_chat_encode(tok, &sp, &c, 0, true, &t), HM_OK);
     assert_int_equal((int)t.n, st1.prefill_tokens);

@@ -170,6 +170,15 @@ static void test_original_ten_key_config(void **state)
     assert_true(c.tie_embeddings);
 }
 
+/* hm_config_parse rejects json as HM_ERR_FORMAT, naming `needle` (unless NULL) in the error. */
+static void expect_malformed(const char *json, const char *name, const char *needle)
+{
+    struct hm_model_config c;
+    assert_int_equal(hm_config_parse(json, name, &c), HM_ERR_FORMAT);
+    if (needle)
+        assert_non_null(strstr(hm_last_error(), needle));
+}
+
 static void test_malformed(void **state)
 {
     struct hm_model_config c;
@@ -177,24 +186,22 @@ static void test_malformed(void **state)
     assert_non_null(strstr(hm_last_error(), "bad.json"));
     assert_non_null(strstr(hm_last_error(), "line"));
     assert_int_equal(hm_config_parse("[1,2]", "arr.json", &c), HM_ERR_FORMAT);
-    const char *missing = "{\"vocab_size\": 10, \"max_seq_len\": 8, \"hidden_size\": 8, \"num_layers\": 1,"
-                          " \"num_heads\": 2}";
-    assert_int_equal(hm_config_parse(missing, "m.json", &c), HM_ERR_FORMAT);
-    assert_non_null(strstr(hm_last_error(), "intermediate_size"));
-    const char *badtype = "{\"vocab_size\": \"ten\", \"max_seq_len\": 8, \"hidden_size\": 8,"
-                          " \"num_layers\": 1, \"num_heads\": 2, \"intermediate_size\": 8}";
-    assert_int_equal(hm_config_parse(badtype, "t.json", &c), HM_ERR_FORMAT);
-    assert_non_null(strstr(hm_last_error(), "vocab_size"));
-    const char *indivisible = "{\"vocab_size\": 10, \"max_seq_len\": 8, \"hidden_size\": 10,"
-                              " \"num_layers\": 1, \"num_heads\": 3, \"intermediate_size\": 8}";
-    assert_int_equal(hm_config_parse(indivisible, "d.json", &c), HM_ERR_FORMAT);
-    const char *unknown = "{\"vocab_size\": 10, \"max_seq_len\": 8, \"hidden_size\": 8,"
-                          " \"num_layers\": 1, \"num_heads\": 2, \"intermediate_size\": 8, \"wat\": 1}";
-    assert_int_equal(hm_config_parse(unknown, "u.json", &c), HM_ERR_FORMAT);
-    assert_non_null(strstr(hm_last_error(), "wat"));
-    const char *gqa = "{\"vocab_size\": 10, \"max_seq_len\": 8, \"hidden_size\": 8,"
-                      " \"num_layers\": 1, \"num_heads\": 2, \"num_kv_heads\": 3, \"intermediate_size\": 8}";
-    assert_int_equal(hm_config_parse(gqa, "g.json", &c), HM_ERR_FORMAT);
+    expect_malformed("{\"vocab_size\": 10, \"max_seq_len\": 8, \"hidden_size\": 8,"
+                     " \"num_layers\": 1, \"num_heads\": 2}",
+                     "m.json", "intermediate_size");
+    expect_malformed("{\"vocab_size\": \"ten\", \"max_seq_len\": 8, \"hidden_size\": 8,"
+                     " \"num_layers\": 1, \"num_heads\": 2, \"intermediate_size\": 8}",
+                     "t.json", "vocab_size");
+    expect_malformed("{\"vocab_size\": 10, \"max_seq_len\": 8, \"hidden_size\": 10,"
+                     " \"num_layers\": 1, \"num_heads\": 3, \"intermediate_size\": 8}",
+                     "d.json", NULL);
+    expect_malformed("{\"vocab_size\": 10, \"max_seq_len\": 8, \"hidden_size\": 8,"
+                     " \"num_layers\": 1, \"num_heads\": 2, \"intermediate_size\": 8, \"wat\": 1}",
+                     "u.json", "wat");
+    expect_malformed("{\"vocab_size\": 10, \"max_seq_len\": 8, \"hidden_size\": 8,"
+                     " \"num_layers\": 1, \"num_heads\": 2, \"num_kv_heads\": 3,"
+                     " \"intermediate_size\": 8}",
+                     "g.json", NULL);
     assert_int_equal(hm_config_load("/nonexistent/config.json", &c), HM_ERR_IO);
     assert_non_null(strstr(hm_last_error(), "/nonexistent/config.json"));
 }

@@ -249,14 +249,9 @@ static void test_cuda_graph_replay(void **state)
 
 int main(void)
 {
-    const char *dev = getenv("HM_CUDA_DEVICE");
-    g_device = dev ? atoi(dev) : 0;
-    struct hm_backend *probe = NULL;
-    if (hm_backend_cuda_new(g_device, &probe) != HM_OK) {
-        printf("SKIPPED: no CUDA device (%s)\n", hm_last_error());
+    g_device = tu_cuda_device();
+    if (g_device < 0)
         return 77;
-    }
-    hm_backend_free(probe);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fixture_gpt_bias),
         cmocka_unit_test(test_fixture_llama_swiglu),

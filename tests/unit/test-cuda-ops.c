@@ -344,14 +344,9 @@ static void test_optim(void **state)
 
 int main(void)
 {
-    const char *dev = getenv("HM_CUDA_DEVICE");
-    g_device = dev ? atoi(dev) : 0;
-    struct hm_backend *probe = NULL;
-    if (hm_backend_cuda_new(g_device, &probe) != HM_OK) {
-        printf("SKIPPED: no CUDA device (%s)\n", hm_last_error());
+    g_device = tu_cuda_device();
+    if (g_device < 0)
         return 77;
-    }
-    hm_backend_free(probe);
     struct CMUnitTest *tests = calloc((size_t)(2 * hm_n_op_cases + 5), sizeof *tests);
     char(*names16)[48] = calloc((size_t)hm_n_op_cases, sizeof *names16);
     const char *filter = getenv("HM_TEST_OP");

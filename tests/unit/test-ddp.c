@@ -419,9 +419,7 @@ static uint64_t train_allocs(const char *tokens, const char *dir, long steps)
     c.max_seq_len = 16;
     struct hm_backend *be;
     struct hm_model *m;
-    assert_int_equal(hm_backend_cpu_new(&be), HM_OK);
-    assert_int_equal(hm_model_new(&c, be, &m), HM_OK);
-    assert_int_equal(hm_model_init_weights(m, 1), HM_OK);
+    tu_cpu_model(&c, 1, &be, &m);
     struct hm_token_cache tok;
     bool hit;
     assert_int_equal(hm_token_cache_open(tokens, 1, &tok, &hit), HM_OK);

@@ -106,9 +106,7 @@ static void test_generations_in_threads(void **state)
     c.activation = HM_ACT_SWIGLU;
     struct hm_backend *be;
     struct hm_model *m;
-    assert_int_equal(hm_backend_cpu_new(&be), HM_OK);
-    assert_int_equal(hm_model_new(&c, be, &m), HM_OK);
-    assert_int_equal(hm_model_init_weights(m, 3), HM_OK);
+    tu_cpu_model(&c, 3, &be, &m);
     static struct gen_job alone[N_THREADS], together[N_THREADS];
     for (int t = 0; t < N_THREADS; t++) {
         alone[t] = (struct gen_job){.model = m, .seed = 100 + (uint64_t)t};

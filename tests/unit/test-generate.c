@@ -359,9 +359,7 @@ static void test_memorised_text_comes_back_greedily(void **state)
     cfg.dropout = 0.0f;
     struct hm_backend *be;
     struct hm_model *m;
-    assert_int_equal(hm_backend_cpu_new(&be), HM_OK);
-    assert_int_equal(hm_model_new(&cfg, be, &m), HM_OK);
-    assert_int_equal(hm_model_init_weights(m, 11), HM_OK);
+    tu_cpu_model(&cfg, 11, &be, &m);
     int T = n - 1;
     struct hm_train_graph tg;
     assert_int_equal(hm_model_build_train_graph(m, 1, T, &tg), HM_OK);

@@ -26,9 +26,7 @@ static void check_model(bool bias, bool tied, enum hm_activation act)
     c.vocab_size = 300, c.use_bias = bias, c.tie_embeddings = tied, c.activation = act;
     struct hm_backend *be;
     struct hm_model *m;
-    assert_int_equal(hm_backend_cpu_new(&be), HM_OK);
-    assert_int_equal(hm_model_new(&c, be, &m), HM_OK);
-    assert_int_equal(hm_model_init_weights(m, 7), HM_OK);
+    tu_cpu_model(&c, 7, &be, &m);
     struct hm_block *blk = hm_model_params(m);
     int counts[HM_PARAM_BIAS + 1] = {0};
     for (int i = 0; i < hm_block_n_tensors(blk); i++) {

@@ -30,6 +30,26 @@ static char *collect(const char *path, const struct hm_reader_opts *o, enum hm_s
     return out;
 }
 
+/* Reading path yields exactly `want`: the records, each followed by '|'. */
+static void expect_records(const char *path, const struct hm_reader_opts *o, const char *want)
+{
+    enum hm_status st;
+    char *got = collect(path, o, &st);
+    assert_int_equal(st, HM_OK);
+    assert_string_equal(got, want);
+    free(got);
+}
+
+/* Reading path fails with `want`, and the error names `needle`. */
+static void expect_error(const char *path, const struct hm_reader_opts *o, enum hm_status want,
+                         const char *needle)
+{
+    enum hm_status st;
+    free(collect(path, o, &st));
+    assert_int_equal(st, want);
+    assert_non_null(strstr(hm_last_error(), needle));
+}
+
 static void test_lines_and_compression(void **state)
 {
     (void)state;
@@ -37,41 +57,25 @@ static void test_lines_and_compression(void **state)
     char *txt = tu_path(dir, "a.txt");
     const char *body = "one\ntwo\r\n\nlast";
     tu_write(txt, body, strlen(body));
-    enum hm_status st;
-    char *got = collect(txt, NULL, &st);
-    assert_int_equal(st, HM_OK);
-    assert_string_equal(got, "one\n|two\r\n|\n|last|");
-    free(got);
+    expect_records(txt, NULL, "one\n|two\r\n|\n|last|");
     char cmd[1024];
     snprintf(cmd, sizeof cmd, "cd '%s' && gzip -k a.txt && zstd -q -k a.txt", dir);
     if (tu_run(cmd, NULL) == 0) {
         char *gz = tu_path(dir, "a.txt.gz"), *zs = tu_path(dir, "a.txt.zst");
-        got = collect(gz, NULL, &st);
-        assert_int_equal(st, HM_OK);
-        assert_string_equal(got, "one\n|two\r\n|\n|last|");
-        free(got);
-        got = collect(zs, NULL, &st);
-        assert_int_equal(st, HM_OK);
-        assert_string_equal(got, "one\n|two\r\n|\n|last|");
-        free(got);
+        expect_records(gz, NULL, "one\n|two\r\n|\n|last|");
+        expect_records(zs, NULL, "one\n|two\r\n|\n|last|");
         /* Truncated compressed files are errors, not short corpora. */
         snprintf(cmd, sizeof cmd, "cd '%s' && head -c 20 a.txt.gz > t.gz && head -c 12 a.txt.zst > t.zst", dir);
         assert_int_equal(tu_run(cmd, NULL), 0);
         char *tg = tu_path(dir, "t.gz"), *tz = tu_path(dir, "t.zst");
-        free(collect(tg, NULL, &st));
-        assert_int_equal(st, HM_ERR_IO);
-        assert_non_null(strstr(hm_last_error(), "t.gz"));
-        free(collect(tz, NULL, &st));
-        assert_int_equal(st, HM_ERR_IO);
-        assert_non_null(strstr(hm_last_error(), "t.zst"));
+        expect_error(tg, NULL, HM_ERR_IO, "t.gz");
+        expect_error(tz, NULL, HM_ERR_IO, "t.zst");
         free(gz);
         free(zs);
         free(tg);
         free(tz);
     }
-    free(collect("/nonexistent/x.txt", NULL, &st));
-    assert_int_equal(st, HM_ERR_IO);
-    assert_non_null(strstr(hm_last_error(), "/nonexistent/x.txt"));
+    expect_error("/nonexistent/x.txt", NULL, HM_ERR_IO, "/nonexistent/x.txt");
     tu_rmdir(dir);
     free(txt);
     free(dir);
@@ -84,30 +88,19 @@ static void test_jsonl(void **state)
     char *p = tu_path(dir, "d.jsonl");
     const char *body = "{\"text\":\"a\\nb\",\"x\":1}\n\n  \n{\"text\":\"\",\"body\":\"B\"}\n{\"text\":\"\\u00e9\"}";
     tu_write(p, body, strlen(body));
-    enum hm_status st;
-    char *got = collect(p, NULL, &st);
-    assert_int_equal(st, HM_OK);
-    assert_string_equal(got, "a\nb||\xc3\xa9|");
-    free(got);
+    expect_records(p, NULL, "a\nb||\xc3\xa9|");
     struct hm_reader_opts o = {.text_field = "body"};
-    free(collect(p, &o, &st));
-    assert_int_equal(st, HM_ERR_FORMAT);
-    assert_non_null(strstr(hm_last_error(), "d.jsonl:1"));
+    expect_error(p, &o, HM_ERR_FORMAT, "d.jsonl:1");
     assert_non_null(strstr(hm_last_error(), "body"));
     const char *bad[] = {"{\"text\":1}\n", "{\"text\":\"a\"} x\n", "[1]\n", "{\"text\":\"a\"\n"};
     for (size_t i = 0; i < 4; i++) {
         tu_write(p, bad[i], strlen(bad[i]));
-        free(collect(p, NULL, &st));
-        assert_int_equal(st, HM_ERR_FORMAT);
-        assert_non_null(strstr(hm_last_error(), "d.jsonl:1:"));
+        expect_error(p, NULL, HM_ERR_FORMAT, "d.jsonl:1:");
     }
     /* --format overrides the extension. */
     o = (struct hm_reader_opts){.format = HM_READER_LINES};
     tu_write(p, "{\"text\":1}\n", 11);
-    got = collect(p, &o, &st);
-    assert_int_equal(st, HM_OK);
-    assert_string_equal(got, "{\"text\":1}\n|");
-    free(got);
+    expect_records(p, &o, "{\"text\":1}\n|");
     tu_rmdir(dir);
     free(p);
     free(dir);

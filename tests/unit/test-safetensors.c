@@ -429,8 +429,10 @@ static void test_bad_lengths(void **state)
     free(path);
 }
 
-/* Every proper prefix of a valid file must be rejected cleanly. */
-static void test_truncated(void **state)
+/* A small valid file (f32 "a" 2x3 and i32 "c" 3, with meta) written to tu_tmpdir/name, and its
+ * bytes: the starting point the truncation and byte-flip tests spoil. */
+static unsigned char *good_file(const char *name, const struct hm_st_kv *meta, size_t n_meta,
+                                 size_t *len)
 {
     float a[6] = {1, 2, 3, 4, 5, 6};
     int32_t c[3] = {7, 8, 9};
@@ -438,11 +440,19 @@ static void test_truncated(void **state)
         {.name = "a", .dtype = HM_ST_F32, .ndim = 2, .shape = {2, 3}, .data = a},
         {.name = "c", .dtype = HM_ST_I32, .ndim = 1, .shape = {3}, .data = c},
     };
-    char *good = tu_path(tu_tmpdir, "good.safetensors");
+    char *good = tu_path(tu_tmpdir, name);
+    assert_int_equal(hm_st_write(good, e, 2, meta, n_meta), HM_OK);
+    unsigned char *raw = slurp(good, len);
+    free(good);
+    return raw;
+}
+
+/* Every proper prefix of a valid file must be rejected cleanly. */
+static void test_truncated(void **state)
+{
     char *path = tu_path(tu_tmpdir, "trunc.safetensors");
-    assert_int_equal(hm_st_write(good, e, 2, NULL, 0), HM_OK);
     size_t len;
-    unsigned char *raw = slurp(good, &len);
+    unsigned char *raw = good_file("good.safetensors", NULL, 0, &len);
     for (size_t n = 0; n < len; n++) {
         tu_write(path, raw, n);
         char what[64];
@@ -456,25 +466,16 @@ static void test_truncated(void **state)
     expect_format(path, "1 bytes after the last tensor", "one trailing byte");
     free(more);
     free(raw);
-    free(good);
     free(path);
 }
 
 /* Random byte flips in the length and header: success or HM_ERR_FORMAT, never a crash. */
 static void test_header_flips(void **state)
 {
-    float a[6] = {1, 2, 3, 4, 5, 6};
-    int32_t c[3] = {7, 8, 9};
-    struct hm_st_entry e[] = {
-        {.name = "a", .dtype = HM_ST_F32, .ndim = 2, .shape = {2, 3}, .data = a},
-        {.name = "c", .dtype = HM_ST_I32, .ndim = 1, .shape = {3}, .data = c},
-    };
-    char *good = tu_path(tu_tmpdir, "good2.safetensors");
     char *path = tu_path(tu_tmpdir, "flip.safetensors");
     struct hm_st_kv meta[] = {{"k", "v"}};
-    assert_int_equal(hm_st_write(good, e, 2, meta, 1), HM_OK);
     size_t len;
-    unsigned char *raw = slurp(good, &len);
+    unsigned char *raw = good_file("good2.safetensors", meta, 1, &len);
     size_t hend = 8 + (size_t)raw[0] + ((size_t)raw[1] << 8);
     unsigned char *buf = malloc(len);
     uint64_t seed = 12345;
@@ -511,7 +512,6 @@ static void test_header_flips(void **state)
     assert_true(n_bad > 1000);
     free(buf);
     free(raw);
-    free(good);
     free(path);
 }
 

@@ -136,22 +136,25 @@ static void pieces(const char *s, size_t n, char *out)
 static void test_pretok_spec_cases(void **state)
 {
     (void)state;
+    static const struct {
+        const char *in;
+        size_t n;
+        const char *want;
+    } cases[] = {
+        {"Hello  world", 12, "Hello|Ġ|Ġworld"},
+        {"a \nb", 4, "a|Ġ|Ċ|b"},
+        {"a \n", 3, "a|ĠĊ"},
+        {"\n\nfoo", 5, "Ċ|Ċ|foo"},
+        {" 's", 3, "Ġ'|s"},
+        {"I'm 'S", 6, "I|'m|Ġ'|S"},
+        /* Invalid UTF-8 bytes are 'other' characters of one byte. */
+        {"a\xff\xfe b\xc3", 6, "a|ÿþ|Ġb|Ã"},
+    };
     char out[256];
-    pieces("Hello  world", 12, out);
-    assert_string_equal(out, "Hello|Ġ|Ġworld");
-    pieces("a \nb", 4, out);
-    assert_string_equal(out, "a|Ġ|Ċ|b");
-    pieces("a \n", 3, out);
-    assert_string_equal(out, "a|ĠĊ");
-    pieces("\n\nfoo", 5, out);
-    assert_string_equal(out, "Ċ|Ċ|foo");
-    pieces(" 's", 3, out);
-    assert_string_equal(out, "Ġ'|s");
-    pieces("I'm 'S", 6, out);
-    assert_string_equal(out, "I|'m|Ġ'|S");
-    /* Invalid UTF-8 bytes are 'other' characters of one byte. */
-    pieces("a\xff\xfe b\xc3", 6, out);
-    assert_string_equal(out, "a|ÿþ|Ġb|Ã");
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        pieces(cases[i].in, cases[i].n, out);
+        assert_string_equal(out, cases[i].want);
+    }
 }
 
 static void test_pretok_matches_hf(void **state)
@@ -183,6 +186,18 @@ static void test_pretok_matches_hf(void **state)
 
 /* ---- trainer parity with HF ---------------------------------------------------------------- */
 
+/* Feed every record of the corpus at path to tr. */
+static void feed_file(struct hm_tokenizer_trainer *tr, const char *path)
+{
+    struct hm_reader *r;
+    assert_int_equal(hm_reader_open(path, NULL, &r), HM_OK);
+    const char *t;
+    size_t l;
+    while (hm_reader_next(r, &t, &l) == HM_OK && t)
+        assert_int_equal(hm_tokenizer_trainer_feed(tr, t, l), HM_OK);
+    hm_reader_free(r);
+}
+
 static void check_parity(const char *expected_name)
 {
     char path[512];
@@ -203,13 +218,7 @@ static void check_parity(const char *expected_name)
     struct hm_tokenizer_trainer *tr;
     assert_int_equal(hm_tokenizer_trainer_new(&o, &tr), HM_OK);
     snprintf(path, sizeof path, FIX "%s", corpus);
-    struct hm_reader *r;
-    assert_int_equal(hm_reader_open(path, NULL, &r), HM_OK);
-    const char *t;
-    size_t l;
-    while (hm_reader_next(r, &t, &l) == HM_OK && t)
-        assert_int_equal(hm_tokenizer_trainer_feed(tr, t, l), HM_OK);
-    hm_reader_free(r);
+    feed_file(tr, path);
     struct hm_tokenizer *tok;
     if (hm_tokenizer_trainer_finish(tr, &tok) != HM_OK)
         fail_msg("%s", hm_last_error());
@@ -361,18 +370,12 @@ static void test_trainer_errors(void **state)
 /* Trained on a corpus; no prefix space, so decode(encode(x)) == x. */
 static struct hm_tokenizer *corpus_tokenizer(void)
 {
-    struct hm_reader *r;
-    assert_int_equal(hm_reader_open(FIX "prose-code.txt", NULL, &r), HM_OK);
     const char *sp[] = {"<pad>", "<bos>", "<eos>", "<unk>"};
     struct hm_tokenizer_train_opts o = {.vocab_size = 1000, .min_frequency = 2,
                                         .special_tokens = sp, .n_special_tokens = 4};
     struct hm_tokenizer_trainer *tr;
     assert_int_equal(hm_tokenizer_trainer_new(&o, &tr), HM_OK);
-    const char *t;
-    size_t l;
-    while (hm_reader_next(r, &t, &l) == HM_OK && t)
-        assert_int_equal(hm_tokenizer_trainer_feed(tr, t, l), HM_OK);
-    hm_reader_free(r);
+    feed_file(tr, FIX "prose-code.txt");
     struct hm_tokenizer *tok;
     assert_int_equal(hm_tokenizer_trainer_finish(tr, &tok), HM_OK);
     hm_tokenizer_trainer_free(tr);

@@ -1,6 +1,9 @@
 /* test-util.c - see testutil.h. */
 #include "testutil.h"
 
+#include "hermes/backend.h"
+#include "hermes/model.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,4 +92,25 @@ int tu_cli(const char *args, char **out)
     int rc = tu_run(cmd, out);
     free(cmd);
     return rc;
+}
+
+int tu_cuda_device(void)
+{
+    const char *dev = getenv("HM_CUDA_DEVICE");
+    int device = dev ? atoi(dev) : 0;
+    struct hm_backend *probe = NULL;
+    if (hm_backend_cuda_new(device, &probe) != HM_OK) {
+        printf("SKIPPED: no CUDA device (%s)\n", hm_last_error());
+        return -1;
+    }
+    hm_backend_free(probe);
+    return device;
+}
+
+void tu_cpu_model(const struct hm_model_config *c, uint64_t seed, struct hm_backend **be,
+                  struct hm_model **m)
+{
+    assert_int_equal(hm_backend_cpu_new(be), HM_OK);
+    assert_int_equal(hm_model_new(c, *be, m), HM_OK);
+    assert_int_equal(hm_model_init_weights(*m, seed), HM_OK);
 }

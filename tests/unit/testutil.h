@@ -27,5 +27,14 @@ void tu_write(const char *path, const void *data, size_t len);
 int tu_run(const char *cmd, char **out);
 /* Run the hermes-llm binary with the given argument string. */
 int tu_cli(const char *args, char **out);
+/* The CUDA device the GPU tests use ($HM_CUDA_DEVICE, default 0), or -1 after printing the
+ * SKIPPED line when it cannot be opened: main() then returns 77, ctest's skip code. */
+int tu_cuda_device(void);
+struct hm_backend;
+struct hm_model_config;
+struct hm_model;
+/* A CPU backend and a training model of config c with weights initialised from seed. */
+void tu_cpu_model(const struct hm_model_config *c, uint64_t seed, struct hm_backend **be,
+                  struct hm_model **m);
 
 #endif

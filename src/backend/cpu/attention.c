@@ -11,27 +11,18 @@
  * keys doc_start[b, t] .. pos + t, so packed documents never see each other. A block of rows
  * computes scores only from the smallest start of its rows, which makes packed windows cheaper.
  */
+#include "backend/backend-shared.h"
 #include "cpu-impl.h"
 
 #include <cblas.h>
 
-struct attn_geom {
-    int64_t B, T, NH, HD, S, NKV, group, pos;
-    float scale;
-    const int32_t *doc; /* doc_start (B, T) or NULL: every row starts at key 0 */
-};
-
 static enum hm_status geom(const struct hm_exec *ex, const struct hm_tensor *q,
-                           const struct hm_tensor *k, const struct hm_tensor *doc, struct attn_geom *g)
+                           const struct hm_tensor *k, const struct hm_tensor *doc,
+                           struct hm_attn_geom *g)
 {
-    g->B = q->shape[0], g->T = q->shape[1], g->NH = q->shape[2], g->HD = q->shape[3];
-    g->S = k->shape[1], g->NKV = k->shape[2], g->group = g->NH / g->NKV;
-    g->pos = ex->rt->pos;
-    g->scale = 1.0f / sqrtf((float)g->HD);
-    if (g->pos < 0 || g->pos + g->T > g->S)
-        return hm_fail(HM_ERR_USAGE, "attention: positions %lld..%lld exceed the %lld keys available",
-                       (long long)g->pos, (long long)(g->pos + g->T - 1), (long long)g->S);
-    g->doc = doc ? (const int32_t *)doc->data : NULL;
+    enum hm_status st = hm_attn_geom_init(ex, q, k, doc, g);
+    if (st != HM_OK)
+        return st;
     for (int64_t i = 0; g->doc && i < g->B * g->T; i++)
         if (g->doc[i] < 0 || g->doc[i] > g->pos + i % g->T)
             return hm_fail(HM_ERR_USAGE, "attention: document start %d of row %lld is outside 0..%lld",
@@ -40,13 +31,13 @@ static enum hm_status geom(const struct hm_exec *ex, const struct hm_tensor *q,
 }
 
 /* First key row t of batch b may see. */
-static inline int64_t row_start(const struct attn_geom *g, int64_t b, int64_t t)
+static inline int64_t row_start(const struct hm_attn_geom *g, int64_t b, int64_t t)
 {
     return g->doc ? g->doc[b * g->T + t] : 0;
 }
 
 /* Smallest start of rows t0 .. t0+n-1: the block's scores cover keys [lo, pos + t0 + n). */
-static int64_t block_start(const struct attn_geom *g, int64_t b, int64_t t0, int64_t n)
+static int64_t block_start(const struct hm_attn_geom *g, int64_t b, int64_t t0, int64_t n)
 {
     int64_t lo = row_start(g, b, t0);
     for (int64_t i = 1; i < n; i++)
@@ -85,7 +76,7 @@ CPU_KERNEL(attention)
 {
     const struct hm_tensor *qt = dst->src[0], *kt = dst->src[1], *vt = dst->src[2];
     float *lse = F32(dst->src[4]);
-    struct attn_geom g;
+    struct hm_attn_geom g;
     enum hm_status st = geom(ex, qt, kt, dst->src[3], &g);
     if (st != HM_OK)
         return st;
@@ -149,7 +140,7 @@ CPU_KERNEL(attention_back)
     const struct hm_tensor *dot_ = dst->src[0], *qt = dst->src[1], *kt = dst->src[2];
     const struct hm_tensor *vt = dst->src[3], *ot = dst->src[4], *lt = dst->src[5];
     struct hm_tensor *dkt = dst->src[6], *dvt = dst->src[7];
-    struct attn_geom g;
+    struct hm_attn_geom g;
     enum hm_status st = geom(ex, qt, kt, ot->src[3], &g); /* out is the forward node */
     if (st != HM_OK)
         return st;
@@ -226,18 +217,17 @@ CPU_KERNEL(attention_back)
 
 CPU_KERNEL(kv_write)
 {
-    const struct hm_tensor *x = dst->src[1];
-    int64_t B = x->shape[0], T = x->shape[1], S = dst->shape[1];
-    int64_t row = x->shape[2] * x->shape[3], pos = ex->rt->pos;
-    if (pos < 0 || pos + T > S)
-        return hm_fail(HM_ERR_USAGE, "kv_write: positions %lld..%lld exceed the cache length %lld",
-                       (long long)pos, (long long)(pos + T - 1), (long long)S);
-    size_t es = hm_dtype_size(x->type); /* a copy: f32 and bf16 caches alike */
-#pragma omp parallel for schedule(static) if (parallel : HM_CPU_PAR(B * T * row))
-    for (int64_t bt = 0; bt < B * T; bt++) {
-        int64_t b = bt / T, t = bt % T;
-        memcpy((char *)dst->data + (size_t)((b * S + pos + t) * row) * es, (const char *)x->data + (size_t)(bt * row) * es,
-               (size_t)row * es);
+    struct hm_kv_write_geom g;
+    enum hm_status st = hm_kv_write_geom_init(ex, dst, &g);
+    if (st != HM_OK)
+        return st;
+    char *cache = (char *)dst->data;
+    const char *x = (const char *)g.x->data;
+#pragma omp parallel for schedule(static) if (parallel : HM_CPU_PAR(g.B * g.T * g.row))
+    for (int64_t bt = 0; bt < g.B * g.T; bt++) {
+        int64_t b = bt / g.T, t = bt % g.T;
+        memcpy(cache + (size_t)((b * g.S + g.pos + t) * g.row) * g.es,
+               x + (size_t)(bt * g.row) * g.es, (size_t)g.row * g.es);
     }
     return HM_OK;
 }

@@ -4,6 +4,7 @@
  * of squares uses a fixed number of blocks, each summed in double over 16 interleaved lanes in a
  * fixed order, then the block sums in order: the result is the same for any thread count.
  */
+#include "backend/backend-shared.h"
 #include "cpu-impl.h"
 
 enum hm_status hm_cpu_adamw(struct hm_backend *be, float *p, const float *g, float *m, float *v,
@@ -14,13 +15,7 @@ enum hm_status hm_cpu_adamw(struct hm_backend *be, float *p, const float *g, flo
     float bc2 = (float)(1.0 - pow((double)b2, (double)hp->t));
 #pragma omp parallel for simd schedule(static) if (parallel : HM_CPU_PAR((int64_t)n))
     for (size_t i = 0; i < n; i++) {
-        float gi = g[i];
-        float mi = b1 * m[i] + (1.0f - b1) * gi;
-        float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
-        m[i] = mi;
-        v[i] = vi;
-        float mh = mi / bc1, vh = vi / bc2;
-        p[i] -= lr * (mh / (sqrtf(vh) + eps) + wd * p[i]);
+        hm_adamw_elem(&p[i], g[i], &m[i], &v[i], lr, b1, b2, eps, wd, bc1, bc2);
     }
     return HM_OK;
 }

@@ -30,23 +30,13 @@
 #define BC HM_CUDA_ATTN_BC
 #define ROWS HM_CUDA_ATTN_ROWS
 
-struct attn_geom {
-    int64_t B, T, NH, HD, S, NKV, group, pos;
-    float scale;
-    const int32_t *doc; /* doc_start (B, T) or NULL */
-};
-
-static enum hm_status geom(const struct hm_exec *ex, const struct hm_tensor *q, const struct hm_tensor *k,
-                           const struct hm_tensor *doc, struct attn_geom *g, struct hm_cuda_attn_plan *plan)
+static enum hm_status geom(const struct hm_exec *ex, const struct hm_tensor *q,
+                           const struct hm_tensor *k, const struct hm_tensor *doc,
+                           struct hm_attn_geom *g, struct hm_cuda_attn_plan *plan)
 {
-    g->doc = doc ? (const int32_t *)doc->data : NULL;
-    g->B = q->shape[0], g->T = q->shape[1], g->NH = q->shape[2], g->HD = q->shape[3];
-    g->S = k->shape[1], g->NKV = k->shape[2], g->group = g->NH / g->NKV;
-    g->pos = ex->rt->pos;
-    g->scale = 1.0f / sqrtf((float)g->HD);
-    if (g->pos < 0 || g->pos + g->T > g->S)
-        return hm_fail(HM_ERR_USAGE, "attention: positions %lld..%lld exceed the %lld keys available",
-                       (long long)g->pos, (long long)(g->pos + g->T - 1), (long long)g->S);
+    enum hm_status st = hm_attn_geom_init(ex, q, k, doc, g);
+    if (st != HM_OK)
+        return st;
     return hm_cuda_attn_plan(g->HD, plan);
 }
 
@@ -146,8 +136,9 @@ template <typename K> static void set_smem(K kernel, size_t bytes)
 }
 
 template <int DPL, typename T>
-static void attention_launch(const T *q, const T *k, const T *v, T *out, float *lse, const struct attn_geom *g,
-                             const struct hm_cuda_attn_plan *p, cudaStream_t stream)
+static void attention_launch(const T *q, const T *k, const T *v, T *out, float *lse,
+                             const struct hm_attn_geom *g, const struct hm_cuda_attn_plan *p,
+                             cudaStream_t stream)
 {
     dim3 grid((unsigned)((g->T + ROWS - 1) / ROWS), (unsigned)g->NH, (unsigned)g->B);
     set_smem(attention_kernel<DPL, T>, p->smem_fwd);
@@ -160,7 +151,7 @@ static void attention_launch(const T *q, const T *k, const T *v, T *out, float *
 CUDA_KERNEL(attention)
 {
     const struct hm_tensor *qt = dst->src[0], *kt = dst->src[1], *vt = dst->src[2];
-    struct attn_geom g;
+    struct hm_attn_geom g;
     struct hm_cuda_attn_plan p;
     enum hm_status st = geom(ex, qt, kt, dst->src[3], &g, &p);
     if (st != HM_OK)
@@ -323,7 +314,8 @@ static __global__ void attn_dq_kernel(const T *dout, const T *q, const T *k, con
 
 template <int DPL, typename T>
 static void attn_dq_launch(const T *dout, const T *q, const T *k, const T *v, const float *lse, const float *D, T *dq,
-                           const struct attn_geom *g, const struct hm_cuda_attn_plan *p, bool acc, cudaStream_t stream)
+                           const struct hm_attn_geom *g, const struct hm_cuda_attn_plan *p,
+                           bool acc, cudaStream_t stream)
 {
     dim3 grid((unsigned)((g->T + ROWS - 1) / ROWS), (unsigned)g->NH, (unsigned)g->B);
     set_smem(attn_dq_kernel<DPL, T>, p->smem_bwd_q);
@@ -337,7 +329,7 @@ static void attn_dq_launch(const T *dout, const T *q, const T *k, const T *v, co
 /* Kernels 2 and 3 of the scalar backward, after D. */
 template <typename T>
 static void attn_back_reference(const T *dout, const T *q, const T *k, const T *v, const float *lse,
-                                const float *D, struct hm_tensor *dst, const struct attn_geom *g,
+                                const float *D, struct hm_tensor *dst, const struct hm_attn_geom *g,
                                 const struct hm_cuda_attn_plan *p, cudaStream_t s)
 {
     struct hm_tensor *dkt = dst->src[6], *dvt = dst->src[7];
@@ -360,7 +352,7 @@ CUDA_KERNEL(attention_back)
 {
     const struct hm_tensor *dot_ = dst->src[0], *qt = dst->src[1], *kt = dst->src[2];
     const struct hm_tensor *vt = dst->src[3], *ot = dst->src[4], *lt = dst->src[5];
-    struct attn_geom g;
+    struct hm_attn_geom g;
     struct hm_cuda_attn_plan p;
     enum hm_status st = geom(ex, qt, kt, ot->src[3], &g, &p); /* out is the forward node */
     if (st != HM_OK)

@@ -37,6 +37,7 @@ extern "C" {
 #include "hermes/ops.h"
 #include "util/util.h"
 }
+#include "backend/backend-shared.h"
 
 /* ---- the backend context ------------------------------------------------------------------- */
 

@@ -50,6 +50,19 @@ struct ew_scale {
     __device__ float operator()(float a, float) const { return s * a; }
 };
 
+/* dst = f(src[0], src[1]) over dst's n elements and dtype; unary functors (binary false) get no
+ * second input. The plain elementwise kernels are each one call of this. */
+template <typename F>
+static enum hm_status ew_run(const struct hm_exec *ex, struct hm_tensor *dst, F f, bool binary,
+                             bool acc)
+{
+    int64_t n = hm_nelements(dst);
+    HM_DISPATCH(dst->type, T,
+                hm_map(CPTR(T, dst->src[0]), binary ? CPTR(T, dst->src[1]) : (const T *)NULL,
+                       PTR(T, dst), n, n, f, acc, hm_cuda_stream(ex)));
+    return HM_OK;
+}
+
 CUDA_KERNEL(add)
 {
     HM_DISPATCH(dst->type, T,
@@ -60,20 +73,12 @@ CUDA_KERNEL(add)
 
 CUDA_KERNEL(mul)
 {
-    int64_t n = hm_nelements(dst);
-    HM_DISPATCH(dst->type, T,
-                hm_map(CPTR(T, dst->src[0]), CPTR(T, dst->src[1]), PTR(T, dst), n, n, ew_mul{}, dst->acc & 1,
-                       hm_cuda_stream(ex)));
-    return HM_OK;
+    return ew_run(ex, dst, ew_mul{}, true, dst->acc & 1);
 }
 
 CUDA_KERNEL(scale)
 {
-    int64_t n = hm_nelements(dst);
-    HM_DISPATCH(dst->type, T,
-                hm_map(CPTR(T, dst->src[0]), (const T *)NULL, PTR(T, dst), n, n, ew_scale{hm_op_f32(dst, 0)},
-                       dst->acc & 1, hm_cuda_stream(ex)));
-    return HM_OK;
+    return ew_run(ex, dst, ew_scale{hm_op_f32(dst, 0)}, false, dst->acc & 1);
 }
 
 /* ---- deterministic column sums (REDUCE_ROWS, RMSNorm dw) ---------------------------------------- */
@@ -190,29 +195,17 @@ static __global__ void swiglu_back_kernel(const T *dy, const T *g, const T *u, T
 
 CUDA_KERNEL(gelu)
 {
-    int64_t n = hm_nelements(dst);
-    HM_DISPATCH(dst->type, T,
-                hm_map(CPTR(T, dst->src[0]), (const T *)NULL, PTR(T, dst), n, n, ew_gelu{}, false,
-                       hm_cuda_stream(ex)));
-    return HM_OK;
+    return ew_run(ex, dst, ew_gelu{}, false, false);
 }
 
 CUDA_KERNEL(gelu_back)
 {
-    int64_t n = hm_nelements(dst);
-    HM_DISPATCH(dst->type, T,
-                hm_map(CPTR(T, dst->src[0]), CPTR(T, dst->src[1]), PTR(T, dst), n, n, ew_gelu_back{}, dst->acc & 1,
-                       hm_cuda_stream(ex)));
-    return HM_OK;
+    return ew_run(ex, dst, ew_gelu_back{}, true, dst->acc & 1);
 }
 
 CUDA_KERNEL(swiglu)
 {
-    int64_t n = hm_nelements(dst);
-    HM_DISPATCH(dst->type, T,
-                hm_map(CPTR(T, dst->src[0]), CPTR(T, dst->src[1]), PTR(T, dst), n, n, ew_swiglu{}, false,
-                       hm_cuda_stream(ex)));
-    return HM_OK;
+    return ew_run(ex, dst, ew_swiglu{}, true, false);
 }
 
 CUDA_KERNEL(swiglu_back)
@@ -261,14 +254,12 @@ CUDA_KERNEL(dropout)
 
 CUDA_KERNEL(kv_write)
 {
-    const struct hm_tensor *x = dst->src[1];
-    int64_t B = x->shape[0], T = x->shape[1], S = dst->shape[1];
-    int64_t row = x->shape[2] * x->shape[3], pos = ex->rt->pos;
-    if (pos < 0 || pos + T > S)
-        return hm_fail(HM_ERR_USAGE, "kv_write: positions %lld..%lld exceed the cache length %lld",
-                       (long long)pos, (long long)(pos + T - 1), (long long)S);
-    size_t es = hm_dtype_size(x->type), w = (size_t)(T * row) * es;
-    HM_CUDA_CHECK(cudaMemcpy2DAsync((char *)dst->data + (size_t)(pos * row) * es, (size_t)(S * row) * es, x->data,
-                                    w, w, (size_t)B, cudaMemcpyDeviceToDevice, hm_cuda_stream(ex)));
-    return HM_OK;
+    struct hm_kv_write_geom g;
+    enum hm_status st = hm_kv_write_geom_init(ex, dst, &g);
+    size_t w = (size_t)(g.T * g.row) * g.es; /* one batch row of x: a 2D copy of B rows */
+    if (st == HM_OK) /* else positions past the cache: nothing is copied */
+        HM_CUDA_CHECK(cudaMemcpy2DAsync((char *)dst->data + (size_t)(g.pos * g.row) * g.es,
+                                        (size_t)(g.S * g.row) * g.es, g.x->data, w, w, (size_t)g.B,
+                                        cudaMemcpyDeviceToDevice, hm_cuda_stream(ex)));
+    return st;
 }

@@ -175,19 +175,15 @@ static enum hm_status matmul_launch(struct hm_cuda_ctx *cx, const void *a, const
         LT_TRY(cublasLtMatmulPreferenceSetAttribute(ds.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &cx->lt_ws_bytes,
                                                     sizeof cx->lt_ws_bytes),
                "workspace preference");
-        uint32_t al[3] = {(uint32_t)key.align[1], (uint32_t)key.align[0], (uint32_t)key.align[2]};
-        LT_TRY(cublasLtMatmulPreferenceSetAttribute(ds.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al[0],
-                                                    sizeof al[0]),
-               "alignment preference");
-        LT_TRY(cublasLtMatmulPreferenceSetAttribute(ds.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al[1],
-                                                    sizeof al[1]),
-               "alignment preference");
-        LT_TRY(cublasLtMatmulPreferenceSetAttribute(ds.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al[2],
-                                                    sizeof al[2]),
-               "alignment preference");
-        LT_TRY(cublasLtMatmulPreferenceSetAttribute(ds.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al[2],
-                                                    sizeof al[2]),
-               "alignment preference");
+        /* A, B, C, D: our b is cuBLASLt's A (the operands are swapped), D aligns like C */
+        uint32_t al[4] = {(uint32_t)key.align[1], (uint32_t)key.align[0], (uint32_t)key.align[2],
+                          (uint32_t)key.align[2]};
+        static const cublasLtMatmulPreferenceAttributes_t al_attr[4] = {
+            CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+            CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
+        for (int i = 0; i < 4; i++)
+            LT_TRY(cublasLtMatmulPreferenceSetAttribute(ds.pref, al_attr[i], &al[i], sizeof al[i]),
+                   "alignment preference");
         cublasLtMatmulHeuristicResult_t res;
         int found = 0;
         cublasStatus_t s = cublasLtMatmulAlgoGetHeuristic(cx->lt, ds.op, ds.la, ds.lb, ds.lc, ds.lc, ds.pref, 1,
