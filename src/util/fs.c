@@ -13,11 +13,55 @@
 #include <time.h>
 #include <unistd.h>
 
+static const char *file_kind(mode_t m)
+{
+    return S_ISDIR(m) ? "a directory" : S_ISFIFO(m) ? "a FIFO" : S_ISSOCK(m) ? "a socket"
+         : S_ISCHR(m) ? "a character device" : S_ISBLK(m) ? "a block device" : "not a regular file";
+}
+
+enum hm_status hm_open_regular(const char *path, int *fd_out, uint64_t *size_out)
+{
+    /* O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0)
+        return hm_fail(HM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
+        int e = errno;
+        close(fd);
+        return hm_fail(HM_ERR_IO, "%s: cannot stat: %s", path, strerror(e));
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        close(fd);
+        return hm_fail(HM_ERR_IO, "%s: is %s, not a regular file", path, file_kind(sb.st_mode));
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0)
+        fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    *fd_out = fd;
+    if (size_out)
+        *size_out = (uint64_t)sb.st_size;
+    return HM_OK;
+}
+
+FILE *hm_fopen_regular(const char *path, uint64_t *size_out)
+{
+    int fd = -1;
+    if (hm_open_regular(path, &fd, size_out) != HM_OK)
+        return NULL;
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        hm_fail(HM_ERR_NOMEM, "%s: cannot open: %s", path, strerror(errno));
+        close(fd);
+    }
+    return f;
+}
+
 enum hm_status hm_read_file(const char *path, char **data, size_t *len)
 {
-    FILE *f = fopen(path, "rb");
+    FILE *f = hm_fopen_regular(path, NULL);
     if (!f)
-        return hm_fail(HM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+        return HM_ERR_IO;
     size_t cap = 1 << 16, n = 0;
     char *buf = hm_malloc(cap);
     if (!buf) {
