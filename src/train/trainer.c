@@ -415,7 +415,9 @@ enum hm_status hm_train(struct hm_model *m, const struct hm_token_cache *train,
         for (int a = 0; a < A; a++) {
             const uint32_t *win = t.perm + (uint64_t)in_epoch * G + ((uint64_t)a * W + t.rank) * B;
             fill_batch(&t, train, &t.tw, win, B);
-            rt->step = ((uint64_t)t.step * A + a) * W + t.rank;
+            rt->step = (uint64_t)t.step;
+            rt->sample0 = ((uint64_t)a * W + t.rank) * B; /* win's place in the global batch */
+            rt->samples = (uint64_t)B;
             if (t.ddp && a == A - 1) /* earlier micro-batches only accumulate */
                 hm_ddp_arm(t.ddp);
             float l;
