@@ -9,6 +9,7 @@
 #include "hermes/tokenizer.h"
 #include "opts.h"
 
+#include <errno.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,9 +29,9 @@ static bool emit(int32_t id, void *user)
     size_t len;
     if ((c->st = hm_decode_stream_push(c->ds, (uint32_t)id, &text, &len)) != HM_OK)
         return false;
-    if (len) {
-        fwrite(text, 1, len, stdout);
-        fflush(stdout);
+    if (len && (fwrite(text, 1, len, stdout) != len || fflush(stdout) != 0)) {
+        c->st = hm_fail(HM_ERR_IO, "generate: standard output: write failed: %s", strerror(errno));
+        return false;
     }
     return true;
 }
@@ -98,6 +99,8 @@ enum hm_status cmd_generate(int argc, char **argv)
         return st;
     enum hm_dtype dtype;
     if ((st = cli_resolve_dtype("generate", dtype_name, device_name, &dtype)) != HM_OK)
+        return st;
+    if (threads && (st = hm_check_threads("generate: --threads", threads)) != HM_OK)
         return st;
     if (threads)
         hm_set_threads((int)threads);

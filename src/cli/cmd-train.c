@@ -15,6 +15,7 @@
 #include "hermes/dataset.h"
 #include "hermes/interrupt.h"
 #include "hermes/launch.h"
+#include "hermes/run-dir.h"
 #include "hermes/tokenizer.h"
 #include "hermes/train.h"
 #include "opts.h"
@@ -35,7 +36,7 @@ struct train_args {
     long log_every, eval_every, eval_batches, save_every, vocab_size;
     double lr, min_lr, val_split, grad_clip, weight_decay, bucket_mb;
     bool resume, seq_len_given, warmup_given, min_lr_given, model_given, num_gpus_given;
-    bool no_overlap, zero1;
+    bool no_overlap, zero1, overwrite;
 };
 
 static void print_progress(const struct hm_train_progress *p, void *user)
@@ -81,13 +82,40 @@ static enum hm_status load_or_train_tokenizer(struct train_args *a, struct hm_to
 static void remove_created_output(const char *dir)
 {
     static const char *const ours[] = {"tokens-train.bin", "tokens-val.bin", "config.json",
-                                       "metrics.jsonl", "loss.svg"};
+                                       "metrics.jsonl", "loss.svg", ".hermes.lock"};
     char p[4096];
     for (size_t i = 0; i < sizeof ours / sizeof ours[0]; i++) {
         snprintf(p, sizeof p, "%s/%s", dir, ours[i]);
         unlink(p);
     }
     rmdir(dir);
+}
+
+/* Flags that contradict each other or the run they would continue, refused (or named) up front. */
+static enum hm_status train_args_check(const struct train_args *a)
+{
+    if (a->resume && a->overwrite)
+        return hm_fail(HM_ERR_USAGE, "train: --resume continues the run in %s and --overwrite "
+                       "replaces it: give one of them", a->output);
+    if (a->resume && a->checkpoint)
+        return hm_fail(HM_ERR_USAGE, "train: --checkpoint %s conflicts with --resume, which "
+                       "continues from %s/state.safetensors", a->checkpoint, a->output);
+    if (a->min_lr_given && a->min_lr > a->lr)
+        return hm_fail(HM_ERR_USAGE, "train: --min-lr %g is above --lr %g: the schedule decays "
+                       "from --lr to --min-lr", a->min_lr, a->lr);
+    if (a->resume && a->model_given)
+        fprintf(stderr, "Note: --resume continues the model saved in %s/config.json; -m %s is "
+                "ignored\n", a->output, a->model);
+    enum hm_status st;
+    if (!hm_file_exists(a->tokenizer) &&
+        (st = hm_check_output_not_input("train: --tokenizer", a->tokenizer, "--data",
+                                        a->data.items, (size_t)a->data.n)) != HM_OK)
+        return st;
+    if ((st = hm_run_dir_check_inputs(a->output, "--data", a->data.items, (size_t)a->data.n)) ||
+        (st = hm_run_dir_check_inputs(a->output, "--val-data", a->val_data.items,
+                                      (size_t)a->val_data.n)))
+        return st;
+    return HM_OK;
 }
 
 /* Rank 0 loads or trains the tokenizer and sends it as JSON, so the other ranks need not see its
@@ -263,6 +291,7 @@ enum hm_status cmd_train(int argc, char **argv)
         {"text-field", 0, CLI_STRING, &a.text_field, "KEY", "JSONL field holding the text", "text"},
         {"checkpoint", 0, CLI_STRING, &a.checkpoint, "FILE", "Start from these weights (.safetensors), for fine-tuning", NULL},
         {"resume", 0, CLI_FLAG, &a.resume, NULL, "Continue exactly from the output folder's saved state", NULL},
+        {"overwrite", 0, CLI_FLAG, &a.overwrite, NULL, "Start over in an output folder that holds a resumable run, replacing it", NULL},
         {"device", 0, CLI_STRING, &a.device, "DEV", "auto, cpu, cuda or cuda:N (auto: the GPU when one is present)", "auto"},
         {"dtype", 0, CLI_STRING, &a.dtype, "TYPE", CLI_DTYPE_HELP, CLI_DTYPE_DEFAULT},
         {"threads", 0, CLI_INT, &a.threads, "N", "CPU threads", "OMP_NUM_THREADS or all cores", 1, 4096},
@@ -298,8 +327,12 @@ enum hm_status cmd_train(int argc, char **argv)
         return st;
     if (strcmp(a.save_dtype, "f32") != 0 && strcmp(a.save_dtype, "bf16") != 0)
         return hm_fail(HM_ERR_USAGE, "train: --save-dtype: expected f32 or bf16, got '%s'", a.save_dtype);
+    if (a.threads && (st = hm_check_threads("train: --threads", a.threads)) != HM_OK)
+        return st;
     if (a.threads)
         hm_set_threads((int)a.threads);
+    if ((st = train_args_check(&a)) != HM_OK)
+        return st;
 
     /* Who we are: a --num-gpus worker, a launcher, an MPI rank (NCCL-over-MPI for GPU devices),
      * or the only process. */
@@ -328,6 +361,7 @@ enum hm_status cmd_train(int argc, char **argv)
     struct hm_model *model = NULL;
     struct hm_token_cache train = {0}, val = {0};
     bool have_val = false, created_output = false;
+    struct hm_run_lock *lock = NULL;
     char path[4096];
     snprintf(path, sizeof path, "%s/state.safetensors", a.output);
     if (a.resume && !hm_file_exists(path)) {
@@ -336,11 +370,14 @@ enum hm_status cmd_train(int argc, char **argv)
         goto out;
     }
     /* A folder this run creates is removed again if the run fails before training starts. Rank 0
-     * creates it before the first collective, the others after (on another node it may be new). */
+     * creates and locks it before the first collective, the others after (on another node it may
+     * be new). */
     if (rank == 0) {
         created_output = !hm_file_exists(a.output);
-        if ((st = hm_mkdir_p(a.output)) != HM_OK)
+        if ((st = hm_run_dir_open(a.output, a.resume, a.overwrite, &lock)) != HM_OK) {
+            created_output = false;
             goto out;
+        }
     }
 
     /* Tokenizer: rank 0 trains a missing one or loads it; the others get it from rank 0. */
@@ -492,7 +529,8 @@ enum hm_status cmd_train(int argc, char **argv)
             /* The exact command: this one, with --resume added once. */
             fprintf(stderr, "Resume with: hermes-llm");
             for (int i = 0; i < argc; i++)
-                fprintf(stderr, " %s", argv[i]);
+                if (strcmp(argv[i], "--overwrite") != 0) /* it would start over, not resume */
+                    cli_print_quoted(stderr, argv[i]);
             fprintf(stderr, "%s\n", a.resume ? "" : " --resume");
         }
     }
@@ -504,6 +542,7 @@ out_be:
 out:
     if (st != HM_OK && created_output && rank == 0)
         remove_created_output(a.output);
+    hm_run_lock_release(lock);
     if (have_val)
         hm_token_cache_close(&val);
     hm_token_cache_close(&train);

@@ -8,6 +8,7 @@
 #include "hermes/safetensors.h"
 #include "util/util.h"
 
+#include <math.h>
 #include <string.h>
 
 enum hm_status hm_model_save(const struct hm_model *m, const char *path, enum hm_save_dtype dt)
@@ -79,8 +80,17 @@ enum hm_status hm_model_load_weights(struct hm_model *m, const char *path)
     }
     for (int i = 0; i < hm_block_n_tensors(blk); i++) {
         struct hm_tensor *t = hm_block_tensor(blk, i);
-        if ((st = hm_st_read_f32(f, t->name, t->n_dims, t->shape, host + hm_block_elem_offset(t))) != HM_OK)
+        float *w = host + hm_block_elem_offset(t);
+        if ((st = hm_st_read_f32(f, t->name, t->n_dims, t->shape, w)) != HM_OK)
             goto out;
+        /* NaN or Inf weights only ever give NaN logits: refuse them here, naming the tensor. */
+        int64_t n = hm_nelements(t);
+        for (int64_t k = 0; k < n; k++)
+            if (!isfinite(w[k])) {
+                st = hm_fail(HM_ERR_FORMAT, "%s: tensor '%s' holds a non-finite value (%g at "
+                             "element %lld)", path, t->name, w[k], (long long)k);
+                goto out;
+            }
     }
     if ((st = hm_buffer_set(hm_block_data(blk), 0, host, bytes)) == HM_OK)
         st = hm_model_weights_changed(m);

@@ -47,7 +47,12 @@ enum hm_status hm_read_file(const char *path, char **data, size_t *len); /* NUL-
 bool hm_file_exists(const char *path);
 enum hm_status hm_mkdir_p(const char *path);
 
-/* Atomic write: data goes to "<path>.tmp.<pid>", is fsync'ed and renamed over <path>. */
+/* Remove "<prefix>.tmp.<pid>" files in dir (any prefix when NULL) whose process no longer runs:
+ * atomic writes cut short by a crash or SIGKILL. Returns how many were removed. */
+int hm_remove_dead_temps(const char *dir, const char *prefix);
+
+/* Atomic write: data goes to "<path>.tmp.<pid>", is fsync'ed and renamed over <path>. Opening
+ * first removes the temp files of <path> that dead processes left behind. */
 struct hm_atomic_file {
     FILE *f;
     char *path;
