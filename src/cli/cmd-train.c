@@ -61,11 +61,19 @@ static void print_progress(const struct hm_train_progress *p, void *user)
     }
 }
 
+static bool lists_stdin(const struct cli_list *l)
+{
+    for (int i = 0; i < l->n; i++)
+        if (strcmp(l->items[i], "-") == 0)
+            return true;
+    return false;
+}
+
 static enum hm_status load_or_train_tokenizer(struct train_args *a, struct hm_tokenizer **tok)
 {
     if (access(a->tokenizer, F_OK) == 0)
         return hm_tokenizer_load(a->tokenizer, tok);
-    if (a->data.n == 0)
+    if (a->data.n == 0 || lists_stdin(&a->data))
         return hm_fail(HM_ERR_USAGE, "train: tokenizer %s does not exist, and one can only be trained "
                        "from --data files, not standard input", a->tokenizer);
     fprintf(stderr, "Tokenizer %s not found: training a %ld-token byte-level BPE on the data first\n",
@@ -103,6 +111,8 @@ static enum hm_status train_args_check(const struct train_args *a)
     if (a->min_lr_given && a->min_lr > a->lr)
         return hm_fail(HM_ERR_USAGE, "train: --min-lr %g is above --lr %g: the schedule decays "
                        "from --lr to --min-lr", a->min_lr, a->lr);
+    if ((a->data.n == 0 || lists_stdin(&a->data)) && lists_stdin(&a->val_data))
+        return hm_fail(HM_ERR_USAGE, "train: standard input can feed --data or --val-data, not both");
     if (a->resume && a->model_given)
         fprintf(stderr, "Note: --resume continues the model saved in %s/config.json; -m %s is "
                 "ignored\n", a->output, a->model);
@@ -427,7 +437,8 @@ enum hm_status cmd_train(int argc, char **argv)
                 (unsigned long long)train.n_tokens, dinfo.cache_hit ? " (token cache reused)" : "");
     if (a.val_data.n) {
         snprintf(path, sizeof path, "%s/tokens-val.bin", a.output);
-        struct hm_dataset_opts vopt = {a.val_data.items, a.val_data.n, a.text_field, path, 0};
+        struct hm_dataset_opts vopt = {a.val_data.items, a.val_data.n, a.text_field, path, 0,
+                                       "--val-data"};
         if ((st = share_dataset(comm, tok, &vopt, &val, &dinfo)) != HM_OK)
             goto out;
         have_val = true;
