@@ -158,7 +158,10 @@ enum hm_status cmd_generate(int argc, char **argv)
         goto out;
     for (size_t i = 0; i < n; i++)
         prompt_ids[i] = (int32_t)ids[i];
-    if ((st = hm_backend_new_from_string(device_name, &be)) != HM_OK || (st = hm_model_new_infer(&cfg, be, &model)) != HM_OK)
+    if ((st = hm_backend_new_from_string(device_name, &be)) != HM_OK ||
+        (!strcmp(hm_backend_name(be), "cpu") &&
+         (st = hm_model_memory_check(&cfg, 1, cfg.max_seq_len, false)) != HM_OK) ||
+        (st = hm_model_new_infer(&cfg, be, &model)) != HM_OK)
         goto out;
     if ((st = hm_model_load_weights(model, checkpoint)) != HM_OK) {
         if (st == HM_ERR_MISMATCH) { /* hm_fail formats into the buffer hm_last_error returns */

@@ -452,7 +452,9 @@ enum hm_status cmd_train(int argc, char **argv)
     struct hm_backend *be = NULL;
     if ((st = hm_backend_new_from_string(worker ? "cuda" : device, &be)) != HM_OK)
         goto out;
-    if ((st = hm_model_new(&cfg, be, &model)) != HM_OK ||
+    if ((!strcmp(hm_backend_name(be), "cpu") &&
+         (st = hm_model_memory_check(&cfg, (int)a.batch, (int)a.seq_len, true)) != HM_OK) ||
+        (st = hm_model_new(&cfg, be, &model)) != HM_OK ||
         (st = hm_model_init_weights(model, (uint64_t)a.seed)) != HM_OK)
         goto out_be;
     if (a.checkpoint && !a.resume) {

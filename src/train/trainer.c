@@ -358,8 +358,11 @@ static enum hm_status setup(struct trainer *t)
         return hm_fail(HM_ERR_NOMEM, "out of memory for %llu window indices", (unsigned long long)t->tw.n_train);
     st = o->zero1 && t->comm ? hm_optimizer_new_zero1(t->model, &o->adamw, t->comm, &t->opt)
                              : hm_optimizer_new(t->model, &o->adamw, &t->opt);
-    if (st != HM_OK || (st = hm_model_build_train_graph(t->model, o->batch_size, o->seq_len, &t->tg)) != HM_OK)
+    if (st != HM_OK)
         return st;
+    if ((st = hm_model_build_train_graph(t->model, o->batch_size, o->seq_len, &t->tg)) != HM_OK)
+        return hm_fail(st, "training graph at batch %d x sequence length %d: %s", o->batch_size,
+                       o->seq_len, hm_last_error());
     struct hm_ddp_opts dopt = {o->bucket_mb, !o->no_overlap, o->zero1};
     if (t->world > 1 && (st = hm_ddp_new(t->comm, t->model, t->tg.graph, &dopt, &t->ddp)) != HM_OK)
         return st;

@@ -39,6 +39,12 @@ static inline bool hm_mul_size(size_t a, size_t b, size_t *out)
     return !__builtin_mul_overflow(a, b, out);
 }
 
+/* a+b with overflow check: false on overflow. */
+static inline bool hm_add_size(size_t a, size_t b, size_t *out)
+{
+    return !__builtin_add_overflow(a, b, out);
+}
+
 /* Files. Inputs are opened without ever blocking: a FIFO, device, socket or directory is refused
  * ("<path>: is a FIFO, not a regular file") before anything is read. */
 enum hm_status hm_open_regular(const char *path, int *fd, uint64_t *size); /* size may be NULL */
