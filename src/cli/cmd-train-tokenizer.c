@@ -6,6 +6,7 @@
  */
 #include "commands.h"
 #include "data/reader.h"
+#include "hermes/run-dir.h"
 #include "hermes/tokenizer.h"
 #include "opts.h"
 #include "util/util.h"
@@ -132,6 +133,9 @@ static enum hm_status train_tokenizer(int argc, char **argv, struct cli_list *li
         return hm_fail(HM_ERR_USAGE, "train-tokenizer: --input is required");
     if (!output)
         return hm_fail(HM_ERR_USAGE, "train-tokenizer: --output is required");
+    if ((st = hm_check_output_not_input("train-tokenizer: -o", output, "-i", inputs.items,
+                                        (size_t)inputs.n)) != HM_OK)
+        return st;
     struct hm_reader_opts ropts = {.text_field = text_field};
     if (strcmp(format, "auto") == 0)
         ropts.format = HM_READER_AUTO;

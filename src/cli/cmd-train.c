@@ -117,10 +117,6 @@ static enum hm_status train_args_check(const struct train_args *a)
         fprintf(stderr, "Note: --resume continues the model saved in %s/config.json; -m %s is "
                 "ignored\n", a->output, a->model);
     enum hm_status st;
-    if (!hm_file_exists(a->tokenizer) &&
-        (st = hm_check_output_not_input("train: --tokenizer", a->tokenizer, "--data",
-                                        a->data.items, (size_t)a->data.n)) != HM_OK)
-        return st;
     if ((st = hm_run_dir_check_inputs(a->output, "--data", a->data.items, (size_t)a->data.n)) ||
         (st = hm_run_dir_check_inputs(a->output, "--val-data", a->val_data.items,
                                       (size_t)a->val_data.n)))
