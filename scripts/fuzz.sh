@@ -4,6 +4,8 @@
 #
 #   scripts/fuzz.sh                  every target, FUZZ_SECONDS (20) each: what scripts/test.sh runs
 #   FUZZ_RUNS=10000000 scripts/fuzz.sh config reader    a fixed number of executions instead
+#   FUZZ_MAX_LEN=N overrides the per-target input size cap; FUZZ_TIMEOUT (60 s) is the limit for
+#   one input (generous: a loaded shared machine slows the sanitized code many times over).
 #
 # Prints one "fuzz: NAME: N executions in S s, 0 crashes" line per target; exits 1 on the first
 # crash, leak or timeout, leaving the input in $FUZZ_DIR/artifacts/ (make it a regression test).
@@ -39,7 +41,7 @@ for t in "${targets[@]}"; do
     start=$(date +%s)
     if ! TMPDIR="$PWD/$FUZZ_DIR/tmp" ASAN_OPTIONS=detect_leaks=1 \
         "$FUZZ_DIR/tests/fuzz/fuzz-$t" "$corpus" tests/fuzz/corpus/"$t" "${limit[@]}" \
-        -max_len="${max_len[$t]:-4096}" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+        -max_len="${FUZZ_MAX_LEN:-${max_len[$t]:-4096}}" -timeout="${FUZZ_TIMEOUT:-60}" -rss_limit_mb=2048 -print_final_stats=1 \
         -artifact_prefix="$FUZZ_DIR/artifacts/$t-" >"$log" 2>&1; then
         tail -n 40 "$log" >&2
         echo "fuzz: $t: FAILED (input in $FUZZ_DIR/artifacts/, log $log)" >&2
