@@ -57,7 +57,7 @@ static int finish(int code)
 {
     bool out_ok = fflush(stdout) == 0 && !ferror(stdout);
     int e = errno;
-    if (!out_ok)
+    if (!out_ok && code == 0) /* a failed command has printed its one error line already */
         fprintf(stderr, "hermes-llm: error: standard output: write failed: %s\n", strerror(e));
     bool err_ok = fflush(stderr) == 0 && !ferror(stderr);
     return (out_ok && err_ok) || code != 0 ? code : 1;

@@ -102,7 +102,7 @@ for args in "--help" "info -m nano" "train --help" "generate --help" "train-toke
 done
 "$BIN" generate -c "$TMP/run/weights.safetensors" -t "$TMP/tok.json" -p "The" -m 5 --seed 1 >/dev/full 2>"$TMP/full.err"
 rc=$?
-[ $rc -eq 1 ] && grep -q "write failed" "$TMP/full.err" && PASSES=$((PASSES + 1)) || { echo "FAIL: generate > /dev/full exited $rc"; FAILS=$((FAILS + 1)); }
+[ $rc -eq 1 ] && [ "$(grep -c "^hermes-llm: error: .*write failed" "$TMP/full.err")" = 1 ] && PASSES=$((PASSES + 1)) || { echo "FAIL: generate > /dev/full exited $rc"; FAILS=$((FAILS + 1)); }
 # Temp files of dead processes go at the next start; a live process's temp file stays.
 sleep 0 & dead=$!; wait $dead
 for f in weights.safetensors state.safetensors metrics.jsonl tokens-train.bin; do echo x > "$TMP/run/$f.tmp.$dead"; done
