@@ -21,7 +21,12 @@ fi
 cmake -S . -B "$FUZZ_DIR" -DCMAKE_C_COMPILER="$CC" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DHM_FUZZ=ON -DHM_BUILD_TESTS=OFF -DHM_CUDA=OFF -DHM_MPI=OFF -DHM_NATIVE=OFF \
     ${FUZZ_CMAKE_ARGS:-} >/dev/null
-cmake --build "$FUZZ_DIR" -j "$(nproc)" >/dev/null
+mkdir -p "$FUZZ_DIR"
+if ! cmake --build "$FUZZ_DIR" -j "$(nproc)" >"$FUZZ_DIR/build.log" 2>&1; then
+    tail -n 30 "$FUZZ_DIR/build.log" >&2
+    echo "fuzz: build failed (log $FUZZ_DIR/build.log)" >&2
+    exit 1
+fi
 
 # Input size caps per target: big enough for every seed's structure, small enough to stay fast.
 declare -A max_len=([config]=4096 [safetensors]=16384 [tokenizer-json]=8192
