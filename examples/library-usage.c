@@ -25,11 +25,11 @@
         }                                                                                          \
     } while (0)
 
-static bool print_token(int32_t id, void *user)
+static bool print_token(hm_token id, void *user)
 {
     const char *text;
     size_t len;
-    if (hm_decode_stream_push(user, (uint32_t)id, &text, &len) == HM_OK)
+    if (hm_decode_stream_push(user, id, &text, &len) == HM_OK)
         fwrite(text, 1, len, stdout);
     return true;
 }
@@ -52,9 +52,8 @@ int main(int argc, char **argv)
     fclose(f);
 
     /* 1. A tokenizer (or hm_tokenizer_load("tokenizer.json", &tok)). */
-    const char *specials[] = {"<pad>", "<bos>", "<eos>", "<unk>"};
-    struct hm_tokenizer_train_opts topt = {.vocab_size = 300, .min_frequency = 2,
-                                           .special_tokens = specials, .n_special_tokens = 4};
+    struct hm_tokenizer_train_opts topt = hm_tokenizer_train_opts_default();
+    topt.vocab_size = 300;
     const char *texts[] = {text};
     size_t lens[] = {strlen(text)};
     struct hm_tokenizer *tok;
@@ -79,33 +78,35 @@ int main(int argc, char **argv)
     char cache[300];
     snprintf(cache, sizeof cache, "%s/tokens.bin", dir);
     const char *paths[] = {corpus};
-    struct hm_dataset_opts dopt = {paths, 1, "text", cache, 0};
+    struct hm_dataset_opts dopt = hm_dataset_opts_default();
+    dopt.paths = paths;
+    dopt.n_paths = 1;
+    dopt.cache_path = cache;
     struct hm_token_cache data;
     struct hm_dataset_info info;
     CHECK(hm_dataset_open(tok, &dopt, &data, &info));
-    struct hm_train_opts opt = {
-        .output_dir = dir, .batch_size = 8, .seq_len = 32, .stride = 32, .grad_accum = 1,
-        .epochs = 100, .max_steps = 150, .seed = 1, .val_split = 0.05, .adamw = hm_adamw_defaults(),
-        .log_every = 50, .eval_every = 0, .eval_batches = 1, .save_every = 0,
-        .lr = {HM_LR_COSINE, 3e-3, 3e-4, 10, 0, 0},
-    };
+    struct hm_train_opts opt = hm_train_opts_default();
+    opt.output_dir = dir;
+    opt.batch_size = 8, opt.seq_len = 32, opt.stride = 32, opt.epochs = 100, opt.max_steps = 150;
+    opt.seed = 1, opt.val_split = 0.05, opt.log_every = 50, opt.eval_every = 0, opt.eval_batches = 1;
+    opt.save_every = 0;
+    opt.lr = (struct hm_lr_schedule){HM_LR_COSINE, 3e-3, 3e-4, 10, 0, 0};
     struct hm_train_summary sum;
     CHECK(hm_train(model, &data, NULL, &opt, NULL, NULL, NULL, &sum));
     printf("trained %ld steps: loss %.3f\n", sum.steps, sum.final_loss);
 
     /* 5. Generation: greedy, KV cache, streamed text. */
-    uint32_t ids[16];
+    hm_token prompt[16];
     size_t n;
-    CHECK(hm_tokenizer_encode(tok, "the quick", 9, ids, 16, &n));
-    int32_t prompt[16];
-    for (size_t i = 0; i < n; i++)
-        prompt[i] = (int32_t)ids[i];
-    struct hm_sampler_opts sopt = {.temperature = 0.0f, .top_p = 1.0f, .repetition_penalty = 1.0f};
+    CHECK(hm_tokenizer_encode(tok, "the quick", 9, prompt, 16, &n));
+    struct hm_sampler_opts sopt = hm_sampler_opts_default();
+    sopt.temperature = 0.0f;
     struct hm_sampler *sampler;
     struct hm_decode_stream *ds;
     CHECK(hm_sampler_new(cfg.vocab_size, &sopt, &sampler));
     CHECK(hm_decode_stream_new(tok, true, &ds));
-    struct hm_generate_opts gopt = {.max_new_tokens = 12, .eos_id = -1};
+    struct hm_generate_opts gopt = hm_generate_opts_default();
+    gopt.max_new_tokens = 12;
     struct hm_generate_stats stats;
     printf("the quick");
     CHECK(hm_generate(model, prompt, (int)n, &gopt, sampler, print_token, ds, &stats));

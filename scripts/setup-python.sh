@@ -1,6 +1,18 @@
 #!/usr/bin/env bash
 # Installs the Python packages used only by reference tests and benchmarks (never at run time):
-# HF tokenizers. PyTorch is installed on demand by the scripts that need it.
+# HF tokenizers; for the export/import checks (tests/reference/export_ref.py) also torch (the CPU
+# is enough), transformers, safetensors, gguf and llama-cpp-python, which pip builds from source
+# (about 10 minutes on 2 cores the first time, then pip's cache). Missing ones only are installed.
 set -uo pipefail
-python3 -c "import tokenizers" 2>/dev/null && exit 0
-python3 -m pip install -q tokenizers 2>/dev/null || python3 -m pip install -q --break-system-packages tokenizers
+pip_install() {
+    python3 -m pip install -q "$@" 2>/dev/null || python3 -m pip install -q --break-system-packages "$@"
+}
+want=()
+for pair in tokenizers:tokenizers torch:torch transformers:transformers safetensors:safetensors \
+            gguf:gguf numpy:numpy llama_cpp:llama-cpp-python; do
+    python3 -c "import ${pair%%:*}" 2>/dev/null || want+=("${pair#*:}")
+done
+[ ${#want[@]} -eq 0 ] && exit 0
+echo "setup-python: installing ${want[*]}"
+CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-2} pip_install "${want[@]}" ||
+    echo "setup-python: could not install ${want[*]}; the checks that need them will be skipped"

@@ -1,6 +1,8 @@
 /*
- * backend.h - compute backends (opaque): buffers in backend memory, host transfers, and the
- * optimizer/reduction primitives the trainer runs over contiguous ranges of a block.
+ * backend.h - compute backends (opaque): buffers in backend memory, host transfers, the
+ * optimizer/reduction primitives the trainer runs over contiguous ranges of a block, and the node
+ * calls through which the tensor core (src/core) plans and runs graphs. Every call checks its
+ * arguments here (src/backend/backend.c) before it reaches a backend.
  *
  *     struct hm_backend *be;
  *     if (hm_backend_cpu_new(&be) != HM_OK) return hm_last_error();
@@ -36,7 +38,7 @@ HM_API enum hm_status hm_backend_synchronize(struct hm_backend *be);
  * whose work is done when the call that issued it returns. */
 HM_API void *hm_backend_native_stream(struct hm_backend *be);
 
-/* ---- CUDA backend and device selection (issue 8) -------------------------------------------- */
+/* ---- CUDA backend and device selection ------------------------------------------------------ */
 /*
  * CUDA backend on GPU `device` (0-based): cuBLASLt matmuls plus our own kernels, f32 compute.
  * HM_ERR_UNSUPPORTED with a one-line message in a build without CUDA, when no GPU is visible, or
@@ -56,6 +58,35 @@ HM_API enum hm_status hm_device_parse(const char *spec, struct hm_device_spec *o
 /* hm_device_parse, then create that backend (--device of the CLI). */
 HM_API enum hm_status hm_backend_new_from_string(const char *spec, struct hm_backend **out);
 /* ---- end of the CUDA block ------------------------------------------------------------------- */
+
+/* ---- nodes: what hm_graph_plan and hm_graph_forward/backward call --------------------------- */
+/*
+ * HM_OK if `be` can run `node`: it has a kernel for the op and accepts the operands (dtypes,
+ * sizes); HM_ERR_UNSUPPORTED with a message naming the op and the backend otherwise. Ops without
+ * a kernel (hm_op_info(op)->kernel false: leaves, views, side outputs) are always fine.
+ */
+HM_API enum hm_status hm_backend_check_node(struct hm_backend *be, const struct hm_tensor *node);
+/* Scratch bytes the node's kernel needs in the workspace passed to hm_backend_compute (0: none). */
+HM_API size_t hm_backend_workspace_size(struct hm_backend *be, const struct hm_tensor *node);
+/*
+ * Run the kernel of one node whose operands already have storage on `be` (a planned graph):
+ * `rt` holds the runtime values, `ws` at least hm_backend_workspace_size(be, node) bytes of `be`'s
+ * memory. Asynchronous on an asynchronous backend. HM_ERR_USAGE if the node has no storage on `be`
+ * or no kernel there; otherwise the kernel's status (a bad token id, a position past the cache).
+ */
+HM_API enum hm_status hm_backend_compute(struct hm_backend *be, struct hm_tensor *node,
+                                         const struct hm_runtime *rt, void *ws, size_t ws_bytes);
+/*
+ * Issue a planned node sequence (one direction of a planned graph, every node with storage on
+ * `be`) by calling run(user), which runs each node through hm_backend_compute. A backend may take
+ * it as one unit that it records once and replays (CUDA graphs, HM_CUDA_GRAPH=1) while `key`
+ * (unique per planned graph and direction, never reused) and the runtime values those nodes read
+ * stay the same; otherwise run(user) is called directly. Returns run's status or the backend's.
+ */
+HM_API enum hm_status hm_backend_run_sequence(struct hm_backend *be, uint64_t key,
+                                              struct hm_tensor *const *nodes, int n,
+                                              const struct hm_runtime *rt,
+                                              enum hm_status (*run)(void *user), void *user);
 
 /* Threads for OpenMP loops and OpenBLAS together (n >= 1). */
 HM_API void hm_set_threads(int n);
@@ -88,6 +119,12 @@ HM_API enum hm_status hm_buffer_view(struct hm_buffer *parent, size_t offset, si
 /* The buffer's memory in the backend's address space, for communication libraries (MPI on the
  * CPU, NCCL on the GPU). Never dereference it on the host unless the backend is the CPU. */
 HM_API void *hm_buffer_ptr(struct hm_buffer *buf);
+
+/* The first n elements of src (src_type) into dst (dst_type), f32 <-> bf16 with round to nearest
+ * even (the bf16 weight copies). Both buffers on one backend; HM_ERR_UNSUPPORTED for another pair
+ * of dtypes or a backend without conversions. */
+HM_API enum hm_status hm_buffer_convert(struct hm_buffer *dst, enum hm_dtype dst_type,
+                                        const struct hm_buffer *src, enum hm_dtype src_type, size_t n);
 
 /* Reductions over f32 element ranges, deterministic (fixed blocks, summed in double in order). */
 HM_API enum hm_status hm_buffer_sumsq(const struct hm_buffer *buf, size_t offset, size_t n, double *out);

@@ -12,6 +12,9 @@
  *
  * A rank that fails while the others may be inside a collective must call hm_comm_abort, not
  * hm_comm_free: MPI_Finalize and NCCL collectives wait for every rank and would hang.
+ *
+ * Bad arguments (a range outside the buffer, a root or peer outside the world, a reservation while
+ * operations are in flight) are HM_ERR_USAGE with a one-line message, never an abort.
  */
 #ifndef HERMES_COMM_H
 #define HERMES_COMM_H
@@ -67,9 +70,10 @@ HM_API enum hm_status hm_comm_barrier(struct hm_comm *c);
 /*
  * Shards (ZeRO-1): rank r of W owns elements [*offset, *offset + *count) of n, contiguous, in rank
  * order, sizes differing by at most one. The collectives below that name "shards" use this split
- * of the buffer's f32 elements.
+ * of the buffer's f32 elements. HM_ERR_USAGE (and an empty shard) for a rank outside the world.
  */
-HM_API void hm_comm_shard(const struct hm_comm *c, size_t n, int rank, size_t *offset, size_t *count);
+HM_API enum hm_status hm_comm_shard(const struct hm_comm *c, size_t n, int rank, size_t *offset,
+                                    size_t *count);
 
 /*
  * Asynchronous collectives, in place over f32 elements [offset, offset+n) of a backend buffer, to
@@ -100,7 +104,7 @@ HM_API enum hm_status hm_comm_send_host(struct hm_comm *c, const void *data, siz
 HM_API enum hm_status hm_comm_recv_host(struct hm_comm *c, void *data, size_t bytes, int peer);
 
 /* Rank 0's weights to everyone, at the start of training. (Gradients are summed by the trainer
- * in buckets that overlap the backward pass: src/dist/ddp.h.) */
+ * in buckets that overlap the backward pass: src/parallel/ddp.h.) */
 HM_API enum hm_status hm_comm_broadcast_params(struct hm_comm *c, struct hm_model *m);
 
 #ifdef __cplusplus

@@ -57,7 +57,7 @@ HM_API enum hm_status hm_config_parse(const char *json, const char *origin, stru
  * every size computed from the config is exact. */
 HM_API enum hm_status hm_config_validate(const struct hm_model_config *cfg);
 
-/* config.json text (original 10 keys first, then ours). Caller frees with free(). */
+/* config.json text (original 10 keys first, then ours). Caller frees with hm_free(). */
 HM_API char *hm_config_to_json(const struct hm_model_config *cfg);
 HM_API enum hm_status hm_config_save(const struct hm_model_config *cfg, const char *path);
 

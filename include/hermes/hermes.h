@@ -40,6 +40,10 @@ enum hm_status {
     HM_ERR_INTERRUPTED, /* SIGINT/SIGTERM after a clean checkpoint */
 };
 
+/* A token id, the same type from the tokenizer through the data, the model and generation:
+ * 0 <= id < vocabulary size (negative values only as markers, e.g. -1 "none", -100 "ignore"). */
+typedef int32_t hm_token;
+
 HM_API const char *hm_version(void);
 HM_API const char *hm_status_str(enum hm_status st);
 
@@ -56,6 +60,10 @@ typedef void (*hm_log_fn)(enum hm_log_level level, const char *msg, void *user);
 HM_API void hm_log_set(hm_log_fn fn, void *user);
 HM_API void hm_log_set_level(enum hm_log_level level);
 HM_API void hm_log(enum hm_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Free memory the library returned to the caller (strings such as hm_config_to_json's and
+ * hm_tokenizer_to_json's). Objects with a constructor have their own hm_*_free. NULL is a no-op. */
+HM_API void hm_free(void *p);
 
 /* Host allocation counter, for tests that prove a hot path allocates nothing. */
 HM_API uint64_t hm_alloc_count(void);

@@ -14,7 +14,6 @@ extern "C" {
 
 HM_API void hm_interrupt_install(void);
 HM_API bool hm_interrupt_requested(void);
-HM_API int hm_interrupt_signal(void); /* the signal received, 0 if none */
 HM_API void hm_interrupt_reset(void);
 
 #ifdef __cplusplus

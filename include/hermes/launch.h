@@ -39,6 +39,9 @@ struct hm_launch_result {
     char error[512];        /* its last "hermes-llm: error: " line without the prefix, or "" */
 };
 
+/* One worker of /proc/self/exe, no argv (set one), no secret, 5 s grace. */
+HM_API struct hm_launch_opts hm_launch_opts_default(void);
+
 /*
  * Run the workers to completion. Each gets, besides our environment: HM_RANK, HM_WORLD_SIZE,
  * HM_LOCAL_RANK, HM_LAUNCH_FD (when there is a secret) and CUDA_VISIBLE_DEVICES (when asked).

@@ -66,8 +66,22 @@ HM_API enum hm_status hm_model_new_infer(const struct hm_model_config *cfg, stru
                                          struct hm_model **out);
 HM_API void hm_model_free(struct hm_model *m);
 
-/* N(0, 0.02) weights, attention and FFN output projections scaled by 1/sqrt(2L), norm weights 1,
- * biases 0; deterministic in `seed`. */
+/* What a parameter is for: initialisation (and anything else that treats kinds differently) asks
+ * this, never the tensor's name. */
+enum hm_param_role {
+    HM_PARAM_UNKNOWN = 0,
+    HM_PARAM_EMBEDDING,        /* token embedding (V, C) */
+    HM_PARAM_MATRIX,           /* a linear layer's weight [out, in] */
+    HM_PARAM_RESIDUAL_MATRIX,  /* a linear layer that writes the residual stream (o_proj, down) */
+    HM_PARAM_HEAD,             /* the untied output projection (V, C) */
+    HM_PARAM_NORM_GAIN,        /* an RMSNorm/LayerNorm scale */
+    HM_PARAM_BIAS,             /* a linear layer's bias */
+};
+/* The role of parameter i of hm_model_params (block order); HM_PARAM_UNKNOWN out of range. */
+HM_API enum hm_param_role hm_model_param_role(const struct hm_model *m, int i);
+
+/* By role: N(0, 0.02) embedding, matrices and head; residual matrices N(0, 0.02/sqrt(2L)); norm
+ * gains 1; biases 0. Deterministic in `seed`. */
 HM_API enum hm_status hm_model_init_weights(struct hm_model *m, uint64_t seed);
 
 /*
@@ -133,7 +147,7 @@ struct hm_infer_graph {
 HM_API enum hm_status hm_model_build_infer_graph(struct hm_model *m, struct hm_kv_cache *cache, int T,
                                                  struct hm_infer_graph *out);
 /* Run: positions pos .. pos+T-1; fills the cache there. */
-HM_API enum hm_status hm_infer_run(struct hm_infer_graph *g, const int32_t *ids, int pos);
+HM_API enum hm_status hm_infer_run(struct hm_infer_graph *g, const hm_token *ids, int pos);
 HM_API void hm_infer_graph_free(struct hm_infer_graph *g);
 
 /* ---- checkpoints (safetensors) --------------------------------------------------------------- */

@@ -81,6 +81,17 @@ struct hm_st_kv {
 HM_API enum hm_status hm_st_write(const char *path, const struct hm_st_entry *entries, size_t n_entries,
                                   const struct hm_st_kv *meta, size_t n_meta);
 
+/* Like hm_st_write, but an entry with NULL data gets its bytes from `fill`, in order, a chunk
+ * at a time: fill(user, entry index, byte offset in the tensor, buf, nbytes) writes nbytes of
+ * the stored dtype into buf (chunks are at most 64 KiB and whole elements). So a converted or
+ * permuted tensor never needs a buffer of its own size. A status fill returns aborts the write
+ * (the temp file is removed) and is returned as it is. */
+typedef enum hm_status (*hm_st_fill_fn)(void *user, size_t entry, uint64_t offset, void *buf,
+                                        size_t nbytes);
+HM_API enum hm_status hm_st_write_fill(const char *path, const struct hm_st_entry *entries,
+                                       size_t n_entries, const struct hm_st_kv *meta, size_t n_meta,
+                                       hm_st_fill_fn fill, void *user);
+
 /* ---- reading ------------------------------------------------------------------------------- */
 
 struct hm_st_file; /* opaque: the mapping plus the parsed header */

@@ -34,8 +34,9 @@ enum hm_dtype {
     HM_DTYPE_COUNT
 };
 
+/* Every op, from ops.def; its facts are in hm_op_info() (hermes/ops.h). */
 enum hm_op {
-#define HM_OP(NAME, str, n_src) HM_OP_##NAME,
+#define HM_OP(NAME, ...) HM_OP_##NAME,
 #include "hermes/ops.def"
 #undef HM_OP
     HM_OP_COUNT
@@ -181,6 +182,14 @@ HM_API struct hm_tensor *hm_embedding(struct hm_ctx *ctx, struct hm_tensor *w, s
 /* x / sqrt(mean(x^2) + eps) * w over the last dim; w (C). */
 HM_API struct hm_tensor *hm_rms_norm(struct hm_ctx *ctx, struct hm_tensor *x, struct hm_tensor *w,
                                      float eps);
+/*
+ * The pre-norm residual step in one node: *sum = a + b (same shape) and the result is
+ * hm_rms_norm(*sum, w, eps), bit for bit what hm_add then hm_rms_norm compute (the sum is rounded
+ * to its dtype before it is normalised). One pass over the rows instead of two, forward and
+ * backward. `sum` must not be NULL; the result is a node ordered after the sum is written.
+ */
+HM_API struct hm_tensor *hm_add_rms_norm(struct hm_ctx *ctx, struct hm_tensor *a, struct hm_tensor *b,
+                                         struct hm_tensor *w, float eps, struct hm_tensor **sum);
 /* RoPE, half-split (GPT-NeoX "rotate_half"); x (B, T, H, HD), position of row t = rt.pos + t. */
 HM_API struct hm_tensor *hm_rope(struct hm_ctx *ctx, struct hm_tensor *x, float theta);
 /*
@@ -200,8 +209,10 @@ HM_API struct hm_tensor *hm_gelu(struct hm_ctx *ctx, struct hm_tensor *x); /* ex
 HM_API struct hm_tensor *hm_swiglu(struct hm_ctx *ctx, struct hm_tensor *gate, struct hm_tensor *up);
 /*
  * Dropout with a counter-based RNG: element i is kept iff hash(seed, step, id, g) >= p * 2^32,
- * g = i + rt.sample0 * (elements per sample), with seed/step/sample0 from the graph runtime, so masks are reproducible, resumable and backend
- * independent. `id` must be unique per dropout site (e.g. layer * 16 + site). Returns x itself
+ * g = i + rt.sample0 * (elements per sample), with seed/step/sample0 from the graph runtime, so
+ * masks are reproducible, resumable, backend independent and the same for a sample whichever rank
+ * or micro-batch holds it. `id` must be unique per dropout site (the model uses 4 * layer + site).
+ * Returns x itself
  * (no node) when p == 0; at run time it copies x when rt.training is false.
  */
 HM_API struct hm_tensor *hm_dropout(struct hm_ctx *ctx, struct hm_tensor *x, float p, int32_t id);
@@ -217,7 +228,9 @@ HM_API struct hm_tensor *hm_cross_entropy(struct hm_ctx *ctx, struct hm_tensor *
 
 /*
  * Values that change between replays without rebuilding. hm_graph_runtime() returns the graph's
- * own copy, which the caller edits between runs.
+ * own copy, which the caller edits between runs. A backend that replays recorded sequences keeps
+ * the values each op's kernels read (the CUDA one: runtime_sig_of in graph-capture.cu): a new
+ * field must be added there for the ops that read it.
  */
 struct hm_runtime {
     int32_t pos;      /* position of the first query row (RoPE, KV cache); 0 for training */

@@ -25,7 +25,7 @@ struct hm_token_cache {
 
 /* Write atomically. Every id must be < vocab_size (checked). */
 HM_API enum hm_status hm_token_cache_write(const char *path, uint64_t key, uint32_t vocab_size,
-                                           const uint32_t *ids, uint64_t n);
+                                           const hm_token *ids, uint64_t n);
 
 /* Open and validate. *hit is false (and HM_OK returned) when the file is missing or its key
  * differs; a damaged file is HM_ERR_FORMAT. */
@@ -33,9 +33,9 @@ HM_API enum hm_status hm_token_cache_open(const char *path, uint64_t key, struct
                                           bool *hit);
 HM_API void hm_token_cache_close(struct hm_token_cache *c);
 
-static inline uint32_t hm_token_at(const struct hm_token_cache *c, uint64_t i)
+static inline hm_token hm_token_at(const struct hm_token_cache *c, uint64_t i)
 {
-    return c->width == 2 ? ((const uint16_t *)c->tokens)[i] : ((const uint32_t *)c->tokens)[i];
+    return (hm_token)(c->width == 2 ? ((const uint16_t *)c->tokens)[i] : ((const uint32_t *)c->tokens)[i]);
 }
 
 #ifdef __cplusplus

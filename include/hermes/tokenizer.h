@@ -5,7 +5,7 @@
  *     struct hm_tokenizer *tok;
  *     if (hm_tokenizer_load("tokenizer.json", &tok) != HM_OK)
  *         fprintf(stderr, "error: %s\n", hm_last_error());
- *     uint32_t ids[64];
+ *     hm_token ids[64];
  *     size_t n;
  *     hm_tokenizer_encode(tok, "Hello world", 11, ids, 64, &n); // n may exceed 64: retry bigger
  *     hm_tokenizer_free(tok);
@@ -35,19 +35,19 @@ HM_API enum hm_status hm_tokenizer_load_json(const char *json, size_t len, const
                                              struct hm_tokenizer **out);
 /* Write tokenizer.json atomically (temp file + rename). HM_ERR_IO on failure. */
 HM_API enum hm_status hm_tokenizer_save(const struct hm_tokenizer *tok, const char *path);
-/* The JSON text, NUL-terminated; caller frees with hm_tokenizer_string_free. */
+/* The JSON text, NUL-terminated; caller frees with hm_free. */
 HM_API enum hm_status hm_tokenizer_to_json(const struct hm_tokenizer *tok, char **json);
-HM_API void hm_tokenizer_string_free(char *s);
 HM_API void hm_tokenizer_free(struct hm_tokenizer *tok); /* NULL is a no-op */
 
 /* ---- training ------------------------------------------------------------------------------ */
 
-enum hm_train_phase {
-    HM_TRAIN_PHASE_COUNT, /* done = bytes of text counted so far, total = distinct words so far */
-    HM_TRAIN_PHASE_MERGE, /* done = merges made, total = merges wanted (vocab_size - initial) */
+enum hm_tokenizer_phase {
+    HM_TOKENIZER_PHASE_COUNT, /* done = bytes of text counted, total = distinct words so far */
+    HM_TOKENIZER_PHASE_MERGE, /* done = merges made, total = merges wanted (vocab_size - initial) */
 };
-typedef void (*hm_train_progress_fn)(void *user, enum hm_train_phase phase, uint64_t done,
-                                     uint64_t total);
+/* Tokenizer training progress (the model trainer's is hm_train_progress_fn_t in train.h). */
+typedef void (*hm_tokenizer_progress_fn)(void *user, enum hm_tokenizer_phase phase, uint64_t done,
+                                         uint64_t total);
 
 struct hm_tokenizer_train_opts {
     uint32_t vocab_size;          /* total, including special tokens and the 256 bytes */
@@ -55,9 +55,12 @@ struct hm_tokenizer_train_opts {
     const char *const *special_tokens; /* ids 0..n-1 in this order; UTF-8; no duplicates */
     size_t n_special_tokens;
     int n_threads;                /* 0 = OpenMP default */
-    hm_train_progress_fn progress; /* optional; called from the calling thread */
+    hm_tokenizer_progress_fn progress; /* optional; called from the calling thread */
     void *progress_user;
 };
+
+/* 32000 tokens, min_frequency 2, specials <pad> <bos> <eos> <unk> (ids 0..3), all threads. */
+HM_API struct hm_tokenizer_train_opts hm_tokenizer_train_opts_default(void);
 
 /* Streaming trainer: feed sequences (each is pre-tokenized on its own, as HF's
  * train_from_iterator does with each string), then finish. Word counting runs in parallel
@@ -87,10 +90,12 @@ HM_API enum hm_status hm_tokenizer_train(const struct hm_tokenizer_train_opts *o
 /* Number of ids, added tokens included (max id + 1). */
 HM_API uint32_t hm_tokenizer_vocab_size(const struct hm_tokenizer *tok);
 /* Id of a token by its tokenizer.json spelling ("<eos>", "Ġthe"), or -1 if absent. */
-HM_API int64_t hm_tokenizer_token_to_id(const struct hm_tokenizer *tok, const char *token);
+HM_API hm_token hm_tokenizer_token_to_id(const struct hm_tokenizer *tok, const char *token);
+/* The end-of-document token: <eos>, else GPT-2's <|endoftext|>, else -1. */
+HM_API hm_token hm_tokenizer_eos_id(const struct hm_tokenizer *tok);
 /* tokenizer.json spelling of an id (borrowed, valid until free), or NULL for an unused id. */
-HM_API const char *hm_tokenizer_id_to_token(const struct hm_tokenizer *tok, uint32_t id);
-HM_API bool hm_tokenizer_is_special(const struct hm_tokenizer *tok, uint32_t id);
+HM_API const char *hm_tokenizer_id_to_token(const struct hm_tokenizer *tok, hm_token id);
+HM_API bool hm_tokenizer_is_special(const struct hm_tokenizer *tok, hm_token id);
 
 /* ---- encoding ------------------------------------------------------------------------------ */
 
@@ -99,11 +104,11 @@ HM_API bool hm_tokenizer_is_special(const struct hm_tokenizer *tok, uint32_t id)
  * sets *n_out = n, the full count (snprintf-style): call again with cap >= n when n > cap.
  * Never adds BOS/EOS. HM_ERR_NOMEM on allocation failure. Not thread-safe (see top). */
 HM_API enum hm_status hm_tokenizer_encode(struct hm_tokenizer *tok, const char *text, size_t len,
-                                          uint32_t *ids, size_t cap, size_t *n_out);
+                                          hm_token *ids, size_t cap, size_t *n_out);
 
 /* Result of a batch encode: the ids of document i are ids[offsets[i] .. offsets[i+1]). */
 struct hm_token_batch {
-    uint32_t *ids;
+    hm_token *ids;
     size_t *offsets; /* n_docs + 1 entries */
     size_t n_docs;
     size_t n_ids;
@@ -120,8 +125,9 @@ HM_API void hm_token_batch_free(struct hm_token_batch *b);
 
 /* Decode ids to the exact bytes (decode(encode(x)) == x for any x). Special tokens are skipped
  * when skip_special. Writes min(cap, n) bytes plus a NUL when cap > 0 (truncated to cap - 1),
- * and sets *n_out = n (snprintf-style, NUL not counted). HM_ERR_USAGE for an id >= vocab size. */
-HM_API enum hm_status hm_tokenizer_decode(const struct hm_tokenizer *tok, const uint32_t *ids,
+ * and sets *n_out = n (snprintf-style, NUL not counted). HM_ERR_USAGE for an id outside the
+ * vocabulary. */
+HM_API enum hm_status hm_tokenizer_decode(const struct hm_tokenizer *tok, const hm_token *ids,
                                           size_t n, bool skip_special, char *buf, size_t cap,
                                           size_t *n_out);
 
@@ -131,7 +137,7 @@ struct hm_decode_stream;
 HM_API enum hm_status hm_decode_stream_new(const struct hm_tokenizer *tok, bool skip_special,
                                            struct hm_decode_stream **out);
 /* Add one id. *text (borrowed, valid until the next call) receives *len >= 0 ready bytes. */
-HM_API enum hm_status hm_decode_stream_push(struct hm_decode_stream *s, uint32_t id,
+HM_API enum hm_status hm_decode_stream_push(struct hm_decode_stream *s, hm_token id,
                                             const char **text, size_t *len);
 /* Emit what is still held back (an incomplete character at the end of generation). */
 HM_API void hm_decode_stream_flush(struct hm_decode_stream *s, const char **text, size_t *len);

@@ -9,8 +9,15 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 build=build-gpu
 cmake -S . -B $build -DCMAKE_BUILD_TYPE=Release -DHM_CUDA=ON -DHM_NCCL=ON -DHM_MPI=OFF -DHM_NATIVE=OFF \
-  -DCMAKE_C_FLAGS=-march=x86-64-v3 "-DCMAKE_CUDA_ARCHITECTURES=80;90" >/dev/null
-cmake --build $build -j "$(nproc)" 2>&1 | grep -E "error|warning" || true
+  -DCMAKE_C_FLAGS=-march=x86-64-v3 "-DCMAKE_CUDA_ARCHITECTURES=80-real;90-real;90-virtual" \
+  ${CMAKE_LAUNCHERS:-} >/dev/null
+mkdir -p $build
+if ! cmake --build $build -j "$(nproc)" >$build/bundle-build.log 2>&1; then
+  grep -E "error|Error" $build/bundle-build.log | head -n 30 >&2
+  echo "gpu bundle: the build failed (log: $build/bundle-build.log); nothing was packed" >&2
+  exit 1
+fi
+grep -E "warning" $build/bundle-build.log | head -n 30 || true # warnings are shown, not fatal
 
 progs=(hermes-llm tests/bench-train-gpu tests/test-cuda-host tests/test-cuda-ops tests/test-cuda-model tests/hm-compare)
 rm -rf .gpu && mkdir -p .gpu/stage/$build/tests .gpu/stage/lib

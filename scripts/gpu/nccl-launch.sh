@@ -9,6 +9,8 @@
 #      there too: the bucketed all-reduce overlapping the backward pass equals --no-overlap bit
 #      for bit (a sum of two), and --zero1 in small buckets (grouped ncclReduce / ncclBroadcast,
 #      moments gathered with ncclSend / ncclRecv) trains like the plain run;
+#      Each shared-GPU run is limited to $SHARED_TIMEOUT seconds (default 90), the others to
+#      $RUN_TIMEOUT (default 240).
 #   3. with N GPUs present, --num-gpus N against 1 process with N times the batch, with and
 #      without --zero1.
 set -u
@@ -20,7 +22,10 @@ T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 FAILS=0
 fail() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
-run() { timeout -k 5 240 "$@"; }
+run() { timeout -k 5 "${RUN_TIMEOUT:-240}" "$@"; }
+# Two ranks on one GPU either work within seconds or hang in NCCL's init: a short limit keeps the
+# four shared-GPU runs from taking 16 minutes of a lent machine.
+run_shared() { timeout -k 5 "${SHARED_TIMEOUT:-90}" "$@"; }
 
 awk 'BEGIN { srand(7); split("the quick brown fox jumps over a lazy dog and then sat on the mat", w, " ");
              for (i = 0; i < 40000; i++) printf "%s%s", w[int(rand() * 15) + 1], (i % 17 == 16) ? "\n" : " " }' \
@@ -38,18 +43,18 @@ grep -q "Starting 1 worker" "$T/one.log" || fail "--num-gpus 1 did not go throug
 echo "1. --num-gpus 1 == plain run: $( [ $FAILS = 0 ] && echo yes || echo NO)"
 tail -n 3 "$T/one.log"
 
-HM_SHARE_GPU=1 run "$BIN" train "${COMMON[@]}" -o "$T/two" -b 4 --num-gpus 2 >"$T/two.log" 2>&1
+HM_SHARE_GPU=1 run_shared "$BIN" train "${COMMON[@]}" -o "$T/two" -b 4 --num-gpus 2 >"$T/two.log" 2>&1
 rc=$?
 if [ $rc = 0 ]; then
   grep -q "Global batch: 8 windows (batch 4 x grad-accum 1 x 2 processes)" "$T/two.log" || fail "global batch not printed"
   "$CMP" metrics "$T/plain/metrics.jsonl" "$T/two/metrics.jsonl" 1e-4 || fail "2 ranks on one GPU: losses differ"
   "$CMP" weights "$T/plain/weights.safetensors" "$T/two/weights.safetensors" 1e-5 0 || fail "2 ranks: weights differ"
   grep -E "Gradient all-reduce: .* exposed" "$T/two.log" || fail "no all-reduce summary"
-  HM_SHARE_GPU=1 run "$BIN" train "${COMMON[@]}" -o "$T/two-noov" -b 4 --num-gpus 2 --no-overlap >"$T/noov.log" 2>&1 ||
+  HM_SHARE_GPU=1 run_shared "$BIN" train "${COMMON[@]}" -o "$T/two-noov" -b 4 --num-gpus 2 --no-overlap >"$T/noov.log" 2>&1 ||
       { tail "$T/noov.log"; fail "--no-overlap"; }
   "$CMP" metrics "$T/two/metrics.jsonl" "$T/two-noov/metrics.jsonl" 0 || fail "overlap differs from --no-overlap"
   "$CMP" weights "$T/two/state.safetensors" "$T/two-noov/state.safetensors" 0 0 || fail "overlap: state differs"
-  HM_SHARE_GPU=1 run "$BIN" train "${COMMON[@]}" -o "$T/two-z1" -b 4 --num-gpus 2 --zero1 --bucket-mb 0.01 \
+  HM_SHARE_GPU=1 run_shared "$BIN" train "${COMMON[@]}" -o "$T/two-z1" -b 4 --num-gpus 2 --zero1 --bucket-mb 0.01 \
       >"$T/z1.log" 2>&1 || { tail "$T/z1.log"; fail "--zero1"; }
   "$CMP" metrics "$T/plain/metrics.jsonl" "$T/two-z1/metrics.jsonl" 1e-4 || fail "--zero1: losses differ"
   "$CMP" weights "$T/two/state.safetensors" "$T/two-z1/state.safetensors" 1e-5 0 || fail "--zero1: state differs"

@@ -1,11 +1,13 @@
 /*
- * backend-impl.h - the backend vtable. A backend fills one struct hm_backend_i: buffer functions,
- * optimizer/reduction primitives over raw ranges, and a kernel table indexed by enum hm_op
- * (designated initializers; NULL = unsupported, reported by hm_graph_plan). Backward ops are ops
- * too, so "forward and backward of every op" is just the table. Kernels get the node `dst` (its
- * srcs, inline op_params, acc bits and data pointers in backend memory) plus struct hm_exec: the
- * runtime values and a backend-owned workspace sized by workspace_size(). Nothing here is CPU
- * specific, so src/backend/cuda/ can fill the same table from an extern "C" init.
+ * backend-impl.h - the backend vtable, private to src/backend/ (the core calls backends through
+ * the checked functions of include/hermes/backend.h, implemented in backend.c). A backend fills
+ * one struct hm_backend_i: buffer functions, optimizer/reduction primitives over raw ranges, and a
+ * kernel table indexed by enum hm_op, generated from ops.def so every op with a kernel has an
+ * entry (the CPU's a static initializer, the CUDA one filled by its extern "C" constructor).
+ * Backward ops are ops too, so "forward and backward of every op" is just the table. Kernels get
+ * the node `dst` (its srcs, inline op_params, acc bits and data pointers in backend memory; read
+ * it with include/hermes/ops.h) plus struct hm_exec: the runtime values and a backend-owned
+ * workspace sized by workspace_size().
  */
 #ifndef HERMES_BACKEND_IMPL_H
 #define HERMES_BACKEND_IMPL_H
@@ -49,6 +51,12 @@ struct hm_backend_i {
     /* optional: the native stream work is issued on (cudaStream_t), for communicators that must
      * order collectives after it; NULL (or absent) for a synchronous backend */
     void *(*native_stream)(struct hm_backend *be);
+    /* optional: issue a planned node sequence by calling run(user), as one unit the backend may
+     * record once and replay (CUDA graphs) while `key` (unique per planned graph and direction,
+     * never reused) and the runtime values those nodes read stay the same. NULL: the executor
+     * calls run(user) itself. Not used while profiling or while a backward hook is set. */
+    enum hm_status (*run_sequence)(struct hm_backend *be, uint64_t key, struct hm_tensor *const *nodes, int n,
+                                   const struct hm_runtime *rt, enum hm_status (*run)(void *user), void *user);
 };
 
 struct hm_backend {

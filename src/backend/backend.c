@@ -1,9 +1,11 @@
 /*
  * backend.c - the backend-independent half of the backend API: argument checks, buffers as
- * (backend, base, size) triples, and dispatch through the vtable in backend-impl.h. Buffer and
- * range arguments are validated here once so every backend can trust them.
+ * (backend, base, size) triples, and dispatch through the vtable in backend-impl.h. Buffer, range
+ * and node arguments are validated here once so every backend can trust them; the tensor core
+ * reaches backends only through these functions.
  */
 #include "backend-impl.h"
+#include "hermes/ops.h"
 #include "util/util.h"
 
 void hm_backend_free(struct hm_backend *be)
@@ -19,9 +21,62 @@ const char *hm_backend_name(const struct hm_backend *be)
 
 bool hm_backend_supports_op(const struct hm_backend *be, enum hm_op op)
 {
-    if (op == HM_OP_NONE || op == HM_OP_VIEW)
-        return true;
-    return (unsigned)op < HM_OP_COUNT && be->iface->kernels[op] != NULL;
+    const struct hm_op_info *info = hm_op_info(op);
+    return info && (!info->kernel || be->iface->kernels[op] != NULL);
+}
+
+enum hm_status hm_backend_check_node(struct hm_backend *be, const struct hm_tensor *node)
+{
+    if (!hm_backend_supports_op(be, node->op))
+        return hm_fail(HM_ERR_UNSUPPORTED, "op '%s' not available on %s", hm_op_name(node->op),
+                       be->iface->name);
+    if (!hm_op_info(node->op)->kernel || !be->iface->check_node)
+        return HM_OK;
+    return be->iface->check_node(be, node);
+}
+
+size_t hm_backend_workspace_size(struct hm_backend *be, const struct hm_tensor *node)
+{
+    const struct hm_op_info *info = hm_op_info(node->op);
+    if (!info || !info->kernel || !be->iface->workspace_size)
+        return 0;
+    return be->iface->workspace_size(be, node);
+}
+
+enum hm_status hm_backend_compute(struct hm_backend *be, struct hm_tensor *node,
+                                  const struct hm_runtime *rt, void *ws, size_t ws_bytes)
+{
+    const struct hm_op_info *info = hm_op_info(node->op);
+    if (info && !info->kernel)
+        return HM_OK;
+    if (!info || !be->iface->kernels[node->op])
+        return hm_fail(HM_ERR_USAGE, "op '%s' has no kernel on %s", hm_op_name(node->op),
+                       be->iface->name);
+    if (!node->data || !node->buffer || node->buffer->be != be)
+        return hm_fail(HM_ERR_USAGE, "node '%s' has no storage on %s: plan the graph first",
+                       node->name, be->iface->name);
+    struct hm_exec ex = {.be = be, .rt = rt, .ws = ws, .ws_bytes = ws_bytes};
+    return be->iface->kernels[node->op](&ex, node);
+}
+
+enum hm_status hm_backend_run_sequence(struct hm_backend *be, uint64_t key,
+                                       struct hm_tensor *const *nodes, int n,
+                                       const struct hm_runtime *rt,
+                                       enum hm_status (*run)(void *user), void *user)
+{
+    if (!run || n < 0 || (n > 0 && !nodes) || !rt)
+        return hm_fail(HM_ERR_USAGE, "run_sequence: no run function, rt or nodes");
+    for (int i = 0; i < n; i++) {
+        const struct hm_op_info *info = hm_op_info(nodes[i]->op);
+        if (info && !info->kernel)
+            continue;
+        if (!nodes[i]->data || !nodes[i]->buffer || nodes[i]->buffer->be != be)
+            return hm_fail(HM_ERR_USAGE, "node '%s' has no storage on %s: plan the graph first",
+                           nodes[i]->name, be->iface->name);
+    }
+    if (!be->iface->run_sequence || n == 0)
+        return run(user);
+    return be->iface->run_sequence(be, key, nodes, n, rt, run, user);
 }
 
 enum hm_status hm_backend_synchronize(struct hm_backend *be)
@@ -115,6 +170,24 @@ enum hm_status hm_buffer_get(const struct hm_buffer *buf, size_t offset, void *h
 enum hm_status hm_buffer_zero(struct hm_buffer *buf)
 {
     return buf->be->iface->memset0(buf->be, buf->base, buf->size);
+}
+
+enum hm_status hm_buffer_convert(struct hm_buffer *dst, enum hm_dtype dst_type,
+                                 const struct hm_buffer *src, enum hm_dtype src_type, size_t n)
+{
+    bool pair = (dst_type == HM_DTYPE_BF16 && src_type == HM_DTYPE_F32) ||
+                (dst_type == HM_DTYPE_F32 && src_type == HM_DTYPE_BF16);
+    if (!pair || !dst->be->iface->convert)
+        return hm_fail(HM_ERR_UNSUPPORTED, "%s cannot convert %s to %s", dst->be->iface->name,
+                       hm_dtype_name(src_type), hm_dtype_name(dst_type));
+    if (src->be != dst->be)
+        return hm_fail(HM_ERR_USAGE, "hm_buffer_convert: buffers live on different backends");
+    if (n > SIZE_MAX / 4)
+        return hm_fail(HM_ERR_USAGE, "hm_buffer_convert: range too large");
+    enum hm_status st = check_range(dst, 0, n * hm_dtype_size(dst_type), "hm_buffer_convert");
+    if (st == HM_OK)
+        st = check_range(src, 0, n * hm_dtype_size(src_type), "hm_buffer_convert");
+    return st != HM_OK ? st : dst->be->iface->convert(dst->be, dst->base, dst_type, src->base, src_type, n);
 }
 
 static enum hm_status f32_range(const struct hm_buffer *buf, size_t offset, size_t n, const char *what,

@@ -36,14 +36,14 @@ static void fmt_eta(double s, char *buf, size_t cap)
         snprintf(buf, cap, "%.0fs", s);
 }
 
-static void on_progress(void *user, enum hm_train_phase phase, uint64_t done, uint64_t total)
+static void on_progress(void *user, enum hm_tokenizer_phase phase, uint64_t done, uint64_t total)
 {
     struct progress *p = user;
     if (!p->tty)
         return;
     double now = hm_time_s();
     char eta[32] = "?";
-    if (phase == HM_TRAIN_PHASE_COUNT) {
+    if (phase == HM_TOKENIZER_PHASE_COUNT) {
         uint64_t raw = p->done_bytes + (p->cur ? hm_reader_bytes_read(p->cur) : 0);
         if (p->total_bytes && raw) {
             double frac = (double)raw / (double)p->total_bytes;
@@ -101,58 +101,116 @@ static enum hm_status split_specials(char *s, const char ***out, size_t *n)
     return HM_OK;
 }
 
-static enum hm_status train_tokenizer(int argc, char **argv, struct cli_list *list)
+struct tt_args {
+    struct cli_list inputs;
+    const char *output, *specials, *text_field, *format;
+    long vocab, min_freq, threads;
+    bool help;
+};
+
+static enum hm_status parse_args(int argc, char **argv, struct tt_args *a)
 {
-    struct cli_list inputs = {0};
-    const char *output = NULL, *specials_arg = "<pad>,<bos>,<eos>,<unk>", *text_field = "text";
-    const char *format = "auto";
-    long vocab = 32000, min_freq = 2, threads = 0;
-    bool help = false;
+    struct hm_tokenizer_train_opts d = hm_tokenizer_train_opts_default();
+    *a = (struct tt_args){.specials = "<pad>,<bos>,<eos>,<unk>", .text_field = "text", .format = "auto",
+                          .vocab = (long)d.vocab_size, .min_freq = (long)d.min_frequency};
     const struct cli_opt opts[] = {
-        {"input", 'i', CLI_LIST, &inputs, "FILE...", "Corpus files (.txt lines, .jsonl records; .gz/.zst ok; - = stdin)", NULL},
-        {"output", 'o', CLI_STRING, &output, "FILE", "Where to write tokenizer.json", NULL},
-        {"vocab-size", 'v', CLI_INT, &vocab, "N", "Vocabulary size, special tokens and 256 bytes included", "32000", 1, 1 << 24},
-        {"min-frequency", 0, CLI_INT, &min_freq, "N", "Stop when the best pair occurs fewer times", "2", 0, 1e15},
-        {"special-tokens", 0, CLI_STRING, &specials_arg, "LIST", "Comma-separated special tokens, ids 0..n-1", "<pad>,<bos>,<eos>,<unk>"},
-        {"text-field", 0, CLI_STRING, &text_field, "NAME", "JSONL field that holds the text", "text"},
-        {"format", 0, CLI_STRING, &format, "FMT", "auto (by extension), text or jsonl", "auto"},
-        {"threads", 't', CLI_INT, &threads, "N", "Threads for word counting", "all cores", 1, 4096},
+        {"input", 'i', CLI_LIST, &a->inputs, "FILE...", "Corpus files (.txt lines, .jsonl records; .gz/.zst ok; - = stdin)", NULL},
+        {"output", 'o', CLI_STRING, &a->output, "FILE", "Where to write tokenizer.json", NULL},
+        {"vocab-size", 'v', CLI_INT, &a->vocab, "N", "Vocabulary size, special tokens and 256 bytes included", "32000", 1, 1 << 24},
+        {"min-frequency", 0, CLI_INT, &a->min_freq, "N", "Stop when the best pair occurs fewer times", "2", 0, 1e15},
+        {"special-tokens", 0, CLI_STRING, &a->specials, "LIST", "Comma-separated special tokens, ids 0..n-1", "<pad>,<bos>,<eos>,<unk>"},
+        {"text-field", 0, CLI_STRING, &a->text_field, "NAME", "JSONL field that holds the text", "text"},
+        {"format", 0, CLI_STRING, &a->format, "FMT", "auto (by extension), text or jsonl", "auto"},
+        {"threads", 't', CLI_INT, &a->threads, "N", "Threads for word counting", "all cores", 1, 4096},
         {0},
     };
-    enum hm_status st = cli_parse("train-tokenizer", opts, argc, argv, &help);
-    *list = inputs;
+    enum hm_status st = cli_parse("train-tokenizer", opts, argc, argv, &a->help);
     if (st != HM_OK)
         return st;
-    if (help) {
+    if (a->help) {
         cli_usage(stdout, "train-tokenizer", "-i FILE... -o tokenizer.json [options]",
                   "Train a byte-level BPE tokenizer (the same vocab and merges as HF tokenizers'\n"
                   "BpeTrainer) and write it as an HF tokenizer.json.", opts);
         return HM_OK;
     }
-    if (inputs.n == 0)
+    if (a->inputs.n == 0)
         return hm_fail(HM_ERR_USAGE, "train-tokenizer: --input is required");
-    if (!output)
+    if (!a->output)
         return hm_fail(HM_ERR_USAGE, "train-tokenizer: --output is required");
-    if ((st = hm_check_output_not_input("train-tokenizer: -o", output, "-i", inputs.items,
-                                        (size_t)inputs.n)) != HM_OK)
+    if ((st = hm_check_output_not_input("train-tokenizer: -o", a->output, "-i", a->inputs.items,
+                                        (size_t)a->inputs.n)) != HM_OK)
         return st;
-    struct hm_reader_opts ropts = {.text_field = text_field};
-    if (strcmp(format, "auto") == 0)
-        ropts.format = HM_READER_AUTO;
-    else if (strcmp(format, "text") == 0)
-        ropts.format = HM_READER_LINES;
-    else if (strcmp(format, "jsonl") == 0)
-        ropts.format = HM_READER_JSONL;
-    else
-        return hm_fail(HM_ERR_USAGE, "train-tokenizer: --format: expected auto, text or jsonl, got '%s'",
-                       format);
     int n_stdin = 0;
-    for (int i = 0; i < inputs.n; i++)
-        n_stdin += strcmp(inputs.items[i], "-") == 0;
+    for (int i = 0; i < a->inputs.n; i++)
+        n_stdin += strcmp(a->inputs.items[i], "-") == 0;
     if (n_stdin > 1)
         return hm_fail(HM_ERR_USAGE, "train-tokenizer: --input: '-' (stdin) is given twice");
+    return HM_OK;
+}
 
-    char *spec_copy = hm_strdup(specials_arg);
+static enum hm_status reader_opts(const struct tt_args *a, struct hm_reader_opts *ro)
+{
+    *ro = (struct hm_reader_opts){.text_field = a->text_field};
+    if (strcmp(a->format, "auto") == 0)
+        ro->format = HM_READER_AUTO;
+    else if (strcmp(a->format, "text") == 0)
+        ro->format = HM_READER_LINES;
+    else if (strcmp(a->format, "jsonl") == 0)
+        ro->format = HM_READER_JSONL;
+    else
+        return hm_fail(HM_ERR_USAGE, "train-tokenizer: --format: expected auto, text or jsonl, got '%s'",
+                       a->format);
+    return HM_OK;
+}
+
+/* Stream every input into the trainer, tracking the bytes read for the progress line. */
+static enum hm_status feed_inputs(struct hm_tokenizer_trainer *tr, const struct cli_list *inputs,
+                                  const struct hm_reader_opts *ropts, struct progress *prog)
+{
+    for (int i = 0; i < inputs->n; i++) {
+        struct hm_reader *r = NULL;
+        enum hm_status st = hm_reader_open(inputs->items[i], ropts, &r);
+        if (st != HM_OK)
+            return st;
+        prog->total_bytes += hm_reader_file_size(r);
+        prog->cur = r;
+        const char *text;
+        size_t len;
+        while ((st = hm_reader_next(r, &text, &len)) == HM_OK && text)
+            if ((st = hm_tokenizer_trainer_feed(tr, text, len)) != HM_OK)
+                break;
+        prog->done_bytes += hm_reader_bytes_read(r);
+        prog->cur = NULL;
+        hm_reader_free(r);
+        if (st != HM_OK)
+            return st;
+    }
+    return HM_OK;
+}
+
+static enum hm_status write_tokenizer(const struct hm_tokenizer *tok, struct hm_atomic_file *af,
+                                      const char *output)
+{
+    char *json = NULL;
+    enum hm_status st = hm_tokenizer_to_json(tok, &json);
+    if (st == HM_OK && (fputs(json, af->f) == EOF || fputc('\n', af->f) == EOF))
+        st = hm_fail(HM_ERR_IO, "%s: write failed", output);
+    hm_free(json);
+    if (st != HM_OK)
+        return st;
+    st = hm_atomic_commit(af);
+    af->f = NULL;
+    return st;
+}
+
+enum hm_status cmd_train_tokenizer(int argc, char **argv)
+{
+    struct tt_args a;
+    struct hm_reader_opts ropts;
+    enum hm_status st = parse_args(argc, argv, &a);
+    if (st != HM_OK || a.help || (st = reader_opts(&a, &ropts)) != HM_OK)
+        return st;
+    char *spec_copy = hm_strdup(a.specials);
     if (!spec_copy)
         return hm_fail(HM_ERR_NOMEM, "out of memory");
     const char **specials = NULL;
@@ -160,74 +218,36 @@ static enum hm_status train_tokenizer(int argc, char **argv, struct cli_list *li
     struct hm_tokenizer_trainer *tr = NULL;
     struct hm_tokenizer *tok = NULL;
     struct hm_atomic_file af = {0};
-    char *json = NULL;
     struct progress prog = {.tty = cli_stderr_is_tty(), .t0 = hm_time_s()};
     if ((st = split_specials(spec_copy, &specials, &n_specials)) != HM_OK)
         goto out;
-    struct hm_tokenizer_train_opts topts = {
-        .vocab_size = (uint32_t)vocab,
-        .min_frequency = (uint64_t)min_freq,
-        .special_tokens = specials,
-        .n_special_tokens = n_specials,
-        .n_threads = (int)threads,
-        .progress = on_progress,
-        .progress_user = &prog,
-    };
-    if ((st = hm_tokenizer_trainer_new(&topts, &tr)) != HM_OK)
-        goto out;
+    struct hm_tokenizer_train_opts topts = hm_tokenizer_train_opts_default();
+    topts.vocab_size = (uint32_t)a.vocab;
+    topts.min_frequency = (uint64_t)a.min_freq;
+    topts.special_tokens = specials;
+    topts.n_special_tokens = n_specials;
+    topts.n_threads = (int)a.threads;
+    topts.progress = on_progress;
+    topts.progress_user = &prog;
     /* Fail on an unwritable output before spending time on training. */
-    if ((st = hm_atomic_open(&af, output)) != HM_OK)
-        goto out;
-    for (int i = 0; i < inputs.n; i++) {
-        const char *path = inputs.items[i];
-        struct hm_reader *r = NULL;
-        if ((st = hm_reader_open(path, &ropts, &r)) != HM_OK)
-            goto out;
-        prog.total_bytes += hm_reader_file_size(r);
-        prog.cur = r;
-        const char *text;
-        size_t len;
-        while ((st = hm_reader_next(r, &text, &len)) == HM_OK && text)
-            if ((st = hm_tokenizer_trainer_feed(tr, text, len)) != HM_OK)
-                break;
-        prog.done_bytes += hm_reader_bytes_read(r);
-        prog.cur = NULL;
-        hm_reader_free(r);
-        if (st != HM_OK)
-            goto out;
-    }
-    if ((st = hm_tokenizer_trainer_finish(tr, &tok)) != HM_OK)
+    if ((st = hm_tokenizer_trainer_new(&topts, &tr)) != HM_OK || (st = hm_atomic_open(&af, a.output)) != HM_OK ||
+        (st = feed_inputs(tr, &a.inputs, &ropts, &prog)) != HM_OK ||
+        (st = hm_tokenizer_trainer_finish(tr, &tok)) != HM_OK)
         goto out;
     if (prog.drawn)
         fputc('\n', stderr);
     prog.drawn = false;
-    if ((st = hm_tokenizer_to_json(tok, &json)) != HM_OK)
-        goto out;
-    if (fputs(json, af.f) == EOF || fputc('\n', af.f) == EOF) {
-        st = hm_fail(HM_ERR_IO, "%s: write failed", output);
-        goto out;
-    }
-    st = hm_atomic_commit(&af);
-    af.f = NULL;
-    if (st == HM_OK)
-        hm_log(HM_LOG_INFO, "wrote %s: %u tokens (%zu special) in %.1f s", output,
+    if ((st = write_tokenizer(tok, &af, a.output)) == HM_OK)
+        hm_log(HM_LOG_INFO, "wrote %s: %u tokens (%zu special) in %.1f s", a.output,
                hm_tokenizer_vocab_size(tok), n_specials, hm_time_s() - prog.t0);
 out:
     if (prog.drawn)
         fputc('\n', stderr);
     if (af.f)
         hm_atomic_abort(&af);
-    hm_tokenizer_string_free(json);
     hm_tokenizer_free(tok);
     hm_tokenizer_trainer_free(tr);
     hm_free(specials);
     hm_free(spec_copy);
-    return st;
-}
-
-enum hm_status cmd_train_tokenizer(int argc, char **argv)
-{
-    struct cli_list inputs = {0};
-    enum hm_status st = train_tokenizer(argc, argv, &inputs);
     return st;
 }

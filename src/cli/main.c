@@ -37,6 +37,8 @@ static const struct {
     {"train", cmd_train, "Train a model from scratch or from a checkpoint"},
     {"generate", cmd_generate, "Generate text from a trained checkpoint"},
     {"info", cmd_info, "Show a model's architecture, parameter count, memory and FLOPs"},
+    {"export", cmd_export, "Export a model to GGUF (llama.cpp) or a Hugging Face folder"},
+    {"import", cmd_import, "Import a Hugging Face LlamaForCausalLM folder as a run folder"},
 };
 
 static void usage(FILE *out)

@@ -24,6 +24,7 @@ static struct hm_tensor *emit(struct ab *ab, enum hm_op op, struct hm_tensor *gs
 {
     struct hm_tensor *n = hm_view_of(ab->ctx, gstore, gstore->n_dims, gstore->shape, 0);
     n->op = op;
+    n->src[0] = NULL; /* the node writes gstore's storage; its sources are the rule's to set */
     snprintf(n->name, sizeof n->name, "%s", hm_op_name(op));
     hm_graph_push(ab->g, true, n);
     return n;
@@ -118,7 +119,7 @@ static void backward_matmul(struct ab *ab, struct hm_tensor *y, struct hm_tensor
         }
     }
     if (requires(bias)) {
-        struct hm_tensor *n = emit_into(ab, HM_OP_GRAD_ACC, bias);
+        struct hm_tensor *n = emit_into(ab, HM_OP_REDUCE_ROWS, bias);
         n->src[0] = g;
         hm_op_set_f32(n, 0, 1.0f);
     }
@@ -145,25 +146,63 @@ static bool can_alias_grad(const struct hm_tensor *y, const struct hm_tensor *g)
     return hm_root((struct hm_tensor *)g)->flags & HM_FLAG_GRAD_INIT;
 }
 
+static void backward_add(struct ab *ab, struct hm_tensor *y, struct hm_tensor *g)
+{
+    for (int i = 0; i < 2; i++) {
+        if (!requires(y->src[i]))
+            continue;
+        if (i == 0 && can_alias_grad(y, g)) { /* grad(a) starts as g itself: no copy */
+            y->src[0]->grad = g;
+            continue;
+        }
+        struct hm_tensor *n = emit_into(ab, HM_OP_REDUCE_ROWS, y->src[i]);
+        n->src[0] = g;
+        hm_op_set_f32(n, 0, 1.0f);
+    }
+}
+
+/*
+ * s = a + b, h = rms_norm(s, w) (h is the side output in src[3]). One node does what the unfused
+ * rules emit in the same order: ds (+)= rms_norm_back(dh) into grad(s), then grad(b) = ds and
+ * grad(a) = ds (aliased as for ADD when it can be), and dw. Without a gradient for h only the
+ * add is left.
+ */
+static void backward_add_rms_norm(struct ab *ab, struct hm_tensor *y)
+{
+    struct hm_tensor *a = y->src[0], *b = y->src[1], *w = y->src[2], *dh = y->src[3]->grad;
+    if (!dh) {
+        backward_add(ab, y, y->grad);
+        return;
+    }
+    struct hm_tensor *n = emit_into(ab, HM_OP_ADD_RMS_NORM_BACK, y); /* dst = ds */
+    n->src[0] = dh, n->src[1] = y, n->src[2] = w;
+    n->op_params[0] = y->op_params[0];
+    n->op_params[1] = y->grad->type == HM_DTYPE_BF16;
+    if (requires(b))
+        extra_out(ab, n, 3, 1, b);
+    if (requires(a)) {
+        if (can_alias_grad(y, y->grad))
+            a->grad = y->grad;
+        else
+            extra_out(ab, n, 4, 2, a);
+    }
+    if (requires(w))
+        extra_out(ab, n, 5, 3, w);
+}
+
 static void backward_node(struct ab *ab, struct hm_tensor *y)
 {
     struct hm_tensor *g = y->grad, *n;
     struct hm_tensor *s0 = y->src[0], *s1 = y->src[1];
     switch (y->op) {
     case HM_OP_VIEW: /* its gradient already is a view of the root's gradient */
+    case HM_OP_SIDE_OUTPUT: /* its gradient is read by its writer's rule */
         break;
     case HM_OP_ADD:
-        for (int i = 0; i < 2; i++) {
-            if (!requires(y->src[i]))
-                continue;
-            if (i == 0 && can_alias_grad(y, g)) { /* grad(a) starts as g itself: no copy */
-                s0->grad = g;
-                continue;
-            }
-            n = emit_into(ab, HM_OP_GRAD_ACC, y->src[i]);
-            n->src[0] = g;
-            hm_op_set_f32(n, 0, 1.0f);
-        }
+        backward_add(ab, y, g);
+        break;
+    case HM_OP_ADD_RMS_NORM:
+        backward_add_rms_norm(ab, y);
         break;
     case HM_OP_MUL:
         for (int i = 0; i < 2; i++) {
@@ -175,7 +214,7 @@ static void backward_node(struct ab *ab, struct hm_tensor *y)
         }
         break;
     case HM_OP_SCALE:
-        n = emit_into(ab, HM_OP_GRAD_ACC, s0);
+        n = emit_into(ab, HM_OP_REDUCE_ROWS, s0);
         n->src[0] = g;
         n->op_params[0] = y->op_params[0];
         break;
@@ -225,9 +264,22 @@ static void backward_node(struct ab *ab, struct hm_tensor *y)
         n->src[0] = g, n->src[1] = s0, n->src[2] = s1, n->src[3] = y->src[2];
         n->op_params[0] = y->op_params[0];
         break;
-    default:
-        HM_ASSERT(!"op has no backward rule (kv_write is inference only)");
+    default: /* hm_graph_build_backward let through an op that ops.def marks differentiable */
+        HM_ASSERT(!"ops.def gives this op a backward rule, but autograd.c has none");
     }
+}
+
+/* Whether y's backward rule has a gradient to start from: its own, or one of a side output it
+ * writes (the normalised output of ADD_RMS_NORM, when nothing reads the sum). */
+static bool has_grad(const struct hm_tensor *y)
+{
+    if (y->grad)
+        return true;
+    const struct hm_op_info *info = hm_op_info(y->op);
+    for (int j = info->n_in; j < info->n_src; j++)
+        if (y->src[j] && y->src[j]->op == HM_OP_SIDE_OUTPUT && y->src[j]->grad)
+            return true;
+    return false;
 }
 
 enum hm_status hm_graph_build_backward(struct hm_graph *g, struct hm_tensor *loss)
@@ -237,10 +289,12 @@ enum hm_status hm_graph_build_backward(struct hm_graph *g, struct hm_tensor *los
         hm_graph_build_forward(g, loss);
     for (int i = 0; i < g->n_fwd; i++) {
         struct hm_tensor *t = g->fwd[i];
-        int n_in = t->op == HM_OP_ATTENTION ? 3 : t->op == HM_OP_CROSS_ENTROPY ? 2 : HM_MAX_SRC;
-        for (int j = 0; j < n_in; j++)
+        for (int j = 0; j < hm_op_info(t->op)->n_in; j++)
             if (requires(t->src[j]))
                 t->flags |= HM_FLAG_REQUIRES_GRAD;
+        if ((t->flags & HM_FLAG_REQUIRES_GRAD) && !hm_op_info(t->op)->grad)
+            return hm_fail(HM_ERR_UNSUPPORTED, "backward: op '%s' (node '%s') has no backward rule; "
+                                               "it is for inference only", hm_op_name(t->op), t->name);
     }
     if (!requires(loss))
         return hm_fail(HM_ERR_USAGE, "backward: '%s' does not depend on any parameter "
@@ -251,10 +305,12 @@ enum hm_status hm_graph_build_backward(struct hm_graph *g, struct hm_tensor *los
     seed->op_params[1] = 1; /* value = rt.loss_scale at run time */
     for (int i = g->n_fwd - 1; i >= 0; i--) {
         struct hm_tensor *y = g->fwd[i];
-        if (!(y->flags & HM_FLAG_REQUIRES_GRAD) || !y->grad)
+        if (!(y->flags & HM_FLAG_REQUIRES_GRAD) || !has_grad(y))
             continue;
         backward_node(&ab, y);
     }
+    for (int i = 0; i < g->n_bwd; i++)
+        hm_node_check(g->bwd[i]);
     g->has_backward = true;
     return HM_OK;
 }

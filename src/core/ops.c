@@ -15,7 +15,23 @@ static struct hm_tensor *node_like(struct hm_ctx *ctx, enum hm_op op, const stru
     return t;
 }
 
-static void assert_f32(const struct hm_tensor *t)
+/* Sources of a new node, in slot order (NULL: unused or optional). */
+static void link_srcs(struct hm_tensor *t, struct hm_tensor *s0, struct hm_tensor *s1, struct hm_tensor *s2,
+                      struct hm_tensor *s3)
+{
+    t->src[0] = s0, t->src[1] = s1, t->src[2] = s2, t->src[3] = s3;
+}
+
+/* An f32 tensor a node writes besides dst (an extra output slot of ops.def). */
+static struct hm_tensor *extra_output(struct hm_ctx *ctx, int n_dims, const int64_t *shape, const char *name)
+{
+    struct hm_tensor *t = hm_new_tensor(ctx, HM_DTYPE_F32, n_dims, shape);
+    snprintf(t->name, sizeof t->name, "%s", name);
+    return t;
+}
+
+/* Activations are f32 or bf16 storage. */
+static void assert_float(const struct hm_tensor *t)
 {
     HM_ASSERT(t->type == HM_DTYPE_F32 || t->type == HM_DTYPE_BF16);
 }
@@ -46,29 +62,27 @@ struct hm_tensor *hm_slice(struct hm_ctx *ctx, struct hm_tensor *x, int dim, int
 
 struct hm_tensor *hm_add(struct hm_ctx *ctx, struct hm_tensor *a, struct hm_tensor *b)
 {
-    assert_f32(a);
+    assert_float(a);
     HM_ASSERT(a->type == b->type && b->n_dims <= a->n_dims);
     for (int i = 1; i <= b->n_dims; i++)
         HM_ASSERT(b->shape[b->n_dims - i] == a->shape[a->n_dims - i]);
     struct hm_tensor *t = node_like(ctx, HM_OP_ADD, a);
-    t->src[0] = a;
-    t->src[1] = b;
+    link_srcs(t, a, b, NULL, NULL);
     return t;
 }
 
 struct hm_tensor *hm_mul(struct hm_ctx *ctx, struct hm_tensor *a, struct hm_tensor *b)
 {
-    assert_f32(a);
+    assert_float(a);
     HM_ASSERT(a->type == b->type && hm_nelements(a) == hm_nelements(b));
     struct hm_tensor *t = node_like(ctx, HM_OP_MUL, a);
-    t->src[0] = a;
-    t->src[1] = b;
+    link_srcs(t, a, b, NULL, NULL);
     return t;
 }
 
 struct hm_tensor *hm_scale(struct hm_ctx *ctx, struct hm_tensor *x, float s)
 {
-    assert_f32(x);
+    assert_float(x);
     struct hm_tensor *t = node_like(ctx, HM_OP_SCALE, x);
     t->src[0] = x;
     hm_op_set_f32(t, 0, s);
@@ -78,7 +92,7 @@ struct hm_tensor *hm_scale(struct hm_ctx *ctx, struct hm_tensor *x, float s)
 struct hm_tensor *hm_matmul_ex(struct hm_ctx *ctx, struct hm_tensor *a, struct hm_tensor *b,
                                struct hm_tensor *bias, bool trans_a, bool trans_b, float alpha)
 {
-    assert_f32(a);
+    assert_float(a);
     HM_ASSERT(a->type == b->type && a->n_dims >= 2 && b->n_dims >= 2);
     int64_t shape[HM_MAX_DIMS];
     int n_dims;
@@ -106,9 +120,7 @@ struct hm_tensor *hm_matmul_ex(struct hm_ctx *ctx, struct hm_tensor *a, struct h
         HM_ASSERT(bias->type == a->type && hm_nelements(bias) == d.N);
     struct hm_tensor *t = hm_new_node(ctx, HM_OP_MATMUL, a->type, n_dims, shape);
     snprintf(t->name, sizeof t->name, "matmul");
-    t->src[0] = a;
-    t->src[1] = b;
-    t->src[2] = bias;
+    link_srcs(t, a, b, bias, NULL);
     hm_op_set_f32(t, 0, alpha);
     t->op_params[1] = trans_a;
     t->op_params[2] = trans_b;
@@ -130,32 +142,47 @@ struct hm_tensor *hm_linear(struct hm_ctx *ctx, struct hm_tensor *x, struct hm_t
 
 struct hm_tensor *hm_embedding(struct hm_ctx *ctx, struct hm_tensor *w, struct hm_tensor *ids)
 {
-    assert_f32(w);
+    assert_float(w);
     HM_ASSERT(w->n_dims == 2 && ids->type == HM_DTYPE_I32 && ids->n_dims < HM_MAX_DIMS);
     int64_t shape[HM_MAX_DIMS];
     memcpy(shape, ids->shape, sizeof shape);
     shape[ids->n_dims] = w->shape[1];
     struct hm_tensor *t = hm_new_node(ctx, HM_OP_EMBEDDING, w->type, ids->n_dims + 1, shape);
     snprintf(t->name, sizeof t->name, "embedding");
-    t->src[0] = w;
-    t->src[1] = ids;
+    link_srcs(t, w, ids, NULL, NULL);
     return t;
 }
 
 struct hm_tensor *hm_rms_norm(struct hm_ctx *ctx, struct hm_tensor *x, struct hm_tensor *w, float eps)
 {
-    assert_f32(x);
+    assert_float(x);
     HM_ASSERT(w->type == x->type && hm_nelements(w) == x->shape[x->n_dims - 1]);
     struct hm_tensor *t = node_like(ctx, HM_OP_RMS_NORM, x);
-    t->src[0] = x;
-    t->src[1] = w;
+    link_srcs(t, x, w, NULL, NULL);
     hm_op_set_f32(t, 0, eps);
     return t;
 }
 
+struct hm_tensor *hm_add_rms_norm(struct hm_ctx *ctx, struct hm_tensor *a, struct hm_tensor *b,
+                                  struct hm_tensor *w, float eps, struct hm_tensor **sum)
+{
+    assert_float(a);
+    HM_ASSERT(sum && b->type == a->type && hm_same_shape(a, b));
+    HM_ASSERT(w->type == a->type && hm_nelements(w) == a->shape[a->n_dims - 1]);
+    struct hm_tensor *s = node_like(ctx, HM_OP_ADD_RMS_NORM, a);
+    struct hm_tensor *h = hm_new_node(ctx, HM_OP_SIDE_OUTPUT, a->type, a->n_dims, a->shape);
+    snprintf(h->name, sizeof h->name, "add_rms_norm.out");
+    h->src[0] = s;
+    link_srcs(s, a, b, w, h);
+    hm_op_set_f32(s, 0, eps);
+    s->op_params[1] = s->type == HM_DTYPE_BF16; /* round the sum to bf16 before normalising it */
+    *sum = s;
+    return h;
+}
+
 struct hm_tensor *hm_rope(struct hm_ctx *ctx, struct hm_tensor *x, float theta)
 {
-    assert_f32(x);
+    assert_float(x);
     HM_ASSERT(x->n_dims == 4 && x->shape[3] % 2 == 0);
     struct hm_tensor *t = node_like(ctx, HM_OP_ROPE, x);
     t->src[0] = x;
@@ -166,19 +193,14 @@ struct hm_tensor *hm_rope(struct hm_ctx *ctx, struct hm_tensor *x, float theta)
 struct hm_tensor *hm_attention(struct hm_ctx *ctx, struct hm_tensor *q, struct hm_tensor *k,
                                struct hm_tensor *v)
 {
-    assert_f32(q);
+    assert_float(q);
     HM_ASSERT(q->n_dims == 4 && k->n_dims == 4 && hm_same_shape(k, v));
     HM_ASSERT(k->type == q->type && v->type == q->type);
     int64_t B = q->shape[0], T = q->shape[1], NH = q->shape[2], HD = q->shape[3];
     HM_ASSERT(k->shape[0] == B && k->shape[3] == HD && k->shape[1] >= T);
     HM_ASSERT(NH % k->shape[2] == 0); /* num_kv_heads divides num_heads */
     struct hm_tensor *t = node_like(ctx, HM_OP_ATTENTION, q);
-    struct hm_tensor *lse = hm_new_tensor(ctx, HM_DTYPE_F32, 3, (int64_t[]){B, NH, T});
-    snprintf(lse->name, sizeof lse->name, "attention.lse");
-    t->src[0] = q;
-    t->src[1] = k;
-    t->src[2] = v;
-    t->src[3] = lse;
+    link_srcs(t, q, k, v, extra_output(ctx, 3, (int64_t[]){B, NH, T}, "attention.lse"));
     return t;
 }
 
@@ -196,7 +218,7 @@ struct hm_tensor *hm_kv_write(struct hm_ctx *ctx, struct hm_tensor *cache, struc
 
 struct hm_tensor *hm_gelu(struct hm_ctx *ctx, struct hm_tensor *x)
 {
-    assert_f32(x);
+    assert_float(x);
     struct hm_tensor *t = node_like(ctx, HM_OP_GELU, x);
     t->src[0] = x;
     return t;
@@ -204,17 +226,16 @@ struct hm_tensor *hm_gelu(struct hm_ctx *ctx, struct hm_tensor *x)
 
 struct hm_tensor *hm_swiglu(struct hm_ctx *ctx, struct hm_tensor *gate, struct hm_tensor *up)
 {
-    assert_f32(gate);
+    assert_float(gate);
     HM_ASSERT(up->type == gate->type && hm_same_shape(gate, up));
     struct hm_tensor *t = node_like(ctx, HM_OP_SWIGLU, gate);
-    t->src[0] = gate;
-    t->src[1] = up;
+    link_srcs(t, gate, up, NULL, NULL);
     return t;
 }
 
 struct hm_tensor *hm_dropout(struct hm_ctx *ctx, struct hm_tensor *x, float p, int32_t id)
 {
-    assert_f32(x);
+    assert_float(x);
     HM_ASSERT(p >= 0.0f && p < 1.0f);
     if (p == 0.0f)
         return x;
@@ -228,15 +249,11 @@ struct hm_tensor *hm_dropout(struct hm_ctx *ctx, struct hm_tensor *x, float p, i
 struct hm_tensor *hm_cross_entropy(struct hm_ctx *ctx, struct hm_tensor *logits,
                                    struct hm_tensor *targets, int32_t ignore_index)
 {
-    assert_f32(logits);
+    assert_float(logits);
     HM_ASSERT(targets->type == HM_DTYPE_I32 && hm_nelements(targets) == hm_nrows(logits));
     struct hm_tensor *t = hm_new_node(ctx, HM_OP_CROSS_ENTROPY, HM_DTYPE_F32, 1, (int64_t[]){1});
     snprintf(t->name, sizeof t->name, "loss");
-    struct hm_tensor *lse = hm_new_tensor(ctx, HM_DTYPE_F32, 1, (int64_t[]){hm_nrows(logits)});
-    snprintf(lse->name, sizeof lse->name, "cross_entropy.lse");
-    t->src[0] = logits;
-    t->src[1] = targets;
-    t->src[2] = lse;
+    link_srcs(t, logits, targets, extra_output(ctx, 1, (int64_t[]){hm_nrows(logits)}, "cross_entropy.lse"), NULL);
     t->op_params[0] = ignore_index;
     return t;
 }

@@ -7,7 +7,6 @@
  * never reused. Kernel scratch (the max any node asks for) sits at the end. Runs once per graph.
  */
 #include "core-impl.h"
-#include "backend/backend-impl.h"
 
 #define ALIGN 64
 
@@ -140,26 +139,12 @@ static bool give_back(struct planner *pl, size_t off, size_t size)
     return true;
 }
 
-/* Ops whose kernel may write dst over src[i] (same index read before written). */
+/* Whether dst may take over src[i]'s storage: an in-place slot of ops.def holding exactly dst's
+ * bytes, and dst overwritten rather than accumulated. */
 static bool can_inplace(const struct hm_tensor *n, int i)
 {
-    switch (n->op) {
-    case HM_OP_ADD:
-    case HM_OP_MUL:
-        return hm_nelements(n->src[i]) == hm_nelements(n);
-    case HM_OP_SCALE:
-    case HM_OP_GELU:
-    case HM_OP_DROPOUT:
-        return i == 0;
-    case HM_OP_GELU_BACK:
-        return i == 0 || i == 1;
-    case HM_OP_GRAD_ACC:
-        return i == 0 && !(n->acc & 1) && hm_nelements(n->src[0]) == hm_nelements(n);
-    case HM_OP_CROSS_ENTROPY_BACK:
-        return i == 1 && !(n->acc & 1);
-    default:
-        return false;
-    }
+    return ((hm_op_info(n->op)->inplace >> i) & 1) && !(n->acc & 1) &&
+           hm_nbytes(n->src[i]) == hm_nbytes(n);
 }
 
 static enum hm_status check_support(struct hm_graph *g, struct hm_backend *be)
@@ -170,17 +155,9 @@ static enum hm_status check_support(struct hm_graph *g, struct hm_backend *be)
         int n = k ? g->n_bwd : g->n_fwd;
         struct hm_tensor **nodes = k ? g->bwd : g->fwd;
         for (int i = 0; i < n; i++) {
-            struct hm_tensor *t = nodes[i];
-            if (t->op == HM_OP_NONE || t->op == HM_OP_VIEW)
-                continue;
-            if (!be->iface->kernels[t->op])
-                return hm_fail(HM_ERR_UNSUPPORTED, "op '%s' not available on %s",
-                               hm_op_name(t->op), be->iface->name);
-            if (be->iface->check_node) {
-                enum hm_status st = be->iface->check_node(be, t);
-                if (st != HM_OK)
-                    return st;
-            }
+            enum hm_status st = hm_backend_check_node(be, nodes[i]);
+            if (st != HM_OK)
+                return st;
         }
     }
     return HM_OK;
@@ -196,7 +173,7 @@ static void resolve(struct hm_tensor *t, struct hm_buffer *buf, struct planner *
         HM_ASSERT(i >= 0 && pl->roots[i].placed);
         r->buffer = buf;
         r->offset = pl->roots[i].offset;
-        r->data = (char *)buf->base + r->offset;
+        r->data = (char *)hm_buffer_ptr(buf) + r->offset;
     }
     if (t != r) {
         t->buffer = buf;
@@ -313,8 +290,8 @@ static enum hm_status plan(struct hm_graph *g, struct hm_backend *be, bool alloc
     /* kernel scratch */
     size_t scratch = 0;
     for (int i = 0; i < n; i++)
-        if (be && be->iface->workspace_size && seq[i]->op != HM_OP_NONE && seq[i]->op != HM_OP_VIEW) {
-            size_t s = be->iface->workspace_size(be, seq[i]);
+        if (be) {
+            size_t s = hm_backend_workspace_size(be, seq[i]);
             scratch = s > scratch ? s : scratch;
         }
     g->scratch_offset = align_up(pl.top);
@@ -329,6 +306,8 @@ static enum hm_status plan(struct hm_graph *g, struct hm_backend *be, bool alloc
     if (st != HM_OK)
         goto out;
     g->be = be;
+    static uint64_t plans; /* ids are never reused, so a backend never replays a stale recording */
+    g->plan_id = __atomic_add_fetch(&plans, 1, __ATOMIC_RELAXED);
     for (int i = 0; i < n; i++) {
         resolve(seq[i], g->work, &pl);
         for (int j = 0; j < HM_MAX_SRC; j++)

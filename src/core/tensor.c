@@ -5,24 +5,34 @@
  * Tensors are never freed one by one: a ctx or block frees all of its tensors at once.
  */
 #include "core-impl.h"
-#include "backend/backend-impl.h"
 
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 
-static const char *const op_names[HM_OP_COUNT] = {
-#define HM_OP(NAME, str, n_src) [HM_OP_##NAME] = str,
+/* ops.def as a table. The column checks below fail the build for an impossible row. */
+static const struct hm_op_info op_info[HM_OP_COUNT] = {
+#define HM_OP(NAME, name, n_src, n_in, opt, inplace, grad) [HM_OP_##NAME] = {#name, n_src, n_in, opt, inplace, true, grad},
+#define HM_OP_PSEUDO(NAME, name, n_src, n_in, opt, inplace, grad) [HM_OP_##NAME] = {#name, n_src, n_in, opt, inplace, false, grad},
 #include "hermes/ops.def"
+#undef HM_OP_PSEUDO
 #undef HM_OP
 };
-/* Adding an op? Update ops.def, the builder (ops.c), autograd.c, each backend's kernel table and
- * tests/unit/test-ops.c, then this count. */
-_Static_assert(HM_OP_COUNT == 24, "ops.def changed: update the places listed above");
+#define HM_OP(NAME, name, n_src, n_in, opt, inplace, grad)                                          \
+    _Static_assert((n_in) <= (n_src) && (n_src) <= HM_MAX_SRC && (opt) >> (n_src) == 0 &&            \
+                       (inplace) >> (n_in) == 0 && ((grad) == 0 || (grad) == 1),                   \
+                   "ops.def: impossible columns for " #name);
+#include "hermes/ops.def"
+#undef HM_OP
+
+const struct hm_op_info *hm_op_info(enum hm_op op)
+{
+    return (unsigned)op < HM_OP_COUNT ? &op_info[op] : NULL;
+}
 
 const char *hm_op_name(enum hm_op op)
 {
-    return (unsigned)op < HM_OP_COUNT ? op_names[op] : "?";
+    return (unsigned)op < HM_OP_COUNT ? op_info[op].name : "?";
 }
 
 size_t hm_dtype_size(enum hm_dtype type)
@@ -173,8 +183,7 @@ enum hm_status hm_tensor_set(struct hm_tensor *t, const void *host, size_t bytes
     enum hm_status st = check_io(t, bytes, "hm_tensor_set");
     if (st != HM_OK)
         return st;
-    struct hm_backend *be = t->buffer->be;
-    return be->iface->set(be, t->data, host, bytes);
+    return hm_buffer_set(t->buffer, t->offset, host, bytes);
 }
 
 enum hm_status hm_tensor_get(const struct hm_tensor *t, void *host, size_t bytes)
@@ -182,8 +191,7 @@ enum hm_status hm_tensor_get(const struct hm_tensor *t, void *host, size_t bytes
     enum hm_status st = check_io(t, bytes, "hm_tensor_get");
     if (st != HM_OK)
         return st;
-    struct hm_backend *be = t->buffer->be;
-    return be->iface->get(be, host, t->data, bytes);
+    return hm_buffer_get(t->buffer, t->offset, host, bytes);
 }
 
 enum hm_status hm_tensor_get_f32(const struct hm_tensor *t, float *host, size_t n)
@@ -224,8 +232,7 @@ enum hm_status hm_tensor_fill(struct hm_tensor *t, float value)
             memcpy(tmp + 2 * i, &v, 2);
         }
     }
-    struct hm_backend *be = t->buffer->be;
-    st = be->iface->set(be, t->data, tmp, n * es);
+    st = hm_buffer_set(t->buffer, t->offset, tmp, n * es);
     hm_free(tmp);
     return st;
 }
@@ -346,10 +353,10 @@ enum hm_status hm_block_alloc(struct hm_block *b, struct hm_backend *be)
     for (int i = 0; i < b->n; i++) {
         struct hm_tensor *t = b->tensors[i];
         t->buffer = b->data;
-        t->data = (char *)b->data->base + t->offset;
+        t->data = (char *)hm_buffer_ptr(b->data) + t->offset;
         if (b->with_grads) { /* a copy block's ->grad belongs to its source */
             t->grad->buffer = b->grads;
-            t->grad->data = (char *)b->grads->base + t->offset;
+            t->grad->data = (char *)hm_buffer_ptr(b->grads) + t->offset;
         }
     }
     return HM_OK;
@@ -410,12 +417,8 @@ enum hm_status hm_block_new_copy(const struct hm_block *src, enum hm_dtype type,
 enum hm_status hm_block_copy_refresh(struct hm_block *copy, const struct hm_block *src)
 {
     HM_ASSERT(copy->n == src->n && copy->data && src->data);
-    struct hm_backend *be = copy->data->be;
-    if (!be->iface->convert)
-        return hm_fail(HM_ERR_UNSUPPORTED, "backend '%s' cannot convert between dtypes", be->iface->name);
     size_t n = hm_block_nbytes(src) / hm_dtype_size(src->tensors[0]->type);
-    return be->iface->convert(be, copy->data->base, copy->tensors[0]->type, src->data->base,
-                              src->tensors[0]->type, n);
+    return hm_buffer_convert(copy->data, copy->tensors[0]->type, src->data, src->tensors[0]->type, n);
 }
 
 void hm_block_release(struct hm_block *b)

@@ -20,7 +20,7 @@ struct docs {
 };
 
 struct ids {
-    uint32_t *v;
+    hm_token *v;
     uint64_t n, cap;
 };
 
@@ -51,7 +51,7 @@ static enum hm_status docs_add(struct docs *d, const char *s, size_t len, bool n
     return HM_OK;
 }
 
-static enum hm_status flush_chunk(struct hm_tokenizer *tok, struct docs *d, uint32_t eos, int threads,
+static enum hm_status flush_chunk(struct hm_tokenizer *tok, struct docs *d, hm_token eos, int threads,
                                   struct ids *out)
 {
     if (d->n == 0)
@@ -73,7 +73,7 @@ static enum hm_status flush_chunk(struct hm_tokenizer *tok, struct docs *d, uint
     uint64_t need = out->n + b.n_ids + b.n_docs;
     if (need > out->cap) {
         uint64_t cap = HM_MAX(out->cap * 2, need);
-        uint32_t *v = hm_realloc(out->v, cap * sizeof *v);
+        hm_token *v = hm_realloc(out->v, cap * sizeof *v);
         if (!v) {
             st = hm_fail(HM_ERR_NOMEM, "out of memory for %llu tokens", (unsigned long long)need);
             goto out;
@@ -83,7 +83,7 @@ static enum hm_status flush_chunk(struct hm_tokenizer *tok, struct docs *d, uint
     }
     for (size_t i = 0; i < b.n_docs; i++) {
         size_t n = b.offsets[i + 1] - b.offsets[i];
-        memcpy(out->v + out->n, b.ids + b.offsets[i], n * sizeof(uint32_t));
+        memcpy(out->v + out->n, b.ids + b.offsets[i], n * sizeof *out->v);
         out->n += n;
         out->v[out->n++] = eos;
     }
@@ -110,7 +110,7 @@ static enum hm_status data_key(const struct hm_tokenizer *tok, const struct hm_d
     if (st != HM_OK)
         return st;
     uint64_t h = hm_hash64(HM_HASH64_INIT, js, strlen(js));
-    hm_tokenizer_string_free(js);
+    hm_free(js);
     h = hm_hash64(h, o->text_field, strlen(o->text_field) + 1);
     for (int i = 0; i < o->n_paths; i++) {
         struct hm_mmap m;
@@ -141,17 +141,17 @@ static bool is_stdin(const char *path)
     return strcmp(path, "-") == 0;
 }
 
-/* Tests only: called after each input file is read, before its stamp is checked. */
-void (*hm_dataset_test_after_read)(const char *path);
+struct hm_dataset_opts hm_dataset_opts_default(void)
+{
+    return (struct hm_dataset_opts){.text_field = "text"};
+}
 
 enum hm_status hm_dataset_open(struct hm_tokenizer *tok, const struct hm_dataset_opts *o,
                                struct hm_token_cache *out, struct hm_dataset_info *info)
 {
     memset(info, 0, sizeof *info);
     double t0 = hm_time_s();
-    int64_t eos = hm_tokenizer_token_to_id(tok, "<eos>");
-    if (eos < 0)
-        eos = hm_tokenizer_token_to_id(tok, "<|endoftext|>");
+    hm_token eos = hm_tokenizer_eos_id(tok);
     if (eos < 0)
         return hm_fail(HM_ERR_MISMATCH, "the tokenizer has no <eos> (or <|endoftext|>) token to end documents with");
     uint64_t key = 0;
@@ -204,23 +204,23 @@ enum hm_status hm_dataset_open(struct hm_tokenizer *tok, const struct hm_dataset
             if (jsonl || first)
                 info->n_docs++;
             first = false;
-            if (jsonl && d.len >= CHUNK_BYTES && (st = flush_chunk(tok, &d, (uint32_t)eos, o->n_threads, &ids)) != HM_OK)
+            if (jsonl && d.len >= CHUNK_BYTES && (st = flush_chunk(tok, &d, eos, o->n_threads, &ids)) != HM_OK)
                 break;
         }
         hm_reader_free(r);
         if (st != HM_OK)
             goto fail;
-        if (hm_dataset_test_after_read)
-            hm_dataset_test_after_read(path);
+        if (o->after_read)
+            o->after_read(path);
         if (!is_stdin(path) && file_stamp(path) != stamp) {
             st = hm_fail(HM_ERR_IO, "%s %s: the file changed while it was being read; nothing was "
                          "cached: run again once it is complete", flag, path);
             goto fail;
         }
-        if (d.len >= CHUNK_BYTES && (st = flush_chunk(tok, &d, (uint32_t)eos, o->n_threads, &ids)) != HM_OK)
+        if (d.len >= CHUNK_BYTES && (st = flush_chunk(tok, &d, eos, o->n_threads, &ids)) != HM_OK)
             goto fail;
     }
-    if ((st = flush_chunk(tok, &d, (uint32_t)eos, o->n_threads, &ids)) != HM_OK)
+    if ((st = flush_chunk(tok, &d, eos, o->n_threads, &ids)) != HM_OK)
         goto fail;
     if (info->n_bytes == 0) {
         st = hm_fail(HM_ERR_FORMAT, "%s %s%s: no text in it", flag,

@@ -21,7 +21,7 @@ struct cache_header {
 _Static_assert(sizeof(struct cache_header) == HEADER_BYTES, "cache header is 64 bytes");
 
 enum hm_status hm_token_cache_write(const char *path, uint64_t key, uint32_t vocab_size,
-                                    const uint32_t *ids, uint64_t n)
+                                    const hm_token *ids, uint64_t n)
 {
     struct cache_header h;
     memset(&h, 0, sizeof h);
@@ -41,9 +41,9 @@ enum hm_status hm_token_cache_write(const char *path, uint64_t key, uint32_t voc
     for (uint64_t i = 0; ok && i < n; i += CHUNK) {
         uint64_t m = HM_MIN((uint64_t)CHUNK, n - i);
         for (uint64_t j = 0; j < m; j++) {
-            if (ids[i + j] >= vocab_size) {
+            if (ids[i + j] < 0 || (uint32_t)ids[i + j] >= vocab_size) {
                 hm_atomic_abort(&af);
-                return hm_fail(HM_ERR_MISMATCH, "%s: token id %u at %llu is outside the vocabulary (%u)",
+                return hm_fail(HM_ERR_MISMATCH, "%s: token id %d at %llu is outside the vocabulary (%u)",
                                path, ids[i + j], (unsigned long long)(i + j), vocab_size);
             }
             if (h.width == 2)

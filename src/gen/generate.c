@@ -11,7 +11,7 @@
 
 #include <string.h>
 
-enum hm_status hm_generate(struct hm_model *m, const int32_t *prompt, int n_prompt,
+enum hm_status hm_generate(struct hm_model *m, const hm_token *prompt, int n_prompt,
                            const struct hm_generate_opts *opts, struct hm_sampler *s,
                            hm_token_fn on_token, void *user, struct hm_generate_stats *stats)
 {
@@ -34,7 +34,7 @@ enum hm_status hm_generate(struct hm_model *m, const int32_t *prompt, int n_prom
     int ctx_len = (int)HM_MIN(want, (long)c->max_seq_len);
     struct hm_kv_cache *cache = NULL;
     struct hm_infer_graph pre = {0}, dec = {0};
-    int32_t *hist = hm_malloc((size_t)(ctx_len + 1) * sizeof *hist);
+    hm_token *hist = hm_malloc((size_t)(ctx_len + 1) * sizeof *hist);
     float *logits = hm_malloc((size_t)c->vocab_size * sizeof *logits);
     enum hm_status st = HM_OK;
     if (!hist || !logits) {
@@ -57,7 +57,7 @@ enum hm_status hm_generate(struct hm_model *m, const int32_t *prompt, int n_prom
         struct hm_infer_graph *g = i == 0 ? &pre : &dec;
         if ((st = hm_tensor_get_f32(g->logits, logits, (size_t)c->vocab_size)) != HM_OK)
             goto out;
-        int32_t id = hm_sampler_sample(s, logits, hist, n);
+        hm_token id = hm_sampler_sample(s, logits, hist, n);
         if (i == 0) {
             t1 = hm_time_s();
             stats->prefill_s = t1 - t0;

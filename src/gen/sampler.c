@@ -2,7 +2,8 @@
  * sampler.c - repetition penalty, temperature, top-k, top-p and a seeded draw (gen.h). Scratch is
  * allocated once in hm_sampler_new. With top-k or top-p, candidates are ordered by (logit desc,
  * id asc) so ties never depend on the sort algorithm; plain sampling draws over the ids in id order
- * without sorting.
+ * without sorting. All state lives in the sampler (the sort gets the logits through qsort_r's
+ * argument), so samplers in different threads never share anything.
  */
 #include "hermes/gen.h"
 #include "util/util.h"
@@ -15,7 +16,7 @@ struct hm_sampler {
     struct hm_sampler_opts o;
     int V;
     struct hm_rng rng;
-    int32_t *idx;     /* candidate ids */
+    hm_token *idx;    /* candidate ids */
     float *prob;      /* candidate probabilities */
     uint8_t *seen;    /* repetition penalty: ids already penalised this step */
     int last_n;
@@ -61,19 +62,28 @@ int hm_sampler_last_candidates(const struct hm_sampler *s)
     return s->last_n;
 }
 
-static const float *sort_logits; /* qsort has no context argument; the sampler is single-threaded */
-
-static int by_logit_desc(const void *a, const void *b)
+struct hm_sampler_opts hm_sampler_opts_default(void)
 {
-    int32_t i = *(const int32_t *)a, j = *(const int32_t *)b;
-    float x = sort_logits[i], y = sort_logits[j];
+    return (struct hm_sampler_opts){.temperature = 0.8f, .top_k = 0, .top_p = 1.0f,
+                                    .repetition_penalty = 1.0f, .seed = 0};
+}
+
+struct hm_generate_opts hm_generate_opts_default(void)
+{
+    return (struct hm_generate_opts){.max_new_tokens = 100, .eos_id = -1};
+}
+
+static int by_logit_desc(const void *a, const void *b, void *logits)
+{
+    hm_token i = *(const hm_token *)a, j = *(const hm_token *)b;
+    float x = ((const float *)logits)[i], y = ((const float *)logits)[j];
     if (x != y)
         return x > y ? -1 : 1;
     return i < j ? -1 : i > j;
 }
 
-/* Quickselect-free partial order: move the ids with logit >= thr to the front; returns how many. */
-static int gather_at_least(const float *logits, int V, float thr, int32_t *idx)
+/* Write the ids whose logit is >= thr to idx, in id order; returns how many. */
+static int gather_at_least(const float *logits, int V, float thr, hm_token *idx)
 {
     int n = 0;
     for (int i = 0; i < V; i++)
@@ -82,13 +92,18 @@ static int gather_at_least(const float *logits, int V, float thr, int32_t *idx)
     return n;
 }
 
-int32_t hm_sampler_sample(struct hm_sampler *s, float *logits, const int32_t *hist, int n_hist)
+static void sort_by_logit(hm_token *idx, int n, float *logits)
+{
+    qsort_r(idx, (size_t)n, sizeof *idx, by_logit_desc, logits);
+}
+
+hm_token hm_sampler_sample(struct hm_sampler *s, float *logits, const hm_token *hist, int n_hist)
 {
     int V = s->V;
     if (s->o.repetition_penalty != 1.0f) {
         float r = s->o.repetition_penalty;
         for (int i = 0; i < n_hist; i++) {
-            int32_t id = hist[i];
+            hm_token id = hist[i];
             if (id < 0 || id >= V || s->seen[id])
                 continue;
             s->seen[id] = 1;
@@ -99,7 +114,7 @@ int32_t hm_sampler_sample(struct hm_sampler *s, float *logits, const int32_t *hi
                 s->seen[hist[i]] = 0;
     }
     if (s->o.temperature == 0.0f) {
-        int32_t best = 0;
+        hm_token best = 0;
         for (int i = 1; i < V; i++)
             if (logits[i] > logits[best])
                 best = i;
@@ -115,17 +130,17 @@ int32_t hm_sampler_sample(struct hm_sampler *s, float *logits, const int32_t *hi
     /* Candidates, sorted by logit: only the top k when top-k is on; for top-p alone, first try the
      * ids within 20 nats of the max (exact whenever their mass reaches p), else sort everything. */
     int n;
-    sort_logits = logits;
     if (s->o.top_k > 0 && s->o.top_k < V) {
-        /* Find the k-th largest by a threshold search over the sorted gather. */
+        /* The top k lie within 20 nats of the max unless fewer than k do: sort that window (or
+         * everything), keep the first k. */
         n = gather_at_least(logits, V, mx - 20.0f, s->idx);
         if (n < s->o.top_k)
             n = gather_at_least(logits, V, -INFINITY, s->idx);
-        qsort(s->idx, (size_t)n, sizeof *s->idx, by_logit_desc);
+        sort_by_logit(s->idx, n, logits);
         n = HM_MIN(n, s->o.top_k);
     } else if (s->o.top_p < 1.0f) {
         n = gather_at_least(logits, V, mx - 20.0f, s->idx);
-        qsort(s->idx, (size_t)n, sizeof *s->idx, by_logit_desc);
+        sort_by_logit(s->idx, n, logits);
     } else { /* plain sampling: every id, in id order; no sort (V log V per token) needed */
         n = gather_at_least(logits, V, -INFINITY, s->idx);
     }
@@ -146,7 +161,7 @@ int32_t hm_sampler_sample(struct hm_sampler *s, float *logits, const int32_t *hi
     if (s->o.top_p < 1.0f) {
         if (kept < s->o.top_p && n < V) { /* the 20-nat window missed mass: sort everything */
             n = gather_at_least(logits, V, -INFINITY, s->idx);
-            qsort(s->idx, (size_t)n, sizeof *s->idx, by_logit_desc);
+            sort_by_logit(s->idx, n, logits);
             for (int i = 0; i < n; i++)
                 s->prob[i] = (float)(exp((double)(logits[s->idx[i]] - mx)) / Z);
         }

@@ -16,25 +16,19 @@ struct embedded_preset {
     const char *json;
 };
 extern const struct embedded_preset hm_embedded_presets[];
+extern const char *const hm_embedded_preset_names[]; /* the same names, NULL-terminated */
 
 const char *const *hm_config_preset_names(void)
 {
-    static const char *names[32];
-    if (!names[0]) {
-        int n = 0;
-        for (int i = 0; hm_embedded_presets[i].name && n < 31; i++)
-            names[n++] = hm_embedded_presets[i].name;
-        names[n] = NULL;
-    }
-    return names;
+    return hm_embedded_preset_names;
 }
 
 static void preset_list(char *buf, size_t cap)
 {
     buf[0] = 0;
     /* Display in the original's order (smallest first), not alphabetical. */
-    static const char *order[] = {"nano", "tiny", "gpt2-small", "gpt2-medium", "gpt2-large",
-                                  "llama-small"};
+    static const char *const order[] = {"nano", "tiny", "gpt2-small", "gpt2-medium", "gpt2-large",
+                                        "llama-nano", "llama-tiny", "llama-small"};
     for (size_t i = 0; i < HM_ARRAY_LEN(order); i++) {
         if (i)
             strncat(buf, ", ", cap - strlen(buf) - 1);
@@ -93,7 +87,7 @@ static enum hm_status get_bool(json_t *root, const char *origin, const char *key
     return HM_OK;
 }
 
-static const char *known_keys[] = {
+static const char *const known_keys[] = {
     "vocab_size", "max_seq_len", "hidden_size", "num_layers", "num_heads", "intermediate_size",
     "dropout", "layer_norm_eps", "use_bias", "rope_theta", "num_kv_heads", "activation",
     "tie_embeddings", "name",
@@ -264,14 +258,7 @@ enum hm_status hm_config_resolve(const char *name_or_path, struct hm_model_confi
 /* A float as the shortest decimal that reads back to it, so 0.1f is written as 0.1. */
 static json_t *json_float(float f)
 {
-    char buf[32];
-    snprintf(buf, sizeof buf, "%.9g", f);
-    for (int prec = 6; prec <= 9; prec++) {
-        snprintf(buf, sizeof buf, "%.*g", prec, f);
-        if ((float)strtod(buf, NULL) == f)
-            break;
-    }
-    return json_real(strtod(buf, NULL));
+    return json_real(hm_float_shortest(f));
 }
 
 char *hm_config_to_json(const struct hm_model_config *c)

@@ -2,8 +2,9 @@
  * gpt.c - the transformer: parameter declaration, initialisation, and the one forward builder
  * that serves the training graph and the inference (KV-cache) graphs.
  *
- * Block (pre-norm):  x = x + drop(o_proj(attn(rope(q), rope(k), v)))     on rms_norm(x)
+ * Layer (pre-norm):  x = x + drop(o_proj(attn(rope(q), rope(k), v)))     on rms_norm(x)
  *                    x = x + drop(down(gelu(up(h))))  or  drop(down(silu(gate(h)) * up(h)))
+ * Each residual add and the norm after it are one node (hm_add_rms_norm).
  * Parameters are declared weight-decayed first (embedding, every matrix, lm_head) and then the
  * norm weights and biases, so AdamW runs over two contiguous ranges. In bf16 the graphs read a
  * rounded copy of every parameter (weight()); backward still accumulates into the f32 gradients
@@ -31,6 +32,8 @@ struct hm_model {
     struct hm_tensor *embedding, *lm_head, *norm;
     struct layer *layers;
     uint64_t n_decay;
+    enum hm_param_role *roles; /* per parameter, in block order (allocated with the model) */
+    int n_roles, cap_roles;
 };
 
 struct hm_kv_cache {
@@ -40,12 +43,14 @@ struct hm_kv_cache {
     int len;
 };
 
-static struct hm_tensor *add_param(struct hm_model *m, int n_dims, int64_t d0, int64_t d1,
-                                   const char *fmt, int layer)
+static struct hm_tensor *add_param(struct hm_model *m, enum hm_param_role role, int n_dims,
+                                   int64_t d0, int64_t d1, const char *fmt, int layer)
 {
     char name[96];
     snprintf(name, sizeof name, fmt, layer);
     int64_t shape[2] = {d0, d1};
+    HM_ASSERT(m->n_roles < m->cap_roles);
+    m->roles[m->n_roles++] = role;
     return hm_block_add(m->params, name, HM_DTYPE_F32, n_dims, shape);
 }
 
@@ -56,39 +61,41 @@ static void declare_params(struct hm_model *m)
     int64_t C = c->hidden_size, I = c->intermediate_size, V = c->vocab_size;
     int64_t KV = (int64_t)c->num_kv_heads * hm_config_head_dim(c);
     bool swiglu = c->activation == HM_ACT_SWIGLU;
-    m->embedding = add_param(m, 2, V, C, "embedding.weight", 0);
+    const enum hm_param_role MAT = HM_PARAM_MATRIX, RES = HM_PARAM_RESIDUAL_MATRIX,
+                             GAIN = HM_PARAM_NORM_GAIN, BIAS = HM_PARAM_BIAS;
+    m->embedding = add_param(m, HM_PARAM_EMBEDDING, 2, V, C, "embedding.weight", 0);
     for (int i = 0; i < c->num_layers; i++) {
         struct layer *l = &m->layers[i];
-        l->wq = add_param(m, 2, C, C, "layers.%d.attention.q_proj.weight", i);
-        l->wk = add_param(m, 2, KV, C, "layers.%d.attention.k_proj.weight", i);
-        l->wv = add_param(m, 2, KV, C, "layers.%d.attention.v_proj.weight", i);
-        l->wo = add_param(m, 2, C, C, "layers.%d.attention.o_proj.weight", i);
+        l->wq = add_param(m, MAT, 2, C, C, "layers.%d.attention.q_proj.weight", i);
+        l->wk = add_param(m, MAT, 2, KV, C, "layers.%d.attention.k_proj.weight", i);
+        l->wv = add_param(m, MAT, 2, KV, C, "layers.%d.attention.v_proj.weight", i);
+        l->wo = add_param(m, RES, 2, C, C, "layers.%d.attention.o_proj.weight", i);
         if (swiglu)
-            l->w_gate = add_param(m, 2, I, C, "layers.%d.feed_forward.gate_proj.weight", i);
-        l->w_up = add_param(m, 2, I, C, "layers.%d.feed_forward.up_proj.weight", i);
-        l->w_down = add_param(m, 2, C, I, "layers.%d.feed_forward.down_proj.weight", i);
+            l->w_gate = add_param(m, MAT, 2, I, C, "layers.%d.feed_forward.gate_proj.weight", i);
+        l->w_up = add_param(m, MAT, 2, I, C, "layers.%d.feed_forward.up_proj.weight", i);
+        l->w_down = add_param(m, RES, 2, C, I, "layers.%d.feed_forward.down_proj.weight", i);
     }
     if (!c->tie_embeddings)
-        m->lm_head = add_param(m, 2, V, C, "lm_head.weight", 0);
+        m->lm_head = add_param(m, HM_PARAM_HEAD, 2, V, C, "lm_head.weight", 0);
     m->n_decay = 0;
     for (int i = 0; i < hm_block_n_tensors(m->params); i++)
         m->n_decay += (uint64_t)hm_nelements(hm_block_tensor(m->params, i));
     for (int i = 0; i < c->num_layers; i++) {
         struct layer *l = &m->layers[i];
-        l->norm_in = add_param(m, 1, C, 1, "layers.%d.input_layernorm.weight", i);
-        l->norm_post = add_param(m, 1, C, 1, "layers.%d.post_attention_layernorm.weight", i);
+        l->norm_in = add_param(m, GAIN, 1, C, 1, "layers.%d.input_layernorm.weight", i);
+        l->norm_post = add_param(m, GAIN, 1, C, 1, "layers.%d.post_attention_layernorm.weight", i);
         if (!c->use_bias)
             continue;
-        l->bq = add_param(m, 1, C, 1, "layers.%d.attention.q_proj.bias", i);
-        l->bk = add_param(m, 1, KV, 1, "layers.%d.attention.k_proj.bias", i);
-        l->bv = add_param(m, 1, KV, 1, "layers.%d.attention.v_proj.bias", i);
-        l->bo = add_param(m, 1, C, 1, "layers.%d.attention.o_proj.bias", i);
+        l->bq = add_param(m, BIAS, 1, C, 1, "layers.%d.attention.q_proj.bias", i);
+        l->bk = add_param(m, BIAS, 1, KV, 1, "layers.%d.attention.k_proj.bias", i);
+        l->bv = add_param(m, BIAS, 1, KV, 1, "layers.%d.attention.v_proj.bias", i);
+        l->bo = add_param(m, BIAS, 1, C, 1, "layers.%d.attention.o_proj.bias", i);
         if (swiglu)
-            l->b_gate = add_param(m, 1, I, 1, "layers.%d.feed_forward.gate_proj.bias", i);
-        l->b_up = add_param(m, 1, I, 1, "layers.%d.feed_forward.up_proj.bias", i);
-        l->b_down = add_param(m, 1, C, 1, "layers.%d.feed_forward.down_proj.bias", i);
+            l->b_gate = add_param(m, BIAS, 1, I, 1, "layers.%d.feed_forward.gate_proj.bias", i);
+        l->b_up = add_param(m, BIAS, 1, I, 1, "layers.%d.feed_forward.up_proj.bias", i);
+        l->b_down = add_param(m, BIAS, 1, C, 1, "layers.%d.feed_forward.down_proj.bias", i);
     }
-    m->norm = add_param(m, 1, C, 1, "norm.weight", 0);
+    m->norm = add_param(m, HM_PARAM_NORM_GAIN, 1, C, 1, "norm.weight", 0);
 }
 
 static enum hm_status model_create(const struct hm_model_config *cfg, struct hm_backend *be,
@@ -97,9 +104,12 @@ static enum hm_status model_create(const struct hm_model_config *cfg, struct hm_
     enum hm_status st = hm_config_validate(cfg);
     if (st != HM_OK)
         return st;
-    struct hm_model *m = hm_calloc(1, sizeof *m);
+    int cap_roles = 3 + 16 * cfg->num_layers; /* at most 16 tensors per layer */
+    struct hm_model *m = hm_calloc(1, sizeof *m + (size_t)cap_roles * sizeof *m->roles);
     if (!m)
         return hm_fail(HM_ERR_NOMEM, "out of memory creating the model");
+    m->roles = (enum hm_param_role *)(m + 1);
+    m->cap_roles = cap_roles;
     m->cfg = *cfg;
     m->be = be;
     m->dtype = HM_DTYPE_F32;
@@ -144,6 +154,11 @@ void hm_model_free(struct hm_model *m)
     hm_block_free(m->params);
     hm_free(m->layers);
     hm_free(m);
+}
+
+enum hm_param_role hm_model_param_role(const struct hm_model *m, int i)
+{
+    return i >= 0 && i < m->n_roles ? m->roles[i] : HM_PARAM_UNKNOWN;
 }
 
 enum hm_status hm_model_set_dtype(struct hm_model *m, enum hm_dtype dtype)
@@ -281,13 +296,23 @@ enum hm_status hm_model_init_weights(struct hm_model *m, uint64_t seed)
         struct hm_tensor *t = hm_block_tensor(m->params, i);
         float *p = host + hm_block_elem_offset(t);
         int64_t cnt = hm_nelements(t);
-        if (t->n_dims == 2) {
-            bool resid = strstr(t->name, "o_proj") || strstr(t->name, "down_proj");
-            fill_normal(p, cnt, 0.02f * (resid ? resid_scale : 1.0f), seed, i);
-        } else {
-            float v = strstr(t->name, "norm") ? 1.0f : 0.0f;
+        switch (m->roles[i]) {
+        case HM_PARAM_EMBEDDING:
+        case HM_PARAM_MATRIX:
+        case HM_PARAM_HEAD:
+            fill_normal(p, cnt, 0.02f, seed, i);
+            break;
+        case HM_PARAM_RESIDUAL_MATRIX:
+            fill_normal(p, cnt, 0.02f * resid_scale, seed, i);
+            break;
+        case HM_PARAM_NORM_GAIN:
             for (int64_t j = 0; j < cnt; j++)
-                p[j] = v;
+                p[j] = 1.0f;
+            break;
+        case HM_PARAM_BIAS:
+        case HM_PARAM_UNKNOWN:
+            memset(p, 0, (size_t)cnt * sizeof *p);
+            break;
         }
     }
     enum hm_status st = hm_buffer_set(hm_block_data(m->params), 0, host, n * sizeof(float));
@@ -309,7 +334,15 @@ static struct hm_tensor *heads(struct build *b, struct hm_tensor *x, int n_heads
     return hm_reshape(b->ctx, x, 4, (int64_t[]){b->B, b->T, n_heads, hd});
 }
 
-static struct hm_tensor *block_forward(struct hm_model *m, struct build *b, int i, struct hm_tensor *x)
+/*
+ * Layer i on the residual stream *x, whose input norm h = rms_norm(*x) the previous step already
+ * computed. Each residual add is fused with the norm that reads its sum (hm_add_rms_norm): the
+ * attention branch's with post_attention_layernorm, the MLP branch's with the next layer's
+ * input_layernorm, or the final norm after the last layer. Returns that last normalised output;
+ * *x is the new residual stream.
+ */
+static struct hm_tensor *layer_forward(struct hm_model *m, struct build *b, int i, struct hm_tensor **x,
+                                       struct hm_tensor *h)
 {
     const struct hm_model_config *c = &m->cfg;
     struct layer *l = &m->layers[i];
@@ -318,7 +351,6 @@ static struct hm_tensor *block_forward(struct hm_model *m, struct build *b, int 
     float p = b->training ? c->dropout : 0.0f;
 
 #define W(p) weight(m, ctx, (p))
-    struct hm_tensor *h = hm_rms_norm(ctx, x, W(l->norm_in), c->layer_norm_eps);
     struct hm_tensor *q = heads(b, hm_linear(ctx, h, W(l->wq), W(l->bq)), c->num_heads, HD);
     struct hm_tensor *k = heads(b, hm_linear(ctx, h, W(l->wk), W(l->bk)), c->num_kv_heads, HD);
     struct hm_tensor *v = heads(b, hm_linear(ctx, h, W(l->wv), W(l->bv)), c->num_kv_heads, HD);
@@ -331,17 +363,18 @@ static struct hm_tensor *block_forward(struct hm_model *m, struct build *b, int 
     struct hm_tensor *a = hm_attention(ctx, q, k, v);
     a = hm_reshape(ctx, a, 3, (int64_t[]){b->B, b->T, c->hidden_size});
     struct hm_tensor *o = hm_dropout(ctx, hm_linear(ctx, a, W(l->wo), W(l->bo)), p, i * 4 + 1);
-    x = hm_add(ctx, x, o);
+    h = hm_add_rms_norm(ctx, *x, o, W(l->norm_post), c->layer_norm_eps, x);
 
-    h = hm_rms_norm(ctx, x, W(l->norm_post), c->layer_norm_eps);
     struct hm_tensor *f;
     if (c->activation == HM_ACT_SWIGLU)
         f = hm_swiglu(ctx, hm_linear(ctx, h, W(l->w_gate), W(l->b_gate)), hm_linear(ctx, h, W(l->w_up), W(l->b_up)));
     else
         f = hm_gelu(ctx, hm_linear(ctx, h, W(l->w_up), W(l->b_up)));
     f = hm_dropout(ctx, hm_linear(ctx, f, W(l->w_down), W(l->b_down)), p, i * 4 + 2);
+    struct hm_tensor *next_norm = i + 1 < c->num_layers ? m->layers[i + 1].norm_in : m->norm;
+    h = hm_add_rms_norm(ctx, *x, f, W(next_norm), c->layer_norm_eps, x);
 #undef W
-    return hm_add(ctx, x, f);
+    return h;
 }
 
 /* ids (B, T) -> final hidden states (B, T, C) after the last norm. */
@@ -350,9 +383,10 @@ static struct hm_tensor *trunk_forward(struct hm_model *m, struct build *b, stru
     const struct hm_model_config *c = &m->cfg;
     struct hm_tensor *x = hm_embedding(b->ctx, weight(m, b->ctx, m->embedding), ids);
     x = hm_dropout(b->ctx, x, b->training ? c->dropout : 0.0f, 0);
+    struct hm_tensor *h = hm_rms_norm(b->ctx, x, weight(m, b->ctx, m->layers[0].norm_in), c->layer_norm_eps);
     for (int i = 0; i < c->num_layers; i++)
-        x = block_forward(m, b, i, x);
-    return hm_rms_norm(b->ctx, x, weight(m, b->ctx, m->norm), c->layer_norm_eps);
+        h = layer_forward(m, b, i, &x, h);
+    return h;
 }
 
 static struct hm_tensor *lm_head(struct hm_model *m, struct build *b, struct hm_tensor *x)
@@ -514,9 +548,9 @@ fail:
     return st;
 }
 
-enum hm_status hm_infer_run(struct hm_infer_graph *g, const int32_t *ids, int pos)
+enum hm_status hm_infer_run(struct hm_infer_graph *g, const hm_token *ids, int pos)
 {
-    enum hm_status st = hm_tensor_set(g->ids, ids, (size_t)g->T * sizeof(int32_t));
+    enum hm_status st = hm_tensor_set(g->ids, ids, (size_t)g->T * sizeof *ids);
     if (st != HM_OK)
         return st;
     hm_graph_runtime(g->graph)->pos = pos;

@@ -113,7 +113,8 @@ static bool shape_bytes(int ndim, const int64_t *shape, size_t elem, uint64_t *n
 
 /* ---- writer -------------------------------------------------------------------------------- */
 
-static enum hm_status check_entry(const char *path, const struct hm_st_entry *e, size_t *nbytes)
+static enum hm_status check_entry(const char *path, const struct hm_st_entry *e, bool filled,
+                                  size_t *nbytes)
 {
     if (!e->name || !e->name[0])
         return hm_fail(HM_ERR_USAGE, "%s: tensor with an empty name", path);
@@ -133,7 +134,7 @@ static enum hm_status check_entry(const char *path, const struct hm_st_entry *e,
         shape_str(s, sizeof s, e->ndim, e->shape);
         return hm_fail(HM_ERR_USAGE, "%s: tensor '%s': invalid shape %s", path, e->name, s);
     }
-    if (numel > 0 && !e->data)
+    if (numel > 0 && !e->data && !filled)
         return hm_fail(HM_ERR_USAGE, "%s: tensor '%s': NULL data", path, e->name);
     return HM_OK;
 }
@@ -145,7 +146,7 @@ static bool json_set(json_t *obj, const char *key, json_t *val)
 
 /* Builds the header text (unpadded). Caller frees with free() (jansson allocates it). */
 static enum hm_status build_header(const char *path, const struct hm_st_entry *entries, size_t n,
-                                   const struct hm_st_kv *meta, size_t n_meta, char **out)
+                                   const struct hm_st_kv *meta, size_t n_meta, bool filled, char **out)
 {
     enum hm_status st = HM_OK;
     json_t *root = json_object();
@@ -185,7 +186,7 @@ static enum hm_status build_header(const char *path, const struct hm_st_entry *e
     for (size_t i = 0; i < n; i++) {
         const struct hm_st_entry *e = &entries[i];
         size_t nbytes = 0;
-        if ((st = check_entry(path, e, &nbytes)) != HM_OK)
+        if ((st = check_entry(path, e, filled, &nbytes)) != HM_OK)
             goto out;
         if (json_object_get(root, e->name)) {
             st = hm_fail(HM_ERR_USAGE, "%s: duplicate tensor name '%s'", path, e->name);
@@ -243,11 +244,29 @@ static bool write_tensor_data(FILE *f, const struct hm_st_entry *e, size_t nbyte
     return true;
 }
 
-enum hm_status hm_st_write(const char *path, const struct hm_st_entry *entries, size_t n_entries,
-                           const struct hm_st_kv *meta, size_t n_meta)
+/* Bytes of a tensor with NULL data, from the caller in chunks: no whole-tensor buffer. False
+ * on a write error; *st is the caller's status when it failed. */
+static bool fill_tensor_data(FILE *f, size_t index, size_t nbytes, hm_st_fill_fn fill, void *user,
+                             enum hm_status *st)
+{
+    uint64_t buf[8192]; /* 64 KiB, a multiple of every element size */
+    for (size_t off = 0; off < nbytes && *st == HM_OK;) {
+        size_t k = HM_MIN(nbytes - off, sizeof buf);
+        if ((*st = fill(user, index, off, buf, k)) != HM_OK)
+            return true;
+        if (fwrite(buf, 1, k, f) != k)
+            return false;
+        off += k;
+    }
+    return true;
+}
+
+enum hm_status hm_st_write_fill(const char *path, const struct hm_st_entry *entries, size_t n_entries,
+                                const struct hm_st_kv *meta, size_t n_meta, hm_st_fill_fn fill,
+                                void *user)
 {
     char *header = NULL;
-    enum hm_status st = build_header(path, entries, n_entries, meta, n_meta, &header);
+    enum hm_status st = build_header(path, entries, n_entries, meta, n_meta, fill != NULL, &header);
     if (st != HM_OK)
         return st;
     size_t hlen = strlen(header);
@@ -270,7 +289,14 @@ enum hm_status hm_st_write(const char *path, const struct hm_st_entry *entries, 
         uint64_t numel;
         const struct hm_st_entry *e = &entries[i];
         HM_ASSERT(shape_bytes(e->ndim, e->shape, hm_st_dtype_size(e->dtype), &numel, &nbytes));
-        ok = write_tensor_data(af.f, e, nbytes);
+        if (e->data || !nbytes)
+            ok = write_tensor_data(af.f, e, nbytes);
+        else
+            ok = fill_tensor_data(af.f, i, nbytes, fill, user, &st);
+        if (st != HM_OK) { /* the caller's own failure, already described */
+            hm_atomic_abort(&af);
+            return st;
+        }
     }
     if (!ok) {
         st = hm_fail(HM_ERR_IO, "%s: write failed: %s", path, strerror(errno));
@@ -278,6 +304,12 @@ enum hm_status hm_st_write(const char *path, const struct hm_st_entry *entries, 
         return st;
     }
     return hm_atomic_commit(&af);
+}
+
+enum hm_status hm_st_write(const char *path, const struct hm_st_entry *entries, size_t n_entries,
+                           const struct hm_st_kv *meta, size_t n_meta)
+{
+    return hm_st_write_fill(path, entries, n_entries, meta, n_meta, NULL, NULL);
 }
 
 /* ---- reader -------------------------------------------------------------------------------- */
@@ -309,12 +341,10 @@ static int span_cmp(const void *a, const void *b)
     return x->idx < y->idx ? -1 : x->idx > y->idx;
 }
 
-/* qsort has no context argument in C11; thread-local keeps concurrent opens safe */
-static _Thread_local const struct hm_st_tensor *name_sort_tensors;
-
-static int name_cmp(const void *a, const void *b)
+static int name_cmp(const void *a, const void *b, void *tensors)
 {
-    return strcmp(name_sort_tensors[*(const size_t *)a].name, name_sort_tensors[*(const size_t *)b].name);
+    const struct hm_st_tensor *t = tensors;
+    return strcmp(t[*(const size_t *)a].name, t[*(const size_t *)b].name);
 }
 
 static enum hm_status parse_meta(struct hm_st_file *f, json_t *m)
@@ -485,8 +515,7 @@ static enum hm_status parse_header(struct hm_st_file *f, json_t *root, uint64_t 
         }
         f->by_name[k] = k;
     }
-    name_sort_tensors = f->tensors;
-    qsort(f->by_name, n, sizeof *f->by_name, name_cmp);
+    qsort_r(f->by_name, n, sizeof *f->by_name, name_cmp, f->tensors);
 out:
     hm_free(tmp);
     hm_free(spans);

@@ -255,7 +255,7 @@ static size_t bpe_word(const struct hm_tokenizer *t, struct hm_enc_cache *c, con
 /* ---- output sinks ------------------------------------------------------------------------- */
 
 struct sink {
-    uint32_t *ids;
+    hm_token *ids;
     size_t cap;
     size_t n;
     bool grow; /* realloc as needed (batch) instead of counting past cap (caller buffer) */
@@ -268,7 +268,7 @@ static void sink_put(struct sink *k, const uint32_t *ids, size_t n)
         size_t cap = k->cap ? k->cap : 4096;
         while (cap < k->n + n)
             cap *= 2;
-        uint32_t *p = hm_realloc(k->ids, cap * sizeof *p);
+        hm_token *p = hm_realloc(k->ids, cap * sizeof *p);
         if (!p) {
             k->oom = true;
             return;
@@ -278,7 +278,7 @@ static void sink_put(struct sink *k, const uint32_t *ids, size_t n)
     }
     for (size_t i = 0; i < n; i++, k->n++)
         if (k->n < k->cap)
-            k->ids[k->n] = ids[i];
+            k->ids[k->n] = (hm_token)ids[i]; /* ids < 2^26 (tokenizer-json.c) */
 }
 
 static void cache_reset(struct hm_enc_cache *c)
@@ -428,7 +428,7 @@ static bool encode_into(const struct hm_tokenizer *t, struct hm_enc_cache *c, co
 }
 
 enum hm_status hm_tokenizer_encode(struct hm_tokenizer *tok, const char *text, size_t len,
-                                   uint32_t *ids, size_t cap, size_t *n_out)
+                                   hm_token *ids, size_t cap, size_t *n_out)
 {
     struct sink k = {.ids = ids, .cap = ids ? cap : 0};
     if (!encode_into(tok, tok->cache, text, len, &k))
@@ -519,13 +519,13 @@ void hm_token_batch_free(struct hm_token_batch *b)
 
 /* ---- decoding ----------------------------------------------------------------------------- */
 
-enum hm_status hm_tokenizer_decode(const struct hm_tokenizer *tok, const uint32_t *ids, size_t n,
+enum hm_status hm_tokenizer_decode(const struct hm_tokenizer *tok, const hm_token *ids, size_t n,
                                    bool skip_special, char *buf, size_t cap, size_t *n_out)
 {
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
-        if (ids[i] >= tok->n_ids || !tok->tokens[ids[i]].present)
-            return hm_fail(HM_ERR_USAGE, "decode: token id %u is not in the vocabulary (size %u)",
+        if (ids[i] < 0 || (uint32_t)ids[i] >= tok->n_ids || !tok->tokens[ids[i]].present)
+            return hm_fail(HM_ERR_USAGE, "decode: token id %d is not in the vocabulary (size %u)",
                            ids[i], tok->n_ids);
         const struct hm_tok_entry *e = &tok->tokens[ids[i]];
         if (skip_special && e->special)
@@ -620,12 +620,12 @@ static size_t utf8_ready(const uint8_t *s, size_t n)
     return n;
 }
 
-enum hm_status hm_decode_stream_push(struct hm_decode_stream *s, uint32_t id, const char **text,
+enum hm_status hm_decode_stream_push(struct hm_decode_stream *s, hm_token id, const char **text,
                                      size_t *len)
 {
     const struct hm_tokenizer *t = s->tok;
-    if (id >= t->n_ids || !t->tokens[id].present)
-        return hm_fail(HM_ERR_USAGE, "decode: token id %u is not in the vocabulary (size %u)", id,
+    if (id < 0 || (uint32_t)id >= t->n_ids || !t->tokens[id].present)
+        return hm_fail(HM_ERR_USAGE, "decode: token id %d is not in the vocabulary (size %u)", id,
                        t->n_ids);
     memmove(s->buf, s->buf + s->out, s->n - s->out);
     s->n -= s->out;

@@ -111,7 +111,7 @@ struct hm_tokenizer_trainer {
     uint64_t min_frequency;
     char **specials;
     size_t n_specials;
-    hm_train_progress_fn progress;
+    hm_tokenizer_progress_fn progress;
     void *progress_user;
     int nt;
     struct wmap *maps; /* [nt] */
@@ -122,6 +122,13 @@ struct hm_tokenizer_trainer {
     uint64_t bytes_fed;
     bool failed;
 };
+
+struct hm_tokenizer_train_opts hm_tokenizer_train_opts_default(void)
+{
+    static const char *const specials[] = {"<pad>", "<bos>", "<eos>", "<unk>"};
+    return (struct hm_tokenizer_train_opts){.vocab_size = 32000, .min_frequency = 2,
+                                            .special_tokens = specials, .n_special_tokens = 4};
+}
 
 enum hm_status hm_tokenizer_trainer_new(const struct hm_tokenizer_train_opts *opts,
                                         struct hm_tokenizer_trainer **out)
@@ -216,7 +223,7 @@ static enum hm_status process_batch(struct hm_tokenizer_trainer *tr)
         words += tr->maps[i].n;
     }
     if (tr->progress)
-        tr->progress(tr->progress_user, HM_TRAIN_PHASE_COUNT, tr->bytes_fed, words);
+        tr->progress(tr->progress_user, HM_TOKENIZER_PHASE_COUNT, tr->bytes_fed, words);
     return HM_OK;
 }
 
@@ -663,7 +670,7 @@ static bool merge_word(struct mstate *s, uint32_t w, uint32_t a, uint32_t b, uin
 }
 
 static enum hm_status merge_loop(struct mstate *s, struct vocab *v, uint32_t vocab_size,
-                                 uint64_t min_frequency, hm_train_progress_fn progress,
+                                 uint64_t min_frequency, hm_tokenizer_progress_fn progress,
                                  void *user)
 {
     uint64_t want = vocab_size > v->n ? vocab_size - v->n : 0;
@@ -742,11 +749,11 @@ static enum hm_status merge_loop(struct mstate *s, struct vocab *v, uint32_t voc
             break;
         if (progress && (s->n_merges % 64) == 0 && hm_time_s() - last > 0.1) {
             last = hm_time_s();
-            progress(user, HM_TRAIN_PHASE_MERGE, s->n_merges, want);
+            progress(user, HM_TOKENIZER_PHASE_MERGE, s->n_merges, want);
         }
     }
     if (progress && st == HM_OK)
-        progress(user, HM_TRAIN_PHASE_MERGE, s->n_merges, want);
+        progress(user, HM_TOKENIZER_PHASE_MERGE, s->n_merges, want);
     hm_free(cat);
     return st;
 }

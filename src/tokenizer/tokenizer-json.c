@@ -519,11 +519,6 @@ enum hm_status hm_tokenizer_to_json(const struct hm_tokenizer *tok, char **json)
     return HM_OK;
 }
 
-void hm_tokenizer_string_free(char *s)
-{
-    free(s); /* allocated by jansson */
-}
-
 enum hm_status hm_tokenizer_save(const struct hm_tokenizer *tok, const char *path)
 {
     char *s;

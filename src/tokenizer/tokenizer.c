@@ -253,19 +253,25 @@ uint32_t hm_tokenizer_vocab_size(const struct hm_tokenizer *tok)
     return tok->n_ids;
 }
 
-int64_t hm_tokenizer_token_to_id(const struct hm_tokenizer *tok, const char *token)
+hm_token hm_tokenizer_token_to_id(const struct hm_tokenizer *tok, const char *token)
 {
-    return hm_smap_get(&tok->spelling_to_id, token, strlen(token));
+    return (hm_token)hm_smap_get(&tok->spelling_to_id, token, strlen(token)); /* ids < 2^26 */
 }
 
-const char *hm_tokenizer_id_to_token(const struct hm_tokenizer *tok, uint32_t id)
+hm_token hm_tokenizer_eos_id(const struct hm_tokenizer *tok)
 {
-    if (id >= tok->n_ids || !tok->tokens[id].present)
+    hm_token id = hm_tokenizer_token_to_id(tok, "<eos>");
+    return id >= 0 ? id : hm_tokenizer_token_to_id(tok, "<|endoftext|>");
+}
+
+const char *hm_tokenizer_id_to_token(const struct hm_tokenizer *tok, hm_token id)
+{
+    if (id < 0 || (uint32_t)id >= tok->n_ids || !tok->tokens[id].present)
         return NULL;
     return tok->tokens[id].spelling;
 }
 
-bool hm_tokenizer_is_special(const struct hm_tokenizer *tok, uint32_t id)
+bool hm_tokenizer_is_special(const struct hm_tokenizer *tok, hm_token id)
 {
-    return id < tok->n_ids && tok->tokens[id].present && tok->tokens[id].special;
+    return id >= 0 && (uint32_t)id < tok->n_ids && tok->tokens[id].present && tok->tokens[id].special;
 }

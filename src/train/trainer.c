@@ -6,10 +6,10 @@
  * micro-batch m of rank r takes windows [(m * world + r) * B, +B) of it, so world processes see
  * exactly the windows one process with a world-times larger batch would. Each micro-batch's loss
  * gradient is seeded with 1 / (accum * world), so the summed gradient is the mean over all of them.
- * The sum over ranks (dist/ddp.h) overlaps the last micro-batch's backward pass; with ZeRO-1 each
- * rank keeps the AdamW moments of its shard only, and rank 0 gathers them to save the state.
+ * The sum over ranks (parallel/ddp.h) overlaps the last micro-batch's backward pass; with ZeRO-1
+ * each rank keeps the AdamW moments of its shard only, and rank 0 gathers them to save the state.
  */
-#include "dist/ddp.h"
+#include "parallel/ddp.h"
 #include "hermes/comm.h"
 #include "hermes/interrupt.h"
 #include "hermes/metrics.h"
@@ -34,7 +34,7 @@ struct trainer {
     struct hm_windows tw, vw; /* training windows; validation windows */
     bool val_from_train;
     uint32_t *perm;
-    int32_t *ids, *targets;
+    hm_token *ids, *targets;
     uint32_t *win; /* window indices of one evaluation batch */
     long steps_per_epoch, total_steps;
     long step;  /* optimizer steps done */
@@ -56,15 +56,15 @@ static void fill_batch(struct trainer *t, const struct hm_token_cache *tok, cons
     for (int b = 0; b < B; b++) {
         uint64_t start = hm_window_start(w, window_ids[b]);
         for (int i = 0; i < T; i++) {
-            t->ids[b * T + i] = (int32_t)hm_token_at(tok, start + i);
-            t->targets[b * T + i] = (int32_t)hm_token_at(tok, start + i + 1);
+            t->ids[b * T + i] = hm_token_at(tok, start + i);
+            t->targets[b * T + i] = hm_token_at(tok, start + i + 1);
         }
     }
 }
 
 static enum hm_status run_micro(struct trainer *t, bool backward, float *loss)
 {
-    size_t bytes = (size_t)t->o->batch_size * t->o->seq_len * sizeof(int32_t);
+    size_t bytes = (size_t)t->o->batch_size * t->o->seq_len * sizeof(hm_token);
     enum hm_status st;
     if ((st = hm_tensor_set(t->tg.ids, t->ids, bytes)) != HM_OK ||
         (st = hm_tensor_set(t->tg.targets, t->targets, bytes)) != HM_OK ||
@@ -394,6 +394,17 @@ static void teardown(struct trainer *t)
     hm_free(t->targets);
     hm_free(t->path_buf);
     hm_free(t->win);
+}
+
+struct hm_train_opts hm_train_opts_default(void)
+{
+    return (struct hm_train_opts){
+        .output_dir = "checkpoints", .batch_size = 32, .seq_len = 256, .stride = 256,
+        .grad_accum = 1, .epochs = 1, .max_steps = 0, .seed = 42, .val_split = 0.01,
+        .lr = {HM_LR_COSINE, 3e-4, 3e-5, -1, 0, 0.2}, .adamw = hm_adamw_defaults(),
+        .log_every = 10, .eval_every = 500, .eval_batches = 20, .save_every = 1000,
+        .save_dtype = HM_SAVE_F32, .bucket_mb = 25,
+    };
 }
 
 enum hm_status hm_train(struct hm_model *m, const struct hm_token_cache *train,

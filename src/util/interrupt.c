@@ -33,11 +33,6 @@ bool hm_interrupt_requested(void)
     return got_signal != 0;
 }
 
-int hm_interrupt_signal(void)
-{
-    return (int)got_signal;
-}
-
 void hm_interrupt_reset(void)
 {
     got_signal = 0;

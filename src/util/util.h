@@ -31,7 +31,7 @@ char *hm_strdup(const char *s);
 /* Resize *p to n elements of `size` bytes; on failure *p is kept as it was. For growing several
  * parallel arrays together: `ok &= hm_grow((void **)&a, n, sizeof *a)` for each, then check ok. */
 bool hm_grow(void **p, size_t n, size_t size);
-void hm_free(void *p);
+/* hm_free is public (hermes.h): the one way to free what the library returns. */
 
 /* a*b with overflow check: false on overflow. */
 static inline bool hm_mul_size(size_t a, size_t b, size_t *out)
@@ -80,6 +80,10 @@ struct hm_mmap {
 };
 enum hm_status hm_mmap_open(const char *path, struct hm_mmap *m);
 void hm_mmap_close(struct hm_mmap *m);
+
+/* The double nearest the shortest decimal that reads back as f (0.1f -> 0.1, not 0.100000001),
+ * so JSON written from floats shows what a person typed. */
+double hm_float_shortest(float f);
 
 /* Monotonic seconds. */
 double hm_time_s(void);

@@ -30,7 +30,7 @@ expect 0 "batch 4 x seq 32" -- info -m nano --batch-size=4 --seq-len=32
 expect 0 "\"parameters\": 163776," -- info -m nano --json
 expect 0 "\"kv_cache_bf16\"" -- info -m nano --json
 expect 0 "SwiGLU" -- info -m "$SRC/configs/llama-small.json"
-expect 2 "unknown model 'gpt5' \(presets: nano, tiny, gpt2-small, gpt2-medium, gpt2-large, llama-small" -- info -m gpt5
+expect 2 "unknown model 'gpt5' \(presets: nano, tiny, gpt2-small, gpt2-medium, gpt2-large, llama-nano, llama-tiny, llama-small" -- info -m gpt5
 one_line_error info -m gpt5
 expect 2 "--seq-len: expected an integer, got 'abc'" -- info --seq-len abc
 expect 2 "--seq-len: expected an integer in" -- info --seq-len 0

@@ -29,7 +29,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         fprintf(stderr, "fuzz-bpe-roundtrip: %s: %s\n", path, hm_last_error());
         abort();
     }
-    hm_tokenizer_string_free(json);
+    hm_free(json);
     hm_tokenizer_free(trained);
     return 0;
 }
@@ -39,7 +39,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t n = 0;
     if (hm_tokenizer_encode(tok, (const char *)data, size, NULL, 0, &n) != HM_OK)
         abort();
-    uint32_t *ids = malloc((n ? n : 1) * sizeof *ids);
+    hm_token *ids = malloc((n ? n : 1) * sizeof *ids);
     char *out = malloc(size + 1);
     size_t n2 = 0, got = 0;
     if (!ids || !out || hm_tokenizer_encode(tok, (const char *)data, size, ids, n, &n2) != HM_OK ||

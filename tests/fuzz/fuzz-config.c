@@ -24,7 +24,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         struct hm_model_config again;
         if (!json || hm_config_parse(json, "fuzz-again.json", &again) != HM_OK)
             abort(); /* what we write must read back */
-        free(json);
+        hm_free(json);
     }
     free(text);
     return 0;

@@ -29,7 +29,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     static const char text[] = "Hello, world! <eos> caf\xc3\xa9 \xff\x00 12345\n\t  x";
     size_t len = sizeof text - 1;
-    uint32_t ids[256];
+    hm_token ids[256];
     size_t n;
     if (hm_tokenizer_encode(tok, text, len, ids, 256, &n) != HM_OK || n > 256)
         abort();
@@ -44,7 +44,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (hm_tokenizer_load_json(json, strlen(json), "fuzz-again.json", &again) != HM_OK)
             abort(); /* what we save must load */
         hm_tokenizer_free(again);
-        hm_tokenizer_string_free(json);
+        hm_free(json);
     }
     hm_tokenizer_free(tok);
     return 0;

@@ -12,7 +12,8 @@
 
 static void test_all_presets_load(void **state)
 {
-    const char *names[] = {"nano", "tiny", "gpt2-small", "gpt2-medium", "gpt2-large", "llama-small"};
+    const char *names[] = {"nano", "tiny", "gpt2-small", "gpt2-medium", "gpt2-large",
+                           "llama-nano", "llama-tiny", "llama-small"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         struct hm_model_config c;
         assert_int_equal(hm_config_preset(names[i], &c), HM_OK);
@@ -23,7 +24,7 @@ static void test_all_presets_load(void **state)
     int n = 0;
     for (const char *const *p = hm_config_preset_names(); *p; p++)
         n++;
-    assert_int_equal(n, 6);
+    assert_int_equal(n, 8);
 }
 
 static void test_preset_dims_match_original(void **state)
@@ -50,12 +51,37 @@ static void test_preset_dims_match_original(void **state)
     assert_true(c.use_bias);
 }
 
+/* The llama-style presets: nano and tiny sizes, SwiGLU with a FFN width that keeps the
+ * parameter count (3 matrices instead of 2) and a multiple of 32 (q8_0 blocks), no biases, GQA. */
+static void test_llama_presets(void **state)
+{
+    static const struct { const char *name; int L, C, NH, NKV, I, T; uint64_t params; } want[] = {
+        {"llama-nano", 2, 64, 4, 2, 192, 128, 162624},
+        {"llama-tiny", 4, 128, 4, 2, 352, 256, 866432},
+    };
+    for (size_t i = 0; i < 2; i++) {
+        struct hm_model_config c;
+        assert_int_equal(hm_config_preset(want[i].name, &c), HM_OK);
+        assert_int_equal(c.num_layers, want[i].L);
+        assert_int_equal(c.hidden_size, want[i].C);
+        assert_int_equal(c.num_heads, want[i].NH);
+        assert_int_equal(c.num_kv_heads, want[i].NKV);
+        assert_int_equal(c.intermediate_size, want[i].I);
+        assert_int_equal(c.intermediate_size % 32, 0);
+        assert_int_equal(c.max_seq_len, want[i].T);
+        assert_int_equal(c.activation, HM_ACT_SWIGLU);
+        assert_false(c.use_bias);
+        assert_true(c.tie_embeddings);
+        assert_int_equal(hm_config_param_count(&c), want[i].params);
+    }
+}
+
 static void test_unknown_preset_lists_presets(void **state)
 {
     struct hm_model_config c;
     assert_int_equal(hm_config_preset("gpt5", &c), HM_ERR_USAGE);
     assert_non_null(strstr(hm_last_error(), "gpt5"));
-    assert_non_null(strstr(hm_last_error(), "nano, tiny, gpt2-small, gpt2-medium, gpt2-large, llama-small"));
+    assert_non_null(strstr(hm_last_error(), "nano, tiny, gpt2-small, gpt2-medium, gpt2-large, llama-nano, llama-tiny, llama-small"));
     assert_int_equal(hm_config_resolve("gpt5", &c), HM_ERR_USAGE);
 }
 
@@ -178,7 +204,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_all_presets_load),
         cmocka_unit_test(test_preset_dims_match_original),
-        cmocka_unit_test(test_unknown_preset_lists_presets),
+        cmocka_unit_test(test_llama_presets), cmocka_unit_test(test_unknown_preset_lists_presets),
         cmocka_unit_test(test_param_counts_hand_computed),
         cmocka_unit_test(test_flops_and_kv_cache),
         cmocka_unit_test(test_user_file_and_roundtrip),

@@ -152,7 +152,7 @@ static struct hm_tensor mk(int n_dims, int64_t a, int64_t b, int64_t c, int64_t 
 static void test_workspace(void **state)
 {
     struct hm_tensor x = mk(2, 300, 768, 0, 0), dst = mk(1, 768, 0, 0, 0);
-    dst.op = HM_OP_GRAD_ACC;
+    dst.op = HM_OP_REDUCE_ROWS;
     dst.src[0] = &x;
     size_t chunks = (size_t)hm_cuda_colsum_chunks(300);
     assert_int_equal(hm_cuda_workspace_bytes(&dst, 0), hm_cuda_align(chunks * 768 * 4));

@@ -11,8 +11,6 @@
 #include <string.h>
 #include <unistd.h>
 
-extern void (*hm_dataset_test_after_read)(const char *path);
-
 static void append_to(const char *path)
 {
     FILE *f = fopen(path, "ab");
@@ -40,16 +38,20 @@ static void test_cache_only_from_the_bytes_read(void **state)
     tu_write(data, text, strlen(text));
     struct hm_tokenizer *tok = small_tokenizer();
     const char *paths[] = {data};
-    struct hm_dataset_opts o = {paths, 1, "text", cache, 1, NULL};
+    struct hm_dataset_opts o = hm_dataset_opts_default();
+    o.paths = paths;
+    o.n_paths = 1;
+    o.cache_path = cache;
+    o.n_threads = 1;
     struct hm_token_cache c;
     struct hm_dataset_info info;
 
     /* Written while being read: an error naming the file, and no cache. */
-    hm_dataset_test_after_read = append_to;
+    o.after_read = append_to;
     assert_int_equal(hm_dataset_open(tok, &o, &c, &info), HM_ERR_IO);
     assert_non_null(strstr(hm_last_error(), "d.txt: the file changed while it was being read"));
     assert_false(access(cache, F_OK) == 0);
-    hm_dataset_test_after_read = NULL;
+    o.after_read = NULL;
 
     /* Unchanged from now on: built once, then reused. */
     assert_int_equal(hm_dataset_open(tok, &o, &c, &info), HM_OK);

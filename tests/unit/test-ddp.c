@@ -9,8 +9,8 @@
  */
 #include "testutil.h"
 
-#include "dist/comm-impl.h"
-#include "dist/ddp.h"
+#include "parallel/comm-impl.h"
+#include "parallel/ddp.h"
 #include "hermes/model.h"
 #include "hermes/optim.h"
 #include "hermes/train.h"
@@ -450,9 +450,9 @@ static void test_train_step_allocates_nothing(void **state)
 {
     char *dir = tu_mkdtemp(), *tokens = tu_path(dir, "tokens.bin");
     char *a = tu_path(dir, "a"), *b = tu_path(dir, "b");
-    uint32_t *ids = malloc(4000 * sizeof *ids);
+    hm_token *ids = malloc(4000 * sizeof *ids);
     for (int i = 0; i < 4000; i++)
-        ids[i] = (uint32_t)((i * 7) % 61);
+        ids[i] = (i * 7) % 61;
     assert_int_equal(hm_token_cache_write(tokens, 1, 61, ids, 4000), HM_OK);
     free(ids);
     hm_mkdir_p(a);

@@ -12,7 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *presets[] = {"nano", "tiny", "gpt2-small", "gpt2-medium", "gpt2-large", "llama-small"};
+static const char *presets[] = {"nano", "tiny", "gpt2-small", "gpt2-medium", "gpt2-large",
+                           "llama-nano", "llama-tiny", "llama-small"};
 
 static void test_counts_every_preset(void **state)
 {

@@ -1,347 +1,18 @@
 /*
- * test-ops.c - one table-driven harness for every op: the forward result against a plain
- * reference loop (in double), and every input gradient against central finite differences of
- * L = sum(op(x) * r) with a random cotangent r. Shapes are small, odd and non-power-of-two;
- * attention is checked with GQA, at T = 1 and at a cache position. Each case runs on a backend
- * given to run_case(), so a CPU-vs-CUDA parity mode can reuse the same table later.
+ * test-ops.c - every op on the CPU, from the shared table of op-cases.c: the forward result
+ * against a plain reference loop (in double), and every input gradient against central finite
+ * differences of L = sum(op(x) * r) with a random cotangent r. Also: every op of ops.def with a
+ * kernel runs in some case's graph (coverage), and the fused residual add + RMSNorm gives the same
+ * bits as the add and the norm it replaces.
  */
-#include "testutil.h"
-
-#include "core/core-impl.h"
-#include "hermes/backend.h"
+#include "op-cases.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-struct tcase;
-typedef struct hm_tensor *(*build_fn)(const struct tcase *c, struct hm_ctx *ctx,
-                                      struct hm_tensor **x, struct hm_tensor **ids);
-typedef void (*ref_fn)(const struct tcase *c, float **x, int32_t **ids,
-                       struct hm_tensor **xt, struct hm_tensor **it, const struct hm_tensor *out,
-                       double *y);
-
-struct tcase {
-    const char *name;
-    int n_f;                  /* differentiable f32 inputs (parameters of a block) */
-    int nd[4];
-    int64_t sh[4][4];
-    float amp[4];             /* inputs uniform in [-amp, amp] (default 1) */
-    int n_i;                  /* i32 inputs */
-    int ind[2];
-    int64_t ish[2][4];
-    int32_t ihi[2];           /* ids uniform in [0, ihi) */
-    bool ignore;              /* some entries of ids[1]... set to HM_IGNORE_INDEX */
-    float fp[2];              /* op parameters */
-    int ip[2];
-    int pos;                  /* runtime position */
-    build_fn build;
-    ref_fn ref;
-    double fd_eps;            /* 0: default 1e-2 */
-};
-
-/* ---- reference loops ------------------------------------------------------------------------ */
-
-static int64_t numel(const struct hm_tensor *t)
-{
-    return hm_nelements(t);
-}
-
-static void ref_add(const struct tcase *c, float **x, int32_t **ids, struct hm_tensor **xt,
-                    struct hm_tensor **it, const struct hm_tensor *out, double *y)
-{
-    int64_t nb = numel(xt[1]);
-    for (int64_t i = 0; i < numel(out); i++)
-        y[i] = (double)x[0][i] + x[1][i % nb];
-}
-
-static void ref_mul(const struct tcase *c, float **x, int32_t **ids, struct hm_tensor **xt,
-                    struct hm_tensor **it, const struct hm_tensor *out, double *y)
-{
-    for (int64_t i = 0; i < numel(out); i++)
-        y[i] = (double)x[0][i] * x[1][i];
-}
-
-static void ref_scale(const struct tcase *c, float **x, int32_t **ids, struct hm_tensor **xt,
-                      struct hm_tensor **it, const struct hm_tensor *out, double *y)
-{
-    for (int64_t i = 0; i < numel(out); i++)
-        y[i] = (double)x[0][i] * c->fp[0];
-}
-
-/* ip[0] = trans_a, ip[1] = trans_b, fp[0] = alpha (0 -> 1), n_f == 3 -> bias */
-static void ref_matmul(const struct tcase *c, float **x, int32_t **ids, struct hm_tensor **xt,
-                       struct hm_tensor **it, const struct hm_tensor *out, double *y)
-{
-    bool ta = c->ip[0], tb = c->ip[1];
-    struct hm_mm_dims d = hm_mm_dims_of(xt[0], xt[1], ta, tb);
-    double alpha = c->fp[0] ? c->fp[0] : 1.0;
-    for (int64_t bb = 0; bb < d.batch; bb++)
-        for (int64_t i = 0; i < d.M; i++)
-            for (int64_t j = 0; j < d.N; j++) {
-                double s = 0;
-                for (int64_t k = 0; k < d.K; k++) {
-                    const float *A = x[0] + bb * d.M * d.K, *B = x[1] + bb * d.K * d.N;
-                    double av = ta ? A[k * d.M + i] : A[i * d.K + k];
-                    double bv = tb ? B[j * d.K + k] : B[k * d.N + j];
-                    s += av * bv;
-                }
-                y[(bb * d.M + i) * d.N + j] = alpha * s + (c->n_f == 3 ? x[2][j] : 0.0);
-            }
-}
-
-static void ref_embedding(const struct tcase *c, float **x, int32_t **ids, struct hm_tensor **xt,
-                          struct hm_tensor **it, const struct hm_tensor *out, double *y)
-{
-    int64_t C = xt[0]->shape[1];
-    for (int64_t i = 0; i < numel(it[0]); i++)
-        for (int64_t j = 0; j < C; j++)
-            y[i * C + j] = x[0][ids[0][i] * C + j];
-}
-
-static void ref_rms_norm(const struct tcase *c, float **x, int32_t **ids, struct hm_tensor **xt,
-                         struct hm_tensor **it, const struct hm_tensor *out, double *y)
-{
-    int64_t C = numel(xt[1]), N = numel(xt[0]) / C;
-    for (int64_t r = 0; r < N; r++) {
-        double ss = 0;
-        for (int64_t j = 0; j < C; j++)
-            ss += (double)x[0][r * C + j] * x[0][r * C + j];
-        double rs = 1.0 / sqrt(ss / C + c->fp[0]);
-        for (int64_t j = 0; j < C; j++)
-            y[r * C + j] = x[0][r * C + j] * rs * x[1][j];
-    }
-}
-
-static void ref_rope(const struct tcase *c, float **x, int32_t **ids, struct hm_tensor **xt,
-                     struct hm_tensor **it, const struct hm_tensor *out, double *y)
-{
-    int64_t B = xt[0]->shape[0], T = xt[0]->shape[1], H = xt[0]->shape[2], HD = xt[0]->shape[3];
-    for (int64_t b = 0; b < B; b++)
-        for (int64_t t = 0; t < T; t++)
-            for (int64_t h = 0; h < H; h++) {
-                const float *xr = x[0] + ((b * T + t) * H + h) * HD;
-                double *yr = y + ((b * T + t) * H + h) * HD;
-                for (int64_t k = 0; k < HD / 2; k++) {
-                    double inv = 1.0 / pow(c->fp[0], 2.0 * k / HD), a = (c->pos + t) * inv;
-                    yr[k] = xr[k] * cos(a) - xr[k + HD / 2] * sin(a);
-                    yr[k + HD / 2] = xr[k + HD / 2] * cos(a) + xr[k] * sin(a);
-                }
-            }
-}
-
-static void ref_attention(const struct tcase *c, float **x, int32_t **ids, struct hm_tensor **xt,
-                          struct hm_tensor **it, const struct hm_tensor *out, double *y)
-{
-    int64_t B = xt[0]->shape[0], T = xt[0]->shape[1], NH = xt[0]->shape[2], HD = xt[0]->shape[3];
-    int64_t S = xt[1]->shape[1], NKV = xt[1]->shape[2];
-    double *s = malloc(sizeof(double) * S);
-    for (int64_t b = 0; b < B; b++)
-        for (int64_t t = 0; t < T; t++)
-            for (int64_t h = 0; h < NH; h++) {
-                int64_t kh = h / (NH / NKV), L = c->pos + t + 1;
-                const float *q = x[0] + ((b * T + t) * NH + h) * HD;
-                double m = -INFINITY, sum = 0;
-                for (int64_t j = 0; j < L; j++) {
-                    const float *k = x[1] + ((b * S + j) * NKV + kh) * HD;
-                    double d = 0;
-                    for (int64_t e = 0; e < HD; e++)
-                        d += (double)q[e] * k[e];
-                    s[j] = d / sqrt((double)HD);
-                    m = s[j] > m ? s[j] : m;
-                }
-                for (int64_t j = 0; j < L; j++)
-                    sum += s[j] = exp(s[j] - m);
-                double *o = y + ((b * T + t) * NH + h) * HD;
-                for (int64_t e = 0; e < HD; e++) {
-                    double acc = 0;
-                    for (int64_t j = 0; j < L; j++)
-                        acc += s[j] * x[2][((b * S + j) * NKV + kh) * HD + e];
-                    o[e] = acc / sum;
-                }
-            }
-    free(s);
-}
-
-static void ref_gelu(const struct tcase *c, float **x, int32_t **ids, struct hm_tensor **xt,
-                     struct hm_tensor **it, const struct hm_tensor *out, double *y)
-{
-    for (int64_t i = 0; i < numel(out); i++)
-        y[i] = 0.5 * x[0][i] * (1.0 + erf(x[0][i] / sqrt(2.0)));
-}
-
-static void ref_swiglu(const struct tcase *c, float **x, int32_t **ids, struct hm_tensor **xt,
-                       struct hm_tensor **it, const struct hm_tensor *out, double *y)
-{
-    for (int64_t i = 0; i < numel(out); i++) {
-        double g = x[0][i];
-        y[i] = g / (1.0 + exp(-g)) * x[1][i];
-    }
-}
-
-#define DROP_SEED 1234
-#define DROP_STEP 7
-
-static void ref_dropout(const struct tcase *c, float **x, int32_t **ids, struct hm_tensor **xt,
-                        struct hm_tensor **it, const struct hm_tensor *out, double *y)
-{
-    uint32_t thr = (uint32_t)((double)c->fp[0] * 4294967296.0);
-    for (int64_t i = 0; i < numel(out); i++) {
-        bool keep = hm_dropout_bits(DROP_SEED, DROP_STEP, (uint32_t)c->ip[0], (uint64_t)i) >= thr;
-        y[i] = keep ? x[0][i] / (1.0 - c->fp[0]) : 0.0;
-    }
-}
-
-static void ref_cross_entropy(const struct tcase *c, float **x, int32_t **ids, struct hm_tensor **xt,
-                              struct hm_tensor **it, const struct hm_tensor *out, double *y)
-{
-    int64_t V = xt[0]->shape[1], N = xt[0]->shape[0], n = 0;
-    double total = 0;
-    for (int64_t r = 0; r < N; r++) {
-        if (ids[0][r] == HM_IGNORE_INDEX)
-            continue;
-        double m = -INFINITY, s = 0;
-        for (int64_t j = 0; j < V; j++)
-            m = fmax(m, x[0][r * V + j]);
-        for (int64_t j = 0; j < V; j++)
-            s += exp(x[0][r * V + j] - m);
-        total += m + log(s) - x[0][r * V + ids[0][r]];
-        n++;
-    }
-    y[0] = n ? total / n : 0.0;
-}
-
-/* ---- builders ------------------------------------------------------------------------------- */
-
-static struct hm_tensor *b_add(const struct tcase *c, struct hm_ctx *ctx, struct hm_tensor **x,
-                               struct hm_tensor **ids)
-{
-    return hm_add(ctx, x[0], x[1]);
-}
-static struct hm_tensor *b_mul(const struct tcase *c, struct hm_ctx *ctx, struct hm_tensor **x,
-                               struct hm_tensor **ids)
-{
-    return hm_mul(ctx, x[0], x[1]);
-}
-static struct hm_tensor *b_scale(const struct tcase *c, struct hm_ctx *ctx, struct hm_tensor **x,
-                                 struct hm_tensor **ids)
-{
-    return hm_scale(ctx, x[0], c->fp[0]);
-}
-static struct hm_tensor *b_matmul(const struct tcase *c, struct hm_ctx *ctx, struct hm_tensor **x,
-                                  struct hm_tensor **ids)
-{
-    return hm_matmul_ex(ctx, x[0], x[1], c->n_f == 3 ? x[2] : NULL, c->ip[0], c->ip[1],
-                        c->fp[0] ? c->fp[0] : 1.0f);
-}
-static struct hm_tensor *b_embedding(const struct tcase *c, struct hm_ctx *ctx, struct hm_tensor **x,
-                                     struct hm_tensor **ids)
-{
-    return hm_embedding(ctx, x[0], ids[0]);
-}
-static struct hm_tensor *b_rms_norm(const struct tcase *c, struct hm_ctx *ctx, struct hm_tensor **x,
-                                    struct hm_tensor **ids)
-{
-    return hm_rms_norm(ctx, x[0], x[1], c->fp[0]);
-}
-static struct hm_tensor *b_rope(const struct tcase *c, struct hm_ctx *ctx, struct hm_tensor **x,
-                                struct hm_tensor **ids)
-{
-    return hm_rope(ctx, x[0], c->fp[0]);
-}
-static struct hm_tensor *b_attention(const struct tcase *c, struct hm_ctx *ctx, struct hm_tensor **x,
-                                     struct hm_tensor **ids)
-{
-    return hm_attention(ctx, x[0], x[1], x[2]);
-}
-static struct hm_tensor *b_gelu(const struct tcase *c, struct hm_ctx *ctx, struct hm_tensor **x,
-                                struct hm_tensor **ids)
-{
-    return hm_gelu(ctx, x[0]);
-}
-static struct hm_tensor *b_swiglu(const struct tcase *c, struct hm_ctx *ctx, struct hm_tensor **x,
-                                  struct hm_tensor **ids)
-{
-    return hm_swiglu(ctx, x[0], x[1]);
-}
-static struct hm_tensor *b_dropout(const struct tcase *c, struct hm_ctx *ctx, struct hm_tensor **x,
-                                   struct hm_tensor **ids)
-{
-    return hm_dropout(ctx, x[0], c->fp[0], c->ip[0]);
-}
-static struct hm_tensor *b_cross_entropy(const struct tcase *c, struct hm_ctx *ctx,
-                                         struct hm_tensor **x, struct hm_tensor **ids)
-{
-    return hm_cross_entropy(ctx, x[0], ids[0], HM_IGNORE_INDEX);
-}
-/* A reshape and a slice in front of an op: gradients must flow through views. */
-static struct hm_tensor *b_views(const struct tcase *c, struct hm_ctx *ctx, struct hm_tensor **x,
-                                 struct hm_tensor **ids)
-{
-    struct hm_tensor *r = hm_reshape(ctx, x[0], 3, (int64_t[]){1, 6, 5});
-    struct hm_tensor *s = hm_slice(ctx, r, 1, 2, 3); /* rows 2..4 of 6 */
-    return hm_scale(ctx, s, 1.5f);
-}
-static void ref_views(const struct tcase *c, float **x, int32_t **ids, struct hm_tensor **xt,
-                      struct hm_tensor **it, const struct hm_tensor *out, double *y)
-{
-    for (int64_t i = 0; i < 15; i++)
-        y[i] = 1.5 * x[0][10 + i];
-}
-
-#define F2(a, b) {a, b}
-static const struct tcase cases[] = {
-    {.name = "add", .n_f = 2, .nd = {3, 3}, .sh = {{3, 5, 7}, {3, 5, 7}}, .build = b_add, .ref = ref_add},
-    {.name = "add_broadcast", .n_f = 2, .nd = {3, 1}, .sh = {{2, 3, 7}, {7}}, .build = b_add, .ref = ref_add},
-    {.name = "mul", .n_f = 2, .nd = {2, 2}, .sh = {{4, 9}, {4, 9}}, .build = b_mul, .ref = ref_mul},
-    {.name = "scale", .n_f = 1, .nd = {2}, .sh = {{5, 6}}, .fp = {0.7f}, .build = b_scale, .ref = ref_scale},
-    {.name = "views", .n_f = 1, .nd = {2}, .sh = {{5, 6}}, .build = b_views, .ref = ref_views},
-    {.name = "matmul", .n_f = 2, .nd = {2, 2}, .sh = {{5, 7}, {7, 3}}, .build = b_matmul, .ref = ref_matmul},
-    {.name = "matmul_ta_tb", .n_f = 2, .nd = {2, 2}, .sh = {{7, 5}, {3, 7}}, .ip = {1, 1}, .fp = {0.5f},
-     .build = b_matmul, .ref = ref_matmul},
-    {.name = "linear_bias", .n_f = 3, .nd = {3, 2, 1}, .sh = {{2, 3, 6}, {5, 6}, {5}}, .ip = {0, 1},
-     .build = b_matmul, .ref = ref_matmul},
-    {.name = "matmul_batched", .n_f = 2, .nd = {3, 3}, .sh = {{3, 4, 5}, {3, 5, 2}}, .build = b_matmul,
-     .ref = ref_matmul},
-    {.name = "matmul_batched_t", .n_f = 2, .nd = {3, 3}, .sh = {{3, 5, 4}, {3, 2, 5}}, .ip = {1, 1},
-     .build = b_matmul, .ref = ref_matmul},
-    {.name = "embedding", .n_f = 1, .nd = {2}, .sh = {{11, 6}}, .n_i = 1, .ind = {2}, .ish = {{2, 5}},
-     .ihi = {11}, .build = b_embedding, .ref = ref_embedding},
-    {.name = "rms_norm", .n_f = 2, .nd = {3, 1}, .sh = {{3, 4, 13}, {13}}, .fp = {1e-5f},
-     .build = b_rms_norm, .ref = ref_rms_norm},
-    {.name = "rope", .n_f = 1, .nd = {4}, .sh = {{2, 5, 3, 8}}, .fp = {10000.0f}, .build = b_rope, .ref = ref_rope},
-    {.name = "rope_pos", .n_f = 1, .nd = {4}, .sh = {{1, 3, 2, 6}}, .fp = {500.0f}, .pos = 17,
-     .build = b_rope, .ref = ref_rope},
-    {.name = "attention_gqa", .n_f = 3, .nd = {4, 4, 4}, .sh = {{2, 5, 4, 6}, {2, 5, 2, 6}, {2, 5, 2, 6}},
-     .build = b_attention, .ref = ref_attention},
-    {.name = "attention_mha_odd", .n_f = 3, .nd = {4, 4, 4}, .sh = {{1, 7, 3, 5}, {1, 7, 3, 5}, {1, 7, 3, 5}},
-     .build = b_attention, .ref = ref_attention},
-    {.name = "attention_t1", .n_f = 3, .nd = {4, 4, 4}, .sh = {{2, 1, 3, 4}, {2, 1, 1, 4}, {2, 1, 1, 4}},
-     .build = b_attention, .ref = ref_attention},
-    {.name = "attention_cache_pos", .n_f = 3, .nd = {4, 4, 4},
-     .sh = {{1, 2, 4, 4}, {1, 6, 2, 4}, {1, 6, 2, 4}}, .pos = 3, .build = b_attention, .ref = ref_attention},
-    {.name = "gelu", .n_f = 1, .nd = {2}, .sh = {{4, 7}}, .amp = {3.0f}, .build = b_gelu, .ref = ref_gelu},
-    {.name = "swiglu", .n_f = 2, .nd = {2, 2}, .sh = {{3, 11}, {3, 11}}, .amp = {3.0f, 1.0f},
-     .build = b_swiglu, .ref = ref_swiglu},
-    {.name = "dropout", .n_f = 1, .nd = {2}, .sh = {{6, 9}}, .fp = {0.3f}, .ip = {5}, .build = b_dropout,
-     .ref = ref_dropout},
-    {.name = "cross_entropy", .n_f = 1, .nd = {2}, .sh = {{7, 9}}, .amp = {2.0f}, .n_i = 1, .ind = {1},
-     .ish = {{7}}, .ihi = {9}, .ignore = true, .build = b_cross_entropy, .ref = ref_cross_entropy},
-};
-
-/* ---- harness -------------------------------------------------------------------------------- */
-
-struct run {
-    struct hm_block *blk;
-    struct hm_ctx *ctx;
-    struct hm_graph *g;
-    struct hm_tensor *x[4], *ids[2], *out, *z, *r;
-    float *hx[4];
-    int32_t *hids[2];
-};
-
-static double loss_of(struct run *R)
+static double loss_of(struct op_run *R)
 {
     assert_int_equal(hm_graph_forward(R->g), HM_OK);
     int64_t n = hm_nelements(R->z);
@@ -354,60 +25,17 @@ static double loss_of(struct run *R)
     return s;
 }
 
-static void run_case(const struct tcase *c, struct hm_backend *be)
+static void run_case(const struct op_case *c, struct hm_backend *be)
 {
-    struct run R = {0};
-    struct hm_rng rng;
-    hm_rng_seed(&rng, 42);
-    assert_int_equal(hm_block_new(true, &R.blk), HM_OK);
-    for (int i = 0; i < c->n_f; i++)
-        R.x[i] = hm_block_add(R.blk, "x", HM_DTYPE_F32, c->nd[i], c->sh[i]);
-    assert_int_equal(hm_block_alloc(R.blk, be), HM_OK);
-    for (int i = 0; i < c->n_f; i++) {
-        int64_t n = hm_nelements(R.x[i]);
-        float amp = c->amp[i] ? c->amp[i] : 1.0f;
-        R.hx[i] = malloc(sizeof(float) * (size_t)n);
-        for (int64_t j = 0; j < n; j++)
-            R.hx[i][j] = amp * (float)(2.0 * hm_rng_uniform(&rng) - 1.0);
-        assert_int_equal(hm_tensor_set(R.x[i], R.hx[i], hm_nbytes(R.x[i])), HM_OK);
-    }
-    assert_int_equal(hm_ctx_new(&R.ctx), HM_OK);
-    for (int i = 0; i < c->n_i; i++)
-        R.ids[i] = hm_new_input(R.ctx, HM_DTYPE_I32, c->ind[i], c->ish[i]);
-    R.out = c->build(c, R.ctx, R.x, R.ids);
-    R.r = hm_new_input(R.ctx, HM_DTYPE_F32, R.out->n_dims, R.out->shape);
-    R.z = hm_mul(R.ctx, R.out, R.r);
-    hm_set_output(R.out);
-    assert_int_equal(hm_graph_new(R.ctx, &R.g), HM_OK);
-    hm_graph_build_forward(R.g, R.z);
-    assert_int_equal(hm_graph_build_backward(R.g, R.z), HM_OK);
-    assert_int_equal(hm_graph_plan(R.g, be), HM_OK);
-    struct hm_runtime *rt = hm_graph_runtime(R.g);
-    rt->pos = c->pos;
-    rt->seed = DROP_SEED;
-    rt->step = DROP_STEP;
-
-    for (int i = 0; i < c->n_i; i++) {
-        int64_t n = hm_nelements(R.ids[i]);
-        R.hids[i] = malloc(sizeof(int32_t) * (size_t)n);
-        for (int64_t j = 0; j < n; j++)
-            R.hids[i][j] = (int32_t)hm_rng_below(&rng, (uint64_t)c->ihi[i]);
-        if (c->ignore) {
-            R.hids[i][1] = HM_IGNORE_INDEX;
-            R.hids[i][n - 1] = HM_IGNORE_INDEX;
-        }
-        assert_int_equal(hm_tensor_set(R.ids[i], R.hids[i], hm_nbytes(R.ids[i])), HM_OK);
-    }
-    int64_t no = hm_nelements(R.out);
-    float *hr = malloc(sizeof(float) * (size_t)no), *ho = malloc(sizeof(float) * (size_t)no);
-    for (int64_t j = 0; j < no; j++)
-        hr[j] = (float)(2.0 * hm_rng_uniform(&rng) - 1.0);
-    assert_int_equal(hm_tensor_set(R.r, hr, hm_nbytes(R.r)), HM_OK);
+    struct op_run R;
+    op_setup(c, be, HM_DTYPE_F32, 42, OP_DROP_SEED, OP_DROP_STEP, &R);
 
     /* forward vs reference */
+    int64_t no = hm_nelements(R.out);
+    float *ho = malloc(sizeof(float) * (size_t)no);
+    double *ref = malloc(sizeof(double) * (size_t)no);
     assert_int_equal(hm_graph_forward(R.g), HM_OK);
     assert_int_equal(hm_tensor_get(R.out, ho, hm_nbytes(R.out)), HM_OK);
-    double *ref = malloc(sizeof(double) * (size_t)no);
     c->ref(c, R.hx, R.hids, R.x, R.ids, R.out, ref);
     double max_err = 0, max_ref = 0;
     for (int64_t j = 0; j < no; j++) {
@@ -416,6 +44,12 @@ static void run_case(const struct tcase *c, struct hm_backend *be)
     }
     if (max_err > 1e-5 * fmax(1.0, max_ref))
         fail_msg("%s: forward differs from reference by %g (max |ref| %g)", c->name, max_err, max_ref);
+    free(ref);
+    free(ho);
+    if (c->fwd_only) {
+        op_run_free(&R);
+        return;
+    }
 
     /* backward vs central differences */
     assert_int_equal(hm_buffer_zero(hm_block_grads(R.blk)), HM_OK);
@@ -444,16 +78,7 @@ static void run_case(const struct tcase *c, struct hm_backend *be)
         }
         free(gr);
     }
-    free(ref);
-    free(hr);
-    free(ho);
-    for (int i = 0; i < 4; i++)
-        free(R.hx[i]);
-    for (int i = 0; i < 2; i++)
-        free(R.hids[i]);
-    hm_graph_free(R.g);
-    hm_ctx_free(R.ctx);
-    hm_block_free(R.blk);
+    op_run_free(&R);
 }
 
 static void test_case(void **state)
@@ -464,27 +89,190 @@ static void test_case(void **state)
     hm_backend_free(be);
 }
 
-/* Every op in ops.def is either covered by a case above or listed here with where it is tested. */
+/* -inf logits (a masked or padded vocabulary): probability 0 and gradient 0, never NaN. Row 0 masks
+ * columns 3..5, row 1 is entirely -inf and ignored, row 2 is plain; then a target on a -inf logit
+ * has loss +inf. The loss is checked against the reference over the finite logits. */
+static void test_cross_entropy_neg_inf(void **state)
+{
+    enum { N = 3, V = 6 };
+    struct hm_backend *be;
+    assert_int_equal(hm_backend_cpu_new(&be), HM_OK);
+    struct hm_block *blk;
+    assert_int_equal(hm_block_new(true, &blk), HM_OK);
+    struct hm_tensor *x = hm_block_add(blk, "x", HM_DTYPE_F32, 2, (int64_t[]){N, V});
+    assert_int_equal(hm_block_alloc(blk, be), HM_OK);
+    const float ninf = -INFINITY;
+    float hx[N * V] = {0.5f, -1.0f, 2.0f, ninf, ninf, ninf, ninf, ninf, ninf, ninf, ninf, ninf,
+                       0.1f, 0.2f, -0.3f, 1.5f, -2.0f, 0.7f};
+    assert_int_equal(hm_tensor_set(x, hx, sizeof hx), HM_OK);
+    struct hm_ctx *ctx;
+    assert_int_equal(hm_ctx_new(&ctx), HM_OK);
+    struct hm_tensor *tg = hm_new_input(ctx, HM_DTYPE_I32, 1, (int64_t[]){N});
+    struct hm_tensor *loss = hm_cross_entropy(ctx, x, tg, HM_IGNORE_INDEX);
+    struct hm_graph *g;
+    assert_int_equal(hm_graph_new(ctx, &g), HM_OK);
+    hm_graph_build_forward(g, loss);
+    assert_int_equal(hm_graph_build_backward(g, loss), HM_OK);
+    assert_int_equal(hm_graph_plan(g, be), HM_OK);
+    int32_t targets[N] = {1, HM_IGNORE_INDEX, 5};
+    assert_int_equal(hm_tensor_set(tg, targets, sizeof targets), HM_OK);
+    assert_int_equal(hm_buffer_zero(hm_block_grads(blk)), HM_OK);
+    assert_int_equal(hm_graph_forward(g), HM_OK);
+    assert_int_equal(hm_graph_backward(g), HM_OK);
+    float l, dx[N * V];
+    assert_int_equal(hm_tensor_get(loss, &l, sizeof l), HM_OK);
+    assert_int_equal(hm_tensor_get(x->grad, dx, sizeof dx), HM_OK);
+    double ref = 0;
+    for (int r = 0; r < N; r += 2) {
+        double s = 0;
+        for (int j = 0; j < V; j++)
+            s += isfinite(hx[r * V + j]) ? exp(hx[r * V + j]) : 0.0;
+        ref += log(s) - hx[r * V + targets[r]];
+    }
+    assert_true(fabs(l - ref / 2) < 1e-5);
+    for (int i = 0; i < N * V; i++) {
+        assert_true(isfinite(dx[i]));
+        if (!isfinite(hx[i]))
+            assert_true(dx[i] == 0.0f);
+    }
+    targets[0] = 4; /* a -inf logit */
+    assert_int_equal(hm_tensor_set(tg, targets, sizeof targets), HM_OK);
+    assert_int_equal(hm_graph_forward(g), HM_OK);
+    assert_int_equal(hm_tensor_get(loss, &l, sizeof l), HM_OK);
+    assert_true(isinf(l) && l > 0);
+    hm_graph_free(g);
+    hm_ctx_free(ctx);
+    hm_block_free(blk);
+    hm_backend_free(be);
+}
+
+/* Every op of ops.def with a kernel has a CPU kernel and runs in the forward or backward graph of
+ * some CPU case: a new op without a row in op-cases.c fails here. */
 static void test_coverage(void **state)
 {
     struct hm_backend *be;
     assert_int_equal(hm_backend_cpu_new(&be), HM_OK);
-    for (int op = 0; op < HM_OP_COUNT; op++)
-        assert_true(hm_backend_supports_op(be, op));
+    bool seen[HM_OP_COUNT] = {false};
+    for (int k = 0; k < hm_n_op_cases; k++) {
+        const struct op_case *c = &hm_op_cases[k];
+        if (c->gpu)
+            continue;
+        struct op_run R;
+        op_setup(c, be, HM_DTYPE_F32, 42, OP_DROP_SEED, OP_DROP_STEP, &R);
+        for (int b = 0; b < 2; b++)
+            for (int i = 0; i < hm_graph_n_nodes(R.g, b); i++)
+                seen[hm_graph_node(R.g, b, i)->op] = true;
+        op_run_free(&R);
+    }
+    for (int op = 0; op < HM_OP_COUNT; op++) {
+        if (!hm_op_info(op)->kernel)
+            continue;
+        if (!hm_backend_supports_op(be, op))
+            fail_msg("op '%s' has no CPU kernel", hm_op_name(op));
+        if (!seen[op])
+            fail_msg("op '%s' runs in no case of tests/unit/op-cases.c: add a row", hm_op_name(op));
+    }
+    hm_backend_free(be);
+}
+
+/*
+ * Three residual steps x += branch(rms_norm(x)) with the norm after each add, built with
+ * hm_add + hm_rms_norm or with hm_add_rms_norm: the same output and gradients, bit for bit. The
+ * stream starts from a computed tensor, so the fused backward takes the aliased-gradient path the
+ * model takes.
+ */
+static void residual_chain(struct hm_backend *be, enum hm_dtype dt, bool fused, float *out, float *grads)
+{
+    enum { N = 37, C = 24, L = 3 };
+    struct hm_block *blk, *copies = NULL;
+    assert_int_equal(hm_block_new(true, &blk), HM_OK);
+    /* p: x0, then the norm weight and matrix of each step, then the last norm weight */
+    hm_block_add(blk, "x", HM_DTYPE_F32, 2, (int64_t[]){N, C});
+    for (int i = 0; i < L; i++) {
+        hm_block_add(blk, "w", HM_DTYPE_F32, 1, (int64_t[]){C});
+        hm_block_add(blk, "m", HM_DTYPE_F32, 2, (int64_t[]){C, C});
+    }
+    hm_block_add(blk, "w", HM_DTYPE_F32, 1, (int64_t[]){C});
+    assert_int_equal(hm_block_alloc(blk, be), HM_OK);
+    size_t n = hm_block_nbytes(blk) / 4;
+    float *h = malloc(n * 4);
+    struct hm_rng rng;
+    hm_rng_seed(&rng, 5);
+    for (size_t i = 0; i < n; i++)
+        h[i] = (float)(2.0 * hm_rng_uniform(&rng) - 1.0);
+    assert_int_equal(hm_buffer_set(hm_block_data(blk), 0, h, n * 4), HM_OK);
+    free(h);
+    struct hm_tensor *p[2 * L + 2];
+    for (int i = 0; i < hm_block_n_tensors(blk); i++)
+        p[i] = hm_block_tensor(blk, i);
+    if (dt == HM_DTYPE_BF16) {
+        assert_int_equal(hm_block_new_copy(blk, dt, be, &copies), HM_OK);
+        assert_int_equal(hm_block_copy_refresh(copies, blk), HM_OK);
+        for (int i = 0; i < hm_block_n_tensors(blk); i++)
+            p[i] = hm_block_tensor(copies, i);
+    }
+    struct hm_ctx *ctx;
+    assert_int_equal(hm_ctx_new(&ctx), HM_OK);
+    struct hm_tensor *x = hm_scale(ctx, p[0], 0.5f);
+    struct hm_tensor *y = hm_rms_norm(ctx, x, p[1], 1e-5f);
+    for (int i = 0; i < L; i++) {
+        struct hm_tensor *o = hm_gelu(ctx, hm_matmul(ctx, y, p[2 + 2 * i], false, false));
+        struct hm_tensor *wn = p[i + 1 < L ? 1 + 2 * (i + 1) : 2 * L + 1];
+        if (fused) {
+            y = hm_add_rms_norm(ctx, x, o, wn, 1e-5f, &x);
+        } else {
+            x = hm_add(ctx, x, o);
+            y = hm_rms_norm(ctx, x, wn, 1e-5f);
+        }
+    }
+    struct hm_tensor *loss = hm_cross_entropy(ctx, y, hm_new_input(ctx, HM_DTYPE_I32, 1, (int64_t[]){N}), -100);
+    struct hm_graph *g;
+    assert_int_equal(hm_graph_new(ctx, &g), HM_OK);
+    hm_set_output(y);
+    assert_int_equal(hm_graph_build_backward(g, loss), HM_OK);
+    assert_int_equal(hm_graph_plan(g, be), HM_OK);
+    int32_t t[N];
+    for (int i = 0; i < N; i++)
+        t[i] = (i * 7) % C;
+    assert_int_equal(hm_tensor_set(loss->src[1], t, sizeof t), HM_OK);
+    assert_int_equal(hm_graph_forward(g), HM_OK);
+    assert_int_equal(hm_graph_backward(g), HM_OK);
+    assert_int_equal(hm_tensor_get_f32(y, out, (size_t)(N * C)), HM_OK);
+    assert_int_equal(hm_buffer_get(hm_block_grads(blk), 0, grads, n * 4), HM_OK);
+    hm_graph_free(g);
+    hm_ctx_free(ctx);
+    hm_block_free(copies);
+    hm_block_free(blk);
+}
+
+static void test_add_rms_norm_bits(void **state)
+{
+    struct hm_backend *be;
+    assert_int_equal(hm_backend_cpu_new(&be), HM_OK);
+    enum { NOUT = 37 * 24, NG = 37 * 24 + 3 * (24 + 24 * 24) + 24 };
+    for (int d = 0; d < 2; d++) {
+        enum hm_dtype dt = d ? HM_DTYPE_BF16 : HM_DTYPE_F32;
+        static float out[2][NOUT], grads[2][NG];
+        residual_chain(be, dt, false, out[0], grads[0]);
+        residual_chain(be, dt, true, out[1], grads[1]);
+        if (memcmp(out[0], out[1], sizeof out[0]) != 0 || memcmp(grads[0], grads[1], sizeof grads[0]) != 0)
+            fail_msg("%s: add_rms_norm differs from add + rms_norm", hm_dtype_name(dt));
+    }
     hm_backend_free(be);
 }
 
 int main(void)
 {
-    enum { N = sizeof(cases) / sizeof(cases[0]) };
-    struct CMUnitTest tests[N + 1];
+    struct CMUnitTest tests[hm_n_op_cases + 3];
     const char *filter = getenv("HM_TEST_OP");
     int n = 0;
-    for (int i = 0; i < N; i++) {
-        if (filter && !strstr(cases[i].name, filter))
+    for (int i = 0; i < hm_n_op_cases; i++) {
+        if (hm_op_cases[i].gpu || (filter && !strstr(hm_op_cases[i].name, filter)))
             continue;
-        tests[n++] = (struct CMUnitTest){cases[i].name, test_case, NULL, NULL, (void *)&cases[i]};
+        tests[n++] = (struct CMUnitTest){hm_op_cases[i].name, test_case, NULL, NULL, (void *)&hm_op_cases[i]};
     }
     tests[n++] = (struct CMUnitTest){"coverage", test_coverage, NULL, NULL, NULL};
+    tests[n++] = (struct CMUnitTest){"add_rms_norm_bits", test_add_rms_norm_bits, NULL, NULL, NULL};
+    tests[n++] = (struct CMUnitTest){"cross_entropy_neg_inf", test_cross_entropy_neg_inf, NULL, NULL, NULL};
     return _cmocka_run_group_tests("ops", tests, (size_t)n, NULL, NULL);
 }

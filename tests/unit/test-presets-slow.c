@@ -48,7 +48,8 @@ static void run_preset(const char *name)
 
 static void test_all_presets(void **state)
 {
-    const char *presets[] = {"nano", "tiny", "gpt2-small", "gpt2-medium", "gpt2-large", "llama-small"};
+    const char *presets[] = {"nano", "tiny", "gpt2-small", "gpt2-medium", "gpt2-large",
+                           "llama-nano", "llama-tiny", "llama-small"};
     for (size_t i = 0; i < sizeof presets / sizeof *presets; i++)
         run_preset(presets[i]);
 }

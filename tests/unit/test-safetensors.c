@@ -16,21 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static char *tmpdir;
-
-static int setup(void **state)
-{
-    tmpdir = tu_mkdtemp();
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    tu_rmdir(tmpdir);
-    free(tmpdir);
-    return 0;
-}
-
 static uint32_t f32_bits(float x)
 {
     uint32_t u;
@@ -74,7 +59,7 @@ static void test_roundtrip(void **state)
         {.name = "empty", .dtype = HM_ST_F32, .ndim = 2, .shape = {0, 7}, .data = NULL},
     };
     struct hm_st_kv meta[] = {{"config", "{\"hidden_size\": 64}"}, {"step", "12"}};
-    char *path = tu_path(tmpdir, "rt.safetensors");
+    char *path = tu_path(tu_tmpdir, "rt.safetensors");
     assert_int_equal(hm_st_write(path, e, sizeof e / sizeof e[0], meta, 2), HM_OK);
 
     /* layout: 8-byte length, header multiple of 8, starts with '{', data packed */
@@ -176,7 +161,7 @@ static void test_roundtrip(void **state)
 static void test_write_errors(void **state)
 {
     float a[2] = {1, 2};
-    char *path = tu_path(tmpdir, "bad-write.safetensors");
+    char *path = tu_path(tu_tmpdir, "bad-write.safetensors");
     struct hm_st_entry dup[] = {
         {.name = "x", .dtype = HM_ST_F32, .ndim = 1, .shape = {2}, .data = a},
         {.name = "x", .dtype = HM_ST_F32, .ndim = 1, .shape = {2}, .data = a},
@@ -198,8 +183,8 @@ static void test_write_errors(void **state)
     assert_int_equal(hm_st_write(path, e, 1, NULL, 0), HM_ERR_USAGE);
     assert_int_equal(hm_st_write("/nonexistent-dir/x.safetensors", dup, 1, NULL, 0), HM_ERR_IO);
     /* failed writes leave neither the file nor a temp file behind */
-    char *cmd = malloc(strlen(tmpdir) + 64);
-    sprintf(cmd, "test -z \"$(ls '%s' | grep bad-write)\"", tmpdir);
+    char *cmd = malloc(strlen(tu_tmpdir) + 64);
+    sprintf(cmd, "test -z \"$(ls '%s' | grep bad-write)\"", tu_tmpdir);
     assert_int_equal(tu_run(cmd, NULL), 0);
     free(cmd);
     free(path);
@@ -398,7 +383,7 @@ static const struct bad_case bad_cases[] = {
 
 static void test_corrupt_table(void **state)
 {
-    char *path = tu_path(tmpdir, "bad.safetensors");
+    char *path = tu_path(tu_tmpdir, "bad.safetensors");
     for (size_t i = 0; i < sizeof bad_cases / sizeof bad_cases[0]; i++) {
         write_raw(path, UINT64_MAX, bad_cases[i].header, bad_cases[i].data_len);
         expect_format(path, bad_cases[i].needle, bad_cases[i].what);
@@ -417,7 +402,7 @@ static void test_corrupt_table(void **state)
 
 static void test_bad_lengths(void **state)
 {
-    char *path = tu_path(tmpdir, "len.safetensors");
+    char *path = tu_path(tu_tmpdir, "len.safetensors");
     tu_write(path, "", 0);
     expect_format(path, "too short", "empty file");
     tu_write(path, "\x10\0\0\0\0\0\0", 7);
@@ -436,8 +421,8 @@ static void test_bad_lengths(void **state)
     expect_format(path, "not valid JSON", "header length cuts the JSON");
     /* a directory and a missing file are I/O errors, not format errors */
     struct hm_st_file *f;
-    assert_int_equal(hm_st_open(tmpdir, &f), HM_ERR_IO);
-    char *missing = tu_path(tmpdir, "missing.safetensors");
+    assert_int_equal(hm_st_open(tu_tmpdir, &f), HM_ERR_IO);
+    char *missing = tu_path(tu_tmpdir, "missing.safetensors");
     assert_int_equal(hm_st_open(missing, &f), HM_ERR_IO);
     assert_non_null(strstr(hm_last_error(), missing));
     free(missing);
@@ -453,8 +438,8 @@ static void test_truncated(void **state)
         {.name = "a", .dtype = HM_ST_F32, .ndim = 2, .shape = {2, 3}, .data = a},
         {.name = "c", .dtype = HM_ST_I32, .ndim = 1, .shape = {3}, .data = c},
     };
-    char *good = tu_path(tmpdir, "good.safetensors");
-    char *path = tu_path(tmpdir, "trunc.safetensors");
+    char *good = tu_path(tu_tmpdir, "good.safetensors");
+    char *path = tu_path(tu_tmpdir, "trunc.safetensors");
     assert_int_equal(hm_st_write(good, e, 2, NULL, 0), HM_OK);
     size_t len;
     unsigned char *raw = slurp(good, &len);
@@ -484,8 +469,8 @@ static void test_header_flips(void **state)
         {.name = "a", .dtype = HM_ST_F32, .ndim = 2, .shape = {2, 3}, .data = a},
         {.name = "c", .dtype = HM_ST_I32, .ndim = 1, .shape = {3}, .data = c},
     };
-    char *good = tu_path(tmpdir, "good2.safetensors");
-    char *path = tu_path(tmpdir, "flip.safetensors");
+    char *good = tu_path(tu_tmpdir, "good2.safetensors");
+    char *path = tu_path(tu_tmpdir, "flip.safetensors");
     struct hm_st_kv meta[] = {{"k", "v"}};
     assert_int_equal(hm_st_write(good, e, 2, meta, 1), HM_OK);
     size_t len;
@@ -652,5 +637,5 @@ int main(void)
         cmocka_unit_test(test_bf16_property),   cmocka_unit_test(test_f16),
         cmocka_unit_test(test_dtype_names),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, tu_tmpdir_setup, tu_tmpdir_teardown);
 }

@@ -12,7 +12,7 @@ static void roundtrip(uint32_t vocab, int width)
 {
     char *dir = tu_mkdtemp(), *p = tu_path(dir, "tokens.bin");
     enum { N = 100003 };
-    uint32_t *ids = malloc(N * 4);
+    hm_token *ids = malloc(N * 4);
     for (uint32_t i = 0; i < N; i++)
         ids[i] = (i * 2654435761u) % vocab;
     assert_int_equal(hm_token_cache_write(p, 77, vocab, ids, N), HM_OK);

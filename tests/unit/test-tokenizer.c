@@ -71,7 +71,7 @@ static struct hm_tokenizer *train_simple(const char *const *docs, size_t n, uint
     return t;
 }
 
-static size_t enc(struct hm_tokenizer *t, const char *s, size_t len, uint32_t *ids, size_t cap)
+static size_t enc(struct hm_tokenizer *t, const char *s, size_t len, hm_token *ids, size_t cap)
 {
     size_t n;
     assert_int_equal(hm_tokenizer_encode(t, s, len, ids, cap, &n), HM_OK);
@@ -82,7 +82,7 @@ static size_t enc(struct hm_tokenizer *t, const char *s, size_t len, uint32_t *i
 static void assert_roundtrip(struct hm_tokenizer *t, const char *s, size_t len)
 {
     size_t cap = len + 8, n, m;
-    uint32_t *ids = malloc(cap * sizeof *ids);
+    hm_token *ids = malloc(cap * sizeof *ids);
     n = enc(t, s, len, ids, cap);
     char *back = malloc(len + 1);
     assert_int_equal(hm_tokenizer_decode(t, ids, n, false, back, len + 1, &m), HM_OK);
@@ -228,7 +228,7 @@ static void check_parity(const char *expected_name)
     char *js;
     assert_int_equal(hm_tokenizer_to_json(tok, &js), HM_OK);
     json_t *ours = json_loads(js, 0, NULL);
-    hm_tokenizer_string_free(js);
+    hm_free(js);
     json_t *om = json_object_get(json_object_get(ours, "model"), "merges");
     json_t *em = json_object_get(exp, "merges");
     assert_int_equal(json_array_size(om), json_array_size(em));
@@ -244,7 +244,7 @@ static void check_parity(const char *expected_name)
     size_t nt = read_texts(&texts, &lens);
     json_t *encs = json_object_get(exp, "encodings");
     assert_int_equal(nt, json_array_size(encs));
-    uint32_t ids[4096];
+    hm_token ids[4096];
     for (size_t i = 0; i < nt; i++) {
         size_t n = enc(tok, texts[i], lens[i], ids, 4096);
         json_t *e = json_array_get(encs, i);
@@ -277,7 +277,7 @@ static void test_parity_specials_reuse(void **state)
     /* e+o, eo+s -> "eos" (id 0, reused), p+a, pa+d -> "pad" (id 1), then Ġ+eos, Ġ+pad ... */
     assert_int_equal(hm_tokenizer_token_to_id(t, "eos"), 0);
     assert_int_equal(hm_tokenizer_token_to_id(t, "pad"), 1);
-    uint32_t ids[16];
+    hm_token ids[16];
     size_t n = enc(t, "eos", 3, ids, 16);
     assert_int_equal(n, 1);
     assert_int_equal(ids[0], 0); /* special "eos" also matches as an added token */
@@ -309,7 +309,7 @@ static void test_trainer_ties_and_overlaps(void **state)
     assert_int_equal(hm_tokenizer_vocab_size(t), 258); /* aa, then aaaa; nothing more */
     assert_string_equal(hm_tokenizer_id_to_token(t, 256), "aa");
     assert_string_equal(hm_tokenizer_id_to_token(t, 257), "aaaa");
-    uint32_t ids[8];
+    hm_token ids[8];
     assert_int_equal(enc(t, "aaa", 3, ids, 8), 2);
     assert_int_equal(ids[0], 256);
     assert_int_equal(ids[1], 'a' - '!');
@@ -398,7 +398,7 @@ static void test_load_hf_saved(void **state)
     size_t *lens;
     size_t nt = read_texts(&texts, &lens);
     assert_int_equal(json_array_size(encs), nt + 1);
-    uint32_t ids[4096];
+    hm_token ids[4096];
     for (size_t i = 0; i <= nt; i++) {
         const char *s = i < nt ? texts[i] : "I love New York<|endoftext|>the  the end";
         size_t len = i < nt ? lens[i] : strlen(s);
@@ -451,8 +451,8 @@ static void test_encode_snprintf_and_specials(void **state)
     const char *s = "<pad>hello<eos> <|endoftext|>";
     size_t n;
     assert_int_equal(hm_tokenizer_encode(t, s, strlen(s), NULL, 0, &n), HM_OK);
-    uint32_t *ids = malloc(n * sizeof *ids);
-    uint32_t small[2];
+    hm_token *ids = malloc(n * sizeof *ids);
+    hm_token small[2];
     size_t n2;
     assert_int_equal(hm_tokenizer_encode(t, s, strlen(s), small, 2, &n2), HM_OK);
     assert_int_equal(n2, n);
@@ -467,7 +467,7 @@ static void test_encode_snprintf_and_specials(void **state)
     assert_int_equal(hm_tokenizer_decode(t, ids, n, false, out, 5, &m), HM_OK);
     assert_int_equal(m, strlen(s) + 1); /* add_prefix_space added one before "hello" */
     assert_string_equal(out, "<pad");
-    uint32_t bad = 5000;
+    hm_token bad = 5000;
     assert_int_equal(hm_tokenizer_decode(t, &bad, 1, false, out, sizeof out, &m), HM_ERR_USAGE);
     free(ids);
     hm_tokenizer_free(t);
@@ -479,7 +479,7 @@ static void test_leftmost_longest_added(void **state)
     const char *docs[] = {"plain text"};
     const char *sp[] = {"<a>", "<a><b>", "b>"};
     struct hm_tokenizer *t = train_simple(docs, 1, 259, 1, sp, 3);
-    uint32_t ids[16];
+    hm_token ids[16];
     size_t n = enc(t, "x<a><b>b>", 9, ids, 16);
     assert_int_equal(n, 3);
     assert_int_equal(ids[1], 1);
@@ -493,7 +493,7 @@ static void test_stream_decoder(void **state)
     struct hm_tokenizer *t = corpus_tokenizer();
     const char *s = "h\xc3\xa9llo \xe4\xb8\x96\xe7\x95\x8c \xf0\x9f\x98\x80! \xff end";
     size_t len = strlen(s);
-    uint32_t ids[256];
+    hm_token ids[256];
     size_t n = enc(t, s, len, ids, 256);
     struct hm_decode_stream *ds;
     assert_int_equal(hm_decode_stream_new(t, false, &ds), HM_OK);
@@ -550,7 +550,7 @@ static void test_encode_batch(void **state)
     struct hm_token_batch b;
     assert_int_equal(hm_tokenizer_encode_batch(t, (const char *const *)docs, lens, n, 2, &b), HM_OK);
     assert_int_equal(b.n_docs, n);
-    uint32_t ids[8192];
+    hm_token ids[8192];
     for (size_t i = 0; i < n; i++) {
         size_t k = enc(t, docs[i], lens[i], ids, 8192);
         assert_int_equal(b.offsets[i + 1] - b.offsets[i], k);
@@ -581,8 +581,8 @@ static void test_save_load_roundtrip(void **state)
     assert_int_equal(hm_tokenizer_to_json(u, &b), HM_OK);
     assert_string_equal(a, b);
     assert_non_null(strstr(a, "\"Ġ Ġ\"")); /* legacy "a b" merges */
-    hm_tokenizer_string_free(a);
-    hm_tokenizer_string_free(b);
+    hm_free(a);
+    hm_free(b);
     hm_tokenizer_free(u);
     hm_tokenizer_free(t);
     tu_rmdir(dir);
@@ -698,7 +698,7 @@ static void test_load_refuses_lossy_tokenizers(void **state)
     uint8_t all[256];
     for (int i = 0; i < 256; i++)
         all[i] = (uint8_t)i;
-    uint32_t ids[600];
+    hm_token ids[600];
     size_t n, got;
     char back[300];
     assert_int_equal(hm_tokenizer_encode(t, (const char *)all, 256, ids, 600, &n), HM_OK);

@@ -36,11 +36,11 @@ static struct hm_model_config small_config(float dropout)
 /* A learnable stream: a noisy repeating pattern. */
 static void write_tokens(const char *path)
 {
-    uint32_t *ids = malloc(N_TOKENS * 4);
+    hm_token *ids = malloc(N_TOKENS * 4);
     struct hm_rng r;
     hm_rng_seed(&r, 5);
     for (int i = 0; i < N_TOKENS; i++)
-        ids[i] = hm_rng_uniform(&r) < 0.1 ? (uint32_t)hm_rng_below(&r, V) : (uint32_t)((i * 7) % V);
+        ids[i] = hm_rng_uniform(&r) < 0.1 ? (hm_token)hm_rng_below(&r, V) : (hm_token)((i * 7) % V);
     assert_int_equal(hm_token_cache_write(path, 1, V, ids, N_TOKENS), HM_OK);
     free(ids);
 }

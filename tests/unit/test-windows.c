@@ -1,7 +1,7 @@
 /* test-windows.c - window counts, the leak-free validation hold-out, and the seeded epoch order. */
 #include "testutil.h"
 
-#include "hermes/windows.h"
+#include "hermes/train-windows.h"
 
 #include <stdlib.h>
 #include <string.h>

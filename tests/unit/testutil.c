@@ -25,6 +25,24 @@ void tu_rmdir(const char *path)
     free(cmd);
 }
 
+char *tu_tmpdir;
+
+int tu_tmpdir_setup(void **state)
+{
+    (void)state;
+    tu_tmpdir = tu_mkdtemp();
+    return 0;
+}
+
+int tu_tmpdir_teardown(void **state)
+{
+    (void)state;
+    tu_rmdir(tu_tmpdir);
+    free(tu_tmpdir);
+    tu_tmpdir = NULL;
+    return 0;
+}
+
 char *tu_path(const char *dir, const char *name)
 {
     char *p = malloc(strlen(dir) + strlen(name) + 2);

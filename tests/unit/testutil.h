@@ -16,6 +16,10 @@
 /* A fresh folder under $TMPDIR, removed by tu_rmdir. Returns a static-lifetime heap string. */
 char *tu_mkdtemp(void);
 void tu_rmdir(const char *path);
+/* cmocka group setup/teardown: tu_tmpdir is a fresh folder for the group's tests, removed after. */
+extern char *tu_tmpdir;
+int tu_tmpdir_setup(void **state);
+int tu_tmpdir_teardown(void **state);
 /* Join dir and name into a heap string (free with free()). */
 char *tu_path(const char *dir, const char *name);
 void tu_write(const char *path, const void *data, size_t len);

@@ -17,17 +17,13 @@
 int openblas_get_parallel(void);
 void openblas_set_num_threads(int n);
 
-/* Every op the CPU runs: its f32 kernel. */
-#define CPU_OPS(X)                                                                                 \
-    X(FILL, fill) X(ADD, add) X(MUL, mul) X(SCALE, scale) X(GRAD_ACC, grad_acc) X(MATMUL, matmul)  \
-    X(EMBEDDING, embedding) X(EMBEDDING_BACK, embedding_back) X(RMS_NORM, rms_norm)                \
-    X(RMS_NORM_BACK, rms_norm_back) X(ROPE, rope) X(ROPE_BACK, rope_back) X(ATTENTION, attention)  \
-    X(ATTENTION_BACK, attention_back) X(KV_WRITE, kv_write) X(GELU, gelu) X(GELU_BACK, gelu_back)  \
-    X(SWIGLU, swiglu) X(SWIGLU_BACK, swiglu_back) X(DROPOUT, dropout)                              \
-    X(CROSS_ENTROPY, cross_entropy) X(CROSS_ENTROPY_BACK, cross_entropy_back)
-
-#define F32_ENTRY(OP, fn) [HM_OP_##OP] = hm_cpu_##fn,
-static const hm_kernel_fn f32_kernels[HM_OP_COUNT] = {CPU_OPS(F32_ENTRY)};
+/* Every op of ops.def with a kernel: its f32 kernel, hm_cpu_<name> (cpu-impl.h). */
+#define HM_OP_PSEUDO(...)
+#define HM_OP(NAME, name, ...) [HM_OP_##NAME] = hm_cpu_##name,
+static const hm_kernel_fn f32_kernels[HM_OP_COUNT] = {
+#include "hermes/ops.def"
+};
+#undef HM_OP
 
 /* f32 nodes go straight to their kernel; nodes with bf16 operands through the f32 shadows of
  * bf16.c. */
@@ -39,14 +35,19 @@ static enum hm_status cpu_dispatch(const struct hm_exec *ex, struct hm_tensor *d
     return f(ex, dst);
 }
 
-#define DISPATCH_ENTRY(OP, fn) [HM_OP_##OP] = cpu_dispatch,
-static const hm_kernel_fn cpu_kernels[HM_OP_COUNT] = {CPU_OPS(DISPATCH_ENTRY)};
+#define HM_OP(NAME, ...) [HM_OP_##NAME] = cpu_dispatch,
+static const hm_kernel_fn cpu_kernels[HM_OP_COUNT] = {
+#include "hermes/ops.def"
+};
+#undef HM_OP
+#undef HM_OP_PSEUDO
 
 static size_t f32_workspace(const struct hm_tensor *node)
 {
     const struct hm_tensor *x = node->src[0];
     switch (node->op) {
     case HM_OP_RMS_NORM_BACK:
+    case HM_OP_ADD_RMS_NORM_BACK:
         return (size_t)hm_nrows(node->src[1]) * sizeof(float);
     case HM_OP_ROPE:
     case HM_OP_ROPE_BACK:

@@ -131,13 +131,17 @@ enum hm_status hm_cpu_run_bf16(const struct hm_exec *ex, struct hm_tensor *dst, 
     inner.ws_bytes = ex->ws_bytes - shadow;
     if ((st = f32_kernel(&inner, &node)) != HM_OK)
         return st;
-    /* Round every bf16 operand back: unwritten inputs round-trip exactly, so there is no list
-     * of written slots to keep in step with ops.def. */
+    /* Round back what the kernel wrote: dst and the extra outputs ops.def lists (src slots from
+     * n_in on), through the operand whose shadow they share. */
+    bool written[N_OPERANDS] = {false};
     for (int i = 0; i < N_OPERANDS; i++) {
         const struct hm_tensor *t = operand(dst, i);
-        if (t && t->type == HM_DTYPE_BF16 && alias_of(dst, i) == i)
-            to_bf16(sh[i]->data, t->data, hm_nelements(t));
+        if (t && t->type == HM_DTYPE_BF16 && (i == 0 || i - 1 >= hm_op_info(dst->op)->n_in))
+            written[alias_of(dst, i)] = true;
     }
+    for (int i = 0; i < N_OPERANDS; i++)
+        if (written[i])
+            to_bf16(sh[i]->data, operand(dst, i)->data, hm_nelements(operand(dst, i)));
     return HM_OK;
 }
 

@@ -1,6 +1,6 @@
 /*
- * cpu-impl.h - private to the CPU backend: kernel declarations (one per op, table in
- * backend-cpu.c) and small helpers. Kernels parallelise with OpenMP and fixed reduction orders,
+ * cpu-impl.h - private to the CPU backend: kernel declarations (one per op of ops.def, generated;
+ * the table in backend-cpu.c is generated from the same list) and small helpers. Kernels parallelise with OpenMP and fixed reduction orders,
  * so the same thread count gives bit-identical results. BLAS runs multi-threaded when called
  * outside OpenMP regions (matmul) and single-threaded inside one (attention's per-block
  * products, each made whole by one thread). Compute is f32; bf16 storage goes through bf16.c.
@@ -9,7 +9,8 @@
 #define HERMES_CPU_IMPL_H
 
 #include "backend/backend-impl.h"
-#include "core/core-impl.h"
+#include "hermes/ops.h"
+#include "util/util.h"
 
 #include <math.h>
 #include <omp.h>
@@ -20,28 +21,17 @@
 #pragma GCC optimize("no-trapping-math")
 
 #define CPU_KERNEL(name) enum hm_status hm_cpu_##name(const struct hm_exec *ex, struct hm_tensor *dst)
-CPU_KERNEL(fill);
-CPU_KERNEL(add);
-CPU_KERNEL(mul);
-CPU_KERNEL(scale);
-CPU_KERNEL(grad_acc);
-CPU_KERNEL(matmul);
-CPU_KERNEL(embedding);
-CPU_KERNEL(embedding_back);
-CPU_KERNEL(rms_norm);
-CPU_KERNEL(rms_norm_back);
-CPU_KERNEL(rope);
-CPU_KERNEL(rope_back);
-CPU_KERNEL(attention);
-CPU_KERNEL(attention_back);
-CPU_KERNEL(kv_write);
-CPU_KERNEL(gelu);
-CPU_KERNEL(gelu_back);
-CPU_KERNEL(swiglu);
-CPU_KERNEL(swiglu_back);
-CPU_KERNEL(dropout);
-CPU_KERNEL(cross_entropy);
-CPU_KERNEL(cross_entropy_back);
+#define HM_OP(NAME, name, ...) CPU_KERNEL(name);
+#define HM_OP_PSEUDO(...)
+#include "hermes/ops.def"
+#undef HM_OP_PSEUDO
+#undef HM_OP
+
+/* elementwise.c: y[c] (+)= s * sum over rows of x[r][c] (times x2[r][c] * rscale[r] when x2 is
+ * given), in double, each chunk of 64 columns summed over the rows in order: the result does not
+ * depend on the thread count. REDUCE_ROWS and the RMSNorm weight gradient. */
+void hm_cpu_colsum(const float *x, const float *x2, const float *rscale, float *y, int64_t rows, int64_t n,
+                   float s, bool acc);
 
 /* bf16.c: nodes with bf16 operands run their f32 kernel on f32 shadows in the workspace. */
 bool hm_cpu_needs_shadows(const struct hm_tensor *node);

@@ -1,8 +1,8 @@
 /*
- * elementwise.c - FILL, ADD, MUL, SCALE, GRAD_ACC, GELU(+back), SWIGLU(+back), DROPOUT.
+ * elementwise.c - FILL, ADD, MUL, SCALE, REDUCE_ROWS, GELU(+back), SWIGLU(+back), DROPOUT.
  * Elementwise loops are OpenMP static + simd; the planner may run ADD, MUL, SCALE, GELU,
- * GELU_BACK, DROPOUT and GRAD_ACC in place (dst == a source), so nothing here uses restrict and
- * each element is read before it is written. `acc` (dst->acc bit 0) selects += over =.
+ * GELU_BACK, DROPOUT and REDUCE_ROWS in place (dst == a source: ops.def's inplace column), so
+ * nothing here uses restrict and each element is read before it is written. `acc` (dst->acc bit 0) selects += over =.
  */
 #include "cpu-impl.h"
 
@@ -67,10 +67,36 @@ CPU_KERNEL(scale)
     return HM_OK;
 }
 
-/* dst (+)= s * sum of src over leading rows (src numel is a multiple of dst numel). Columns are
- * split among threads and rows summed in order (in double), so the result does not depend on the
- * thread count. */
-CPU_KERNEL(grad_acc)
+void hm_cpu_colsum(const float *x, const float *x2, const float *rscale, float *y, int64_t rows, int64_t n,
+                   float s, bool acc)
+{
+    enum { W = 64 };
+    int64_t n_chunks = (n + W - 1) / W;
+#pragma omp parallel for schedule(static) if (parallel : HM_CPU_PAR(n * rows))
+    for (int64_t ch = 0; ch < n_chunks; ch++) {
+        int64_t c0 = ch * W, w = n - c0 < W ? n - c0 : W;
+        double sum[W] = {0};
+        for (int64_t r = 0; r < rows; r++) {
+            const float *xr = x + r * n + c0;
+            if (x2) {
+                const float *x2r = x2 + r * n + c0;
+                float rs = rscale[r];
+#pragma omp simd
+                for (int64_t j = 0; j < w; j++)
+                    sum[j] += xr[j] * x2r[j] * rs;
+            } else {
+#pragma omp simd
+                for (int64_t j = 0; j < w; j++)
+                    sum[j] += xr[j];
+            }
+        }
+        for (int64_t j = 0; j < w; j++)
+            STORE(y, c0 + j, s * (float)sum[j], acc);
+    }
+}
+
+/* dst (+)= s * sum of src over leading rows (src numel is a multiple of dst numel). */
+CPU_KERNEL(reduce_rows)
 {
     const float *x = CF32(dst->src[0]);
     float *y = F32(dst), s = hm_op_f32(dst, 0);
@@ -82,21 +108,7 @@ CPU_KERNEL(grad_acc)
             STORE(y, i, s * x[i], acc);
         return HM_OK;
     }
-    enum { W = 64 };
-    int64_t n_chunks = (n + W - 1) / W;
-#pragma omp parallel for schedule(static) if (parallel : HM_CPU_PAR(n * rows))
-    for (int64_t ch = 0; ch < n_chunks; ch++) {
-        int64_t c0 = ch * W, w = n - c0 < W ? n - c0 : W;
-        double sum[W] = {0};
-        for (int64_t r = 0; r < rows; r++) {
-            const float *xr = x + r * n + c0;
-#pragma omp simd
-            for (int64_t j = 0; j < w; j++)
-                sum[j] += xr[j];
-        }
-        for (int64_t j = 0; j < w; j++)
-            STORE(y, c0 + j, s * (float)sum[j], acc);
-    }
+    hm_cpu_colsum(x, NULL, NULL, y, rows, n, s, acc);
     return HM_OK;
 }
 

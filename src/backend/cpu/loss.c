@@ -3,6 +3,8 @@
  * backward needs besides the logits), and sums the per-row losses in double in row order for a
  * deterministic mean over non-ignored rows. Backward writes dlogits = (softmax - onehot) *
  * dloss / count, row by row; it may run in place over the logits (read then write per element).
+ * -inf logits (masked entries) get probability 0 and gradient 0, never NaN: a row of -inf only has
+ * lse -inf, and a target whose logit is -inf has loss +inf (the CUDA kernel does the same).
  */
 #include "cpu-impl.h"
 
@@ -34,12 +36,12 @@ CPU_KERNEL(cross_entropy)
 #pragma omp simd reduction(max : m)
         for (int64_t j = 0; j < V; j++)
             m = hm_maxf(m, x[j]);
-        float sum = 0.0f;
+        float shift = m == -INFINITY ? 0.0f : m, sum = 0.0f; /* -inf - -inf would be NaN */
 #pragma omp simd reduction(+ : sum)
         for (int64_t j = 0; j < V; j++)
-            sum += hm_expf(x[j] - m);
-        lse[r] = m + logf(sum);
-        row_loss[r] = tg[r] == ignore ? 0.0 : (double)lse[r] - (double)x[tg[r]];
+            sum += hm_expf(x[j] - shift);
+        lse[r] = shift + logf(sum);
+        row_loss[r] = tg[r] == ignore ? 0.0 : hm_ce_row_loss(lse[r], x[tg[r]]);
     }
     double total = 0.0;
     for (int64_t r = 0; r < N; r++)
@@ -63,7 +65,7 @@ CPU_KERNEL(cross_entropy_back)
     for (int64_t r = 0; r < N; r++) {
         const float *x = CF32(lt) + r * V;
         float *dx = F32(dst) + r * V;
-        float l = lse[r], rs = tg[r] == ignore ? 0.0f : s;
+        float l = lse[r] == -INFINITY ? 0.0f : lse[r], rs = tg[r] == ignore ? 0.0f : s; /* all -inf: 0 */
 #pragma omp simd
         for (int64_t j = 0; j < V; j++) {
             float v = hm_expf(x[j] - l) * rs;

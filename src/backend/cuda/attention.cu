@@ -16,11 +16,14 @@
  *        key row is owned by one lane, so no two threads ever add into the same value.
  *     3. dQ: like the forward; each warp owns its query row.
  *   Scores are recomputed in kernels 2 and 3 (about 1.5x the FLOPs of an atomic dQ), the price of
- *   bit-reproducible gradients. These are scalar FP32 kernels (FFMA, no tensor cores): correct and
- *   memory-frugal first; README.md lists the tensor-core (bf16 mma) version as the next step.
+ *   bit-reproducible gradients. These are scalar FP32 kernels (FFMA, no tensor cores).
+ * bf16 with head dim 64 or 128 runs on the tensor-core kernels of flash-attention.cu instead (same
+ * semantics, same D workspace); these stay for every other case and as their reference in the GPU
+ * tests (HM_CUDA_ATTN=reference forces them).
  * Tensors are f32 or bf16 (template T); tiles in shared memory, scores and sums are f32.
  */
-#include "attention.cuh"
+#include "common.cuh"
+#include "flash-attention.cuh"
 
 #define BC HM_CUDA_ATTN_BC
 #define ROWS HM_CUDA_ATTN_ROWS
@@ -155,6 +158,10 @@ CUDA_KERNEL(attention)
     enum hm_status st = geom(ex, qt, kt, &g, &p);
     if (st != HM_OK)
         return st;
+    if (hm_cuda_flash_applies(ex, dst)) { /* bf16, head dim 64 or 128: tensor cores */
+        hm_cuda_flash_forward(ex, dst, g.pos);
+        return HM_OK;
+    }
     cudaStream_t s = hm_cuda_stream(ex);
     float *lse = F32(dst->src[3]);
     HM_DISPATCH(dst->type, T, {
@@ -318,11 +325,32 @@ static void attn_dq_launch(const T *dout, const T *q, const T *k, const T *v, co
     HM_CUDA_LAUNCHED();
 }
 
+/* Kernels 2 and 3 of the scalar backward, after D. */
+template <typename T>
+static void attn_back_reference(const T *dout, const T *q, const T *k, const T *v, const float *lse,
+                                const float *D, struct hm_tensor *dst, const struct attn_geom *g,
+                                const struct hm_cuda_attn_plan *p, cudaStream_t s)
+{
+    struct hm_tensor *dkt = dst->src[6], *dvt = dst->src[7];
+    bool acc = dst->acc & 1;
+    dim3 grid_kv((unsigned)((g->S + BC - 1) / BC), (unsigned)g->NKV, (unsigned)g->B);
+    set_smem(attn_dkdv_kernel<T>, p->smem_bwd_kv);
+    attn_dkdv_kernel<<<grid_kv, 32, p->smem_bwd_kv, s>>>(dout, q, k, v, lse, D, PTR(T, dkt), PTR(T, dvt), g->T,
+                                                         g->NH, g->S, g->NKV, g->group, g->pos, (int)g->HD,
+                                                         g->scale, (dst->acc & 2) != 0, (dst->acc & 4) != 0);
+    HM_CUDA_LAUNCHED();
+    switch (p->dpl) {
+    case 1: attn_dq_launch<1>(dout, q, k, v, lse, D, PTR(T, dst), g, p, acc, s); break;
+    case 2: attn_dq_launch<2>(dout, q, k, v, lse, D, PTR(T, dst), g, p, acc, s); break;
+    case 4: attn_dq_launch<4>(dout, q, k, v, lse, D, PTR(T, dst), g, p, acc, s); break;
+    default: attn_dq_launch<8>(dout, q, k, v, lse, D, PTR(T, dst), g, p, acc, s); break;
+    }
+}
+
 CUDA_KERNEL(attention_back)
 {
     const struct hm_tensor *dot_ = dst->src[0], *qt = dst->src[1], *kt = dst->src[2];
     const struct hm_tensor *vt = dst->src[3], *ot = dst->src[4], *lt = dst->src[5];
-    struct hm_tensor *dkt = dst->src[6], *dvt = dst->src[7];
     struct attn_geom g;
     struct hm_cuda_attn_plan p;
     enum hm_status st = geom(ex, qt, kt, &g, &p);
@@ -333,24 +361,16 @@ CUDA_KERNEL(attention_back)
     float *D = (float *)ex->ws;
     int64_t rows = g.B * g.T * g.NH;
     const float *lse = CF32(lt);
-    bool acc = dst->acc & 1;
-    dim3 grid_kv((unsigned)((g.S + BC - 1) / BC), (unsigned)g.NKV, (unsigned)g.B);
+    bool flash = hm_cuda_flash_applies(ex, dst);
     HM_DISPATCH(dst->type, T, {
         const T *dout = CPTR(T, dot_), *q = CPTR(T, qt), *k = CPTR(T, kt), *v = CPTR(T, vt);
         attn_rowdot_kernel<<<(unsigned)((rows + 7) / 8), 256, 0, s>>>(dout, CPTR(T, ot), D, g.B, g.T, g.NH,
                                                                       (int)g.HD);
         HM_CUDA_LAUNCHED();
-        set_smem(attn_dkdv_kernel<T>, p.smem_bwd_kv);
-        attn_dkdv_kernel<<<grid_kv, 32, p.smem_bwd_kv, s>>>(dout, q, k, v, lse, D, PTR(T, dkt), PTR(T, dvt), g.T,
-                                                            g.NH, g.S, g.NKV, g.group, g.pos, (int)g.HD, g.scale,
-                                                            (dst->acc & 2) != 0, (dst->acc & 4) != 0);
-        HM_CUDA_LAUNCHED();
-        switch (p.dpl) {
-        case 1: attn_dq_launch<1>(dout, q, k, v, lse, D, PTR(T, dst), &g, &p, acc, s); break;
-        case 2: attn_dq_launch<2>(dout, q, k, v, lse, D, PTR(T, dst), &g, &p, acc, s); break;
-        case 4: attn_dq_launch<4>(dout, q, k, v, lse, D, PTR(T, dst), &g, &p, acc, s); break;
-        default: attn_dq_launch<8>(dout, q, k, v, lse, D, PTR(T, dst), &g, &p, acc, s); break;
-        }
+        if (flash) /* bf16, head dim 64 or 128: tensor cores, same D */
+            hm_cuda_flash_backward(ex, dst, g.pos, D);
+        else
+            attn_back_reference(dout, q, k, v, lse, D, dst, &g, &p, s);
     });
     return HM_OK;
 }

@@ -10,14 +10,11 @@
  * value (sumsq, is_finite) and hm_backend_synchronize wait for the stream. Data errors found on
  * the device (token id or target out of range) are reported at those points (common.cuh).
  */
-#include "attention.cuh"
 #include "elementwise.cuh"
 #include "embed.cuh"
-#include "loss.cuh"
+#include "graph-capture.cuh"
 #include "matmul.cuh"
-#include "norm.cuh"
 #include "optim.cuh"
-#include "rope.cuh"
 
 enum hm_status hm_cuda_fail(cudaError_t e, const char *expr, const char *file, int line)
 {
@@ -35,6 +32,8 @@ void hm_cuda_abort(cudaError_t e, const char *expr, const char *file, int line)
 
 /* ---- data errors recorded by kernels -------------------------------------------------------- */
 
+/* Reports the first slot holding an error and clears that slot only: an error in another slot
+ * stays recorded and is reported at the next synchronisation. */
 static enum hm_status check_data_errors(struct hm_cuda_ctx *cx)
 {
     unsigned long long bad[HM_CUDA_ERR_SLOTS];
@@ -43,17 +42,15 @@ static enum hm_status check_data_errors(struct hm_cuda_ctx *cx)
     for (int slot = 0; slot < HM_CUDA_ERR_SLOTS; slot++) {
         if (bad[slot] == ~0ull)
             continue;
-        int32_t value = 0;
-        const struct hm_cuda_err_slot *es = &cx->err_slot[slot];
-        HM_CUDA_TRY(cudaMemsetAsync(cx->err, 0xff, sizeof bad, cx->stream));
-        HM_CUDA_TRY(cudaMemcpyAsync(&value, es->values + bad[slot], sizeof value, cudaMemcpyDeviceToHost,
-                                    cx->stream));
+        long long index = (long long)(bad[slot] >> 32), limit = (long long)cx->err_slot[slot].limit;
+        int32_t value = (int32_t)(uint32_t)bad[slot];
+        HM_CUDA_TRY(cudaMemsetAsync(cx->err + slot, 0xff, sizeof bad[slot], cx->stream));
         HM_CUDA_TRY(cudaStreamSynchronize(cx->stream));
         if (slot == HM_CUDA_ERR_EMBEDDING)
             return hm_fail(HM_ERR_USAGE, "embedding: token id %d at index %lld is outside [0, %lld)", value,
-                           (long long)bad[slot], (long long)es->limit);
+                           index, limit);
         return hm_fail(HM_ERR_USAGE, "cross_entropy: target %d at index %lld is outside [0, %lld)", value,
-                       (long long)bad[slot], (long long)es->limit);
+                       index, limit);
     }
     return HM_OK;
 }
@@ -118,6 +115,13 @@ static enum hm_status cuda_synchronize(struct hm_backend *be)
     return check_data_errors(cx);
 }
 
+static enum hm_status cuda_run_sequence(struct hm_backend *be, uint64_t key, struct hm_tensor *const *nodes, int n,
+                                        const struct hm_runtime *rt, enum hm_status (*run)(void *user), void *user)
+{
+    struct hm_cuda_ctx *cx = (struct hm_cuda_ctx *)be->context;
+    return cx->graphs ? hm_cuda_graph_run(cx, key, nodes, n, rt, run, user) : run(user);
+}
+
 /* Communicators (comm-nccl.c) order their collectives after the work issued here. */
 static void *cuda_native_stream(struct hm_backend *be)
 {
@@ -128,31 +132,14 @@ static void *cuda_native_stream(struct hm_backend *be)
 
 static hm_kernel_fn cuda_kernels[HM_OP_COUNT];
 
+/* Every op of ops.def with a kernel: hm_cuda_<name> (declared in common.cuh). */
 static void fill_kernel_table(void)
 {
-    hm_kernel_fn *k = cuda_kernels;
-    k[HM_OP_FILL] = hm_cuda_fill;
-    k[HM_OP_ADD] = hm_cuda_add;
-    k[HM_OP_MUL] = hm_cuda_mul;
-    k[HM_OP_SCALE] = hm_cuda_scale;
-    k[HM_OP_GRAD_ACC] = hm_cuda_grad_acc;
-    k[HM_OP_MATMUL] = hm_cuda_matmul;
-    k[HM_OP_EMBEDDING] = hm_cuda_embedding;
-    k[HM_OP_EMBEDDING_BACK] = hm_cuda_embedding_back;
-    k[HM_OP_RMS_NORM] = hm_cuda_rms_norm;
-    k[HM_OP_RMS_NORM_BACK] = hm_cuda_rms_norm_back;
-    k[HM_OP_ROPE] = hm_cuda_rope;
-    k[HM_OP_ROPE_BACK] = hm_cuda_rope_back;
-    k[HM_OP_ATTENTION] = hm_cuda_attention;
-    k[HM_OP_ATTENTION_BACK] = hm_cuda_attention_back;
-    k[HM_OP_KV_WRITE] = hm_cuda_kv_write;
-    k[HM_OP_GELU] = hm_cuda_gelu;
-    k[HM_OP_GELU_BACK] = hm_cuda_gelu_back;
-    k[HM_OP_SWIGLU] = hm_cuda_swiglu;
-    k[HM_OP_SWIGLU_BACK] = hm_cuda_swiglu_back;
-    k[HM_OP_DROPOUT] = hm_cuda_dropout;
-    k[HM_OP_CROSS_ENTROPY] = hm_cuda_cross_entropy;
-    k[HM_OP_CROSS_ENTROPY_BACK] = hm_cuda_cross_entropy_back;
+#define HM_OP(NAME, name, ...) cuda_kernels[HM_OP_##NAME] = hm_cuda_##name;
+#define HM_OP_PSEUDO(...)
+#include "hermes/ops.def"
+#undef HM_OP_PSEUDO
+#undef HM_OP
 }
 
 static enum hm_status cuda_check_node(struct hm_backend *be, const struct hm_tensor *node)
@@ -205,6 +192,7 @@ static void ctx_free(struct hm_cuda_ctx *cx)
     if (cx->stream)
         cudaStreamDestroy(cx->stream);
     hm_cuda_mm_cache_free(cx->mm);
+    hm_cuda_graph_cache_free(cx->graphs);
     hm_free(cx);
 }
 
@@ -236,6 +224,7 @@ static void fill_iface(void)
     i->is_finite = hm_cuda_is_finite;
     i->convert = hm_cuda_convert;
     i->native_stream = cuda_native_stream;
+    i->run_sequence = cuda_run_sequence;
 }
 
 static enum hm_status ctx_init(struct hm_cuda_ctx *cx, int device)
@@ -252,6 +241,8 @@ static enum hm_status ctx_init(struct hm_cuda_ctx *cx, int device)
     cx->smem_optin = prop.sharedMemPerBlockOptin;
     const char *tf32 = getenv("HM_CUDA_TF32");
     cx->tf32 = tf32 && strcmp(tf32, "1") == 0;
+    const char *attn = getenv("HM_CUDA_ATTN"), *graphs = getenv("HM_CUDA_GRAPH");
+    cx->attn_reference = attn && strcmp(attn, "reference") == 0;
     HM_CUDA_TRY(cudaStreamCreateWithFlags(&cx->stream, cudaStreamNonBlocking));
     cublasStatus_t s = cublasLtCreate(&cx->lt);
     if (s != CUBLAS_STATUS_SUCCESS) {
@@ -268,7 +259,8 @@ static enum hm_status ctx_init(struct hm_cuda_ctx *cx, int device)
     HM_CUDA_TRY(cudaMalloc((void **)&cx->err, HM_CUDA_ERR_SLOTS * sizeof(unsigned long long)));
     HM_CUDA_TRY(cudaMemsetAsync(cx->err, 0xff, HM_CUDA_ERR_SLOTS * sizeof(unsigned long long), cx->stream));
     HM_CUDA_TRY(cudaStreamSynchronize(cx->stream));
-    return hm_cuda_mm_cache_new(&cx->mm);
+    enum hm_status gs = graphs && strcmp(graphs, "1") == 0 ? hm_cuda_graph_cache_new(&cx->graphs) : HM_OK;
+    return gs != HM_OK ? gs : hm_cuda_mm_cache_new(&cx->mm);
 }
 
 extern "C" {

@@ -3,15 +3,16 @@
  * macros, launch geometry, warp/block reductions with a fixed order (so every reduction here is
  * deterministic), the device-side data-error record, and bf16 load/store helpers.
  *
- * Errors (STYLE.md §5.4):
+ * Errors:
  *   HM_CUDA_TRY(expr)   a failure the user can cause or hit (allocation, init, copies): returns
  *                       HM_ERR_NOMEM / HM_ERR_DEVICE from the enclosing function with the statement,
  *                       file:line and cudaGetErrorString in hm_last_error().
  *   HM_CUDA_CHECK(expr) after kernel launches inside a step, where a sticky error leaves the context
  *                       unusable anyway: prints one line and aborts (an internal error).
- * Kernel entries (hm_cuda_<op>) follow the three layers of STYLE.md §5.6: a static __global__
- * kernel, a static launcher taking a cudaStream_t, and the entry that unpacks the node. Only
- * backend-cuda.cu has extern "C" symbols; everything else here has C++ linkage.
+ * Kernel entries (hm_cuda_<op>, declared here for every op of ops.def with a kernel) have three
+ * layers: a static __global__ kernel, a static launcher taking a cudaStream_t, and the entry that
+ * unpacks the node. Only backend-cuda.cu has extern "C" symbols; everything else here has C++
+ * linkage.
  */
 #ifndef HERMES_CUDA_COMMON_CUH
 #define HERMES_CUDA_COMMON_CUH
@@ -33,20 +34,22 @@
 extern "C" {
 #include "backend/backend-impl.h"
 #include "backend/cuda/cuda-host.h"
-#include "core/core-impl.h"
+#include "hermes/ops.h"
+#include "util/util.h"
 }
 
 /* ---- the backend context ------------------------------------------------------------------- */
 
-/* Data errors found on the device (bad token id / target): the smallest offending index per slot,
- * UINT64_MAX when none. Checked at the next synchronisation (hm_tensor_get, hm_backend_synchronize). */
+/* Data errors found on the device (bad token id / target): per slot, the smallest offending index
+ * packed with the offending value (hm_cuda_report), UINT64_MAX when none. Checked at the next
+ * synchronisation (hm_tensor_get, hm_backend_synchronize). */
 enum { HM_CUDA_ERR_EMBEDDING = 0, HM_CUDA_ERR_CROSS_ENTROPY, HM_CUDA_ERR_SLOTS };
 struct hm_cuda_err_slot {
-    const int32_t *values; /* device ids/targets of the last launch that could report */
-    int64_t limit;         /* V */
+    int64_t limit; /* V of the last launch that could report */
 };
 
-struct hm_mm_cache; /* matmul.cu: cuBLASLt algorithm cache */
+struct hm_mm_cache;         /* matmul.cu: cuBLASLt algorithm cache */
+struct hm_cuda_graph_cache; /* graph-capture.cu: recorded node sequences */
 
 struct hm_cuda_ctx {
     int device;
@@ -57,11 +60,13 @@ struct hm_cuda_ctx {
     void *lt_ws;                    /* cuBLASLt workspace */
     size_t lt_ws_bytes;
     bool tf32;                      /* HM_CUDA_TF32=1: TF32 tensor cores for f32 matmuls */
+    bool attn_reference;            /* HM_CUDA_ATTN=reference: scalar attention kernels only */
     double *red;                    /* HM_CUDA_REDUCE_BLOCKS partials + 1 result */
     int *flag;                      /* is_finite */
     unsigned long long *err;        /* [HM_CUDA_ERR_SLOTS] smallest bad index, or ~0 */
     struct hm_cuda_err_slot err_slot[HM_CUDA_ERR_SLOTS];
     struct hm_mm_cache *mm;
+    struct hm_cuda_graph_cache *graphs; /* HM_CUDA_GRAPH=1; NULL: kernels are launched one by one */
 };
 
 static inline struct hm_cuda_ctx *hm_cuda_ctx_of(const struct hm_exec *ex)
@@ -146,9 +151,13 @@ static __device__ __forceinline__ float hm_block_max(float v, float *sh)
 
 /* ---- data errors --------------------------------------------------------------------------- */
 
-static __device__ __forceinline__ void hm_cuda_report(unsigned long long *err, int slot, int64_t index)
+/* The value travels with its index: by the time the host looks, the ids buffer may hold the next
+ * batch or be freed. The smallest index wins (deterministic); indices saturate at 2^32 - 2. */
+static __device__ __forceinline__ void hm_cuda_report(unsigned long long *err, int slot, int64_t index,
+                                                      int32_t value)
 {
-    atomicMin(&err[slot], (unsigned long long)index); /* smallest index wins: deterministic */
+    unsigned long long i = index < 0xfffffffeLL ? (unsigned long long)index : 0xfffffffeull;
+    atomicMin(&err[slot], i << 32 | (uint32_t)value);
 }
 
 /* ---- bf16 (storage type; arithmetic is always f32) ----------------------------------------- */
@@ -198,5 +207,12 @@ template <typename T> static __device__ __forceinline__ void hm_store(T *y, int6
     } while (0)
 
 #define CUDA_KERNEL(name) enum hm_status hm_cuda_##name(const struct hm_exec *ex, struct hm_tensor *dst)
+/* One entry per op of ops.def with a kernel; backend-cuda.cu fills its table from the same list,
+ * so an op without a CUDA kernel fails the link. */
+#define HM_OP(NAME, name, ...) CUDA_KERNEL(name);
+#define HM_OP_PSEUDO(...)
+#include "hermes/ops.def"
+#undef HM_OP_PSEUDO
+#undef HM_OP
 
 #endif

@@ -4,7 +4,7 @@
  */
 #include "cuda-host.h"
 
-#include "core/core-impl.h"
+#include "hermes/ops.h"
 
 #include <stdio.h>
 
@@ -45,17 +45,18 @@ size_t hm_cuda_workspace_bytes(const struct hm_tensor *node, size_t sort_temp_by
 {
     const struct hm_tensor *x = node->src[0];
     switch (node->op) {
-    case HM_OP_GRAD_ACC: {
+    case HM_OP_REDUCE_ROWS: {
         int64_t n = hm_nelements(node), rows = hm_nelements(x) / n;
         if (rows <= 1)
             return 0;
         return hm_cuda_align((size_t)hm_cuda_colsum_chunks(rows) * (size_t)n * sizeof(float));
     }
-    case HM_OP_RMS_NORM_BACK: {
+    case HM_OP_RMS_NORM_BACK:
+    case HM_OP_ADD_RMS_NORM_BACK: {
         const struct hm_tensor *xt = node->src[1];
         int64_t C = xt->shape[xt->n_dims - 1], N = hm_nrows(xt);
         size_t b = hm_cuda_align((size_t)N * sizeof(float));
-        if (node->src[3])
+        if (node->src[node->op == HM_OP_RMS_NORM_BACK ? 3 : 5]) /* dw */
             b += hm_cuda_align((size_t)hm_cuda_colsum_chunks(N) * (size_t)C * sizeof(float));
         return b;
     }
@@ -78,7 +79,7 @@ size_t hm_cuda_workspace_bytes(const struct hm_tensor *node, size_t sort_temp_by
 
 char *hm_cuda_fmt_bytes(char *buf, size_t cap, double bytes)
 {
-    static const char *unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    static const char *const unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
     int u = 0;
     while (bytes >= 1024.0 && u < 4) {
         bytes /= 1024.0;

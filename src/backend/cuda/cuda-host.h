@@ -31,7 +31,7 @@ static inline size_t hm_cuda_align(size_t x)
 }
 
 /*
- * Deterministic column sums (GRAD_ACC, the RMSNorm weight gradient): pass 1 splits the rows into
+ * Deterministic column sums (REDUCE_ROWS, the RMSNorm weight gradient): pass 1 splits the rows into
  * `chunks` consecutive ranges of `rows_per_chunk` rows and sums each column of each range in row
  * order into a (chunks, n) f32 scratch; pass 2 sums the chunks in order. Both numbers depend on the
  * shape only (never on the GPU model or SM count), so results are bit-identical run to run and
@@ -72,8 +72,9 @@ enum hm_status hm_cuda_attn_plan(int64_t hd, struct hm_cuda_attn_plan *out);
  * Kernel scratch of one node on the CUDA backend, in bytes (0 = none). `sort_temp_bytes` is CUB's
  * radix-sort temporary size for EMBEDDING_BACK (queried by the .cu side; pass anything in tests).
  * The layouts below are what the kernels carve out of ex->ws, each part hm_cuda_align()ed:
- *   GRAD_ACC (rows > 1):  partial (chunks, n) f32
- *   RMS_NORM_BACK:        rstd (N) f32 | partial (chunks, C) f32 when dw is wanted
+ *   REDUCE_ROWS (rows > 1):  partial (chunks, n) f32
+ *   RMS_NORM_BACK,
+ *   ADD_RMS_NORM_BACK:    rstd (N) f32 | partial (chunks, C) f32 when dw is wanted
  *   EMBEDDING_BACK:       iota (N) i32 | sorted ids (N) i32 | sorted positions (N) i32 | CUB temp
  *   ATTENTION_BACK:       D = rowsum(dout * out) (B, NH, T) f32
  *   CROSS_ENTROPY:        per-row loss (N) f64 | valid count i64

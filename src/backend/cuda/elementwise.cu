@@ -1,11 +1,13 @@
 /*
- * elementwise.cu - elementwise ops, the deterministic column sum behind GRAD_ACC, and KV_WRITE.
+ * elementwise.cu - elementwise ops, the deterministic column sum behind REDUCE_ROWS, and KV_WRITE.
  * Every kernel is a grid-stride loop in which element i is read before it is written, so the
  * planner's in-place reuse (dst == a source, plan.c can_inplace) is safe, as on the CPU.
  * Storage is f32 or bf16 (template T; hm_ld / hm_st convert), arithmetic always f32, so bf16
- * results equal the CPU's bf16 path (f32 on widened inputs, rounded once).
+ * results equal the CPU's bf16 path (f32 on widened inputs, rounded once). ADD, MUL, SCALE, GELU
+ * (+back) and SWIGLU go through hm_map (vec.cuh): 16-byte accesses where the pointers allow.
  */
 #include "elementwise.cuh"
+#include "vec.cuh"
 
 /* ---- FILL ---------------------------------------------------------------------------------- */
 
@@ -27,57 +29,54 @@ CUDA_KERNEL(fill)
 
 /* ---- ADD (b broadcast over leading rows), MUL, SCALE ----------------------------------------- */
 
-enum ew_kind { EW_ADD, EW_MUL, EW_SCALE };
-
-/* a, b of type TA; y of type TY (they differ only for GRAD_ACC into an f32 parameter gradient). */
-template <int K, typename TA, typename TY>
-static __global__ void binary_kernel(const TA *a, const TA *b, TY *y, int64_t n, int64_t nb, float s, bool acc)
+/* y = s * a with a source type TA and a destination type TY: REDUCE_ROWS of one row into an
+ * f32 parameter gradient (the same-type ops use hm_map). */
+template <typename TA, typename TY>
+static __global__ void scale_kernel(const TA *a, TY *y, int64_t n, float s, bool acc)
 {
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-        float v;
-        if (K == EW_ADD)
-            v = hm_ld(a, i) + hm_ld(b, nb == n ? i : i % nb);
-        else if (K == EW_MUL)
-            v = hm_ld(a, i) * hm_ld(b, i);
-        else
-            v = s * hm_ld(a, i);
-        hm_store(y, i, v, acc);
-    }
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        hm_store(y, i, s * hm_ld(a, i), acc);
 }
 
-template <int K, typename TA, typename TY>
-static void binary_launch(const TA *a, const TA *b, TY *y, int64_t n, int64_t nb, float s, bool acc,
-                          cudaStream_t stream)
-{
-    binary_kernel<K><<<hm_cuda_blocks(n, HM_CUDA_THREADS), HM_CUDA_THREADS, 0, stream>>>(a, b, y, n, nb, s, acc);
-    HM_CUDA_LAUNCHED();
-}
+/* Functors for hm_map (vec.cuh): f(a, b) of one element, f32. */
+struct ew_add {
+    __device__ float operator()(float a, float b) const { return a + b; }
+};
+struct ew_mul {
+    __device__ float operator()(float a, float b) const { return a * b; }
+};
+struct ew_scale {
+    float s;
+    __device__ float operator()(float a, float) const { return s * a; }
+};
 
 CUDA_KERNEL(add)
 {
     HM_DISPATCH(dst->type, T,
-                binary_launch<EW_ADD>(CPTR(T, dst->src[0]), CPTR(T, dst->src[1]), PTR(T, dst), hm_nelements(dst),
-                                      hm_nelements(dst->src[1]), 1.0f, dst->acc & 1, hm_cuda_stream(ex)));
+                hm_map(CPTR(T, dst->src[0]), CPTR(T, dst->src[1]), PTR(T, dst), hm_nelements(dst),
+                       hm_nelements(dst->src[1]), ew_add{}, dst->acc & 1, hm_cuda_stream(ex)));
     return HM_OK;
 }
 
 CUDA_KERNEL(mul)
 {
+    int64_t n = hm_nelements(dst);
     HM_DISPATCH(dst->type, T,
-                binary_launch<EW_MUL>(CPTR(T, dst->src[0]), CPTR(T, dst->src[1]), PTR(T, dst), hm_nelements(dst),
-                                      hm_nelements(dst), 1.0f, dst->acc & 1, hm_cuda_stream(ex)));
+                hm_map(CPTR(T, dst->src[0]), CPTR(T, dst->src[1]), PTR(T, dst), n, n, ew_mul{}, dst->acc & 1,
+                       hm_cuda_stream(ex)));
     return HM_OK;
 }
 
 CUDA_KERNEL(scale)
 {
+    int64_t n = hm_nelements(dst);
     HM_DISPATCH(dst->type, T,
-                binary_launch<EW_SCALE>(CPTR(T, dst->src[0]), (const T *)NULL, PTR(T, dst), hm_nelements(dst),
-                                        hm_nelements(dst), hm_op_f32(dst, 0), dst->acc & 1, hm_cuda_stream(ex)));
+                hm_map(CPTR(T, dst->src[0]), (const T *)NULL, PTR(T, dst), n, n, ew_scale{hm_op_f32(dst, 0)},
+                       dst->acc & 1, hm_cuda_stream(ex)));
     return HM_OK;
 }
 
-/* ---- deterministic column sums (GRAD_ACC, RMSNorm dw) ---------------------------------------- */
+/* ---- deterministic column sums (REDUCE_ROWS, RMSNorm dw) ---------------------------------------- */
 
 /* partial[k][c] = sum over rows [k*rpc, (k+1)*rpc) of x[r][c] (* x2[r][c]) (* rscale[r]), in row
  * order. grid (ceil(n / threads), chunks). */
@@ -130,7 +129,7 @@ template void hm_cuda_colsum(const uint16_t *, const uint16_t *, const float *, 
                              int64_t, float, bool, cudaStream_t);
 
 /* dst (f32 parameter gradient, or an activation gradient of the node's dtype) from src. */
-CUDA_KERNEL(grad_acc)
+CUDA_KERNEL(reduce_rows)
 {
     int64_t n = hm_nelements(dst), rows = hm_nelements(dst->src[0]) / n;
     float s = hm_op_f32(dst, 0);
@@ -138,11 +137,14 @@ CUDA_KERNEL(grad_acc)
     cudaStream_t stream = hm_cuda_stream(ex);
     HM_ASSERT(rows == 1 || ex->ws_bytes >= hm_cuda_workspace_bytes(dst, 0));
     HM_DISPATCH(dst->src[0]->type, TS, HM_DISPATCH(dst->type, TD, {
-        if (rows == 1)
-            binary_launch<EW_SCALE>(CPTR(TS, dst->src[0]), (const TS *)NULL, PTR(TD, dst), n, n, s, acc, stream);
-        else
+        if (rows == 1) {
+            scale_kernel<<<hm_cuda_blocks(n, HM_CUDA_THREADS), HM_CUDA_THREADS, 0, stream>>>(
+                CPTR(TS, dst->src[0]), PTR(TD, dst), n, s, acc);
+            HM_CUDA_LAUNCHED();
+        } else {
             hm_cuda_colsum(CPTR(TS, dst->src[0]), (const TS *)NULL, (const float *)NULL, PTR(TD, dst),
                            (float *)ex->ws, rows, n, s, acc, stream);
+        }
     }));
     return HM_OK;
 }
@@ -160,27 +162,15 @@ static __device__ __forceinline__ float sigmoidf_(float x)
     return 1.0f / (1.0f + expf(-x));
 }
 
-template <typename T> static __global__ void gelu_kernel(const T *x, T *y, int64_t n)
-{
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-        float xi = hm_ld(x, i);
-        hm_st(y, i, 0.5f * xi * (1.0f + erff(xi * 0.70710678118654752f)));
-    }
-}
-
-template <typename T> static __global__ void gelu_back_kernel(const T *dy, const T *x, T *dx, int64_t n, bool acc)
-{
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-        hm_store(dx, i, hm_ld(dy, i) * gelu_grad(hm_ld(x, i)), acc);
-}
-
-template <typename T> static __global__ void swiglu_kernel(const T *g, const T *u, T *y, int64_t n)
-{
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-        float gi = hm_ld(g, i);
-        hm_st(y, i, gi * sigmoidf_(gi) * hm_ld(u, i));
-    }
-}
+struct ew_gelu {
+    __device__ float operator()(float x, float) const { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
+};
+struct ew_gelu_back { /* f(dy, x) */
+    __device__ float operator()(float dy, float x) const { return dy * gelu_grad(x); }
+};
+struct ew_swiglu { /* f(gate, up) */
+    __device__ float operator()(float g, float u) const { return g * sigmoidf_(g) * u; }
+};
 
 /* dgate = dy u s (1 + g (1 - s)), dup = dy g s, s = sigmoid(g) */
 template <typename T>
@@ -201,8 +191,9 @@ static __global__ void swiglu_back_kernel(const T *dy, const T *g, const T *u, T
 CUDA_KERNEL(gelu)
 {
     int64_t n = hm_nelements(dst);
-    HM_DISPATCH(dst->type, T, gelu_kernel<<<EW_GRID(n)>>>(CPTR(T, dst->src[0]), PTR(T, dst), n));
-    HM_CUDA_LAUNCHED();
+    HM_DISPATCH(dst->type, T,
+                hm_map(CPTR(T, dst->src[0]), (const T *)NULL, PTR(T, dst), n, n, ew_gelu{}, false,
+                       hm_cuda_stream(ex)));
     return HM_OK;
 }
 
@@ -210,9 +201,8 @@ CUDA_KERNEL(gelu_back)
 {
     int64_t n = hm_nelements(dst);
     HM_DISPATCH(dst->type, T,
-                gelu_back_kernel<<<EW_GRID(n)>>>(CPTR(T, dst->src[0]), CPTR(T, dst->src[1]), PTR(T, dst), n,
-                                                 dst->acc & 1));
-    HM_CUDA_LAUNCHED();
+                hm_map(CPTR(T, dst->src[0]), CPTR(T, dst->src[1]), PTR(T, dst), n, n, ew_gelu_back{}, dst->acc & 1,
+                       hm_cuda_stream(ex)));
     return HM_OK;
 }
 
@@ -220,8 +210,8 @@ CUDA_KERNEL(swiglu)
 {
     int64_t n = hm_nelements(dst);
     HM_DISPATCH(dst->type, T,
-                swiglu_kernel<<<EW_GRID(n)>>>(CPTR(T, dst->src[0]), CPTR(T, dst->src[1]), PTR(T, dst), n));
-    HM_CUDA_LAUNCHED();
+                hm_map(CPTR(T, dst->src[0]), CPTR(T, dst->src[1]), PTR(T, dst), n, n, ew_swiglu{}, false,
+                       hm_cuda_stream(ex)));
     return HM_OK;
 }
 
@@ -237,7 +227,7 @@ CUDA_KERNEL(swiglu_back)
     return HM_OK;
 }
 
-/* ---- DROPOUT: the CPU's counter-based hash (core-impl.h), so masks match across backends ------ */
+/* ---- DROPOUT: the CPU's counter-based hash (hermes/ops.h), so masks match across backends ------ */
 
 template <typename T>
 static __global__ void dropout_kernel(const T *x, T *y, int64_t n, uint64_t seed, uint64_t step, uint32_t id,
@@ -257,7 +247,7 @@ CUDA_KERNEL(dropout)
     float p = hm_op_f32(dst, 0);
     HM_DISPATCH(dst->type, T, {
         if (!ex->rt->training)
-            binary_launch<EW_SCALE>(CPTR(T, dst->src[0]), (const T *)NULL, PTR(T, dst), n, n, 1.0f, acc, stream);
+            hm_map(CPTR(T, dst->src[0]), (const T *)NULL, PTR(T, dst), n, n, ew_scale{1.0f}, acc, stream);
         else
             dropout_kernel<<<EW_GRID(n)>>>(CPTR(T, dst->src[0]), PTR(T, dst), n, ex->rt->seed, ex->rt->step,
                                            (uint32_t)dst->op_params[1],

@@ -1,5 +1,5 @@
 /*
- * elementwise.cuh - FILL, ADD, MUL, SCALE, GRAD_ACC, GELU(+back), SWIGLU(+back), DROPOUT, KV_WRITE
+ * elementwise.cuh - FILL, ADD, MUL, SCALE, REDUCE_ROWS, GELU(+back), SWIGLU(+back), DROPOUT, KV_WRITE
  * on the CUDA backend (elementwise.cu). Semantics are the CPU backend's (src/backend/cpu/
  * elementwise.c): the same acc bits, the same in-place rules, the same dropout hash.
  */
@@ -8,21 +8,9 @@
 
 #include "common.cuh"
 
-CUDA_KERNEL(fill);
-CUDA_KERNEL(add);
-CUDA_KERNEL(mul);
-CUDA_KERNEL(scale);
-CUDA_KERNEL(grad_acc);
-CUDA_KERNEL(gelu);
-CUDA_KERNEL(gelu_back);
-CUDA_KERNEL(swiglu);
-CUDA_KERNEL(swiglu_back);
-CUDA_KERNEL(dropout);
-CUDA_KERNEL(kv_write);
-
 /* Deterministic column sums (cuda-host.h): y[c] (+)= s * sum_r x[r][c] (* x2[r][c]) (* rscale[r])
  * over `rows` rows of `n` columns (x2, rscale may be NULL), with partial (chunks, n) f32 scratch.
- * Used by GRAD_ACC and the RMSNorm weight gradient. TX, TY: float or uint16_t (bf16). */
+ * Used by REDUCE_ROWS and the RMSNorm weight gradient. TX, TY: float or uint16_t (bf16). */
 template <typename TX, typename TY>
 void hm_cuda_colsum(const TX *x, const TX *x2, const float *rscale, TY *y, float *partial, int64_t rows, int64_t n,
                     float s, bool acc, cudaStream_t stream);

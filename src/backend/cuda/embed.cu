@@ -27,7 +27,7 @@ static __global__ void embedding_kernel(const T *w, const int32_t *ids, T *y, in
         int32_t id = ids[r];
         if (id < 0 || id >= V) {
             if (c == 0)
-                hm_cuda_report(err, HM_CUDA_ERR_EMBEDDING, r);
+                hm_cuda_report(err, HM_CUDA_ERR_EMBEDDING, r, id);
             hm_st(y, i, 0.0f);
             continue;
         }
@@ -40,7 +40,7 @@ CUDA_KERNEL(embedding)
     struct hm_cuda_ctx *cx = hm_cuda_ctx_of(ex);
     const struct hm_tensor *wt = dst->src[0], *it = dst->src[1];
     int64_t V = wt->shape[0], C = wt->shape[1], N = hm_nelements(it);
-    cx->err_slot[HM_CUDA_ERR_EMBEDDING] = (struct hm_cuda_err_slot){(const int32_t *)it->data, V};
+    cx->err_slot[HM_CUDA_ERR_EMBEDDING].limit = V;
     HM_DISPATCH(dst->type, T,
                 embedding_kernel<<<hm_cuda_blocks(N * C, HM_CUDA_THREADS), HM_CUDA_THREADS, 0, cx->stream>>>(
                     CPTR(T, wt), (const int32_t *)it->data, PTR(T, dst), N, C, V, cx->err));

@@ -4,9 +4,6 @@
 
 #include "common.cuh"
 
-CUDA_KERNEL(embedding);
-CUDA_KERNEL(embedding_back);
-
 /* CUB radix-sort scratch for N ids (part of EMBEDDING_BACK's workspace, cuda-host.h). */
 size_t hm_cuda_embedding_sort_bytes(int64_t N);
 

@@ -4,10 +4,11 @@
  * recomputes softmax from the logits and lse and writes dlogits = (softmax - onehot) * dloss / n
  * (in place over the logits when the planner allows). The mean over the n non-ignored rows sums
  * per-row losses in double with a fixed-order single-block reduction: deterministic.
+ * -inf logits give probability 0, never NaN (as on the CPU, hm_ce_row_loss).
  * A target outside [0, V) (other than the ignore index) is recorded on the device and reported as
  * HM_ERR_USAGE at the next synchronisation, with the CPU's message.
  */
-#include "loss.cuh"
+#include "common.cuh"
 
 #define CE_THREADS 256
 #define CE_SUM_THREADS 1024
@@ -26,7 +27,7 @@ static __global__ void ce_rows_kernel(const T *logits, const int32_t *tg, float 
         if (v > m) {
             s = s * expf(m - v) + 1.0f;
             m = v;
-        } else {
+        } else if (v != -INFINITY) { /* -inf - -inf would be NaN; NaN logits still propagate */
             s += expf(v - m);
         }
     }
@@ -39,9 +40,9 @@ static __global__ void ce_rows_kernel(const T *logits, const int32_t *tg, float 
         double loss = 0.0;
         if (t != ignore) {
             if (t < 0 || t >= V)
-                hm_cuda_report(err, HM_CUDA_ERR_CROSS_ENTROPY, r);
+                hm_cuda_report(err, HM_CUDA_ERR_CROSS_ENTROPY, r, t);
             else
-                loss = (double)l - (double)hm_ld(x, t);
+                loss = hm_ce_row_loss(l, hm_ld(x, t));
         }
         lse[r] = l;
         row_loss[r] = loss;
@@ -79,7 +80,7 @@ CUDA_KERNEL(cross_entropy)
     HM_ASSERT(ex->ws_bytes >= hm_cuda_workspace_bytes(dst, 0));
     double *row_loss = (double *)ex->ws;
     int64_t *count = (int64_t *)((char *)ex->ws + hm_cuda_align((size_t)N * sizeof(double)));
-    cx->err_slot[HM_CUDA_ERR_CROSS_ENTROPY] = (struct hm_cuda_err_slot){tg, V};
+    cx->err_slot[HM_CUDA_ERR_CROSS_ENTROPY].limit = V;
     HM_DISPATCH(lt->type, T,
                 ce_rows_kernel<<<(unsigned)N, CE_THREADS, 0, cx->stream>>>(CPTR(T, lt), tg, F32(dst->src[2]),
                                                                           row_loss, V, ignore, cx->err));
@@ -106,7 +107,8 @@ static __global__ void ce_back_kernel(const float *dloss, const T *logits, const
 {
     int64_t r = blockIdx.x, n = *count;
     int32_t t = tg[r];
-    float s = n ? dloss[0] / (float)n : 0.0f, rs = t == ignore ? 0.0f : s, l = lse[r];
+    float s = n ? dloss[0] / (float)n : 0.0f, rs = t == ignore ? 0.0f : s;
+    float l = lse[r] == -INFINITY ? 0.0f : lse[r]; /* a row of -inf logits: every term is 0 */
     const T *x = logits + r * V;
     T *d = dx + r * V;
     for (int64_t j = threadIdx.x; j < V; j += blockDim.x) {

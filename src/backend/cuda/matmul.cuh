@@ -4,8 +4,6 @@
 
 #include "common.cuh"
 
-CUDA_KERNEL(matmul);
-
 enum hm_status hm_cuda_mm_cache_new(struct hm_mm_cache **out);
 void hm_cuda_mm_cache_free(struct hm_mm_cache *c);
 

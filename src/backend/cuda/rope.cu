@@ -6,7 +6,7 @@
  * the same factors as the CPU and a position gets the same factors in a full pass and in cached
  * decoding. One thread per (b, t, k) computes them once and rotates every head. Backward = -angle.
  */
-#include "rope.cuh"
+#include "common.cuh"
 
 template <typename TS>
 static __global__ void rope_kernel(const TS *x, TS *y, int64_t BT, int64_t T, int64_t H, int64_t HD, int64_t pos,

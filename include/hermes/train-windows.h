@@ -1,5 +1,5 @@
 /*
- * windows.h - training windows over a token stream, the validation hold-out, and the seeded
+ * train-windows.h - training windows over a token stream, the validation hold-out, and the seeded
  * per-epoch order.
  *
  * Window i holds tokens [i*stride, i*stride + T] (T+1 tokens: inputs and shifted targets). The
@@ -7,8 +7,8 @@
  * token with a validation window are dropped, so nothing held out is ever trained on. The order of
  * an epoch depends only on (seed, epoch), so a resumed run rebuilds it from two numbers.
  */
-#ifndef HERMES_WINDOWS_H
-#define HERMES_WINDOWS_H
+#ifndef HERMES_TRAIN_WINDOWS_H
+#define HERMES_TRAIN_WINDOWS_H
 
 #include "hermes/hermes.h"
 

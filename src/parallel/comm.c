@@ -129,15 +129,43 @@ const char *hm_comm_name(const struct hm_comm *c)
     return c->ops->name;
 }
 
+static size_t n_f32(const struct hm_buffer *buf)
+{
+    return hm_buffer_size(buf) / sizeof(float);
+}
+
+/* f32 elements [offset, offset + n) must lie in buf. */
+static enum hm_status check_range(const char *what, const struct hm_buffer *buf, size_t offset,
+                                  size_t n)
+{
+    if (!buf)
+        return hm_fail(HM_ERR_USAGE, "%s: no buffer", what);
+    if (offset > n_f32(buf) || n > n_f32(buf) - offset)
+        return hm_fail(HM_ERR_USAGE, "%s: elements [%zu, %zu + %zu) are outside the buffer's %zu",
+                       what, offset, offset, n, n_f32(buf));
+    return HM_OK;
+}
+
+static enum hm_status check_root(const char *what, const struct hm_comm *c, int root)
+{
+    if (root < 0 || root >= c->size)
+        return hm_fail(HM_ERR_USAGE, "%s: root rank %d is outside the world of %d", what, root,
+                       c->size);
+    return HM_OK;
+}
+
 enum hm_status hm_comm_allreduce_sum(struct hm_comm *c, struct hm_buffer *buf, size_t offset, size_t n)
 {
-    HM_ASSERT((offset + n) * sizeof(float) <= hm_buffer_size(buf));
-    return c->ops->allreduce_sum(c, (float *)hm_buffer_ptr(buf) + offset, n);
+    enum hm_status st = check_range("all-reduce", buf, offset, n);
+    return st != HM_OK ? st : c->ops->allreduce_sum(c, (float *)hm_buffer_ptr(buf) + offset, n);
 }
 
 enum hm_status hm_comm_broadcast(struct hm_comm *c, struct hm_buffer *buf, int root)
 {
-    return c->ops->broadcast(c, hm_buffer_ptr(buf), hm_buffer_size(buf), root);
+    enum hm_status st = check_root("broadcast", c, root);
+    if (st == HM_OK && !buf)
+        st = hm_fail(HM_ERR_USAGE, "broadcast: no buffer");
+    return st != HM_OK ? st : c->ops->broadcast(c, hm_buffer_ptr(buf), hm_buffer_size(buf), root);
 }
 
 enum hm_status hm_comm_allreduce_double(struct hm_comm *c, double *value)
@@ -147,8 +175,9 @@ enum hm_status hm_comm_allreduce_double(struct hm_comm *c, double *value)
 
 enum hm_status hm_comm_broadcast_host(struct hm_comm *c, void *data, size_t bytes, int root)
 {
-    if (c->size == 1 || bytes == 0)
-        return HM_OK;
+    enum hm_status st = check_root("broadcast", c, root);
+    if (st != HM_OK || c->size == 1 || bytes == 0)
+        return st;
     return c->ops->broadcast_host(c, data, bytes, root);
 }
 
@@ -157,17 +186,16 @@ enum hm_status hm_comm_barrier(struct hm_comm *c)
     return c->ops->barrier(c);
 }
 
-void hm_comm_shard(const struct hm_comm *c, size_t n, int rank, size_t *offset, size_t *count)
+enum hm_status hm_comm_shard(const struct hm_comm *c, size_t n, int rank, size_t *offset,
+                             size_t *count)
 {
+    *offset = *count = 0;
+    if (rank < 0 || rank >= c->size)
+        return hm_fail(HM_ERR_USAGE, "shard: rank %d is outside the world of %d", rank, c->size);
     size_t w = (size_t)c->size, r = (size_t)rank, q = n / w, rem = n % w;
-    HM_ASSERT(rank >= 0 && rank < c->size);
     *offset = q * r + HM_MIN(r, rem); /* the first n % w ranks hold one element more */
     *count = q + (r < rem);
-}
-
-static size_t n_f32(const struct hm_buffer *buf)
-{
-    return hm_buffer_size(buf) / sizeof(float);
+    return HM_OK;
 }
 
 enum hm_status hm_comm_async_reserve(struct hm_comm *c, int max_ops, size_t max_elems)
@@ -177,18 +205,18 @@ enum hm_status hm_comm_async_reserve(struct hm_comm *c, int max_ops, size_t max_
 
 enum hm_status hm_comm_allreduce_start(struct hm_comm *c, struct hm_buffer *buf, size_t offset, size_t n)
 {
-    HM_ASSERT(offset <= n_f32(buf) && n <= n_f32(buf) - offset);
-    if (c->size == 1 || n == 0)
-        return HM_OK;
+    enum hm_status st = check_range("all-reduce", buf, offset, n);
+    if (st != HM_OK || c->size == 1 || n == 0)
+        return st;
     return c->ops->iallreduce(c, hm_buffer_backend(buf), (float *)hm_buffer_ptr(buf) + offset, n);
 }
 
 enum hm_status hm_comm_reduce_scatter_start(struct hm_comm *c, struct hm_buffer *buf, size_t offset,
                                             size_t n)
 {
-    HM_ASSERT(offset <= n_f32(buf) && n <= n_f32(buf) - offset);
-    if (c->size == 1 || n == 0)
-        return HM_OK;
+    enum hm_status st = check_range("reduce-scatter", buf, offset, n);
+    if (st != HM_OK || c->size == 1 || n == 0)
+        return st;
     return c->ops->ireduce_scatter(c, hm_buffer_backend(buf), hm_buffer_ptr(buf), n_f32(buf), offset, n);
 }
 

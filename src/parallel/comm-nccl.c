@@ -3,7 +3,8 @@
  * communicator per process, one GPU per rank, on a stream of its own. Device buffers are used in
  * place; host buffers (the CPU backend, the loss, a status word) are staged through a device
  * scratch buffer in chunks, so the same trainer runs whatever backend holds the gradients.
- * The original calls are synchronous on return (the stream is synchronized), like the MPI backend.
+ * The original calls are synchronous on return (the stream is synchronized), like the MPI backend;
+ * on device memory they first wait for the device, so earlier kernels that wrote the buffer are done.
  *
  * The f32 collectives that take a backend (asynchronous all-reduce and reduce-scatter, the
  * blocking reduce-scatter and all-gather) order themselves on the GPU instead: an event recorded
@@ -110,7 +111,10 @@ static enum hm_status run(struct hm_comm *c, collective_fn fn, void *p, size_t b
     if (bytes == 0)
         return HM_OK;
     if (is_device_ptr(p)) {
-        if ((st = nccl_status(fn(n, p, bytes, root), what)) != HM_OK)
+        /* The buffer's backend may still be writing it on its compute stream, which these calls
+         * are not given: wait for the whole device (the call blocks until done anyway). */
+        if ((st = cuda_status(cudaDeviceSynchronize(), what)) != HM_OK ||
+            (st = nccl_status(fn(n, p, bytes, root), what)) != HM_OK)
             return st;
         return sync_stream(n, what);
     }

@@ -1,5 +1,6 @@
-/* windows.c - window arithmetic, the validation hold-out and the per-epoch shuffle (windows.h). */
-#include "hermes/windows.h"
+/* train-windows.c - window arithmetic, the validation hold-out and the per-epoch shuffle
+ * (train-windows.h). */
+#include "hermes/train-windows.h"
 #include "util/util.h"
 
 #include <math.h>

@@ -76,7 +76,9 @@ static enum hm_status mpi_broadcast(struct hm_comm *c, void *p, size_t bytes, in
 static enum hm_status mpi_reserve(struct hm_comm *c, int max_ops, size_t max_elems)
 {
     struct mpi_impl *m = impl(c);
-    HM_ASSERT(m->n_req == 0);
+    if (m->n_req != 0)
+        return hm_fail(HM_ERR_USAGE, "MPI: cannot reserve while %d operations are in flight",
+                       m->n_req);
     size_t cap = (size_t)max_ops + max_elems / CHUNK + 1; /* each range takes one request per chunk */
     if (cap > INT_MAX / (size_t)c->size)
         return hm_fail(HM_ERR_USAGE, "MPI: %d asynchronous operations are too many", max_ops);

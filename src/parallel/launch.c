@@ -215,9 +215,16 @@ static enum hm_status spawn(const struct hm_launch_opts *o, struct worker *w, in
     return HM_OK;
 }
 
+struct hm_launch_opts hm_launch_opts_default(void)
+{
+    return (struct hm_launch_opts){.n_workers = 1, .exe = "/proc/self/exe", .grace_s = 5.0};
+}
+
 enum hm_status hm_launch(const struct hm_launch_opts *o, struct hm_launch_result *res)
 {
-    HM_ASSERT(o->n_workers > 0 && o->exe && o->argv && o->secret_bytes <= 4096);
+    if (o->n_workers < 1 || !o->exe || !o->argv || o->secret_bytes > 4096)
+        return hm_fail(HM_ERR_USAGE, "launch: need a worker, an executable, its argv and a secret "
+                       "of at most 4096 bytes");
     int n = o->n_workers;
     double grace = o->grace_s > 0 ? o->grace_s : 5.0;
     memset(res, 0, sizeof *res);

@@ -1,5 +1,5 @@
 /*
- * comm-impl.h - the communicator vtable that comm.c dispatches through (private to src/dist).
+ * comm-impl.h - the communicator vtable that comm.c dispatches through (private to src/parallel).
  * allreduce_sum, broadcast and the f32 collectives get backend buffer pointers (host for CPU,
  * device for CUDA), plus the backend that produced the data where the order matters;
  * broadcast_host, allreduce_double and send/recv_host always get host memory. Shards are
