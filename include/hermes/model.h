@@ -115,11 +115,17 @@ struct hm_train_graph {
     struct hm_tensor *logits;  /* (B, T, V) after hm_graph_forward; hm_graph_backward overwrites
                                   them with their gradient (one buffer for both) */
     struct hm_tensor *loss;    /* f32 (1): mean cross-entropy */
+    struct hm_tensor *doc_start; /* packed graphs: i32 (B, T), first position of each position's
+                                    document, set each step; NULL otherwise */
     int B, T;
 };
 /* Forward, loss and backward for (B, T), planned once. T <= max_seq_len. */
 HM_API enum hm_status hm_model_build_train_graph(struct hm_model *m, int B, int T,
                                                  struct hm_train_graph *out);
+/* The same for windows packing several documents (chat data): attention never crosses from one
+ * document into another (hm_attention_docs over out->doc_start). */
+HM_API enum hm_status hm_model_build_packed_train_graph(struct hm_model *m, int B, int T,
+                                                        struct hm_train_graph *out);
 HM_API void hm_train_graph_free(struct hm_train_graph *tg);
 /* The activation/gradient workspace the (B, T) training graph would plan on `be`, allocating
  * nothing (the model may be declare-only). */
@@ -160,6 +166,9 @@ HM_API enum hm_status hm_model_save(const struct hm_model *m, const char *path, 
  * norm.*, lm_head.*) that this config does not have: an untied head, biases or extra layers would
  * otherwise be dropped silently. Other tensors (a training state's optim.*) are ignored. */
 HM_API enum hm_status hm_model_load_weights(struct hm_model *m, const char *path);
+/* The same from a checkpoint whose vocabulary lacks the last n_new ids (tokens added for
+ * fine-tuning): their embedding rows, and an untied lm_head's, start as the mean row. */
+HM_API enum hm_status hm_model_load_weights_grow_vocab(struct hm_model *m, const char *path, int n_new);
 
 #ifdef __cplusplus
 }

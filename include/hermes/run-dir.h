@@ -45,6 +45,12 @@ HM_API enum hm_status hm_check_output_not_input(const char *flag, const char *ou
                                                 const char *in_flag, const char *const *inputs,
                                                 size_t n_inputs);
 
+/* The same, and also when `output` is a folder that holds one of the inputs (at any depth): for
+ * outputs that replace a whole folder (export -f hf --force, import --force). */
+HM_API enum hm_status hm_check_output_not_holding(const char *flag, const char *output,
+                                                  const char *in_flag, const char *const *inputs,
+                                                  size_t n_inputs);
+
 /* The same for a run's inputs against the files a run writes in `dir` (config.json, the
  * checkpoints, metrics.jsonl, the token caches, ...). */
 HM_API enum hm_status hm_run_dir_check_inputs(const char *dir, const char *in_flag,

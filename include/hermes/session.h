@@ -15,11 +15,18 @@
  *     struct hm_session_result r;
  *     enum hm_status st = hm_session_run(&o, &r);  // same call on every rank
  *
+ * Chat data (format chat, or auto on ChatML-style .jsonl; session-chat.c): conversations packed
+ * into windows of seq_len + 1 tokens (stride seq_len + 1, one process), the loss on the assistant
+ * replies only (train.no_loss_mask: every token). A tokenizer without <|im_start|>/<|im_end|> gets
+ * them when fine-tuning from `checkpoint`: the grown tokenizer is written to the output folder
+ * (removed again if the run fails before training) and the embedding grows by two mean rows.
+ *
  * Informational lines (data, model, memory, global batch) go to hm_log on rank 0.
  */
 #ifndef HERMES_SESSION_H
 #define HERMES_SESSION_H
 
+#include "hermes/dataset.h"
 #include "hermes/tokenizer.h"
 #include "hermes/train.h"
 
@@ -46,6 +53,7 @@ struct hm_session_opts {
     const char *const *val_data;   /* separate validation data (replaces train.val_split) */
     int n_val_data;
     const char *text_field;        /* JSONL field */
+    enum hm_data_format format;    /* auto: chat when the first .jsonl record is a conversation */
     const char *checkpoint;        /* initial weights (.safetensors), for fine-tuning; NULL: none */
     bool overwrite;                /* start over in a folder holding a resumable run (run-dir.h);
                                       without it (and without train.resume) that is HM_ERR_USAGE */

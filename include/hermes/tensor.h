@@ -201,6 +201,12 @@ HM_API struct hm_tensor *hm_rope(struct hm_ctx *ctx, struct hm_tensor *x, float 
  */
 HM_API struct hm_tensor *hm_attention(struct hm_ctx *ctx, struct hm_tensor *q, struct hm_tensor *k,
                                       struct hm_tensor *v);
+/* The same over packed documents: doc_start i32 (B, T), a graph input, gives the first key each
+ * row may see (rows see keys doc_start[b, t] .. rt.pos + t), so documents packed into one window
+ * never attend to each other. Gradients are exact: masked keys get none. */
+HM_API struct hm_tensor *hm_attention_docs(struct hm_ctx *ctx, struct hm_tensor *q,
+                                           struct hm_tensor *k, struct hm_tensor *v,
+                                           struct hm_tensor *doc_start);
 /* cache[:, pos:pos+T] = x for cache (B, T_max, NKV, HD), x (B, T, NKV, HD); returns the cache
  * (a view ordered after the write) to pass to hm_attention. Inference only (no backward). */
 HM_API struct hm_tensor *hm_kv_write(struct hm_ctx *ctx, struct hm_tensor *cache, struct hm_tensor *x);

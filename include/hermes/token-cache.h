@@ -21,6 +21,9 @@ struct hm_token_cache {
     int width;            /* 2 or 4 */
     uint32_t vocab_size;
     uint64_t key;
+    /* Chat data: per-token flags (HM_TOKEN_* of chat.h), a cache of the same length opened and
+     * closed by its owner; NULL for plain text. Set by hm_chat_dataset_open. */
+    const struct hm_token_cache *flags;
 };
 
 /* Write atomically. Every id must be < vocab_size (checked). */

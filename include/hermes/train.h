@@ -51,6 +51,9 @@ struct hm_train_opts {
     double bucket_mb; /* 0 = 25 */
     bool no_overlap;
     bool zero1;
+    /* Chat data (a token cache with flags): train on every token, prompts too, instead of the
+     * assistant replies only; for comparison runs. */
+    bool no_loss_mask;
 };
 
 /* Batch 32 of 256 tokens (stride 256), 1 epoch, seed 42, 1% held out, cosine from 3e-4 to 3e-5

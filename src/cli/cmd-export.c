@@ -5,6 +5,7 @@
  */
 #include "commands.h"
 #include "hermes/export.h"
+#include "hermes/run-dir.h"
 #include "opts.h"
 
 #include <stdio.h>
@@ -76,6 +77,14 @@ enum hm_status cmd_export(int argc, char **argv)
     struct hm_export_source src;
     if ((st = hm_export_source_open(&src, checkpoint, config, tokenizer)) != HM_OK)
         return st;
+    /* With --force an output that is an input, or a folder holding one, would be replaced. */
+    const char *ckpt = src.ckpt_path, *cfg = src.cfg_path, *tok = src.tok_path;
+    if ((st = hm_check_output_not_holding("export: -o", output, "-c", &ckpt, 1)) != HM_OK ||
+        (st = hm_check_output_not_holding("export: -o", output, "--config", &cfg, 1)) != HM_OK ||
+        (st = hm_check_output_not_holding("export: -o", output, "-t", &tok, 1)) != HM_OK) {
+        hm_export_source_close(&src);
+        return st;
+    }
     if (auto_dtype)
         dt = hm_export_source_dtype(&src);
     st = gguf ? hm_export_gguf(&src, dt, output) : hm_export_hf(&src, dt, output, force);

@@ -1,21 +1,19 @@
 /*
- * cmd-generate.c - `hermes-llm generate`: load a checkpoint, its config and a tokenizer, then
- * stream the prompt and the generated text to stdout at UTF-8 character boundaries. Everything
+ * cmd-generate.c - `hermes-llm generate`: load a checkpoint, its config and a tokenizer (gen-setup.h,
+ * shared with `chat`), then stream the prompt and the generated text to stdout at UTF-8 character
+ * boundaries; with --chat the prompt is one user message to a chat model and only its reply is
+ * printed. Everything
  * else (the random seed when none was given, the context-limit note, statistics) goes to stderr,
  * after every input has been checked, so an error is the only line a failing run prints.
  */
 #include "commands.h"
-#include "hermes/gen.h"
-#include "hermes/tokenizer.h"
-#include "opts.h"
-
+#include "gen-setup.h"
+#include "hermes/chat.h"
 #include <errno.h>
-#include <libgen.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 struct stream_ctx {
     struct hm_decode_stream *ds;
@@ -61,112 +59,71 @@ static enum hm_status read_stdin(char **out, size_t *len)
 }
 
 struct gen_args {
-    const char *checkpoint, *config, *tokenizer, *prompt, *device, *dtype_name;
-    long max_tokens, top_k, seed, threads;
-    double temperature, top_p, rep;
-    bool no_eos, help, seed_given;
-    char device_name[32];
-    enum hm_dtype dtype;
-    char cfg_path[4096];
+    struct cli_gen_args g;
+    const char *prompt, *system;
+    bool no_eos, chat, help;
 };
 
 static enum hm_status parse_args(int argc, char **argv, struct gen_args *a)
 {
-    struct hm_sampler_opts sd = hm_sampler_opts_default();
-    *a = (struct gen_args){.device = "auto", .dtype_name = "auto",
-                           .max_tokens = hm_generate_opts_default().max_new_tokens, .top_k = sd.top_k,
-                           .temperature = sd.temperature, .top_p = sd.top_p, .rep = sd.repetition_penalty};
+    *a = (struct gen_args){.g = cli_gen_args_default()};
     const struct cli_opt opts[] = {
-        {"checkpoint", 'c', CLI_STRING, &a->checkpoint, "FILE", "Model weights (.safetensors)", NULL},
-        {"config", 0, CLI_STRING, &a->config, "FILE", "Model config.json", "config.json next to the checkpoint"},
-        {"tokenizer", 't', CLI_STRING, &a->tokenizer, "FILE", "tokenizer.json", NULL},
         {"prompt", 'p', CLI_STRING, &a->prompt, "TEXT", "Prompt text, or - to read it from standard input", NULL},
-        {"max-tokens", 'm', CLI_INT, &a->max_tokens, "N", "Most new tokens to generate", "100", 1, 1 << 24},
-        {"temperature", 0, CLI_FLOAT, &a->temperature, "T", "Sampling temperature (0 = greedy)", "0.8", 0, 100},
-        {"top-k", 0, CLI_INT, &a->top_k, "K", "Sample from the K most likely tokens (0 = off)", "off", 0, 1 << 24},
-        {"top-p", 0, CLI_FLOAT, &a->top_p, "P", "Sample from the smallest set reaching probability P", "1.0 (off)", 1e-6, 1},
-        {"repetition-penalty", 0, CLI_FLOAT, &a->rep, "R", "Penalise tokens already present (1 = off)", "1.0", 1e-3, 100},
-        {"seed", 0, CLI_INT, &a->seed, "N", "Sampling seed", "random, printed", 0, 1L << 62, &a->seed_given},
+        CLI_GEN_OPTS(&a->g, "100"),
         {"no-eos", 0, CLI_FLAG, &a->no_eos, NULL, "Do not stop at <eos>", NULL},
-        {"device", 0, CLI_STRING, &a->device, "DEV", "auto, cpu, cuda or cuda:N (auto: the GPU when one is present)", "auto"},
-        {"dtype", 0, CLI_STRING, &a->dtype_name, "TYPE", CLI_DTYPE_HELP, CLI_DTYPE_DEFAULT},
-        {"threads", 0, CLI_INT, &a->threads, "N", "CPU threads", "OMP_NUM_THREADS or all cores", 1, 4096},
+        {"chat", 0, CLI_FLAG, &a->chat, NULL, "The prompt is a user message to a chat model: print its reply", NULL},
+        {"system", 0, CLI_STRING, &a->system, "TEXT", "With --chat: the system prompt", "none"},
         {0},
     };
     enum hm_status st = cli_parse("generate", opts, argc, argv, &a->help);
     if (st != HM_OK)
         return st;
     if (a->help) {
-        cli_usage(stdout, "generate", "-c CHECKPOINT -t tokenizer.json -p PROMPT [options]",
+        cli_usage(stdout, "generate", "-c CHECKPOINT -t tokenizer.json -p PROMPT [--chat] [options]",
                   "Generate text from a trained checkpoint, streaming it to standard output.", opts);
         return HM_OK;
     }
-    if (!a->checkpoint || !a->tokenizer || !a->prompt)
+    if (!a->g.checkpoint || !a->g.tokenizer || !a->prompt)
         return hm_fail(HM_ERR_USAGE, "generate: --checkpoint, --tokenizer and --prompt are required");
-    if ((st = cli_resolve_device("generate", a->device, a->device_name, sizeof a->device_name)) != HM_OK ||
-        (st = cli_resolve_dtype("generate", a->dtype_name, a->device_name, &a->dtype)) != HM_OK ||
-        (a->threads && (st = hm_check_threads("generate: --threads", a->threads)) != HM_OK))
-        return st;
-    if (a->config) {
-        snprintf(a->cfg_path, sizeof a->cfg_path, "%s", a->config);
-    } else {
-        char *copy = strdup(a->checkpoint);
-        snprintf(a->cfg_path, sizeof a->cfg_path, "%s/config.json", copy ? dirname(copy) : ".");
-        free(copy);
-    }
+    if (a->system && !a->chat)
+        return hm_fail(HM_ERR_USAGE, "generate: --system needs --chat");
     return HM_OK;
 }
 
-/* The prompt (text or standard input) and its ids, which must fit the model's context. */
-static enum hm_status encode_prompt(const struct gen_args *a, struct hm_tokenizer *tok, int max_seq_len,
-                                    char **ptext, size_t *plen, hm_token **ids, size_t *n)
+/* The prompt text, from the flag or standard input. */
+static enum hm_status read_prompt(const struct gen_args *a, char **ptext, size_t *plen)
+{
+    if (strcmp(a->prompt, "-") == 0)
+        return read_stdin(ptext, plen);
+    if (!(*ptext = strdup(a->prompt)))
+        return hm_fail(HM_ERR_NOMEM, "out of memory");
+    *plen = strlen(a->prompt);
+    return HM_OK;
+}
+
+/* The prompt's ids, which must fit the model's context. A chat message may be empty (the chat
+ * template still makes a prompt of it). */
+static enum hm_status encode_prompt(struct hm_tokenizer *tok, int max_seq_len, bool chat, const char *ptext,
+                                    size_t plen, hm_token **ids, size_t *n)
 {
     enum hm_status st;
-    if (strcmp(a->prompt, "-") == 0) {
-        if ((st = read_stdin(ptext, plen)) != HM_OK)
-            return st;
-    } else if (!(*ptext = strdup(a->prompt))) {
-        return hm_fail(HM_ERR_NOMEM, "out of memory");
-    } else {
-        *plen = strlen(a->prompt);
-    }
-    if ((st = hm_tokenizer_encode(tok, *ptext, *plen, NULL, 0, n)) != HM_OK)
+    if ((st = hm_tokenizer_encode(tok, ptext, plen, NULL, 0, n)) != HM_OK)
         return st;
-    if (*n == 0)
+    if (*n == 0 && !chat)
         return hm_fail(HM_ERR_USAGE, "generate: the prompt is empty");
     if (*n > (size_t)max_seq_len)
         return hm_fail(HM_ERR_USAGE, "generate: the prompt is %zu tokens, more than the model's max_seq_len %d",
                        *n, max_seq_len);
-    if (!(*ids = malloc(*n * sizeof **ids)))
+    if (!(*ids = malloc((*n ? *n : 1) * sizeof **ids)))
         return hm_fail(HM_ERR_NOMEM, "out of memory");
-    return hm_tokenizer_encode(tok, *ptext, *plen, *ids, *n, n);
-}
-
-static enum hm_status load_model(const struct gen_args *a, const struct hm_model_config *cfg,
-                                 struct hm_backend **be, struct hm_model **model)
-{
-    enum hm_status st;
-    if ((st = hm_backend_new_from_string(a->device_name, be)) != HM_OK ||
-        (!strcmp(hm_backend_name(*be), "cpu") &&
-         (st = hm_model_memory_check(cfg, 1, cfg->max_seq_len, false)) != HM_OK) ||
-        (st = hm_model_new_infer(cfg, *be, model)) != HM_OK)
-        return st;
-    if ((st = hm_model_load_weights(*model, a->checkpoint)) != HM_OK) {
-        if (st == HM_ERR_MISMATCH) { /* hm_fail formats into the buffer hm_last_error returns */
-            char why[512];
-            snprintf(why, sizeof why, "%s", hm_last_error());
-            hm_fail(st, "generate: checkpoint does not match %s: %s", a->cfg_path, why);
-        }
-        return st;
-    }
-    return hm_model_set_dtype(*model, a->dtype);
+    return hm_tokenizer_encode(tok, ptext, plen, *ids, *n, n);
 }
 
 static void print_stats(const struct gen_args *a, const struct hm_generate_stats *gs, int max_seq_len)
 {
     if (gs->stop == HM_STOP_CONTEXT_FULL)
         fprintf(stderr, "note: stopped after %d of %ld new tokens: the model's context limit is "
-                "max_seq_len %d tokens\n", gs->new_tokens, a->max_tokens, max_seq_len);
+                "max_seq_len %d tokens\n", gs->new_tokens, a->g.max_tokens, max_seq_len);
     fprintf(stderr, "prompt tokens: %d, prefill %.1f tok/s, time to first token %.1f ms, "
             "decode %.1f tok/s (%d new tokens)%s\n", gs->prompt_tokens,
             gs->prefill_s > 0 ? gs->prompt_tokens / gs->prefill_s : 0.0, gs->prefill_s * 1000.0,
@@ -174,33 +131,32 @@ static void print_stats(const struct gen_args *a, const struct hm_generate_stats
             gs->stop == HM_STOP_EOS ? ", stopped at <eos>" : "");
 }
 
-/* Stream the prompt, then the new text, to stdout. */
-static enum hm_status run_generation(struct gen_args *a, struct hm_model *model, struct hm_tokenizer *tok,
-                                     const char *ptext, size_t plen, const hm_token *ids, size_t n)
+/* The prompt, then the new text (or, with --chat, the reply alone), streamed to stdout. */
+static enum hm_status run_generation(const struct gen_args *a, struct cli_gen *g, const char *ptext, size_t plen,
+                                     const hm_token *ids, size_t n)
 {
-    if (!a->seed_given) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        a->seed = (long)(((uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ (uint64_t)getpid()) &
-                         ((1ull << 62) - 1));
-        fprintf(stderr, "seed: %ld\n", a->seed);
-    }
-    struct hm_sampler_opts so = {(float)a->temperature, (int)a->top_k, (float)a->top_p, (float)a->rep,
-                                 (uint64_t)a->seed};
-    struct hm_sampler *sampler = NULL;
     struct hm_decode_stream *ds = NULL;
+    struct hm_chat_session *session = NULL;
     enum hm_status st;
-    if ((st = hm_sampler_new(hm_model_config(model)->vocab_size, &so, &sampler)) != HM_OK ||
-        (st = hm_decode_stream_new(tok, true, &ds)) != HM_OK)
-        goto out;
-    struct hm_generate_opts go = hm_generate_opts_default();
-    go.max_new_tokens = (int)a->max_tokens;
-    go.eos_id = a->no_eos ? -1 : hm_tokenizer_eos_id(tok);
-    struct hm_generate_stats gs;
+    if ((st = hm_decode_stream_new(g->tok, true, &ds)) != HM_OK)
+        return st;
     struct stream_ctx sc = {ds, HM_OK};
-    fwrite(ptext, 1, plen, stdout);
-    fflush(stdout);
-    st = hm_generate(model, ids, (int)n, &go, sampler, emit, &sc, &gs);
+    struct hm_generate_stats gs;
+    if (a->chat) {
+        struct hm_chat_session_opts co = hm_chat_session_opts_default();
+        struct hm_chat_reply_stats rs;
+        co.max_new_tokens = (int)a->g.max_tokens;
+        if ((st = hm_chat_session_new(g->model, g->tok, a->g.tokenizer, g->sampler, &co, &session)) == HM_OK &&
+            (st = hm_chat_session_set_system(session, a->system)) == HM_OK)
+            st = hm_chat_reply(session, ptext, plen, emit, &sc, &rs);
+    } else {
+        struct hm_generate_opts go = hm_generate_opts_default();
+        go.max_new_tokens = (int)a->g.max_tokens;
+        go.eos_id = a->no_eos ? -1 : hm_tokenizer_eos_id(g->tok);
+        fwrite(ptext, 1, plen, stdout);
+        fflush(stdout);
+        st = hm_generate(g->model, ids, (int)n, &go, g->sampler, emit, &sc, &gs);
+    }
     if (st == HM_OK && sc.st != HM_OK)
         st = sc.st;
     const char *rest;
@@ -209,11 +165,10 @@ static enum hm_status run_generation(struct gen_args *a, struct hm_model *model,
     fwrite(rest, 1, rlen, stdout);
     fputc('\n', stdout);
     fflush(stdout);
-    if (st == HM_OK)
-        print_stats(a, &gs, hm_model_config(model)->max_seq_len);
-out:
+    if (st == HM_OK && !a->chat)
+        print_stats(a, &gs, g->cfg.max_seq_len);
+    hm_chat_session_free(session);
     hm_decode_stream_free(ds);
-    hm_sampler_free(sampler);
     return st;
 }
 
@@ -223,30 +178,25 @@ enum hm_status cmd_generate(int argc, char **argv)
     enum hm_status st = parse_args(argc, argv, &a);
     if (st != HM_OK || a.help)
         return st;
-    if (a.threads)
-        hm_set_threads((int)a.threads);
-    struct hm_model_config cfg;
-    struct hm_tokenizer *tok = NULL;
-    struct hm_backend *be = NULL;
-    struct hm_model *model = NULL;
+    struct cli_gen g;
+    struct hm_chat_ids chat_ids;
     char *ptext = NULL;
     size_t plen = 0, n = 0;
     hm_token *ids = NULL;
-    if ((st = hm_config_load(a.cfg_path, &cfg)) != HM_OK || (st = hm_tokenizer_load(a.tokenizer, &tok)) != HM_OK)
-        goto out;
-    if (hm_tokenizer_vocab_size(tok) != (uint32_t)cfg.vocab_size) {
-        st = hm_fail(HM_ERR_MISMATCH, "generate: tokenizer %s has %u tokens but %s says vocab_size %d",
-                     a.tokenizer, hm_tokenizer_vocab_size(tok), a.cfg_path, cfg.vocab_size);
+    if ((st = cli_gen_load("generate", &a.g, &g)) != HM_OK)
+        return st;
+    if (a.chat && (st = hm_chat_special_ids(g.tok, a.g.tokenizer, &chat_ids)) != HM_OK) {
+        st = hm_fail(st, "generate: --chat: %s", hm_last_error());
         goto out;
     }
-    if ((st = encode_prompt(&a, tok, cfg.max_seq_len, &ptext, &plen, &ids, &n)) != HM_OK ||
-        (st = load_model(&a, &cfg, &be, &model)) != HM_OK)
+    if ((st = read_prompt(&a, &ptext, &plen)) != HM_OK ||
+        (st = encode_prompt(g.tok, g.cfg.max_seq_len, a.chat, ptext, plen, &ids, &n)) != HM_OK)
         goto out;
-    st = run_generation(&a, model, tok, ptext, plen, ids, n);
+    if ((st = cli_gen_load_model("generate", &a.g, &g)) != HM_OK)
+        goto out;
+    st = run_generation(&a, &g, ptext, plen, ids, n);
 out:
-    hm_model_free(model);
-    hm_backend_free(be);
-    hm_tokenizer_free(tok);
+    cli_gen_free(&g);
     free(ptext);
     free(ids);
     return st;

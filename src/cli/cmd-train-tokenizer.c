@@ -106,19 +106,30 @@ struct tt_args {
     const char *output, *specials, *text_field, *format;
     long vocab, min_freq, threads;
     bool help;
+    char default_specials[256]; /* the library's defaults, comma-joined */
 };
+
+/* hm_tokenizer_train_opts_default()'s special tokens as the --special-tokens list. */
+static void join_specials(const struct hm_tokenizer_train_opts *d, char *buf, size_t cap)
+{
+    buf[0] = 0;
+    for (size_t i = 0; i < d->n_special_tokens; i++)
+        snprintf(buf + strlen(buf), cap - strlen(buf), "%s%s", i ? "," : "", d->special_tokens[i]);
+}
 
 static enum hm_status parse_args(int argc, char **argv, struct tt_args *a)
 {
     struct hm_tokenizer_train_opts d = hm_tokenizer_train_opts_default();
-    *a = (struct tt_args){.specials = "<pad>,<bos>,<eos>,<unk>", .text_field = "text", .format = "auto",
-                          .vocab = (long)d.vocab_size, .min_freq = (long)d.min_frequency};
+    *a = (struct tt_args){.text_field = "text", .format = "auto", .vocab = (long)d.vocab_size,
+                          .min_freq = (long)d.min_frequency};
+    join_specials(&d, a->default_specials, sizeof a->default_specials);
+    a->specials = a->default_specials;
     const struct cli_opt opts[] = {
         {"input", 'i', CLI_LIST, &a->inputs, "FILE...", "Corpus files (.txt lines, .jsonl records; .gz/.zst ok; - = stdin)", NULL},
         {"output", 'o', CLI_STRING, &a->output, "FILE", "Where to write tokenizer.json", NULL},
         {"vocab-size", 'v', CLI_INT, &a->vocab, "N", "Vocabulary size, special tokens and 256 bytes included", "32000", 1, 1 << 24},
         {"min-frequency", 0, CLI_INT, &a->min_freq, "N", "Stop when the best pair occurs fewer times", "2", 0, 1e15},
-        {"special-tokens", 0, CLI_STRING, &a->specials, "LIST", "Comma-separated special tokens, ids 0..n-1", "<pad>,<bos>,<eos>,<unk>"},
+        {"special-tokens", 0, CLI_STRING, &a->specials, "LIST", "Comma-separated special tokens, ids 0..n-1", a->default_specials},
         {"text-field", 0, CLI_STRING, &a->text_field, "NAME", "JSONL field that holds the text", "text"},
         {"format", 0, CLI_STRING, &a->format, "FMT", "auto (by extension), text or jsonl", "auto"},
         {"threads", 't', CLI_INT, &a->threads, "N", "Threads for word counting", "all cores", 1, 4096},

@@ -21,12 +21,12 @@
 struct train_args {
     struct cli_list data, val_data;
     const char *tokenizer, *model, *output, *checkpoint, *text_field, *lr_schedule, *device, *dtype;
-    const char *save_dtype;
+    const char *save_dtype, *format;
     long batch, epochs, seq_len, num_gpus, grad_accum, stride, seed, warmup, max_steps, threads;
     long log_every, eval_every, eval_batches, save_every, vocab_size;
     double lr, min_lr, val_split, grad_clip, weight_decay, bucket_mb;
     bool resume, seq_len_given, warmup_given, min_lr_given, model_given, num_gpus_given;
-    bool no_overlap, zero1, overwrite;
+    bool no_overlap, zero1, no_loss_mask, overwrite;
 };
 
 static void print_progress(const struct hm_train_progress *p, void *user)
@@ -57,7 +57,7 @@ static enum hm_status parse_args(int argc, char **argv, struct train_args *a, bo
     const struct hm_train_opts *t = &d.train;
     *a = (struct train_args){
         .model = d.model, .output = t->output_dir, .text_field = d.text_field,
-        .lr_schedule = "cosine",
+        .lr_schedule = "cosine", .format = "auto",
         .device = "auto", .dtype = "auto", .save_dtype = "f32", .batch = t->batch_size,
         .epochs = t->epochs, .seq_len = t->seq_len, .num_gpus = 1, .grad_accum = t->grad_accum,
         .seed = (long)t->seed, .max_steps = t->max_steps, .log_every = t->log_every,
@@ -82,7 +82,9 @@ static enum hm_status parse_args(int argc, char **argv, struct train_args *a, bo
         {"grad-clip", 0, CLI_FLOAT, &a->grad_clip, "NORM", "Global gradient-norm bound (0 = off)", "1.0", 0, 1e9},
         {"weight-decay", 0, CLI_FLOAT, &a->weight_decay, "WD", "AdamW decoupled weight decay (matrices and embedding)", "0.1", 0, 10},
         {"max-steps", 0, CLI_INT, &a->max_steps, "N", "Stop after N optimizer steps (0 = run all epochs)", "0", 0, 1L << 40},
-        {"stride", 0, CLI_INT, &a->stride, "S", "Window stride in tokens", "seq-len", 1, 1 << 20},
+        {"stride", 0, CLI_INT, &a->stride, "S", "Window stride in tokens (text)", "seq-len", 1, 1 << 20},
+        {"format", 0, CLI_STRING, &a->format, "KIND", "auto, text or chat (auto: .jsonl records with \"messages\" or \"conversations\" are chat)", "auto"},
+        {"no-loss-mask", 0, CLI_FLAG, &a->no_loss_mask, NULL, "Chat data: train on every token, prompts too (for comparison)", NULL},
         {"seed", 0, CLI_INT, &a->seed, "N", "Seed for initialisation, data order and dropout", "42", 0, 1L << 62},
         {"val-split", 0, CLI_FLOAT, &a->val_split, "F", "Fraction of windows held out for validation", "0.01", 0, 0.5},
         {"val-data", 0, CLI_LIST, &a->val_data, "FILE...", "Separate validation data (replaces --val-split)", NULL},
@@ -109,7 +111,8 @@ static enum hm_status parse_args(int argc, char **argv, struct train_args *a, bo
         return st;
     if (*help) {
         cli_usage(stdout, "train", "-t tokenizer.json [-d FILE...] [options]",
-                  "Train a model from scratch (or from --checkpoint) on text data.", opts);
+                  "Train a model from scratch (or from --checkpoint) on text or chat data (ChatML, loss on the "
+                  "assistant replies).", opts);
         return HM_OK;
     }
     if (!a->tokenizer)
@@ -160,6 +163,8 @@ static enum hm_status session_opts(struct train_args *a, char *device, size_t ca
         (st = cli_resolve_dtype("train", a->dtype, device, &o->dtype)) != HM_OK ||
         (st = hm_lr_kind_parse(a->lr_schedule, &t->lr.kind)) != HM_OK)
         return st;
+    if ((st = hm_data_format_parse(a->format, &o->format)) != HM_OK)
+        return hm_fail(st, "train: %s", hm_last_error());
     if (strcmp(a->save_dtype, "f32") != 0 && strcmp(a->save_dtype, "bf16") != 0)
         return hm_fail(HM_ERR_USAGE, "train: --save-dtype: expected f32 or bf16, got '%s'",
                        a->save_dtype);
@@ -179,7 +184,7 @@ static enum hm_status session_opts(struct train_args *a, char *device, size_t ca
     t->log_every = a->log_every, t->eval_every = a->eval_every, t->eval_batches = a->eval_batches;
     t->save_every = a->save_every, t->resume = a->resume, t->bucket_mb = a->bucket_mb;
     t->save_dtype = strcmp(a->save_dtype, "bf16") == 0 ? HM_SAVE_BF16 : HM_SAVE_F32;
-    t->no_overlap = a->no_overlap, t->zero1 = a->zero1;
+    t->no_overlap = a->no_overlap, t->zero1 = a->zero1, t->no_loss_mask = a->no_loss_mask;
     const char *share = getenv("HM_SHARE_GPU"), *fail = getenv("HM_TEST_FAIL_RANK");
     char *end;
     o->share_gpu = share && strcmp(share, "1") == 0;

@@ -8,6 +8,7 @@
 enum hm_status cmd_train_tokenizer(int argc, char **argv);
 enum hm_status cmd_train(int argc, char **argv);
 enum hm_status cmd_generate(int argc, char **argv);
+enum hm_status cmd_chat(int argc, char **argv);
 enum hm_status cmd_info(int argc, char **argv);
 enum hm_status cmd_export(int argc, char **argv);
 enum hm_status cmd_import(int argc, char **argv);

@@ -36,6 +36,7 @@ static const struct {
     {"train-tokenizer", cmd_train_tokenizer, "Train a byte-level BPE tokenizer (HF tokenizer.json)"},
     {"train", cmd_train, "Train a model from scratch or from a checkpoint"},
     {"generate", cmd_generate, "Generate text from a trained checkpoint"},
+    {"chat", cmd_chat, "Talk to a chat model (ChatML), turn by turn"},
     {"info", cmd_info, "Show a model's architecture, parameter count, memory and FLOPs"},
     {"export", cmd_export, "Export a model to GGUF (llama.cpp) or a Hugging Face folder"},
     {"import", cmd_import, "Import a Hugging Face LlamaForCausalLM folder as a run folder"},

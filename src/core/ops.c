@@ -193,6 +193,12 @@ struct hm_tensor *hm_rope(struct hm_ctx *ctx, struct hm_tensor *x, float theta)
 struct hm_tensor *hm_attention(struct hm_ctx *ctx, struct hm_tensor *q, struct hm_tensor *k,
                                struct hm_tensor *v)
 {
+    return hm_attention_docs(ctx, q, k, v, NULL);
+}
+
+struct hm_tensor *hm_attention_docs(struct hm_ctx *ctx, struct hm_tensor *q, struct hm_tensor *k,
+                                    struct hm_tensor *v, struct hm_tensor *doc_start)
+{
     assert_float(q);
     HM_ASSERT(q->n_dims == 4 && k->n_dims == 4 && hm_same_shape(k, v));
     HM_ASSERT(k->type == q->type && v->type == q->type);
@@ -200,7 +206,12 @@ struct hm_tensor *hm_attention(struct hm_ctx *ctx, struct hm_tensor *q, struct h
     HM_ASSERT(k->shape[0] == B && k->shape[3] == HD && k->shape[1] >= T);
     HM_ASSERT(NH % k->shape[2] == 0); /* num_kv_heads divides num_heads */
     struct hm_tensor *t = node_like(ctx, HM_OP_ATTENTION, q);
-    link_srcs(t, q, k, v, extra_output(ctx, 3, (int64_t[]){B, NH, T}, "attention.lse"));
+    if (doc_start) { /* a leaf input: attention_back reads it through this node (its src[3]) */
+        HM_ASSERT(doc_start->type == HM_DTYPE_I32 && doc_start->op == HM_OP_NONE);
+        HM_ASSERT(doc_start->n_dims == 2 && doc_start->shape[0] == B && doc_start->shape[1] == T);
+    }
+    link_srcs(t, q, k, v, doc_start);
+    t->src[4] = extra_output(ctx, 3, (int64_t[]){B, NH, T}, "attention.lse");
     return t;
 }
 

@@ -54,7 +54,38 @@ static bool in_model_namespace(const char *name)
     return false;
 }
 
-enum hm_status hm_model_load_weights(struct hm_model *m, const char *path)
+/* Rows V-n_new .. V-1 of a (V, C) matrix = the mean of the rows before them. */
+static void fill_mean_rows(float *w, int64_t V, int64_t C, int n_new)
+{
+    int64_t old = V - n_new;
+    double *mean = hm_calloc((size_t)C, sizeof *mean);
+    HM_ASSERT(mean); /* C doubles: a few KiB */
+    for (int64_t r = 0; r < old; r++)
+        for (int64_t c = 0; c < C; c++)
+            mean[c] += w[r * C + c];
+    for (int64_t r = old; r < V; r++)
+        for (int64_t c = 0; c < C; c++)
+            w[r * C + c] = (float)(mean[c] / (double)old);
+    hm_free(mean);
+}
+
+static bool is_vocab_matrix(const char *name)
+{
+    return strcmp(name, "embedding.weight") == 0 || strcmp(name, "lm_head.weight") == 0;
+}
+
+/* NaN or Inf weights only ever give NaN logits: refuse them at load, naming the tensor. */
+static enum hm_status check_finite(const char *path, const struct hm_tensor *t, const float *w)
+{
+    int64_t n = hm_nelements(t);
+    for (int64_t k = 0; k < n; k++)
+        if (!isfinite(w[k]))
+            return hm_fail(HM_ERR_FORMAT, "%s: tensor '%s' holds a non-finite value (%g at element "
+                           "%lld)", path, t->name, w[k], (long long)k);
+    return HM_OK;
+}
+
+static enum hm_status load_weights(struct hm_model *m, const char *path, int n_new)
 {
     if (hm_model_weights_released(m))
         return hm_model_weights_changed(m); /* the error: load before hm_model_set_dtype */
@@ -80,17 +111,17 @@ enum hm_status hm_model_load_weights(struct hm_model *m, const char *path)
     }
     for (int i = 0; i < hm_block_n_tensors(blk); i++) {
         struct hm_tensor *t = hm_block_tensor(blk, i);
-        float *w = host + hm_block_elem_offset(t);
-        if ((st = hm_st_read_f32(f, t->name, t->n_dims, t->shape, w)) != HM_OK)
+        int64_t shape[HM_MAX_DIMS];
+        bool grow = n_new > 0 && is_vocab_matrix(t->name);
+        memcpy(shape, t->shape, sizeof shape);
+        if (grow)
+            shape[0] -= n_new;
+        if ((st = hm_st_read_f32(f, t->name, t->n_dims, shape, host + hm_block_elem_offset(t))) != HM_OK)
             goto out;
-        /* NaN or Inf weights only ever give NaN logits: refuse them here, naming the tensor. */
-        int64_t n = hm_nelements(t);
-        for (int64_t k = 0; k < n; k++)
-            if (!isfinite(w[k])) {
-                st = hm_fail(HM_ERR_FORMAT, "%s: tensor '%s' holds a non-finite value (%g at "
-                             "element %lld)", path, t->name, w[k], (long long)k);
-                goto out;
-            }
+        if (grow)
+            fill_mean_rows(host + hm_block_elem_offset(t), t->shape[0], t->shape[1], n_new);
+        if ((st = check_finite(path, t, host + hm_block_elem_offset(t))) != HM_OK)
+            goto out;
     }
     if ((st = hm_buffer_set(hm_block_data(blk), 0, host, bytes)) == HM_OK)
         st = hm_model_weights_changed(m);
@@ -98,4 +129,17 @@ out:
     hm_free(host);
     hm_st_close(f);
     return st;
+}
+
+enum hm_status hm_model_load_weights(struct hm_model *m, const char *path)
+{
+    return load_weights(m, path, 0);
+}
+
+enum hm_status hm_model_load_weights_grow_vocab(struct hm_model *m, const char *path, int n_new)
+{
+    int V = hm_model_config(m)->vocab_size;
+    if (n_new < 0 || n_new >= V)
+        return hm_fail(HM_ERR_USAGE, "%s: cannot add %d tokens to a vocabulary of %d", path, n_new, V);
+    return load_weights(m, path, n_new);
 }

@@ -327,6 +327,7 @@ struct build {
     int B, T;
     bool training;
     struct hm_kv_cache *cache; /* inference only */
+    struct hm_tensor *doc_start; /* packed training windows, or NULL */
 };
 
 static struct hm_tensor *heads(struct build *b, struct hm_tensor *x, int n_heads, int hd)
@@ -360,7 +361,7 @@ static struct hm_tensor *layer_forward(struct hm_model *m, struct build *b, int 
         k = hm_kv_write(ctx, b->cache->k[i], k);
         v = hm_kv_write(ctx, b->cache->v[i], v);
     }
-    struct hm_tensor *a = hm_attention(ctx, q, k, v);
+    struct hm_tensor *a = hm_attention_docs(ctx, q, k, v, b->doc_start);
     a = hm_reshape(ctx, a, 3, (int64_t[]){b->B, b->T, c->hidden_size});
     struct hm_tensor *o = hm_dropout(ctx, hm_linear(ctx, a, W(l->wo), W(l->bo)), p, i * 4 + 1);
     h = hm_add_rms_norm(ctx, *x, o, W(l->norm_post), c->layer_norm_eps, x);
@@ -395,7 +396,7 @@ static struct hm_tensor *lm_head(struct hm_model *m, struct build *b, struct hm_
 }
 
 /* Forward, loss and backward nodes for (B, T); planning is left to the caller. */
-static enum hm_status build_train_nodes(struct hm_model *m, int B, int T, struct hm_train_graph *out)
+static enum hm_status build_train_nodes(struct hm_model *m, int B, int T, bool packed, struct hm_train_graph *out)
 {
     memset(out, 0, sizeof *out);
     const struct hm_model_config *c = &m->cfg;
@@ -410,9 +411,13 @@ static enum hm_status build_train_nodes(struct hm_model *m, int B, int T, struct
     enum hm_status st = hm_ctx_new(&out->ctx);
     if (st != HM_OK)
         return st;
-    struct build b = {out->ctx, B, T, true, NULL};
+    struct build b = {out->ctx, B, T, true, NULL, NULL};
     out->B = B;
     out->T = T;
+    if (packed) {
+        b.doc_start = out->doc_start = hm_new_input(out->ctx, HM_DTYPE_I32, 2, (int64_t[]){B, T});
+        hm_tensor_set_name(out->doc_start, "doc_start");
+    }
     out->ids = hm_new_input(out->ctx, HM_DTYPE_I32, 2, (int64_t[]){B, T});
     out->targets = hm_new_input(out->ctx, HM_DTYPE_I32, 2, (int64_t[]){B, T});
     hm_tensor_set_name(out->ids, "input_ids");
@@ -431,9 +436,9 @@ static enum hm_status build_train_nodes(struct hm_model *m, int B, int T, struct
     return hm_graph_build_backward(out->graph, out->loss);
 }
 
-enum hm_status hm_model_build_train_graph(struct hm_model *m, int B, int T, struct hm_train_graph *out)
+static enum hm_status build_train_graph(struct hm_model *m, int B, int T, bool packed, struct hm_train_graph *out)
 {
-    enum hm_status st = build_train_nodes(m, B, T, out);
+    enum hm_status st = build_train_nodes(m, B, T, packed, out);
     if (st == HM_OK)
         st = hm_graph_plan(out->graph, m->be);
     if (st != HM_OK)
@@ -441,11 +446,21 @@ enum hm_status hm_model_build_train_graph(struct hm_model *m, int B, int T, stru
     return st;
 }
 
+enum hm_status hm_model_build_train_graph(struct hm_model *m, int B, int T, struct hm_train_graph *out)
+{
+    return build_train_graph(m, B, T, false, out);
+}
+
+enum hm_status hm_model_build_packed_train_graph(struct hm_model *m, int B, int T, struct hm_train_graph *out)
+{
+    return build_train_graph(m, B, T, true, out);
+}
+
 enum hm_status hm_model_plan_train_bytes(struct hm_model *m, struct hm_backend *be, int B, int T,
                                          size_t *bytes)
 {
     struct hm_train_graph tg;
-    enum hm_status st = build_train_nodes(m, B, T, &tg);
+    enum hm_status st = build_train_nodes(m, B, T, false, &tg);
     if (st == HM_OK)
         st = hm_graph_plan_dry(tg.graph, be, bytes);
     hm_train_graph_free(&tg);

@@ -125,9 +125,10 @@ struct hm_tokenizer_trainer {
 
 struct hm_tokenizer_train_opts hm_tokenizer_train_opts_default(void)
 {
-    static const char *const specials[] = {"<pad>", "<bos>", "<eos>", "<unk>"};
-    return (struct hm_tokenizer_train_opts){.vocab_size = 32000, .min_frequency = 2,
-                                            .special_tokens = specials, .n_special_tokens = 4};
+    /* the four of the original, then ChatML's (chat.h), so every new tokenizer can hold chats */
+    static const char *const specials[] = {"<pad>", "<bos>", "<eos>", "<unk>", "<|im_start|>", "<|im_end|>"};
+    return (struct hm_tokenizer_train_opts){.vocab_size = 32000, .min_frequency = 2, .special_tokens = specials,
+                                            .n_special_tokens = HM_ARRAY_LEN(specials)};
 }
 
 enum hm_status hm_tokenizer_trainer_new(const struct hm_tokenizer_train_opts *opts,

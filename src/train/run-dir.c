@@ -7,6 +7,8 @@
 #include "util/util.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/file.h>
@@ -164,5 +166,31 @@ enum hm_status hm_check_output_not_input(const char *flag, const char *output,
         if (strcmp(inputs[i], "-") != 0 && same_file(output, inputs[i]))
             return hm_fail(HM_ERR_USAGE, "%s %s is also an input (%s %s): refusing to overwrite it",
                            flag, output, in_flag, inputs[i]);
+    return HM_OK;
+}
+
+enum hm_status hm_check_output_not_holding(const char *flag, const char *output,
+                                           const char *in_flag, const char *const *inputs,
+                                           size_t n_inputs)
+{
+    struct stat so;
+    if (stat(output, &so) != 0) /* a new output holds nothing yet */
+        return hm_check_output_not_input(flag, output, in_flag, inputs, n_inputs);
+    for (size_t i = 0; i < n_inputs; i++) {
+        char real[PATH_MAX];
+        if (!inputs[i] || strcmp(inputs[i], "-") == 0 || !realpath(inputs[i], real))
+            continue;
+        /* The input itself, then each folder above it up to the root. */
+        for (bool self = true;; self = false) {
+            struct stat sa;
+            if (stat(real, &sa) == 0 && sa.st_dev == so.st_dev && sa.st_ino == so.st_ino)
+                return hm_fail(HM_ERR_USAGE, "%s %s %s the input %s %s: refusing to replace it",
+                               flag, output, self ? "is" : "holds", in_flag, inputs[i]);
+            char *slash = strrchr(real, '/');
+            if (!slash || (slash == real && real[1] == 0))
+                break;
+            slash[slash == real] = 0; /* "/a" -> "/", "/a/b" -> "/a" */
+        }
+    }
     return HM_OK;
 }

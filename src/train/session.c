@@ -4,6 +4,7 @@
  * leaves another rank waiting in a collective.
  */
 #include "hermes/session.h"
+#include "session-chat.h"
 #include "hermes/comm.h"
 #include "hermes/corpus.h"
 #include "hermes/dataset.h"
@@ -26,6 +27,9 @@ struct session {
     struct hm_tokenizer *tok;
     struct hm_model_config cfg;
     struct hm_token_cache train, val;
+    struct hm_token_cache train_flags, val_flags; /* chat data's per-token flags */
+    enum hm_data_format format;                   /* text or chat, resolved */
+    int n_chat_added;                             /* ChatML tokens this run added to the tokenizer */
     bool have_val, created_output;
     struct hm_run_lock *lock; /* rank 0: the output folder's lock, held to the end */
     struct hm_backend *be;
@@ -230,9 +234,25 @@ static enum hm_status share_dataset(struct session *s, const struct hm_dataset_o
     return HM_OK;
 }
 
+/* Chat data: packed conversations and their flags (one process, see hm_session_chat_format). */
+static enum hm_status open_chat_data(struct session *s)
+{
+    const struct hm_session_opts *o = s->o;
+    const char *out = s->to.output_dir;
+    enum hm_status st = hm_session_chat_data(s->tok, o->tokenizer, o->data, o->n_data, s->to.seq_len, out,
+                                             "train", &s->train, &s->train_flags);
+    if (st != HM_OK || !o->n_val_data)
+        return st;
+    s->have_val = true; /* val_flags is closed with it either way */
+    return hm_session_chat_data(s->tok, o->tokenizer, o->val_data, o->n_val_data, s->to.seq_len, out, "val",
+                                &s->val, &s->val_flags);
+}
+
 static enum hm_status open_data(struct session *s)
 {
     const struct hm_session_opts *o = s->o;
+    if (s->format == HM_DATA_CHAT)
+        return open_chat_data(s);
     struct hm_dataset_opts d = hm_dataset_opts_default();
     struct hm_dataset_info info;
     d.paths = o->data, d.n_paths = o->n_data, d.text_field = o->text_field;
@@ -286,10 +306,13 @@ static enum hm_status prepare_output(struct session *s)
 /* Undo a folder this run created, when it fails before training: only the files it writes. */
 static void remove_created_output(struct session *s)
 {
-    static const char *const ours[] = {"tokens-train.bin", "tokens-val.bin", "config.json",
-                                       "metrics.jsonl", "loss.svg", ".hermes.lock"};
+    static const char *const ours[] = {"tokens-train.bin", "tokens-val.bin", "tokens-train.flags",
+                                       "tokens-val.flags", "config.json", "metrics.jsonl", "loss.svg",
+                                       ".hermes.lock"};
     for (size_t i = 0; i < HM_ARRAY_LEN(ours); i++)
         unlink(out_path(s, ours[i]));
+    if (s->n_chat_added) /* the tokenizer grown with the ChatML tokens (session-chat.c) */
+        unlink(out_path(s, "tokenizer.json"));
     rmdir(s->to.output_dir);
 }
 
@@ -316,8 +339,8 @@ static enum hm_status resolve_config(struct session *s)
                    s->to.seq_len, s->cfg.name, s->cfg.max_seq_len, s->cfg.max_seq_len);
         s->to.seq_len = s->cfg.max_seq_len;
     }
-    if (!s->to.stride)
-        s->to.stride = s->to.seq_len;
+    if (!s->to.stride) /* chat: disjoint packed windows of seq_len + 1 tokens */
+        s->to.stride = s->format == HM_DATA_CHAT ? s->to.seq_len + 1 : s->to.seq_len;
     return HM_OK;
 }
 
@@ -337,7 +360,8 @@ static enum hm_status build_model(struct session *s)
         (st = hm_model_init_weights(s->model, s->to.seed)) != HM_OK)
         return st;
     if (o->checkpoint && !s->to.resume &&
-        (st = hm_model_load_weights(s->model, o->checkpoint)) != HM_OK) {
+        (st = s->n_chat_added ? hm_model_load_weights_grow_vocab(s->model, o->checkpoint, s->n_chat_added)
+                              : hm_model_load_weights(s->model, o->checkpoint)) != HM_OK) {
         if (st == HM_ERR_MISMATCH && strstr(hm_last_error(), "embedding.weight"))
             hm_fail(st, "train: --checkpoint %s does not match tokenizer %s (%d tokens): %s",
                     o->checkpoint, o->tokenizer, s->cfg.vocab_size, hm_last_error());
@@ -384,7 +408,12 @@ static void log_plan(struct session *s)
 static enum hm_status run_ranks(struct session *s)
 {
     enum hm_status st;
-    if ((st = prepare_output(s)) != HM_OK || (st = share_tokenizer(s)) != HM_OK)
+    if ((st = prepare_output(s)) != HM_OK || (st = share_tokenizer(s)) != HM_OK ||
+        (st = hm_session_chat_format(s->o, hm_comm_size(s->comm), &s->format)) != HM_OK)
+        return st;
+    if (s->format == HM_DATA_CHAT &&
+        (st = hm_session_chat_tokens(&s->tok, s->o->tokenizer, s->to.resume ? NULL : s->o->checkpoint,
+                                     s->to.output_dir, &s->n_chat_added)) != HM_OK)
         return st;
     if (s->rank != 0 && (st = hm_mkdir_p(s->to.output_dir)) != HM_OK)
         return st;
@@ -416,6 +445,8 @@ static void finish(struct session *s, enum hm_status st)
     if (s->have_val)
         hm_token_cache_close(&s->val);
     hm_token_cache_close(&s->train);
+    hm_token_cache_close(&s->val_flags);
+    hm_token_cache_close(&s->train_flags);
     hm_tokenizer_free(s->tok);
     if (st != HM_OK && st != HM_ERR_INTERRUPTED && s->comm && hm_comm_size(s->comm) > 1) {
         s->res->aborted = true;

@@ -10,6 +10,7 @@
  * each rank keeps the AdamW moments of its shard only, and rank 0 gathers them to save the state.
  */
 #include "parallel/ddp.h"
+#include "hermes/chat.h"
 #include "hermes/comm.h"
 #include "hermes/interrupt.h"
 #include "hermes/metrics.h"
@@ -35,6 +36,7 @@ struct trainer {
     bool val_from_train;
     uint32_t *perm;
     hm_token *ids, *targets;
+    int32_t *doc_start; /* chat data (packed windows) only */
     uint32_t *win; /* window indices of one evaluation batch */
     long steps_per_epoch, total_steps;
     long step;  /* optimizer steps done */
@@ -59,6 +61,9 @@ static void fill_batch(struct trainer *t, const struct hm_token_cache *tok, cons
             t->ids[b * T + i] = hm_token_at(tok, start + i);
             t->targets[b * T + i] = hm_token_at(tok, start + i + 1);
         }
+        if (tok->flags)
+            hm_chat_window_mask(tok->flags, start, T, t->o->no_loss_mask, t->targets + b * T,
+                                t->doc_start + b * T);
     }
 }
 
@@ -68,6 +73,7 @@ static enum hm_status run_micro(struct trainer *t, bool backward, float *loss)
     enum hm_status st;
     if ((st = hm_tensor_set(t->tg.ids, t->ids, bytes)) != HM_OK ||
         (st = hm_tensor_set(t->tg.targets, t->targets, bytes)) != HM_OK ||
+        (t->tg.doc_start && (st = hm_tensor_set(t->tg.doc_start, t->doc_start, bytes)) != HM_OK) ||
         (st = hm_graph_forward(t->tg.graph)) != HM_OK)
         return st;
     if (backward && (st = hm_graph_backward(t->tg.graph)) != HM_OK)
@@ -338,8 +344,14 @@ static enum hm_status setup(struct trainer *t)
     if ((st = hm_windows_init(&t->tw, t->train->n_tokens, o->seq_len, o->stride,
                               t->val_from_train ? o->val_split : 0.0)) != HM_OK)
         return st;
-    if (t->val && (st = hm_windows_init(&t->vw, t->val->n_tokens, o->seq_len, o->seq_len, 0.0)) != HM_OK)
+    /* chat windows are disjoint packs of seq_len + 1 tokens: the same stride as training */
+    int val_stride = t->val && t->val->flags ? o->stride : o->seq_len;
+    if (t->val && (st = hm_windows_init(&t->vw, t->val->n_tokens, o->seq_len, val_stride, 0.0)) != HM_OK)
         return hm_fail(st, "validation data: %s", hm_last_error());
+    bool packed = t->train->flags != NULL;
+    if (t->val && (t->val->flags != NULL) != packed)
+        return hm_fail(HM_ERR_USAGE, "validation data: one of the training and validation sets is chat data "
+                       "and the other plain text");
     uint64_t G = (uint64_t)o->batch_size * o->grad_accum * t->world;
     t->steps_per_epoch = (long)(t->tw.n_train / G);
     if (t->steps_per_epoch == 0)
@@ -354,13 +366,16 @@ static enum hm_status setup(struct trainer *t)
     t->targets = hm_malloc((size_t)o->batch_size * o->seq_len * sizeof *t->targets);
     t->path_buf = hm_malloc(4096);
     t->win = hm_malloc((size_t)o->batch_size * sizeof *t->win);
-    if (!t->perm || !t->ids || !t->targets || !t->path_buf || !t->win)
+    t->doc_start = packed ? hm_malloc((size_t)o->batch_size * o->seq_len * sizeof *t->doc_start) : NULL;
+    if (!t->perm || !t->ids || !t->targets || !t->path_buf || !t->win || (packed && !t->doc_start))
         return hm_fail(HM_ERR_NOMEM, "out of memory for %llu window indices", (unsigned long long)t->tw.n_train);
     st = o->zero1 && t->comm ? hm_optimizer_new_zero1(t->model, &o->adamw, t->comm, &t->opt)
                              : hm_optimizer_new(t->model, &o->adamw, &t->opt);
     if (st != HM_OK)
         return st;
-    if ((st = hm_model_build_train_graph(t->model, o->batch_size, o->seq_len, &t->tg)) != HM_OK)
+    st = packed ? hm_model_build_packed_train_graph(t->model, o->batch_size, o->seq_len, &t->tg)
+                : hm_model_build_train_graph(t->model, o->batch_size, o->seq_len, &t->tg);
+    if (st != HM_OK)
         return hm_fail(st, "training graph at batch %d x sequence length %d: %s", o->batch_size,
                        o->seq_len, hm_last_error());
     struct hm_ddp_opts dopt = {o->bucket_mb, !o->no_overlap, o->zero1};
@@ -392,6 +407,7 @@ static void teardown(struct trainer *t)
     hm_free(t->perm);
     hm_free(t->ids);
     hm_free(t->targets);
+    hm_free(t->doc_start);
     hm_free(t->path_buf);
     hm_free(t->win);
 }

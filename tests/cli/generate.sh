@@ -6,12 +6,7 @@
 # missing or corrupt files, empty or too long prompts, bad flag values).
 . "$(dirname "$0")/lib.sh"
 
-words=(the cat sat on a mat and dog ran to park while birds sang songs of summer rain)
-for i in $(seq 1 200); do
-    line=""
-    for j in $(seq 1 12); do line+="${words[$(((i * 7 + j * 13 + i * j) % ${#words[@]}))]} "; done
-    echo "$line."
-done > "$TMP/corpus.txt"
+word_corpus 200 > "$TMP/corpus.txt"
 cat > "$TMP/cfg.json" <<'EOF'
 {"vocab_size": 300, "max_seq_len": 32, "hidden_size": 32, "num_layers": 1, "num_heads": 2,
  "num_kv_heads": 2, "intermediate_size": 64, "dropout": 0.0, "layer_norm_eps": 1e-5,

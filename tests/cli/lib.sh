@@ -35,6 +35,17 @@ one_line_error() {
     fi
 }
 
+# word_corpus N: N lines of 12 words from a small fixed vocabulary (a made-up corpus)
+words=(the cat sat on a mat and dog ran to park while birds sang songs of summer rain)
+word_corpus() {
+    local line
+    for i in $(seq 1 "$1"); do
+        line=""
+        for j in $(seq 1 12); do line+="${words[$(((i * 7 + j * 13 + i * j) % ${#words[@]}))]} "; done
+        echo "$line."
+    done
+}
+
 finish() {
     echo "$PASSES passed, $FAILS failed"
     [ "$FAILS" -eq 0 ]

@@ -22,9 +22,9 @@ FIX = os.path.join(os.path.dirname(HERE), "fixtures", "tokenizer")
 
 # corpus -> (vocab_size, min_frequency, special tokens)
 CORPORA = {
-    "prose-code.txt": (1000, 2, ["<pad>", "<bos>", "<eos>", "<unk>"]),
+    "prose-code.txt": (1000, 2, ["<pad>", "<bos>", "<eos>", "<unk>", "<|im_start|>", "<|im_end|>"]),
     "numbers-ws.txt": (700, 2, ["<pad>", "<bos>", "<eos>", "<unk>"]),
-    "multilingual.txt": (900, 2, ["<pad>", "<bos>", "<eos>", "<unk>"]),
+    "multilingual.txt": (900, 2, ["<pad>", "<bos>", "<eos>", "<unk>", "<|im_start|>", "<|im_end|>"]),
     "docs.jsonl": (600, 3, ["<|endoftext|>"]),
     "specials-reuse.txt": (300, 1, ["<pad>", "eos", "pad", "<unk>"]),
 }

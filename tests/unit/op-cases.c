@@ -110,9 +110,12 @@ static void ref_attention(const struct op_case *c, float **x, int32_t **ids, str
         for (int64_t t = 0; t < T; t++)
             for (int64_t h = 0; h < NH; h++) {
                 int64_t kh = h / (NH / NKV), L = c->pos + t + 1;
+                int64_t lo = c->n_i ? ids[0][b * T + t] : 0; /* packed documents */
                 const float *q = x[0] + ((b * T + t) * NH + h) * HD;
                 double m = -INFINITY, sum = 0;
-                for (int64_t j = 0; j < L; j++) {
+                for (int64_t j = 0; j < lo; j++)
+                    s[j] = 0;
+                for (int64_t j = lo; j < L; j++) {
                     const float *k = x[1] + ((b * S + j) * NKV + kh) * HD;
                     double d = 0;
                     for (int64_t e = 0; e < HD; e++)
@@ -120,7 +123,7 @@ static void ref_attention(const struct op_case *c, float **x, int32_t **ids, str
                     s[j] = d / sqrt((double)HD);
                     m = s[j] > m ? s[j] : m;
                 }
-                for (int64_t j = 0; j < L; j++)
+                for (int64_t j = lo; j < L; j++)
                     sum += s[j] = exp(s[j] - m);
                 double *o = y + ((b * T + t) * NH + h) * HD;
                 for (int64_t e = 0; e < HD; e++) {
@@ -332,6 +335,39 @@ static struct hm_tensor *b_mlp_block(const struct op_case *c, struct hm_ctx *ctx
     h = hm_linear(ctx, h, x[3], NULL);
     return hm_add(ctx, x[0], hm_dropout(ctx, h, 0.2f, 3));
 }
+/* packed documents: rows see keys from their document's start only (ids[0] holds the starts) */
+static struct hm_tensor *b_attention_docs(const struct op_case *c, struct hm_ctx *ctx, struct hm_tensor **x,
+                                          struct hm_tensor **ids)
+{
+    return hm_attention_docs(ctx, x[0], x[1], x[2], ids[0]);
+}
+static struct hm_tensor *b_rope_attention_docs(const struct op_case *c, struct hm_ctx *ctx, struct hm_tensor **x,
+                                               struct hm_tensor **ids)
+{
+    return hm_attention_docs(ctx, hm_rope(ctx, x[0], 10000.0f), hm_rope(ctx, x[1], 10000.0f), x[2], ids[0]);
+}
+/* Short documents in one block of rows (B = 2, T = 9). */
+static int32_t docs_short(int64_t b, int64_t t)
+{
+    static const int32_t starts[2][9] = {{0, 0, 0, 3, 3, 5, 5, 5, 5}, {0, 1, 1, 1, 1, 1, 6, 6, 6}};
+    return starts[b][t];
+}
+/* T = 70: a block of rows whose keys start past 0, the path that skips keys before the block's
+ * documents. */
+static int32_t docs_blocks(int64_t b, int64_t t)
+{
+    (void)b;
+    return t < 30 ? 0 : t < 55 ? 30 : t < 66 ? 55 : 66;
+}
+/* GPU tiles: batch 0 in documents of 37 positions, batch 1 one of 64 then of 11 (whole key tiles
+ * before a row's start are skipped, partial ones masked). */
+static int32_t docs_tiles(int64_t b, int64_t t)
+{
+    if (b % 2 == 0)
+        return (int32_t)(t - t % 37);
+    return t < 64 ? 0 : (int32_t)(64 + (t - 64) / 11 * 11);
+}
+
 /* rope on q and k, then attention: the training path of the model */
 static struct hm_tensor *b_rope_attention(const struct op_case *c, struct hm_ctx *ctx, struct hm_tensor **x,
                                           struct hm_tensor **i)
@@ -383,6 +419,13 @@ const struct op_case hm_op_cases[] = {
      .build = b_attention, .ref = ref_attention},
     {.name = "attention_t1", .n_f = 3, .nd = {4, 4, 4}, .sh = {{2, 1, 3, 4}, {2, 1, 1, 4}, {2, 1, 1, 4}},
      .build = b_attention, .ref = ref_attention},
+    {.name = "attention_docs", .n_f = 3, .nd = {4, 4, 4}, .sh = {{2, 9, 4, 6}, {2, 9, 2, 6}, {2, 9, 2, 6}},
+     .n_i = 1, .ind = {2}, .ish = {{2, 9}}, .id_at = docs_short, .build = b_attention_docs, .ref = ref_attention},
+    {.name = "attention_docs_blocks", .n_f = 3, .nd = {4, 4, 4}, .sh = {{1, 70, 2, 4}, {1, 70, 1, 4}, {1, 70, 1, 4}},
+     .n_i = 1, .ind = {2}, .ish = {{1, 70}}, .id_at = docs_blocks, .build = b_attention_docs, .ref = ref_attention},
+    {.name = "attention_docs_tiles", .n_f = 3, .nd = {4, 4, 4},
+     .sh = {{2, 130, 4, 64}, {2, 130, 2, 64}, {2, 130, 2, 64}}, .n_i = 1, .ind = {2}, .ish = {{2, 130}},
+     .id_at = docs_tiles, .gpu = true, .build = b_rope_attention_docs},
     {.name = "attention_cache_pos", .n_f = 3, .nd = {4, 4, 4},
      .sh = {{1, 2, 4, 4}, {1, 6, 2, 4}, {1, 6, 2, 4}}, .pos = 3, .build = b_attention, .ref = ref_attention},
     {.name = "attention_hd64_gqa", .n_f = 3, .nd = {4, 4, 4},
@@ -495,7 +538,8 @@ void op_setup(const struct op_case *c, struct hm_backend *be, enum hm_dtype dt, 
         int64_t n = hm_nelements(R->ids[i]);
         R->hids[i] = malloc(sizeof(int32_t) * (size_t)n);
         for (int64_t j = 0; j < n; j++)
-            R->hids[i][j] = (int32_t)hm_rng_below(&rng, (uint64_t)c->ihi[i]);
+            R->hids[i][j] = c->id_at && i == 0 ? c->id_at(j / c->ish[0][1], j % c->ish[0][1])
+                                               : (int32_t)hm_rng_below(&rng, (uint64_t)c->ihi[i]);
         if (c->ignore) {
             R->hids[i][1] = HM_IGNORE_INDEX;
             R->hids[i][n - 1] = HM_IGNORE_INDEX;

@@ -36,6 +36,7 @@ struct op_case {
     int64_t ish[2][4];
     int32_t ihi[2];     /* ids uniform in [0, ihi) */
     bool ignore;        /* entries 1 and n-1 of each id input set to HM_IGNORE_INDEX */
+    int32_t (*id_at)(int64_t b, int64_t t); /* ids[0] (B, T) given, not random: document starts */
     float fp[2];        /* op parameters */
     int ip[2];
     int pos;            /* runtime position */

@@ -6,6 +6,10 @@
  * backward recomputes each probability row (flash-attention style) instead of keeping a
  * (B, NH, T, T) tensor: at gpt2-small (T = 1024, NH = 12) that is 48 MiB per sequence per layer,
  * more than all the other activations of the layer, for ~25% more attention FLOPs.
+ *
+ * Document masking (packed training windows): an optional i32 doc_start (B, T) limits row t to
+ * keys doc_start[b, t] .. pos + t, so packed documents never see each other. A block of rows
+ * computes scores only from the smallest start of its rows, which makes packed windows cheaper.
  */
 #include "cpu-impl.h"
 
@@ -14,10 +18,11 @@
 struct attn_geom {
     int64_t B, T, NH, HD, S, NKV, group, pos;
     float scale;
+    const int32_t *doc; /* doc_start (B, T) or NULL: every row starts at key 0 */
 };
 
 static enum hm_status geom(const struct hm_exec *ex, const struct hm_tensor *q,
-                           const struct hm_tensor *k, struct attn_geom *g)
+                           const struct hm_tensor *k, const struct hm_tensor *doc, struct attn_geom *g)
 {
     g->B = q->shape[0], g->T = q->shape[1], g->NH = q->shape[2], g->HD = q->shape[3];
     g->S = k->shape[1], g->NKV = k->shape[2], g->group = g->NH / g->NKV;
@@ -26,7 +31,27 @@ static enum hm_status geom(const struct hm_exec *ex, const struct hm_tensor *q,
     if (g->pos < 0 || g->pos + g->T > g->S)
         return hm_fail(HM_ERR_USAGE, "attention: positions %lld..%lld exceed the %lld keys available",
                        (long long)g->pos, (long long)(g->pos + g->T - 1), (long long)g->S);
+    g->doc = doc ? (const int32_t *)doc->data : NULL;
+    for (int64_t i = 0; g->doc && i < g->B * g->T; i++)
+        if (g->doc[i] < 0 || g->doc[i] > g->pos + i % g->T)
+            return hm_fail(HM_ERR_USAGE, "attention: document start %d of row %lld is outside 0..%lld",
+                           g->doc[i], (long long)(i % g->T), (long long)(g->pos + i % g->T));
     return HM_OK;
+}
+
+/* First key row t of batch b may see. */
+static inline int64_t row_start(const struct attn_geom *g, int64_t b, int64_t t)
+{
+    return g->doc ? g->doc[b * g->T + t] : 0;
+}
+
+/* Smallest start of rows t0 .. t0+n-1: the block's scores cover keys [lo, pos + t0 + n). */
+static int64_t block_start(const struct attn_geom *g, int64_t b, int64_t t0, int64_t n)
+{
+    int64_t lo = row_start(g, b, t0);
+    for (int64_t i = 1; i < n; i++)
+        lo = HM_MIN(lo, row_start(g, b, t0 + i));
+    return lo;
 }
 
 static inline float dot(const float *a, const float *b, int64_t n)
@@ -59,9 +84,9 @@ size_t hm_cpu_attention_ws(const struct hm_tensor *node, int n_threads)
 CPU_KERNEL(attention)
 {
     const struct hm_tensor *qt = dst->src[0], *kt = dst->src[1], *vt = dst->src[2];
-    float *lse = F32(dst->src[3]);
+    float *lse = F32(dst->src[4]);
     struct attn_geom g;
-    enum hm_status st = geom(ex, qt, kt, &g);
+    enum hm_status st = geom(ex, qt, kt, dst->src[3], &g);
     if (st != HM_OK)
         return st;
     size_t per = (size_t)(ATTN_ROWS * g.S);
@@ -75,30 +100,33 @@ CPU_KERNEL(attention)
         for (int64_t u = 0; u < units; u++) {
             int64_t ch = u % n_chunks, h = (u / n_chunks) % g.NH, b = u / (n_chunks * g.NH);
             int64_t kh = h / g.group, t0 = ch * ATTN_ROWS;
-            int64_t n = t0 + ATTN_ROWS < g.T ? ATTN_ROWS : g.T - t0, L = g.pos + t0 + n;
+            int64_t n = t0 + ATTN_ROWS < g.T ? ATTN_ROWS : g.T - t0;
+            int64_t lo = block_start(&g, b, t0, n), L = g.pos + t0 + n - lo; /* keys lo .. lo+L-1 */
             const float *q = CF32(qt) + ((b * g.T + t0) * g.NH + h) * g.HD;
-            const float *k = CF32(kt) + (b * g.S * g.NKV + kh) * g.HD;
-            const float *v = CF32(vt) + (b * g.S * g.NKV + kh) * g.HD;
+            const float *k = CF32(kt) + ((b * g.S + lo) * g.NKV + kh) * g.HD;
+            const float *v = CF32(vt) + ((b * g.S + lo) * g.NKV + kh) * g.HD;
             float *o = F32(dst) + ((b * g.T + t0) * g.NH + h) * g.HD;
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)L, (int)g.HD, g.scale,
                         q, (int)qstride, k, (int)kstride, 0.0f, sc, (int)L);
             for (int64_t i = 0; i < n; i++) {
                 float *p = sc + i * L;
-                int64_t Li = g.pos + t0 + i + 1;
+                int64_t j0 = row_start(&g, b, t0 + i) - lo, Li = g.pos + t0 + i + 1 - lo;
                 float m = -INFINITY;
 #pragma omp simd reduction(max : m)
-                for (int64_t j = 0; j < Li; j++)
+                for (int64_t j = j0; j < Li; j++)
                     m = hm_maxf(m, p[j]);
                 float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
-                for (int64_t j = 0; j < Li; j++) {
+                for (int64_t j = j0; j < Li; j++) {
                     p[j] = hm_expf(p[j] - m);
                     sum += p[j];
                 }
                 float inv = 1.0f / sum;
 #pragma omp simd
-                for (int64_t j = 0; j < Li; j++)
+                for (int64_t j = j0; j < Li; j++)
                     p[j] *= inv;
+                for (int64_t j = 0; j < j0; j++)
+                    p[j] = 0.0f;
                 for (int64_t j = Li; j < L; j++)
                     p[j] = 0.0f;
                 lse[(b * g.NH + h) * g.T + t0 + i] = m + logf(sum);
@@ -122,7 +150,7 @@ CPU_KERNEL(attention_back)
     const struct hm_tensor *vt = dst->src[3], *ot = dst->src[4], *lt = dst->src[5];
     struct hm_tensor *dkt = dst->src[6], *dvt = dst->src[7];
     struct attn_geom g;
-    enum hm_status st = geom(ex, qt, kt, &g);
+    enum hm_status st = geom(ex, qt, kt, ot->src[3], &g); /* out is the forward node */
     if (st != HM_OK)
         return st;
     bool acc_q = dst->acc & 1, acc_k = dst->acc & 2, acc_v = dst->acc & 4;
@@ -144,36 +172,40 @@ CPU_KERNEL(attention_back)
             memset(dV, 0, (size_t)(Lall * HD) * sizeof(float));
             for (int64_t h = kh * g.group; h < (kh + 1) * g.group; h++)
                 for (int64_t ch = 0; ch < n_chunks; ch++) {
-                    int64_t t0 = ch * R, n = t0 + R < g.T ? R : g.T - t0, L = g.pos + t0 + n;
+                    int64_t t0 = ch * R, n = t0 + R < g.T ? R : g.T - t0;
+                    int64_t lo = block_start(&g, b, t0, n), L = g.pos + t0 + n - lo;
                     int64_t row0 = (b * g.T + t0) * g.NH + h;
                     const float *q = CF32(qt) + row0 * HD, *dout = CF32(dot_) + row0 * HD;
                     const float *o = CF32(ot) + row0 * HD;
                     const float *lse = CF32(lt) + (b * g.NH + h) * g.T + t0;
+                    const float *kl = k + lo * kstride, *vl = v + lo * kstride;
                     float *dq = F32(dst) + row0 * HD;
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)L, (int)HD,
-                                g.scale, q, (int)qstride, k, (int)kstride, 0.0f, P, (int)L);
+                                g.scale, q, (int)qstride, kl, (int)kstride, 0.0f, P, (int)L);
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)L, (int)HD,
-                                1.0f, dout, (int)qstride, v, (int)kstride, 0.0f, dP, (int)L);
+                                1.0f, dout, (int)qstride, vl, (int)kstride, 0.0f, dP, (int)L);
                     for (int64_t i = 0; i < n; i++) {
                         float *p = P + i * L, *dp = dP + i * L;
-                        int64_t Li = g.pos + t0 + i + 1;
+                        int64_t j0 = row_start(&g, b, t0 + i) - lo, Li = g.pos + t0 + i + 1 - lo;
                         float D = dot(dout + i * qstride, o + i * qstride, HD), l = lse[i];
 #pragma omp simd
-                        for (int64_t j = 0; j < Li; j++) {
+                        for (int64_t j = j0; j < Li; j++) {
                             float pj = hm_expf(p[j] - l);
                             p[j] = pj;
                             dp[j] = pj * (dp[j] - D) * g.scale; /* ds_j */
                         }
+                        for (int64_t j = 0; j < j0; j++)
+                            p[j] = dp[j] = 0.0f;
                         for (int64_t j = Li; j < L; j++)
                             p[j] = dp[j] = 0.0f;
                     }
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)HD, (int)L,
-                                1.0f, dP, (int)L, k, (int)kstride, acc_q ? 1.0f : 0.0f, dq,
+                                1.0f, dP, (int)L, kl, (int)kstride, acc_q ? 1.0f : 0.0f, dq,
                                 (int)qstride);
                     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)L, (int)HD, (int)n,
-                                1.0f, dP, (int)L, q, (int)qstride, 1.0f, dK, (int)HD);
+                                1.0f, dP, (int)L, q, (int)qstride, 1.0f, dK + lo * HD, (int)HD);
                     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)L, (int)HD, (int)n,
-                                1.0f, P, (int)L, dout, (int)qstride, 1.0f, dV, (int)HD);
+                                1.0f, P, (int)L, dout, (int)qstride, 1.0f, dV + lo * HD, (int)HD);
                 }
             float *dkb = F32(dkt) + (b * S * g.NKV + kh) * HD;
             float *dvb = F32(dvt) + (b * S * g.NKV + kh) * HD;

@@ -103,7 +103,8 @@ enum hm_status hm_cpu_run_bf16(const struct hm_exec *ex, struct hm_tensor *dst, 
     size_t shadow = hm_cpu_bf16_shadow_bytes(dst);
     HM_ASSERT(shadow <= ex->ws_bytes);
     /* Copies of the node and its operands, bf16 ones pointing at f32 shadows: kernels only read
-     * shapes, params and data pointers, never the operands' own sources. */
+     * shapes, params and data pointers, never the operands' own sources (except attention_back,
+     * which reads the forward node's doc_start: an i32 graph input, never shadowed). */
     struct hm_tensor node = *dst, srcs[HM_MAX_SRC];
     struct hm_tensor *sh[N_OPERANDS] = {&node};
     for (int i = 1; i < N_OPERANDS; i++)

@@ -21,6 +21,8 @@
  * semantics, same D workspace); these stay for every other case and as their reference in the GPU
  * tests (HM_CUDA_ATTN=reference forces them).
  * Tensors are f32 or bf16 (template T); tiles in shared memory, scores and sums are f32.
+ * Document masking: with doc_start (i32 (B, T), the forward node's src[3]) row t sees keys
+ * doc_start[b, t] .. pos + t; key tiles wholly before a row's start are skipped by its warp.
  */
 #include "common.cuh"
 #include "flash-attention.cuh"
@@ -31,11 +33,13 @@
 struct attn_geom {
     int64_t B, T, NH, HD, S, NKV, group, pos;
     float scale;
+    const int32_t *doc; /* doc_start (B, T) or NULL */
 };
 
 static enum hm_status geom(const struct hm_exec *ex, const struct hm_tensor *q, const struct hm_tensor *k,
-                           struct attn_geom *g, struct hm_cuda_attn_plan *plan)
+                           const struct hm_tensor *doc, struct attn_geom *g, struct hm_cuda_attn_plan *plan)
 {
+    g->doc = doc ? (const int32_t *)doc->data : NULL;
     g->B = q->shape[0], g->T = q->shape[1], g->NH = q->shape[2], g->HD = q->shape[3];
     g->S = k->shape[1], g->NKV = k->shape[2], g->group = g->NH / g->NKV;
     g->pos = ex->rt->pos;
@@ -69,9 +73,9 @@ static __device__ __forceinline__ float dot_smem(const float *a, const float *b,
 /* ---- forward ------------------------------------------------------------------------------- */
 
 template <int DPL, typename T>
-static __global__ void attention_kernel(const T *q, const T *k, const T *v, T *out, float *lse, int64_t T_,
-                                        int64_t NH, int64_t S, int64_t NKV, int64_t group, int64_t pos, int HD,
-                                        float scale)
+static __global__ void attention_kernel(const T *q, const T *k, const T *v, const int32_t *doc, T *out,
+                                        float *lse, int64_t T_, int64_t NH, int64_t S, int64_t NKV, int64_t group,
+                                        int64_t pos, int HD, float scale)
 {
     extern __shared__ float smem[];
     int ld = HD + 1;
@@ -80,7 +84,8 @@ static __global__ void attention_kernel(const T *q, const T *k, const T *v, T *o
     int64_t b = blockIdx.z, h = blockIdx.y, kh = h / group;
     int64_t t0 = (int64_t)blockIdx.x * ROWS, t = t0 + w;
     bool valid = t < T_;
-    int64_t L = pos + t + 1; /* keys visible to this row */
+    int64_t L = pos + t + 1; /* keys lo .. L-1 are visible to this row */
+    int64_t lo = doc && valid ? doc[b * T_ + t] : 0;
     int64_t t_last = t0 + ROWS < T_ ? t0 + ROWS - 1 : T_ - 1, Lmax = pos + t_last + 1;
     int64_t kstride = NKV * HD;
     const T *kb = k + (b * S * NKV + kh) * HD, *vb = v + (b * S * NKV + kh) * HD;
@@ -98,12 +103,13 @@ static __global__ void attention_kernel(const T *q, const T *k, const T *v, T *o
         load_tile(Ks, kb, j0, S, kstride, HD, ld);
         load_tile(Vs, vb, j0, S, kstride, HD, ld);
         __syncthreads();
-        if (!valid || j0 >= L)
+        if (!valid || j0 >= L || j0 + BC <= lo) /* a tile with no visible key keeps m finite */
             continue;
         int64_t j = j0 + lane;
-        float s = j < L ? dot_smem(qs, Ks + lane * ld, HD) : -INFINITY;
+        bool vis = j < L && j >= lo;
+        float s = vis ? dot_smem(qs, Ks + lane * ld, HD) : -INFINITY;
         float m_new = fmaxf(m, hm_warp_max(s));
-        float p = j < L ? expf(s - m_new) : 0.0f, corr = expf(m - m_new);
+        float p = vis ? expf(s - m_new) : 0.0f, corr = expf(m - m_new);
         l = l * corr + hm_warp_sum(p);
 #pragma unroll
         for (int i = 0; i < DPL; i++)
@@ -145,8 +151,9 @@ static void attention_launch(const T *q, const T *k, const T *v, T *out, float *
 {
     dim3 grid((unsigned)((g->T + ROWS - 1) / ROWS), (unsigned)g->NH, (unsigned)g->B);
     set_smem(attention_kernel<DPL, T>, p->smem_fwd);
-    attention_kernel<DPL, T><<<grid, ROWS * 32, p->smem_fwd, stream>>>(q, k, v, out, lse, g->T, g->NH, g->S, g->NKV,
-                                                                       g->group, g->pos, (int)g->HD, g->scale);
+    attention_kernel<DPL, T><<<grid, ROWS * 32, p->smem_fwd, stream>>>(q, k, v, g->doc, out, lse, g->T, g->NH, g->S,
+                                                                       g->NKV, g->group, g->pos, (int)g->HD,
+                                                                       g->scale);
     HM_CUDA_LAUNCHED();
 }
 
@@ -155,7 +162,7 @@ CUDA_KERNEL(attention)
     const struct hm_tensor *qt = dst->src[0], *kt = dst->src[1], *vt = dst->src[2];
     struct attn_geom g;
     struct hm_cuda_attn_plan p;
-    enum hm_status st = geom(ex, qt, kt, &g, &p);
+    enum hm_status st = geom(ex, qt, kt, dst->src[3], &g, &p);
     if (st != HM_OK)
         return st;
     if (hm_cuda_flash_applies(ex, dst)) { /* bf16, head dim 64 or 128: tensor cores */
@@ -163,7 +170,7 @@ CUDA_KERNEL(attention)
         return HM_OK;
     }
     cudaStream_t s = hm_cuda_stream(ex);
-    float *lse = F32(dst->src[3]);
+    float *lse = F32(dst->src[4]);
     HM_DISPATCH(dst->type, T, {
         const T *q = CPTR(T, qt), *k = CPTR(T, kt), *v = CPTR(T, vt);
         T *o = PTR(T, dst);
@@ -199,8 +206,9 @@ static __global__ void attn_rowdot_kernel(const T *dout, const T *out, float *D,
 /* ---- backward 2: dK, dV; one warp = 32 keys of one (b, kv head) ---------------------------- */
 
 template <typename T>
-static __global__ void attn_dkdv_kernel(const T *dout, const T *q, const T *k, const T *v, const float *lse,
-                                        const float *D, T *dk, T *dv, int64_t T_, int64_t NH, int64_t S, int64_t NKV,
+static __global__ void attn_dkdv_kernel(const T *dout, const T *q, const T *k, const T *v, const int32_t *doc,
+                                        const float *lse, const float *D, T *dk, T *dv, int64_t T_, int64_t NH,
+                                        int64_t S, int64_t NKV,
                                         int64_t group, int64_t pos, int HD, float scale, bool acc_k, bool acc_v)
 {
     extern __shared__ float smem[];
@@ -226,7 +234,7 @@ static __global__ void attn_dkdv_kernel(const T *dout, const T *q, const T *k, c
                 drow[d] = hm_ld(dout, row * HD + d);
             }
             __syncwarp();
-            if (j >= S || j > pos + t)
+            if (j >= S || j > pos + t || (doc && j < doc[b * T_ + t]))
                 continue;
             float l = lse[(b * NH + h) * T_ + t], Dt = D[(b * NH + h) * T_ + t];
             float p = expf(scale * dot_smem(qrow, kr, HD) - l);
@@ -251,8 +259,8 @@ static __global__ void attn_dkdv_kernel(const T *dout, const T *q, const T *k, c
 /* ---- backward 3: dQ; like the forward, one warp per query row ------------------------------ */
 
 template <int DPL, typename T>
-static __global__ void attn_dq_kernel(const T *dout, const T *q, const T *k, const T *v, const float *lse,
-                                      const float *D, T *dq, int64_t T_, int64_t NH, int64_t S, int64_t NKV,
+static __global__ void attn_dq_kernel(const T *dout, const T *q, const T *k, const T *v, const int32_t *doc,
+                                      const float *lse, const float *D, T *dq, int64_t T_, int64_t NH, int64_t S, int64_t NKV,
                                       int64_t group, int64_t pos, int HD, float scale, bool acc)
 {
     extern __shared__ float smem[];
@@ -262,7 +270,7 @@ static __global__ void attn_dq_kernel(const T *dout, const T *q, const T *k, con
     int64_t b = blockIdx.z, h = blockIdx.y, kh = h / group;
     int64_t t0 = (int64_t)blockIdx.x * ROWS, t = t0 + w;
     bool valid = t < T_;
-    int64_t L = pos + t + 1;
+    int64_t L = pos + t + 1, lo = doc && valid ? doc[b * T_ + t] : 0;
     int64_t t_last = t0 + ROWS < T_ ? t0 + ROWS - 1 : T_ - 1, Lmax = pos + t_last + 1;
     int64_t kstride = NKV * HD, row = (b * T_ + t) * NH + h;
     const T *kb = k + (b * S * NKV + kh) * HD, *vb = v + (b * S * NKV + kh) * HD;
@@ -285,11 +293,11 @@ static __global__ void attn_dq_kernel(const T *dout, const T *q, const T *k, con
         load_tile(Ks, kb, j0, S, kstride, HD, ld);
         load_tile(Vs, vb, j0, S, kstride, HD, ld);
         __syncthreads();
-        if (!valid || j0 >= L)
+        if (!valid || j0 >= L || j0 + BC <= lo)
             continue;
         int64_t j = j0 + lane;
         float ds = 0.0f;
-        if (j < L) {
+        if (j < L && j >= lo) {
             float p = expf(dot_smem(qs, Ks + lane * ld, HD) - l);
             ds = p * (dot_smem(ds_row, Vs + lane * ld, HD) - Dt) * scale;
         }
@@ -319,7 +327,8 @@ static void attn_dq_launch(const T *dout, const T *q, const T *k, const T *v, co
 {
     dim3 grid((unsigned)((g->T + ROWS - 1) / ROWS), (unsigned)g->NH, (unsigned)g->B);
     set_smem(attn_dq_kernel<DPL, T>, p->smem_bwd_q);
-    attn_dq_kernel<DPL, T><<<grid, ROWS * 32, p->smem_bwd_q, stream>>>(dout, q, k, v, lse, D, dq, g->T, g->NH, g->S,
+    attn_dq_kernel<DPL, T><<<grid, ROWS * 32, p->smem_bwd_q, stream>>>(dout, q, k, v, g->doc, lse, D, dq, g->T, g->NH,
+                                                                       g->S,
                                                                        g->NKV, g->group, g->pos, (int)g->HD, g->scale,
                                                                        acc);
     HM_CUDA_LAUNCHED();
@@ -335,7 +344,7 @@ static void attn_back_reference(const T *dout, const T *q, const T *k, const T *
     bool acc = dst->acc & 1;
     dim3 grid_kv((unsigned)((g->S + BC - 1) / BC), (unsigned)g->NKV, (unsigned)g->B);
     set_smem(attn_dkdv_kernel<T>, p->smem_bwd_kv);
-    attn_dkdv_kernel<<<grid_kv, 32, p->smem_bwd_kv, s>>>(dout, q, k, v, lse, D, PTR(T, dkt), PTR(T, dvt), g->T,
+    attn_dkdv_kernel<<<grid_kv, 32, p->smem_bwd_kv, s>>>(dout, q, k, v, g->doc, lse, D, PTR(T, dkt), PTR(T, dvt), g->T,
                                                          g->NH, g->S, g->NKV, g->group, g->pos, (int)g->HD,
                                                          g->scale, (dst->acc & 2) != 0, (dst->acc & 4) != 0);
     HM_CUDA_LAUNCHED();
@@ -353,7 +362,7 @@ CUDA_KERNEL(attention_back)
     const struct hm_tensor *vt = dst->src[3], *ot = dst->src[4], *lt = dst->src[5];
     struct attn_geom g;
     struct hm_cuda_attn_plan p;
-    enum hm_status st = geom(ex, qt, kt, &g, &p);
+    enum hm_status st = geom(ex, qt, kt, ot->src[3], &g, &p); /* out is the forward node */
     if (st != HM_OK)
         return st;
     HM_ASSERT(ex->ws_bytes >= hm_cuda_workspace_bytes(dst, 0));

@@ -579,9 +579,12 @@ bool hm_cuda_flash_applies(const struct hm_exec *ex, const struct hm_tensor *dst
     size_t need = hd == 64 ? (back ? smem_dkdv<64>() : smem_fwd<64>()) : (back ? smem_dkdv<128>() : smem_fwd<128>());
     if (need > cx->smem_optin)
         return false;
-    int n = back ? 8 : 4; /* every tensor a kernel reads or writes with 16-byte (or 4-byte) accesses */
+    /* Document masking (doc_start: the forward node's src[3]) runs on the reference kernels only. */
+    if ((back ? dst->src[4]->src[3] : dst->src[3]) != NULL)
+        return false;
+    int n = back ? 8 : 3; /* every tensor a kernel reads or writes with 16-byte (or 4-byte) accesses */
     for (int i = 0; i < n; i++)
-        if (i != (back ? 5 : 3) && !aligned16(dst->src[i])) /* lse is f32, read per element */
+        if (!(back && i == 5) && !aligned16(dst->src[i])) /* lse is f32, read per element */
             return false;
     return aligned16(dst);
 }
@@ -600,7 +603,7 @@ void hm_cuda_flash_forward(const struct hm_exec *ex, struct hm_tensor *dst, int6
 {
     const struct hm_tensor *q = dst->src[0], *k = dst->src[1];
     struct fa_fwd_args a = {CPTR(bf16_t, q), CPTR(bf16_t, k), CPTR(bf16_t, dst->src[2]), PTR(bf16_t, dst),
-                            F32(dst->src[3]), q->shape[1], q->shape[2], k->shape[1], k->shape[2],
+                            F32(dst->src[4]), q->shape[1], q->shape[2], k->shape[1], k->shape[2],
                             q->shape[2] / k->shape[2], pos, 1.0f / sqrtf((float)q->shape[3])};
     if (q->shape[3] == 64)
         launch_forward<64>(&a, q->shape[0], hm_cuda_stream(ex));
