@@ -9,8 +9,8 @@
 #include "commands.h"
 #include "gen-setup.h"
 #include "hermes/chat.h"
-#include <errno.h>
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

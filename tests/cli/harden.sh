@@ -55,6 +55,10 @@ expect 1 "fifo: is a FIFO, not a regular file" -- train-tokenizer -i "$TMP/fifo"
 expect 1 "fifo: is a FIFO, not a regular file" -- generate -c "$TMP/fifo" -t "$TMP/tok.json" -p hi
 expect 1 "fifo: is a FIFO, not a regular file" -- info -m "$TMP/fifo"
 expect 1 "is a directory, not a regular file" -- train -d "$TMP" "${NANO[@]}" -o "$TMP/f6"
+expect 1 "fifo: is a FIFO, not a regular file" -- chat -c "$TMP/fifo" -t "$TMP/tok.json"
+expect 1 "fifo: is a FIFO, not a regular file" -- export -c "$TMP/fifo" -t "$TMP/tok.json" -o "$TMP/f8.gguf"
+mkdir -p "$TMP/hf-fifo" && mkfifo "$TMP/hf-fifo/config.json"
+expect 1 "config.json: is a FIFO, not a regular file" -- import "$TMP/hf-fifo" -o "$TMP/f9"
 expect 1 "is a character device, not a regular file" -- train-tokenizer -i /dev/zero -o "$TMP/f7.json"
 # '-' reads standard input for train -d, alone or among files (rank 0's content key).
 out=$("$BIN" train -d - "${NANO[@]}" --max-steps 2 -o "$TMP/stdin1" <"$D" 2>&1)
@@ -103,6 +107,24 @@ done
 "$BIN" generate -c "$TMP/run/weights.safetensors" -t "$TMP/tok.json" -p "The" -m 5 --seed 1 >/dev/full 2>"$TMP/full.err"
 rc=$?
 [ $rc -eq 1 ] && [ "$(grep -c "^hermes-llm: error: .*write failed" "$TMP/full.err")" = 1 ] && PASSES=$((PASSES + 1)) || { echo "FAIL: generate > /dev/full exited $rc"; FAILS=$((FAILS + 1)); }
+echo "Hi" | "$BIN" chat -c "$TMP/run/weights.safetensors" -t "$TMP/tok.json" -m 5 --seed 1 >/dev/full 2>"$TMP/full.err"
+rc=$?
+[ $rc -eq 1 ] && [ "$(grep -c "^hermes-llm: error: .*write failed" "$TMP/full.err")" = 1 ] && PASSES=$((PASSES + 1)) || { echo "FAIL: chat > /dev/full exited $rc"; cat "$TMP/full.err"; FAILS=$((FAILS + 1)); }
+# export and import with --force replace their output: one that is an input, or a folder that
+# holds one, is refused and left as it was.
+cp "$TMP/tok.json" "$TMP/run/tokenizer.json"
+wsum=$(md5sum <"$TMP/run/weights.safetensors")
+expect 2 "-o .*weights.safetensors is the input -c .*weights.safetensors: refusing to replace it" -- export -c "$TMP/run" -f gguf -o "$TMP/run/weights.safetensors" --force
+expect 2 "-o .*config.json is the input --config" -- export -c "$TMP/run" -f gguf -o "$TMP/run/config.json" --force
+expect 2 "-o .*run holds the input -c .*weights.safetensors: refusing to replace it" -- export -c "$TMP/run" -f hf -o "$TMP/run" --force
+mkdir -p "$TMP/w" && cp "$TMP/run/weights.safetensors" "$TMP/run/config.json" "$TMP/w/"
+expect 2 "-o .*run holds the input -t .*tokenizer.json" -- export -c "$TMP/w" -t "$TMP/run/tokenizer.json" -f hf -o "$TMP/run" --force
+[ "$(md5sum <"$TMP/run/weights.safetensors")" = "$wsum" ] && PASSES=$((PASSES + 1)) || { echo "FAIL: export replaced its input"; FAILS=$((FAILS + 1)); }
+expect 0 "wrote" -- export -c "$TMP/run" -f hf -o "$TMP/hf" --force
+expect 2 "import: -o .*hf is the input -i .*hf: refusing to replace it" -- import "$TMP/hf" -o "$TMP/hf" --force
+expect 2 "import: -o .* holds the input -i" -- import "$TMP/hf" -o "$TMP" --force
+[ -e "$TMP/hf/config.json" ] && PASSES=$((PASSES + 1)) || { echo "FAIL: import replaced its input"; FAILS=$((FAILS + 1)); }
+rm "$TMP/run/tokenizer.json"
 # Temp files of dead processes go at the next start; a live process's temp file stays.
 sleep 0 & dead=$!; wait $dead
 for f in weights.safetensors state.safetensors metrics.jsonl tokens-train.bin; do echo x > "$TMP/run/$f.tmp.$dead"; done
