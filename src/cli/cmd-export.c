@@ -18,6 +18,17 @@ static bool ends_with(const char *s, const char *suffix)
     return n >= k && strcmp(s + n - k, suffix) == 0;
 }
 
+/* With --force an output that is an input, or a folder holding one, would be replaced. */
+static enum hm_status output_not_input(const char *output, const struct hm_export_source *src)
+{
+    const char *ckpt = src->ckpt_path, *cfg = src->cfg_path, *tok = src->tok_path;
+    enum hm_status st;
+    if ((st = hm_check_output_not_holding("export: -o", output, "-c", &ckpt, 1)) != HM_OK ||
+        (st = hm_check_output_not_holding("export: -o", output, "--config", &cfg, 1)) != HM_OK)
+        return st;
+    return hm_check_output_not_holding("export: -o", output, "-t", &tok, 1);
+}
+
 enum hm_status cmd_export(int argc, char **argv)
 {
     const char *checkpoint = NULL, *config = NULL, *tokenizer = NULL, *format = NULL,
@@ -77,11 +88,7 @@ enum hm_status cmd_export(int argc, char **argv)
     struct hm_export_source src;
     if ((st = hm_export_source_open(&src, checkpoint, config, tokenizer)) != HM_OK)
         return st;
-    /* With --force an output that is an input, or a folder holding one, would be replaced. */
-    const char *ckpt = src.ckpt_path, *cfg = src.cfg_path, *tok = src.tok_path;
-    if ((st = hm_check_output_not_holding("export: -o", output, "-c", &ckpt, 1)) != HM_OK ||
-        (st = hm_check_output_not_holding("export: -o", output, "--config", &cfg, 1)) != HM_OK ||
-        (st = hm_check_output_not_holding("export: -o", output, "-t", &tok, 1)) != HM_OK) {
+    if ((st = output_not_input(output, &src)) != HM_OK) {
         hm_export_source_close(&src);
         return st;
     }

@@ -123,7 +123,7 @@ enum hm_status hm_run_dir_open(const char *dir, bool resume, bool overwrite,
 /* What a run writes into its folder (the trainer's and the CLI's outputs). */
 static const char *const run_outputs[] = {
     "config.json", "state.safetensors", "weights.safetensors", "metrics.jsonl", "loss.svg",
-    "tokens-train.bin", "tokens-val.bin",
+    "tokens-train.bin", "tokens-val.bin", "tokens-train.flags", "tokens-val.flags",
 };
 
 static bool same_file(const char *a, const char *b);
