@@ -57,6 +57,7 @@ int main(int argc, char **argv)
     o.train.output_dir = out;
     o.train.batch_size = 2, o.train.seq_len = 32, o.train.max_steps = 6;
     o.train.log_every = 1, o.train.eval_every = 0, o.train.save_every = 0;
+    o.overwrite = true; /* a demo starts over each time: an earlier run in WORK_DIR is replaced */
     struct hm_session_result r;
     enum hm_status st = hm_session_run(&o, &r);
     if (st != HM_OK) {

@@ -90,6 +90,10 @@ HM_API enum hm_status hm_backend_run_sequence(struct hm_backend *be, uint64_t ke
 
 /* Threads for OpenMP loops and OpenBLAS together (n >= 1). */
 HM_API void hm_set_threads(int n);
+/* The most threads the BLAS library was built for, and HM_ERR_USAGE naming `flag` when n is
+ * outside [1, that]. */
+HM_API int hm_max_threads(void);
+HM_API enum hm_status hm_check_threads(const char *flag, long n);
 HM_API int hm_get_threads(void);
 /*
  * Flush denormals to zero (x86 MXCSR FTZ + DAZ) in the calling thread and every thread of the

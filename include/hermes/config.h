@@ -21,6 +21,8 @@ extern "C" {
 
 enum hm_activation { HM_ACT_GELU = 0, HM_ACT_SWIGLU = 1 };
 
+#define HM_CONFIG_MAX_DIM (1 << 30) /* the largest value of any integer key */
+
 struct hm_model_config {
     char name[64];          /* preset name or file stem, for display only */
     int vocab_size;
@@ -50,7 +52,9 @@ HM_API enum hm_status hm_config_resolve(const char *name_or_path, struct hm_mode
 HM_API enum hm_status hm_config_load(const char *path, struct hm_model_config *out);
 HM_API enum hm_status hm_config_parse(const char *json, const char *origin, struct hm_model_config *out);
 
-/* Checks every invariant (positive sizes, heads divide hidden, kv heads divide heads, even head_dim). */
+/* Checks every invariant (positive sizes, heads divide hidden, kv heads divide heads, even
+ * head_dim) and that the parameter count, training bytes and KV cache stay far below 2^64, so
+ * every size computed from the config is exact. */
 HM_API enum hm_status hm_config_validate(const struct hm_model_config *cfg);
 
 /* config.json text (original 10 keys first, then ours). Caller frees with hm_free(). */

@@ -18,11 +18,14 @@ extern "C" {
 #endif
 
 struct hm_dataset_opts {
-    const char *const *paths; /* n_paths files; n_paths == 0 reads standard input */
+    const char *const *paths; /* n_paths files ("-": standard input); none reads stdin */
     int n_paths;
     const char *text_field;   /* JSONL field, "text" */
     const char *cache_path;   /* token cache to reuse or (re)write */
     int n_threads;
+    const char *flag;         /* names the inputs in messages: "--data" when NULL */
+    void (*after_read)(const char *path); /* tests: called after each file is read, before the
+                                           * check that it did not change meanwhile; NULL */
 };
 
 struct hm_dataset_info {
@@ -35,8 +38,9 @@ struct hm_dataset_info {
 /* Standard input, text field "text", no cache path (set one), all threads. */
 HM_API struct hm_dataset_opts hm_dataset_opts_default(void);
 
-/* Open (or build) the token cache for the inputs. HM_ERR_USAGE for empty data, HM_ERR_IO for an
- * unreadable file, HM_ERR_FORMAT for malformed JSONL (with file and line), HM_ERR_MISMATCH when the
+/* Open (or build) the token cache for the inputs. HM_ERR_FORMAT for empty data, HM_ERR_IO for an
+ * unreadable file or one that changed while it was read (no cache is written then), HM_ERR_FORMAT
+ * for malformed JSONL (with file and line), HM_ERR_MISMATCH when the
  * tokenizer has no <eos>. */
 HM_API enum hm_status hm_dataset_open(struct hm_tokenizer *tok, const struct hm_dataset_opts *opts,
                                       struct hm_token_cache *out, struct hm_dataset_info *info);

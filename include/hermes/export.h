@@ -44,6 +44,7 @@ struct hm_export_source {
     struct hm_st_file *weights; /* owned */
     struct hm_tokenizer *tok;   /* owned */
     char ckpt_path[4096];
+    char cfg_path[4096], tok_path[4096]; /* the config and tokenizer read */
 };
 
 /* `ckpt` is a .safetensors file or a run folder (its weights.safetensors). `config` and

@@ -46,6 +46,11 @@ HM_API enum hm_status hm_model_memory_estimate(const struct hm_model_config *cfg
 HM_API enum hm_status hm_model_memory_planned(const struct hm_model_config *cfg, int B, int T,
                                               struct hm_backend *be, enum hm_dtype dtype,
                                               struct hm_model_memory *out);
+/* Refuse before allocating anything: HM_ERR_NOMEM naming the figures when training (or, with
+ * training false, inference with a T-position KV cache) at batch B would need more than this
+ * machine's physical memory; HM_ERR_USAGE when the sizes cannot even be counted in 64 bits. */
+HM_API enum hm_status hm_model_memory_check(const struct hm_model_config *cfg, int B, int T,
+                                            bool training);
 
 struct hm_model;
 

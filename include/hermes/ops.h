@@ -94,6 +94,11 @@ static HM_HOSTDEV inline uint32_t hm_dropout_bits(uint64_t seed, uint64_t step, 
     k = hm_mix64(k ^ ((uint64_t)id * 0x8cb92ba72f3d8dd7ULL));
     return (uint32_t)(hm_mix64(k ^ i) >> 32);
 }
+/* Global element index of element 0 of an n-element dropout input (struct hm_runtime). */
+static HM_HOSTDEV inline uint64_t hm_dropout_offset(uint64_t sample0, uint64_t samples, int64_t n)
+{
+    return samples ? sample0 * ((uint64_t)n / samples) : 0;
+}
 /* keep iff bits >= threshold, threshold = p * 2^32 (rounded down, saturated). */
 static HM_HOSTDEV inline uint32_t hm_dropout_threshold(float p)
 {

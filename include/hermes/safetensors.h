@@ -110,6 +110,10 @@ struct hm_st_tensor {
 /* Maps and validates `path`. On success *out owns the mapping (close with hm_st_close).
  * HM_ERR_IO (cannot open/stat/mmap), HM_ERR_FORMAT (anything wrong in the file), HM_ERR_NOMEM. */
 HM_API enum hm_status hm_st_open(const char *path, struct hm_st_file **out);
+/* The same validation for `size` bytes in memory (borrowed: keep them until hm_st_close);
+ * `name` stands for the path in messages. */
+HM_API enum hm_status hm_st_open_buffer(const void *data, size_t size, const char *name,
+                                        struct hm_st_file **out);
 HM_API void hm_st_close(struct hm_st_file *f); /* NULL is a no-op */
 
 HM_API const char *hm_st_path(const struct hm_st_file *f);

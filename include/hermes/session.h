@@ -55,6 +55,8 @@ struct hm_session_opts {
     const char *text_field;        /* JSONL field */
     enum hm_data_format format;    /* auto: chat when the first .jsonl record is a conversation */
     const char *checkpoint;        /* initial weights (.safetensors), for fine-tuning; NULL: none */
+    bool overwrite;                /* start over in a folder holding a resumable run (run-dir.h);
+                                      without it (and without train.resume) that is HM_ERR_USAGE */
     const char *device;            /* cpu, cuda or cuda:N (a worker always takes its one GPU) */
     enum hm_dtype dtype;           /* f32 or bf16 */
     bool clamp_seq_len;            /* seq_len above max_seq_len: lowered (true) or HM_ERR_USAGE */

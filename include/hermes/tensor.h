@@ -214,9 +214,11 @@ HM_API struct hm_tensor *hm_kv_write(struct hm_ctx *ctx, struct hm_tensor *cache
 HM_API struct hm_tensor *hm_gelu(struct hm_ctx *ctx, struct hm_tensor *x); /* exact, erf */
 HM_API struct hm_tensor *hm_swiglu(struct hm_ctx *ctx, struct hm_tensor *gate, struct hm_tensor *up);
 /*
- * Dropout with a counter-based RNG: element i is kept iff hash(seed, step, id, i) >= p * 2^32,
- * with seed/step from the graph runtime, so masks are reproducible, resumable and backend
- * independent. `id` must be unique per dropout site (the model uses 4 * layer + site). Returns x itself
+ * Dropout with a counter-based RNG: element i is kept iff hash(seed, step, id, g) >= p * 2^32,
+ * g = i + rt.sample0 * (elements per sample), with seed/step/sample0 from the graph runtime, so
+ * masks are reproducible, resumable, backend independent and the same for a sample whichever rank
+ * or micro-batch holds it. `id` must be unique per dropout site (the model uses 4 * layer + site).
+ * Returns x itself
  * (no node) when p == 0; at run time it copies x when rt.training is false.
  */
 HM_API struct hm_tensor *hm_dropout(struct hm_ctx *ctx, struct hm_tensor *x, float p, int32_t id);
@@ -240,7 +242,13 @@ struct hm_runtime {
     int32_t pos;      /* position of the first query row (RoPE, KV cache); 0 for training */
     bool training;    /* dropout active; false: dropout copies (default true) */
     uint64_t seed;    /* dropout seed */
-    uint64_t step;    /* dropout counter, e.g. step * grad_accum + micro_step */
+    uint64_t step;    /* dropout counter: the optimizer step */
+    /* Dropout masks are keyed by the sample's index in the step's global batch, so W processes
+     * (or micro-batches) draw exactly the masks one process with the whole batch would: this
+     * micro-batch holds samples [sample0, sample0 + samples) of it. samples 0: keyed by the
+     * element index only. */
+    uint64_t sample0;
+    uint64_t samples;
     float loss_scale; /* seed gradient of the loss, e.g. 1 / grad_accum (default 1) */
 };
 

@@ -3,8 +3,9 @@
  * clipping, AdamW, an LR schedule, periodic evaluation, safetensors checkpoints and exact resume.
  *
  * The loop is deterministic: the data order depends on (seed, epoch), dropout masks on
- * (seed, micro-step), and the kernels are bit-reproducible at a fixed thread count, so a run
- * resumed from `state.safetensors` continues bit-identically to one that never stopped.
+ * (seed, step, the sample's index in the global batch: any split over processes and
+ * micro-batches draws the same masks), and the kernels are bit-reproducible at a fixed thread
+ * count, so a run resumed from `state.safetensors` continues bit-identically to one that never stopped.
  *
  * Output folder: config.json, state.safetensors (weights + AdamW moments + loop position, the one
  * file resume reads), weights.safetensors (latest weights), checkpoint_epoch_{e}.safetensors,

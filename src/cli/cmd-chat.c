@@ -29,8 +29,10 @@ static bool on_token(hm_token id, void *user)
     size_t len;
     if ((o->st = hm_decode_stream_push(o->ds, id, &text, &len)) != HM_OK)
         return false;
-    fwrite(text, 1, len, stdout);
-    fflush(stdout);
+    if (len && (fwrite(text, 1, len, stdout) != len || fflush(stdout) != 0)) {
+        o->st = hm_fail(HM_ERR_IO, "chat: standard output: write failed: %s", strerror(errno));
+        return false;
+    }
     if (o->delay_us)
         usleep((useconds_t)o->delay_us);
     return !hm_interrupt_requested();

@@ -5,6 +5,7 @@
  */
 #include "commands.h"
 #include "hermes/export.h"
+#include "hermes/run-dir.h"
 #include "opts.h"
 
 #include <stdio.h>
@@ -15,6 +16,17 @@ static bool ends_with(const char *s, const char *suffix)
 {
     size_t n = strlen(s), k = strlen(suffix);
     return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+/* With --force an output that is an input, or a folder holding one, would be replaced. */
+static enum hm_status output_not_input(const char *output, const struct hm_export_source *src)
+{
+    const char *ckpt = src->ckpt_path, *cfg = src->cfg_path, *tok = src->tok_path;
+    enum hm_status st;
+    if ((st = hm_check_output_not_holding("export: -o", output, "-c", &ckpt, 1)) != HM_OK ||
+        (st = hm_check_output_not_holding("export: -o", output, "--config", &cfg, 1)) != HM_OK)
+        return st;
+    return hm_check_output_not_holding("export: -o", output, "-t", &tok, 1);
 }
 
 enum hm_status cmd_export(int argc, char **argv)
@@ -76,6 +88,10 @@ enum hm_status cmd_export(int argc, char **argv)
     struct hm_export_source src;
     if ((st = hm_export_source_open(&src, checkpoint, config, tokenizer)) != HM_OK)
         return st;
+    if ((st = output_not_input(output, &src)) != HM_OK) {
+        hm_export_source_close(&src);
+        return st;
+    }
     if (auto_dtype)
         dt = hm_export_source_dtype(&src);
     st = gguf ? hm_export_gguf(&src, dt, output) : hm_export_hf(&src, dt, output, force);

@@ -10,6 +10,7 @@
 #include "gen-setup.h"
 #include "hermes/chat.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,9 +27,9 @@ static bool emit(hm_token id, void *user)
     size_t len;
     if ((c->st = hm_decode_stream_push(c->ds, id, &text, &len)) != HM_OK)
         return false;
-    if (len) {
-        fwrite(text, 1, len, stdout);
-        fflush(stdout);
+    if (len && (fwrite(text, 1, len, stdout) != len || fflush(stdout) != 0)) {
+        c->st = hm_fail(HM_ERR_IO, "generate: standard output: write failed: %s", strerror(errno));
+        return false;
     }
     return true;
 }

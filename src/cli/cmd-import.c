@@ -5,6 +5,7 @@
  */
 #include "commands.h"
 #include "hermes/export.h"
+#include "hermes/run-dir.h"
 #include "opts.h"
 
 #include <stdio.h>
@@ -40,6 +41,9 @@ enum hm_status cmd_import(int argc, char **argv)
     }
     if (!input || !output)
         return hm_fail(HM_ERR_USAGE, "import: a Hugging Face folder and --output are required");
+    const char *in = input; /* with --force, replacing the folder that holds it would delete it */
+    if ((st = hm_check_output_not_holding("import: -o", output, "-i", &in, 1)) != HM_OK)
+        return st;
     if ((st = hm_import_hf(input, output, force)) == HM_OK)
         fprintf(stderr, "wrote %s: config.json, weights.safetensors, tokenizer.json\n", output);
     return st;

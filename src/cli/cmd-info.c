@@ -186,6 +186,8 @@ enum hm_status cmd_info(int argc, char **argv)
         return st;
     if (vocab)
         cfg->vocab_size = (int)vocab;
+    if (vocab && (st = hm_config_validate(cfg)) != HM_OK) /* the sizes with the new vocab */
+        return hm_fail(st, "info: --vocab-size %ld: %s", vocab, hm_last_error());
     int T = seq_len ? (int)seq_len : (cfg->max_seq_len < 256 ? cfg->max_seq_len : 256);
     if (T > cfg->max_seq_len)
         return hm_fail(HM_ERR_USAGE, "info: --seq-len %d exceeds the model's max_seq_len %d", T,

@@ -6,6 +6,7 @@
  */
 #include "commands.h"
 #include "data/reader.h"
+#include "hermes/run-dir.h"
 #include "hermes/tokenizer.h"
 #include "opts.h"
 #include "util/util.h"
@@ -147,6 +148,9 @@ static enum hm_status parse_args(int argc, char **argv, struct tt_args *a)
         return hm_fail(HM_ERR_USAGE, "train-tokenizer: --input is required");
     if (!a->output)
         return hm_fail(HM_ERR_USAGE, "train-tokenizer: --output is required");
+    if ((st = hm_check_output_not_input("train-tokenizer: -o", a->output, "-i", a->inputs.items,
+                                        (size_t)a->inputs.n)) != HM_OK)
+        return st;
     int n_stdin = 0;
     for (int i = 0; i < a->inputs.n; i++)
         n_stdin += strcmp(a->inputs.items[i], "-") == 0;

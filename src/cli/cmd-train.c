@@ -26,7 +26,7 @@ struct train_args {
     long log_every, eval_every, eval_batches, save_every, vocab_size;
     double lr, min_lr, val_split, grad_clip, weight_decay, bucket_mb;
     bool resume, seq_len_given, warmup_given, min_lr_given, model_given, num_gpus_given;
-    bool no_overlap, zero1, no_loss_mask;
+    bool no_overlap, zero1, no_loss_mask, overwrite;
 };
 
 static void print_progress(const struct hm_train_progress *p, void *user)
@@ -91,6 +91,7 @@ static enum hm_status parse_args(int argc, char **argv, struct train_args *a, bo
         {"text-field", 0, CLI_STRING, &a->text_field, "KEY", "JSONL field holding the text", "text"},
         {"checkpoint", 0, CLI_STRING, &a->checkpoint, "FILE", "Start from these weights (.safetensors), for fine-tuning", NULL},
         {"resume", 0, CLI_FLAG, &a->resume, NULL, "Continue exactly from the output folder's saved state", NULL},
+        {"overwrite", 0, CLI_FLAG, &a->overwrite, NULL, "Start over in an output folder that holds a resumable run, replacing it", NULL},
         {"device", 0, CLI_STRING, &a->device, "DEV", "auto, cpu, cuda or cuda:N (auto: the GPU when one is present)", "auto"},
         {"dtype", 0, CLI_STRING, &a->dtype, "TYPE", CLI_DTYPE_HELP, CLI_DTYPE_DEFAULT},
         {"threads", 0, CLI_INT, &a->threads, "N", "CPU threads", "OMP_NUM_THREADS or all cores", 1, 4096},
@@ -119,6 +120,38 @@ static enum hm_status parse_args(int argc, char **argv, struct train_args *a, bo
     return HM_OK;
 }
 
+static bool lists_stdin(const struct cli_list *l)
+{
+    for (int i = 0; i < l->n; i++)
+        if (strcmp(l->items[i], "-") == 0)
+            return true;
+    return false;
+}
+
+/* Flags that contradict each other or the run they would continue, refused (or named) up front.
+ * The output folder's own rules (lock, --overwrite, inputs that are outputs) are the session's. */
+static enum hm_status train_args_check(const struct train_args *a)
+{
+    if (a->resume && a->overwrite)
+        return hm_fail(HM_ERR_USAGE, "train: --resume continues the run in %s and --overwrite "
+                       "replaces it: give one of them", a->output);
+    if (a->resume && a->checkpoint)
+        return hm_fail(HM_ERR_USAGE, "train: --checkpoint %s conflicts with --resume, which "
+                       "continues from %s/state.safetensors", a->checkpoint, a->output);
+    if (a->min_lr_given && a->min_lr > a->lr)
+        return hm_fail(HM_ERR_USAGE, "train: --min-lr %g is above --lr %g: the schedule decays "
+                       "from --lr to --min-lr", a->min_lr, a->lr);
+    if ((a->data.n == 0 || lists_stdin(&a->data)) && lists_stdin(&a->val_data))
+        return hm_fail(HM_ERR_USAGE, "train: standard input can feed --data or --val-data, not both");
+    enum hm_status st;
+    if (a->threads && (st = hm_check_threads("train: --threads", a->threads)) != HM_OK)
+        return st;
+    if (a->resume && a->model_given)
+        fprintf(stderr, "Note: --resume continues the model saved in %s/config.json; -m %s is "
+                "ignored\n", a->output, a->model);
+    return HM_OK;
+}
+
 /* Flags -> session options; the device, dtype, schedule and save dtype are checked here. */
 static enum hm_status session_opts(struct train_args *a, char *device, size_t cap,
                                    struct hm_session_opts *o)
@@ -140,6 +173,7 @@ static enum hm_status session_opts(struct train_args *a, char *device, size_t ca
     o->data = a->data.items, o->n_data = a->data.n;
     o->val_data = a->val_data.items, o->n_val_data = a->val_data.n;
     o->checkpoint = a->checkpoint, o->device = device, o->clamp_seq_len = !a->seq_len_given;
+    o->overwrite = a->overwrite;
     o->num_gpus = a->num_gpus_given ? (int)a->num_gpus : 0;
     t->output_dir = a->output, t->batch_size = (int)a->batch, t->seq_len = (int)a->seq_len;
     t->stride = (int)a->stride, t->grad_accum = (int)a->grad_accum, t->epochs = (int)a->epochs;
@@ -197,10 +231,11 @@ static void print_summary(const struct train_args *a, const struct hm_session_re
     if (r->world > 1 && sum->comm_buckets > 0)
         print_comm_summary(a, r);
     if (st == HM_ERR_INTERRUPTED) {
-        /* The exact command: this one, with --resume added once. */
+        /* The exact command, shell-quoted: this one, with --resume added once. */
         fprintf(stderr, "Resume with: hermes-llm");
         for (int i = 0; i < argc; i++)
-            fprintf(stderr, " %s", argv[i]);
+            if (strcmp(argv[i], "--overwrite") != 0) /* it would start over, not resume */
+                cli_print_quoted(stderr, argv[i]);
         fprintf(stderr, "%s\n", a->resume ? "" : " --resume");
     }
 }
@@ -212,7 +247,8 @@ enum hm_status cmd_train(int argc, char **argv)
     char device[32];
     struct hm_session_opts o;
     enum hm_status st = parse_args(argc, argv, &a, &help);
-    if (st != HM_OK || help || (st = session_opts(&a, device, sizeof device, &o)) != HM_OK)
+    if (st != HM_OK || help || (st = train_args_check(&a)) != HM_OK ||
+        (st = session_opts(&a, device, sizeof device, &o)) != HM_OK)
         return st;
     if (a.threads)
         hm_set_threads((int)a.threads);

@@ -38,6 +38,10 @@ enum hm_status cli_gen_load(const char *cmd, struct cli_gen_args *a, struct cli_
     if ((st = cli_resolve_device(cmd, a->device, device, sizeof device)) != HM_OK ||
         (st = cli_resolve_dtype(cmd, a->dtype, device, &dtype)) != HM_OK)
         return st;
+    char flag[64];
+    snprintf(flag, sizeof flag, "%s: --threads", cmd);
+    if (a->threads && (st = hm_check_threads(flag, a->threads)) != HM_OK)
+        return st;
     if (a->threads)
         hm_set_threads((int)a->threads);
     if (a->config) {
@@ -72,7 +76,10 @@ enum hm_status cli_gen_load_model(const char *cmd, struct cli_gen_args *a, struc
     if ((st = cli_resolve_device(cmd, a->device, device, sizeof device)) != HM_OK ||
         (st = cli_resolve_dtype(cmd, a->dtype, device, &dtype)) != HM_OK)
         goto fail;
+    /* On the CPU a model that cannot fit is refused before allocating, with its figures. */
     if ((st = hm_backend_new_from_string(device, &g->be)) != HM_OK ||
+        (strcmp(hm_backend_name(g->be), "cpu") == 0 &&
+         (st = hm_model_memory_check(&g->cfg, 1, g->cfg.max_seq_len, false)) != HM_OK) ||
         (st = hm_model_new_infer(&g->cfg, g->be, &g->model)) != HM_OK)
         goto fail;
     if ((st = hm_model_load_weights(g->model, a->checkpoint)) != HM_OK) {

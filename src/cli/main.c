@@ -5,6 +5,7 @@
 #include "commands.h"
 #include "hermes/backend.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,9 +54,28 @@ static void usage(FILE *out)
                  "Run 'hermes-llm <command> --help' for a command's options.\n");
 }
 
+/* Every write to stdout and stderr must have reached its file: a full disk or a closed pipe is an
+ * error (exit 1), never a silent success. */
+static int finish(int code)
+{
+    bool out_ok = fflush(stdout) == 0 && !ferror(stdout);
+    int e = errno;
+    if (!out_ok && code == 0) /* a failed command has printed its one error line already */
+        fprintf(stderr, "hermes-llm: error: standard output: write failed: %s\n", strerror(e));
+    bool err_ok = fflush(stderr) == 0 && !ferror(stderr);
+    return (out_ok && err_ok) || code != 0 ? code : 1;
+}
+
+static int run(int argc, char **argv);
+
 int main(int argc, char **argv)
 {
     tune_openmp_wait(argv);
+    return finish(run(argc, argv));
+}
+
+static int run(int argc, char **argv)
+{
     /* Denormals flushed to zero from the start (the CPU backend does it too): a denormal operand
      * costs ~100x on x86 and only ever appears in values too small to matter (backend.h). */
     hm_set_flush_denormals(true);

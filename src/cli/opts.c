@@ -196,3 +196,23 @@ enum hm_status cli_resolve_device(const char *cmd, const char *spec, char *out, 
     snprintf(out, cap, "%s", spec);
     return HM_OK;
 }
+
+void cli_print_quoted(FILE *out, const char *arg)
+{
+    bool plain = *arg != 0;
+    for (const char *c = arg; *c && plain; c++)
+        plain = strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_@%+=:,./-",
+                       *c) != NULL;
+    if (plain) {
+        fprintf(out, " %s", arg);
+        return;
+    }
+    fputs(" '", out);
+    for (const char *c = arg; *c; c++) {
+        if (*c == '\'')
+            fputs("'\\''", out); /* close, escaped quote, reopen */
+        else
+            fputc(*c, out);
+    }
+    fputc('\'', out);
+}

@@ -54,6 +54,9 @@ enum hm_status cli_resolve_dtype(const char *cmd, const char *spec, const char *
 #define CLI_DTYPE_HELP "Weights and activations: auto, f32 or bf16 (f32 master weights, optimizer and loss)"
 #define CLI_DTYPE_DEFAULT "auto: bf16 on a GPU, f32 on the CPU"
 
+/* Print " ARG" quoted for a POSIX shell when it needs it (spaces, quotes, $, ...). */
+void cli_print_quoted(FILE *out, const char *arg);
+
 /* True when stderr is a terminal (progress bars) */
 bool cli_stderr_is_tty(void);
 

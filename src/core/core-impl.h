@@ -36,6 +36,7 @@ struct hm_block {
     int n, cap;
     struct hm_tensor **tensors; /* data tensors; their ->grad are the gradient tensors */
     size_t nbytes;
+    bool size_overflow; /* nbytes wrapped: hm_block_alloc refuses */
     struct hm_buffer *data;
     struct hm_buffer *grads;
 };

@@ -316,7 +316,8 @@ struct hm_tensor *hm_block_add(struct hm_block *b, const char *name, enum hm_dty
     t->offset = b->nbytes;
     snprintf(t->name, sizeof t->name, "%s", name);
     t->flags |= HM_FLAG_BLOCK;
-    b->nbytes += hm_nbytes(t);
+    if (!hm_add_size(b->nbytes, hm_nbytes(t), &b->nbytes))
+        b->size_overflow = true; /* reported by hm_block_alloc, before any allocation */
     if (b->with_grads) {
         HM_ASSERT(type == HM_DTYPE_F32); /* parameters and gradients are f32 */
         t->flags |= HM_FLAG_PARAM;
@@ -334,6 +335,8 @@ struct hm_tensor *hm_block_add(struct hm_block *b, const char *name, enum hm_dty
 enum hm_status hm_block_alloc(struct hm_block *b, struct hm_backend *be)
 {
     HM_ASSERT(!b->data);
+    if (b->size_overflow)
+        return hm_fail(HM_ERR_USAGE, "a block of %d tensors is too large to address", b->n);
     enum hm_status st = hm_buffer_new(be, b->nbytes, &b->data);
     if (st == HM_OK && b->with_grads)
         st = hm_buffer_new(be, b->nbytes, &b->grads);

@@ -8,6 +8,7 @@
 #include "util/util.h"
 
 #include <string.h>
+#include <sys/stat.h>
 
 #define CHUNK_BYTES (64u << 20)
 
@@ -124,6 +125,22 @@ static enum hm_status data_key(const struct hm_tokenizer *tok, const struct hm_d
     return HM_OK;
 }
 
+/* What says a file was not written to: device, inode, size and modification time. */
+static uint64_t file_stamp(const char *path)
+{
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        return 0;
+    uint64_t v[5] = {(uint64_t)sb.st_dev, (uint64_t)sb.st_ino, (uint64_t)sb.st_size,
+                     (uint64_t)sb.st_mtim.tv_sec, (uint64_t)sb.st_mtim.tv_nsec};
+    return hm_hash64(HM_HASH64_INIT, v, sizeof v);
+}
+
+static bool is_stdin(const char *path)
+{
+    return strcmp(path, "-") == 0;
+}
+
 struct hm_dataset_opts hm_dataset_opts_default(void)
 {
     return (struct hm_dataset_opts){.text_field = "text"};
@@ -140,7 +157,12 @@ enum hm_status hm_dataset_open(struct hm_tokenizer *tok, const struct hm_dataset
     uint64_t key = 0;
     enum hm_status st;
     bool hit = false;
-    if (o->n_paths > 0) {
+    /* With standard input among the inputs the key can only be the content read (no lookup). */
+    bool reads_stdin = o->n_paths == 0;
+    for (int i = 0; i < o->n_paths; i++)
+        reads_stdin |= is_stdin(o->paths[i]);
+    const char *flag = o->flag ? o->flag : "--data";
+    if (!reads_stdin) {
         if ((st = data_key(tok, o, &key)) != HM_OK)
             return st;
         if ((st = hm_token_cache_open(o->cache_path, key, out, &hit)) != HM_OK)
@@ -157,6 +179,11 @@ enum hm_status hm_dataset_open(struct hm_tokenizer *tok, const struct hm_dataset
     uint64_t h = HM_HASH64_INIT; /* stdin: the key is the content's hash */
     for (int i = 0; i < n_inputs; i++) {
         const char *path = o->n_paths > 0 ? o->paths[i] : "-";
+        if (reads_stdin)
+            h = hm_hash64(h, path, strlen(path) + 1);
+        /* The key hashed the bytes before reading; an unchanged stamp after reading proves the
+         * tokens come from those bytes, so a file written meanwhile never leaves a cache. */
+        uint64_t stamp = is_stdin(path) ? 0 : file_stamp(path);
         bool jsonl = is_jsonl(path);
         struct hm_reader_opts ro = {jsonl ? HM_READER_JSONL : HM_READER_LINES, o->text_field};
         struct hm_reader *r;
@@ -169,7 +196,7 @@ enum hm_status hm_dataset_open(struct hm_tokenizer *tok, const struct hm_dataset
             if (jsonl && len == 0) /* an empty record is no document (as the original skipped it) */
                 continue;
             info->n_bytes += len;
-            if (o->n_paths == 0)
+            if (reads_stdin)
                 h = hm_hash64(h, text, len);
             /* .txt: the whole file is one document; .jsonl: one per record. */
             if ((st = docs_add(&d, text, len, jsonl || first)) != HM_OK)
@@ -183,17 +210,25 @@ enum hm_status hm_dataset_open(struct hm_tokenizer *tok, const struct hm_dataset
         hm_reader_free(r);
         if (st != HM_OK)
             goto fail;
+        if (o->after_read)
+            o->after_read(path);
+        if (!is_stdin(path) && file_stamp(path) != stamp) {
+            st = hm_fail(HM_ERR_IO, "%s %s: the file changed while it was being read; nothing was "
+                         "cached: run again once it is complete", flag, path);
+            goto fail;
+        }
         if (d.len >= CHUNK_BYTES && (st = flush_chunk(tok, &d, eos, o->n_threads, &ids)) != HM_OK)
             goto fail;
     }
     if ((st = flush_chunk(tok, &d, eos, o->n_threads, &ids)) != HM_OK)
         goto fail;
     if (info->n_bytes == 0) {
-        st = hm_fail(HM_ERR_FORMAT, "the training data %s%s is empty",
-                     o->n_paths > 0 ? o->paths[0] : "from standard input", o->n_paths > 1 ? " (and the others)" : "");
+        st = hm_fail(HM_ERR_FORMAT, "%s %s%s: no text in it", flag,
+                     o->n_paths > 0 ? o->paths[0] : "(standard input)",
+                     o->n_paths > 1 ? " and the others" : "");
         goto fail;
     }
-    if (o->n_paths == 0)
+    if (reads_stdin)
         key = h;
     if ((st = hm_token_cache_write(o->cache_path, key, hm_tokenizer_vocab_size(tok), ids.v, ids.n)) != HM_OK ||
         (st = hm_token_cache_open(o->cache_path, key, out, &hit)) != HM_OK)

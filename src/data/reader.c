@@ -1,6 +1,6 @@
 /*
  * reader.c - corpus reader: file or stdin -> (optional gzip/zstd decompression) -> lines or
- * JSONL text fields. Input is read in 1 MiB blocks; a line may be any length (the line buffer
+ * JSONL text fields. Input is read in 64 KiB blocks; a line may be any length (the line buffer
  * grows). Invariant: buf[pos..len) holds decompressed bytes not yet returned.
  */
 #include "data/reader.h"
@@ -9,12 +9,11 @@
 #include <errno.h>
 #include <jansson.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 #include <zstd.h>
 
-#define BLOCK (1u << 20)
+#define BLOCK (1u << 16)
 
 enum codec { CODEC_NONE, CODEC_GZIP, CODEC_ZSTD };
 
@@ -140,19 +139,10 @@ enum hm_status hm_reader_open(const char *path, const struct hm_reader_opts *opt
         st = hm_fail(HM_ERR_NOMEM, "out of memory (reader)");
         goto fail;
     }
-    r->f = r->is_stdin ? stdin : fopen(path, "rb");
+    r->f = r->is_stdin ? stdin : hm_fopen_regular(path, &r->file_size);
     if (!r->f) {
-        st = hm_fail(HM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+        st = HM_ERR_IO;
         goto fail;
-    }
-    struct stat sb;
-    if (!r->is_stdin && fstat(fileno(r->f), &sb) == 0) {
-        if (S_ISDIR(sb.st_mode)) {
-            st = hm_fail(HM_ERR_IO, "%s: is a directory", path);
-            goto fail;
-        }
-        if (S_ISREG(sb.st_mode))
-            r->file_size = (uint64_t)sb.st_size;
     }
     size_t n = strlen(path);
     size_t base = n;

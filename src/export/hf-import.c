@@ -239,6 +239,23 @@ static enum hm_status shard_add(struct shards *s, const char *dir, const char *f
     return st;
 }
 
+/* A JSON file read through hm_read_file: refused unless a regular file (a FIFO never blocks). */
+static enum hm_status load_json(const char *path, json_t **out)
+{
+    char *text;
+    size_t len;
+    enum hm_status st = hm_read_file(path, &text, &len);
+    if (st != HM_OK)
+        return st;
+    json_error_t err;
+    *out = json_loadb(text, len, JSON_REJECT_DUPLICATES, &err);
+    hm_free(text);
+    if (!*out)
+        return hm_fail(HM_ERR_FORMAT, "%s: invalid JSON at line %d column %d: %s", path, err.line,
+                       err.column, err.text);
+    return HM_OK;
+}
+
 static enum hm_status shards_open(struct shards *s, const char *dir)
 {
     char path[4400];
@@ -248,11 +265,10 @@ static enum hm_status shards_open(struct shards *s, const char *dir)
     snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
     if (!hm_file_exists(path))
         return hm_fail(HM_ERR_IO, "%s: no model.safetensors or model.safetensors.index.json", dir);
-    json_error_t err;
-    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &err);
-    if (!root)
-        return hm_fail(HM_ERR_FORMAT, "%s: invalid JSON at line %d column %d: %s", path, err.line,
-                       err.column, err.text);
+    json_t *root;
+    enum hm_status rst = load_json(path, &root);
+    if (rst != HM_OK)
+        return rst;
     json_t *map = json_object_get(root, "weight_map");
     enum hm_status st = HM_OK;
     if (!json_is_object(map))
@@ -339,11 +355,10 @@ enum hm_status hm_import_hf(const char *hf_dir, const char *run_dir, bool replac
     snprintf(tok_path, sizeof tok_path, "%s/tokenizer.json", hf_dir);
     if (!replace && hm_file_exists(run_dir))
         return hm_fail(HM_ERR_USAGE, "%s already exists (use --force to replace it)", run_dir);
-    json_error_t err;
-    struct hf_config hc = {cfg_path, json_load_file(cfg_path, JSON_REJECT_DUPLICATES, &err)};
-    if (!hc.root)
-        return hm_fail(hm_file_exists(cfg_path) ? HM_ERR_FORMAT : HM_ERR_IO, "%s: %s", cfg_path,
-                       hm_file_exists(cfg_path) ? err.text : "no such file");
+    struct hf_config hc = {cfg_path, NULL};
+    enum hm_status cst = load_json(cfg_path, &hc.root);
+    if (cst != HM_OK)
+        return cst;
     struct hm_model_config cfg;
     struct hm_tokenizer *tok = NULL;
     struct shards s = {0};

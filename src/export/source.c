@@ -63,15 +63,16 @@ enum hm_status hm_export_source_open(struct hm_export_source *src, const char *c
         snprintf(src->ckpt_path, sizeof src->ckpt_path, "%s/weights.safetensors", ckpt);
     else
         snprintf(src->ckpt_path, sizeof src->ckpt_path, "%s", ckpt);
-    char cfg_path[4096], tok_path[4096];
+    char *cfg_path = src->cfg_path, *tok_path = src->tok_path;
+    size_t cap = sizeof src->cfg_path;
     if (config)
-        snprintf(cfg_path, sizeof cfg_path, "%s", config);
+        snprintf(cfg_path, cap, "%s", config);
     else
-        beside(src->ckpt_path, "config.json", cfg_path, sizeof cfg_path);
+        beside(src->ckpt_path, "config.json", cfg_path, cap);
     if (tokenizer)
-        snprintf(tok_path, sizeof tok_path, "%s", tokenizer);
+        snprintf(tok_path, cap, "%s", tokenizer);
     else
-        beside(src->ckpt_path, "tokenizer.json", tok_path, sizeof tok_path);
+        beside(src->ckpt_path, "tokenizer.json", tok_path, cap);
     if (!tokenizer && !hm_file_exists(tok_path))
         return hm_fail(HM_ERR_USAGE,
                        "no tokenizer: %s does not exist (give the tokenizer.json "

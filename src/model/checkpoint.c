@@ -8,6 +8,7 @@
 #include "hermes/safetensors.h"
 #include "util/util.h"
 
+#include <math.h>
 #include <string.h>
 
 enum hm_status hm_model_save(const struct hm_model *m, const char *path, enum hm_save_dtype dt)
@@ -73,6 +74,17 @@ static bool is_vocab_matrix(const char *name)
     return strcmp(name, "embedding.weight") == 0 || strcmp(name, "lm_head.weight") == 0;
 }
 
+/* NaN or Inf weights only ever give NaN logits: refuse them at load, naming the tensor. */
+static enum hm_status check_finite(const char *path, const struct hm_tensor *t, const float *w)
+{
+    int64_t n = hm_nelements(t);
+    for (int64_t k = 0; k < n; k++)
+        if (!isfinite(w[k]))
+            return hm_fail(HM_ERR_FORMAT, "%s: tensor '%s' holds a non-finite value (%g at element "
+                           "%lld)", path, t->name, w[k], (long long)k);
+    return HM_OK;
+}
+
 static enum hm_status load_weights(struct hm_model *m, const char *path, int n_new)
 {
     if (hm_model_weights_released(m))
@@ -108,6 +120,8 @@ static enum hm_status load_weights(struct hm_model *m, const char *path, int n_n
             goto out;
         if (grow)
             fill_mean_rows(host + hm_block_elem_offset(t), t->shape[0], t->shape[1], n_new);
+        if ((st = check_finite(path, t, host + hm_block_elem_offset(t))) != HM_OK)
+            goto out;
     }
     if ((st = hm_buffer_set(hm_block_data(blk), 0, host, bytes)) == HM_OK)
         st = hm_model_weights_changed(m);

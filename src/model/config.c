@@ -6,6 +6,7 @@
 #include "util/util.h"
 
 #include <jansson.h>
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,8 +50,11 @@ static enum hm_status get_int(json_t *root, const char *origin, const char *key,
             return hm_fail(HM_ERR_FORMAT, "%s: missing key '%s'", origin, key);
         return HM_OK;
     }
-    if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > (1 << 30))
-        return hm_fail(HM_ERR_FORMAT, "%s: key '%s' must be a non-negative integer", origin, key);
+    if (!json_is_integer(v))
+        return hm_fail(HM_ERR_FORMAT, "%s: key '%s' must be an integer", origin, key);
+    if (json_integer_value(v) < 0 || json_integer_value(v) > HM_CONFIG_MAX_DIM)
+        return hm_fail(HM_ERR_FORMAT, "%s: key '%s' is %lld, outside [0, %d]", origin, key,
+                       (long long)json_integer_value(v), HM_CONFIG_MAX_DIM);
     *out = (int)json_integer_value(v);
     return HM_OK;
 }
@@ -62,6 +66,9 @@ static enum hm_status get_float(json_t *root, const char *origin, const char *ke
         return HM_OK;
     if (!json_is_number(v))
         return hm_fail(HM_ERR_FORMAT, "%s: key '%s' must be a number", origin, key);
+    if (!(fabs(json_number_value(v)) <= FLT_MAX))
+        return hm_fail(HM_ERR_FORMAT, "%s: key '%s' is %g, beyond the range of a float", origin,
+                       key, json_number_value(v));
     *out = (float)json_number_value(v);
     return HM_OK;
 }
@@ -159,6 +166,28 @@ out:
     return st;
 }
 
+/* Every size the model derives from its config must be far from overflowing 64 bits, so the
+ * exact integer arithmetic everywhere else (parameter blocks, KV caches, info's figures) cannot
+ * wrap. Doubles estimate first; the limit leaves 2 bits of headroom for their rounding. */
+static enum hm_status check_sizes(const struct hm_model_config *c)
+{
+    const double limit = 0x1p62;
+    double C = c->hidden_size, I = c->intermediate_size, V = c->vocab_size, L = c->num_layers;
+    double KV = (double)c->num_kv_heads * (c->hidden_size / c->num_heads);
+    double per_layer = 2 * C * C + 2 * KV * C + 3 * I * C + 4 * C + 2 * KV + 2 * I;
+    double params = L * per_layer + 2 * V * C + C;
+    if (16 * params > limit) /* parameters, gradients and two AdamW moments, f32 */
+        return hm_fail(HM_ERR_FORMAT, "the model would have %.3g parameters and need %.3g bytes "
+                       "to train, more than can be addressed (hidden_size %d, num_layers %d, "
+                       "intermediate_size %d, vocab_size %d)", params, 16 * params,
+                       c->hidden_size, c->num_layers, c->intermediate_size, c->vocab_size);
+    double kv = 2 * L * c->max_seq_len * KV * 4;
+    if (kv > limit)
+        return hm_fail(HM_ERR_FORMAT, "a KV cache of max_seq_len %d positions would need %.3g "
+                       "bytes, more than can be addressed", c->max_seq_len, kv);
+    return HM_OK;
+}
+
 enum hm_status hm_config_validate(const struct hm_model_config *c)
 {
     if (c->vocab_size < 1 || c->max_seq_len < 1 || c->hidden_size < 1 || c->num_layers < 1 ||
@@ -178,7 +207,7 @@ enum hm_status hm_config_validate(const struct hm_model_config *c)
         return hm_fail(HM_ERR_FORMAT, "dropout %g must be in [0, 1)", c->dropout);
     if (!(c->layer_norm_eps > 0.0f) || !(c->rope_theta > 0.0f))
         return hm_fail(HM_ERR_FORMAT, "layer_norm_eps and rope_theta must be positive");
-    return HM_OK;
+    return check_sizes(c);
 }
 
 enum hm_status hm_config_preset(const char *name, struct hm_model_config *out)

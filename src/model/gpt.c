@@ -121,8 +121,11 @@ static enum hm_status model_create(const struct hm_model_config *cfg, struct hm_
     if ((st = hm_block_new(with_grads, &m->params)) != HM_OK)
         goto fail;
     declare_params(m);
-    if (be && (st = hm_block_alloc(m->params, be)) != HM_OK)
+    if (be && (st = hm_block_alloc(m->params, be)) != HM_OK) {
+        hm_fail(st, "model %s (%llu parameters): %s", cfg->name[0] ? cfg->name : "(config)",
+                (unsigned long long)hm_config_param_count(cfg), hm_last_error());
         goto fail;
+    }
     HM_ASSERT(hm_model_param_count(m) == hm_config_param_count(cfg));
     *out = m;
     return HM_OK;

@@ -7,11 +7,21 @@
 #include "hermes/model.h"
 #include "util/util.h"
 
+#include <unistd.h>
+
 enum hm_status hm_model_memory_estimate(const struct hm_model_config *c, int B, int T,
                                         struct hm_model_memory *out)
 {
     if (B < 1 || T < 1)
         return hm_fail(HM_ERR_USAGE, "batch size and sequence length must be positive");
+    /* The same sum in doubles first: a batch too large to count in 64 bits is refused here. */
+    double dBT = (double)B * T, dKV = (double)c->num_kv_heads * hm_config_head_dim(c);
+    double dlayer = dBT * (6.0 * c->hidden_size + 2 * dKV + 3.0 * c->intermediate_size) +
+                    (double)B * c->num_heads * T;
+    double dact = 4 * ((c->num_layers + 1.0) * dlayer + dBT * (2.0 * c->hidden_size + c->vocab_size));
+    if (dact > 0x1p62)
+        return hm_fail(HM_ERR_USAGE, "batch %d x sequence length %d: the activations alone would "
+                       "need %.3g bytes", B, T, dact);
     uint64_t P = hm_config_param_count(c);
     uint64_t BT = (uint64_t)B * (uint64_t)T, C = c->hidden_size, I = c->intermediate_size;
     uint64_t KV = (uint64_t)c->num_kv_heads * (uint64_t)hm_config_head_dim(c);
@@ -54,5 +64,26 @@ enum hm_status hm_model_memory_planned(const struct hm_model_config *c, int B, i
     out->activation_bytes = bytes;
     out->total_bytes = out->params_bytes + out->copies_bytes + out->grads_bytes + out->optim_bytes + bytes;
     out->planned = true;
+    return HM_OK;
+}
+
+enum hm_status hm_model_memory_check(const struct hm_model_config *c, int B, int T, bool training)
+{
+    struct hm_model_memory mm;
+    enum hm_status st = hm_model_memory_estimate(c, B, T, &mm);
+    if (st != HM_OK)
+        return st;
+    double gib = 1024.0 * 1024 * 1024;
+    double fixed = training ? (double)(mm.params_bytes + mm.grads_bytes + mm.optim_bytes)
+                            : (double)mm.params_bytes;
+    double act = training ? (double)mm.activation_bytes
+                          : (double)hm_config_kv_cache_bytes(c, T, 4);
+    double have = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGE_SIZE);
+    if (have > 0 && fixed + act > have)
+        return hm_fail(HM_ERR_NOMEM, "model %s at batch %d x sequence length %d needs about %.1f GiB "
+                       "(%.1f GiB of %s, %.1f GiB of %s); this machine has %.1f GiB",
+                       c->name[0] ? c->name : "(config)", B, T, (fixed + act) / gib, fixed / gib,
+                       training ? "parameters, gradients and AdamW moments" : "parameters",
+                       act / gib, training ? "activations" : "KV cache", have / gib);
     return HM_OK;
 }

@@ -318,6 +318,7 @@ struct hm_st_file {
     char *path;
     const uint8_t *map;
     size_t map_size;
+    bool owns_map; /* false for hm_st_open_buffer: the caller's bytes */
     size_t n;
     struct hm_st_tensor *tensors; /* file order */
     size_t *by_name;              /* indices into tensors, sorted by name */
@@ -522,6 +523,54 @@ out:
     return st;
 }
 
+/* Validates the header of f->map (f->map_size >= 8 bytes) and fills the tensor table. */
+static enum hm_status parse_file(struct hm_st_file *f)
+{
+    uint64_t size = f->map_size;
+    uint64_t hlen = 0;
+    for (int i = 0; i < 8; i++)
+        hlen |= (uint64_t)f->map[i] << (8 * i);
+    if (hlen > HM_ST_MAX_HEADER_BYTES)
+        return hm_fail(HM_ERR_FORMAT, "%s: header length %llu exceeds the limit of %llu bytes",
+                       f->path, (unsigned long long)hlen, HM_ST_MAX_HEADER_BYTES);
+    if (hlen > size - 8)
+        return hm_fail(HM_ERR_FORMAT, "%s: header length %llu exceeds the %llu bytes after the "
+                       "length field (truncated file?)", f->path, (unsigned long long)hlen,
+                       (unsigned long long)(size - 8));
+    json_error_t jerr;
+    json_t *root = json_loadb((const char *)f->map + 8, (size_t)hlen, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root)
+        return hm_fail(HM_ERR_FORMAT, "%s: header is not valid JSON: %s (byte %d)", f->path,
+                       jerr.text, jerr.position);
+    enum hm_status st = parse_header(f, root, size - 8 - hlen, f->map + 8 + hlen);
+    json_decref(root);
+    return st;
+}
+
+enum hm_status hm_st_open_buffer(const void *data, size_t size, const char *name,
+                                 struct hm_st_file **out)
+{
+    struct hm_st_file *f = hm_calloc(1, sizeof *f);
+    if (!f || !(f->path = hm_strdup(name))) {
+        hm_free(f);
+        return hm_fail(HM_ERR_NOMEM, "%s: out of memory", name);
+    }
+    enum hm_status st = HM_OK;
+    if (size < 8)
+        st = hm_fail(HM_ERR_FORMAT, "%s: %zu bytes, too short for the 8-byte header length", name,
+                     size);
+    f->map = data;
+    f->map_size = size;
+    if (st == HM_OK)
+        st = parse_file(f);
+    if (st != HM_OK) {
+        hm_st_close(f);
+        return st;
+    }
+    *out = f;
+    return HM_OK;
+}
+
 enum hm_status hm_st_open(const char *path, struct hm_st_file **out)
 {
     enum hm_status st = HM_OK;
@@ -530,23 +579,11 @@ enum hm_status hm_st_open(const char *path, struct hm_st_file **out)
         hm_free(f);
         return hm_fail(HM_ERR_NOMEM, "%s: out of memory", path);
     }
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        st = hm_fail(HM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    int fd;
+    uint64_t size;
+    st = hm_open_regular(path, &fd, &size);
+    if (st != HM_OK)
         goto fail;
-    }
-    struct stat sb;
-    if (fstat(fd, &sb) != 0) {
-        st = hm_fail(HM_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
-        close(fd);
-        goto fail;
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        st = hm_fail(HM_ERR_IO, "%s: not a regular file", path);
-        close(fd);
-        goto fail;
-    }
-    uint64_t size = (uint64_t)sb.st_size;
     if (size < 8) {
         st = hm_fail(HM_ERR_FORMAT, "%s: file is %llu bytes, too short for the 8-byte header length",
                      path, (unsigned long long)size);
@@ -566,30 +603,8 @@ enum hm_status hm_st_open(const char *path, struct hm_st_file **out)
     }
     f->map = map;
     f->map_size = (size_t)size;
-
-    uint64_t hlen = 0;
-    for (int i = 0; i < 8; i++)
-        hlen |= (uint64_t)f->map[i] << (8 * i);
-    if (hlen > HM_ST_MAX_HEADER_BYTES) {
-        st = hm_fail(HM_ERR_FORMAT, "%s: header length %llu exceeds the limit of %llu bytes", path,
-                     (unsigned long long)hlen, HM_ST_MAX_HEADER_BYTES);
-        goto fail;
-    }
-    if (hlen > size - 8) {
-        st = hm_fail(HM_ERR_FORMAT, "%s: header length %llu exceeds the %llu bytes after the length "
-                     "field (truncated file?)", path, (unsigned long long)hlen,
-                     (unsigned long long)(size - 8));
-        goto fail;
-    }
-    json_error_t jerr;
-    json_t *root = json_loadb((const char *)f->map + 8, (size_t)hlen, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root) {
-        st = hm_fail(HM_ERR_FORMAT, "%s: header is not valid JSON: %s (byte %d)", path, jerr.text,
-                     jerr.position);
-        goto fail;
-    }
-    st = parse_header(f, root, size - 8 - hlen, f->map + 8 + hlen);
-    json_decref(root);
+    f->owns_map = true;
+    st = parse_file(f);
     if (st != HM_OK)
         goto fail;
     *out = f;
@@ -603,7 +618,7 @@ void hm_st_close(struct hm_st_file *f)
 {
     if (!f)
         return;
-    if (f->map)
+    if (f->map && f->owns_map)
         munmap((void *)f->map, f->map_size);
     for (size_t i = 0; i < f->n; i++)
         hm_free((void *)f->tensors[i].name);

@@ -191,6 +191,10 @@ static enum hm_status load_root(json_t *root, const char *name, struct hm_tokeni
     size_t n_vocab = json_object_size(vocab);
     if (n_vocab == 0)
         return hm_fail(HM_ERR_FORMAT, "%s: model.vocab is empty", name);
+    /* Checked before the id table is allocated, so a stray huge id costs nothing. */
+    if (max_id != n_vocab)
+        return hm_fail(HM_ERR_FORMAT, "%s: model.vocab has %zu tokens but ids up to %u: ids must "
+                       "run from 0 without gaps or repeats", name, n_vocab, max_id - 1);
     struct hm_tokenizer *t;
     if ((st = hm_tok_new(max_id + (uint32_t)n_added, &t)) != HM_OK)
         return st;
@@ -198,7 +202,7 @@ static enum hm_status load_root(json_t *root, const char *name, struct hm_tokeni
     t->use_regex = use_regex;
     t->n_model_vocab = (uint32_t)n_vocab;
     const char *unk = NULL;
-    bool byte_fallback = false;
+    bool byte_fallback = false; /* harmless: every byte has a token (checked below) */
     if ((st = load_model_options(name, model, t, &unk, &byte_fallback)) != HM_OK)
         goto fail;
     json_object_foreach(vocab, key, val) {
@@ -341,10 +345,18 @@ static enum hm_status load_root(json_t *root, const char *name, struct hm_tokeni
     t->n_ids = used;
     if ((st = hm_tok_finalize(t)) != HM_OK)
         goto fail;
-    /* byte_fallback only acts on chars missing from the vocab; refuse it only when it would. */
-    for (int b = 0; b < 256 && byte_fallback; b++)
+    /* A missing byte symbol would drop (or turn into <unk>) every byte it stands for, and an id
+     * with no token cannot be decoded when a model samples it: both are refused here, once. */
+    for (int b = 0; b < 256; b++)
         if (t->byte_id[b] < 0) {
-            st = hm_fail(HM_ERR_UNSUPPORTED, "%s: byte_fallback with an incomplete byte alphabet is not supported", name);
+            st = hm_fail(HM_ERR_FORMAT, "%s: the vocab has no token for byte 0x%02X, so text with "
+                         "that byte could not round-trip (byte-level BPE needs all 256)", name, b);
+            goto fail;
+        }
+    for (uint32_t id = 0; id < t->n_ids; id++)
+        if (!t->tokens[id].present) {
+            st = hm_fail(HM_ERR_FORMAT, "%s: no token has id %u, but ids run to %u (ids must be "
+                         "contiguous)", name, id, t->n_ids - 1);
             goto fail;
         }
     *out = t;

@@ -10,6 +10,7 @@
 #include "hermes/dataset.h"
 #include "hermes/interrupt.h"
 #include "hermes/launch.h"
+#include "hermes/run-dir.h"
 #include "util/util.h"
 
 #include <math.h>
@@ -30,6 +31,7 @@ struct session {
     enum hm_data_format format;                   /* text or chat, resolved */
     int n_chat_added;                             /* ChatML tokens this run added to the tokenizer */
     bool have_val, created_output;
+    struct hm_run_lock *lock; /* rank 0: the output folder's lock, held to the end */
     struct hm_backend *be;
     struct hm_model *model;
     char path[4096];
@@ -122,12 +124,21 @@ static enum hm_status pick_role(const struct hm_session_opts *o, struct hm_sessi
 
 /* ---- tokenizer and data, from rank 0 --------------------------------------------------------- */
 
+/* Standard input is among the inputs: none given, or "-" among them. */
+static bool reads_stdin(const char *const *paths, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (strcmp(paths[i], "-") == 0)
+            return true;
+    return n == 0;
+}
+
 static enum hm_status load_or_train_tokenizer(const struct hm_session_opts *o,
                                               struct hm_tokenizer **tok)
 {
     if (access(o->tokenizer, F_OK) == 0)
         return hm_tokenizer_load(o->tokenizer, tok);
-    if (o->n_data == 0)
+    if (reads_stdin(o->data, o->n_data))
         return hm_fail(HM_ERR_USAGE, "train: tokenizer %s does not exist, and one can only be trained "
                        "from --data files, not standard input", o->tokenizer);
     hm_log(HM_LOG_INFO, "Tokenizer %s not found: training a %u-token byte-level BPE on the data first",
@@ -213,7 +224,7 @@ static enum hm_status share_dataset(struct session *s, const struct hm_dataset_o
         info->cache_hit = hit;
         return st;
     }
-    if (o->n_paths == 0)
+    if (reads_stdin(o->paths, o->n_paths))
         return hm_fail(HM_ERR_IO, "train: %s: rank 0's token cache is not visible here; with data on "
                        "standard input, --output must be a folder every rank shares", o->cache_path);
     if ((st = hm_dataset_open(s->tok, o, out, info)) != HM_OK)
@@ -253,7 +264,7 @@ static enum hm_status open_data(struct session *s)
         hm_log(HM_LOG_INFO, "Data: %llu documents, %llu tokens%s", (unsigned long long)info.n_docs,
                (unsigned long long)s->train.n_tokens, info.cache_hit ? " (token cache reused)" : "");
     if (o->n_val_data) {
-        d.paths = o->val_data, d.n_paths = o->n_val_data;
+        d.paths = o->val_data, d.n_paths = o->n_val_data, d.flag = "--val-data";
         d.cache_path = out_path(s, "tokens-val.bin");
         if ((st = share_dataset(s, &d, &s->val, &info)) != HM_OK)
             return st;
@@ -267,23 +278,37 @@ static enum hm_status open_data(struct session *s)
 /* ---- output folder, config, model ------------------------------------------------------------ */
 
 /* A folder this run creates is removed again if the run fails before training starts. Rank 0
- * creates it before the first collective, the others after (on another node it may be new). */
+ * creates and locks it before the first collective (run-dir.h: one run per folder, a resumable
+ * run replaced only with overwrite, dead processes' temp files removed), the others create it
+ * after (on another node it may be new). No input may be a file the run writes there. */
 static enum hm_status prepare_output(struct session *s)
 {
+    const struct hm_session_opts *o = s->o;
+    const char *dir = s->to.output_dir;
+    enum hm_status st;
+    if (s->to.resume && s->o->overwrite)
+        return hm_fail(HM_ERR_USAGE, "train: --resume continues the run in %s and --overwrite "
+                       "replaces it: give one of them", dir);
+    if ((st = hm_run_dir_check_inputs(dir, "--data", o->data, (size_t)o->n_data)) != HM_OK ||
+        (st = hm_run_dir_check_inputs(dir, "--val-data", o->val_data, (size_t)o->n_val_data)) != HM_OK)
+        return st;
     if (s->to.resume && !hm_file_exists(out_path(s, "state.safetensors")))
         return hm_fail(HM_ERR_IO, "train: --resume: no training state in %s (state.safetensors is "
-                       "missing)", s->to.output_dir);
+                       "missing)", dir);
     if (s->rank != 0)
         return HM_OK;
-    s->created_output = !hm_file_exists(s->to.output_dir);
-    return hm_mkdir_p(s->to.output_dir);
+    s->created_output = !hm_file_exists(dir);
+    if ((st = hm_run_dir_open(dir, s->to.resume, o->overwrite, &s->lock)) != HM_OK)
+        s->created_output = false;
+    return st;
 }
 
 /* Undo a folder this run created, when it fails before training: only the files it writes. */
 static void remove_created_output(struct session *s)
 {
     static const char *const ours[] = {"tokens-train.bin", "tokens-val.bin", "tokens-train.flags",
-                                       "tokens-val.flags", "config.json", "metrics.jsonl", "loss.svg"};
+                                       "tokens-val.flags", "config.json", "metrics.jsonl", "loss.svg",
+                                       ".hermes.lock"};
     for (size_t i = 0; i < HM_ARRAY_LEN(ours); i++)
         unlink(out_path(s, ours[i]));
     if (s->n_chat_added) /* the tokenizer grown with the ChatML tokens (session-chat.c) */
@@ -325,8 +350,13 @@ static enum hm_status build_model(struct session *s)
     /* A launched worker sees only its own GPU (CUDA_VISIBLE_DEVICES), as cuda:0. */
     bool worker = s->res->role == HM_SESSION_WORKER;
     enum hm_status st;
-    if ((st = hm_backend_new_from_string(worker ? "cuda" : o->device, &s->be)) != HM_OK ||
-        (st = hm_model_new(&s->cfg, s->be, &s->model)) != HM_OK ||
+    if ((st = hm_backend_new_from_string(worker ? "cuda" : o->device, &s->be)) != HM_OK)
+        return st;
+    /* On the CPU a model or batch that cannot fit is refused before allocating, with its figures. */
+    if (strcmp(hm_backend_name(s->be), "cpu") == 0 &&
+        (st = hm_model_memory_check(&s->cfg, s->to.batch_size, s->to.seq_len, true)) != HM_OK)
+        return st;
+    if ((st = hm_model_new(&s->cfg, s->be, &s->model)) != HM_OK ||
         (st = hm_model_init_weights(s->model, s->to.seed)) != HM_OK)
         return st;
     if (o->checkpoint && !s->to.resume &&
@@ -410,6 +440,8 @@ static void finish(struct session *s, enum hm_status st)
     hm_backend_free(s->be);
     if (st != HM_OK && st != HM_ERR_INTERRUPTED && s->created_output && s->rank == 0)
         remove_created_output(s);
+    hm_run_lock_release(s->lock);
+    s->lock = NULL;
     if (s->have_val)
         hm_token_cache_close(&s->val);
     hm_token_cache_close(&s->train);

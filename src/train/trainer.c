@@ -137,6 +137,14 @@ static char *state_json(struct trainer *t)
     json_object_set_new(o, "stride", json_integer(t->o->stride));
     json_object_set_new(o, "n_train_windows", json_integer((json_int_t)t->tw.n_train));
     json_object_set_new(o, "adamw_t", json_integer(hm_optimizer_steps(t->opt)));
+    /* The data's identity (token cache keys: tokenizer and input bytes), checked on resume. */
+    char key[32];
+    snprintf(key, sizeof key, "%016llx", (unsigned long long)t->train->key);
+    json_object_set_new(o, "data_key", json_string(key));
+    if (t->val) {
+        snprintf(key, sizeof key, "%016llx", (unsigned long long)t->val->key);
+        json_object_set_new(o, "val_data_key", json_string(key));
+    }
     char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(o);
     return s;
@@ -222,6 +230,28 @@ out:
     return st;
 }
 
+/* Same tokens as the run being resumed, not only as many: files of the same size with other bytes
+ * (or another tokenizer) would silently continue on other data. States saved before the keys
+ * were recorded have none and are accepted. */
+static enum hm_status check_data_keys(struct trainer *t, json_t *js, const char *path)
+{
+    const char *names[2] = {"data_key", "val_data_key"};
+    const struct hm_token_cache *caches[2] = {t->train, t->val};
+    const char *what[2] = {"training data (--data)", "validation data (--val-data)"};
+    for (int i = 0; i < 2; i++) {
+        const char *saved = json_string_value(json_object_get(js, names[i]));
+        if (!saved)
+            continue;
+        char now[32] = "none";
+        if (caches[i])
+            snprintf(now, sizeof now, "%016llx", (unsigned long long)caches[i]->key);
+        if (strcmp(saved, now) != 0)
+            return hm_fail(HM_ERR_MISMATCH, "%s: the %s or the tokenizer differ from the run being "
+                           "resumed (data key %s, saved %s)", path, what[i], now, saved);
+    }
+    return HM_OK;
+}
+
 static enum hm_status load_state(struct trainer *t)
 {
     const char *path = out_path(t, "state.safetensors");
@@ -259,6 +289,8 @@ static enum hm_status load_state(struct trainer *t)
              (uint64_t)json_integer_value(json_object_get(js, "n_train_windows")) != t->tw.n_train)
         st = hm_fail(HM_ERR_MISMATCH, "%s: the data, --seq-len, --stride or --seed differ from the "
                      "run being resumed", path);
+    if (st == HM_OK)
+        st = check_data_keys(t, js, path);
     if (st != HM_OK)
         goto out;
     if ((st = hm_model_load_weights(t->model, path)) != HM_OK)
@@ -344,7 +376,8 @@ static enum hm_status setup(struct trainer *t)
     st = packed ? hm_model_build_packed_train_graph(t->model, o->batch_size, o->seq_len, &t->tg)
                 : hm_model_build_train_graph(t->model, o->batch_size, o->seq_len, &t->tg);
     if (st != HM_OK)
-        return st;
+        return hm_fail(st, "training graph at batch %d x sequence length %d: %s", o->batch_size,
+                       o->seq_len, hm_last_error());
     struct hm_ddp_opts dopt = {o->bucket_mb, !o->no_overlap, o->zero1};
     if (t->world > 1 && (st = hm_ddp_new(t->comm, t->model, t->tg.graph, &dopt, &t->ddp)) != HM_OK)
         return st;
@@ -444,7 +477,9 @@ enum hm_status hm_train(struct hm_model *m, const struct hm_token_cache *train,
         for (int a = 0; a < A; a++) {
             const uint32_t *win = t.perm + (uint64_t)in_epoch * G + ((uint64_t)a * W + t.rank) * B;
             fill_batch(&t, train, &t.tw, win, B);
-            rt->step = ((uint64_t)t.step * A + a) * W + t.rank;
+            rt->step = (uint64_t)t.step;
+            rt->sample0 = ((uint64_t)a * W + t.rank) * B; /* win's place in the global batch */
+            rt->samples = (uint64_t)B;
             if (t.ddp && a == A - 1) /* earlier micro-batches only accumulate */
                 hm_ddp_arm(t.ddp);
             float l;

@@ -12,20 +12,16 @@ enum hm_status hm_mmap_open(const char *path, struct hm_mmap *m)
 {
     m->data = NULL;
     m->size = 0;
-    int fd = open(path, O_RDONLY);
-    if (fd < 0)
-        return hm_fail(HM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int e = errno;
+    int fd;
+    uint64_t size;
+    enum hm_status st = hm_open_regular(path, &fd, &size);
+    if (st != HM_OK)
+        return st;
+    if (size > SIZE_MAX) {
         close(fd);
-        return hm_fail(HM_ERR_IO, "%s: cannot stat: %s", path, strerror(e));
+        return hm_fail(HM_ERR_IO, "%s: file too large to map", path);
     }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return hm_fail(HM_ERR_IO, "%s: not a regular file", path);
-    }
-    m->size = (size_t)st.st_size;
+    m->size = (size_t)size;
     if (m->size == 0) {
         close(fd);
         return HM_OK;

@@ -39,12 +39,26 @@ static inline bool hm_mul_size(size_t a, size_t b, size_t *out)
     return !__builtin_mul_overflow(a, b, out);
 }
 
-/* Files. */
+/* a+b with overflow check: false on overflow. */
+static inline bool hm_add_size(size_t a, size_t b, size_t *out)
+{
+    return !__builtin_add_overflow(a, b, out);
+}
+
+/* Files. Inputs are opened without ever blocking: a FIFO, device, socket or directory is refused
+ * ("<path>: is a FIFO, not a regular file") before anything is read. */
+enum hm_status hm_open_regular(const char *path, int *fd, uint64_t *size); /* size may be NULL */
+FILE *hm_fopen_regular(const char *path, uint64_t *size); /* NULL with hm_last_error() set */
 enum hm_status hm_read_file(const char *path, char **data, size_t *len); /* NUL-terminated; hm_free */
 bool hm_file_exists(const char *path);
 enum hm_status hm_mkdir_p(const char *path);
 
-/* Atomic write: data goes to "<path>.tmp.<pid>", is fsync'ed and renamed over <path>. */
+/* Remove "<prefix>.tmp.<pid>" files in dir (any prefix when NULL) whose process no longer runs:
+ * atomic writes cut short by a crash or SIGKILL. Returns how many were removed. */
+int hm_remove_dead_temps(const char *dir, const char *prefix);
+
+/* Atomic write: data goes to "<path>.tmp.<pid>", is fsync'ed and renamed over <path>. Opening
+ * first removes the temp files of <path> that dead processes left behind. */
 struct hm_atomic_file {
     FILE *f;
     char *path;

@@ -35,8 +35,8 @@ mpi() { # mpi NP ARGS...: hermes-llm under mpirun with NP ranks, at most 120 s
     timeout -k 5 120 "${MPIRUN[@]}" -np "$np" "$BIN" "$@"
 }
 
-# A tiny corpus, a 300-token tokenizer, and nano without dropout (dropout masks depend on the
-# micro-batch, so only a dropout-free model is comparable across world sizes).
+# A tiny corpus, a 300-token tokenizer, and nano without dropout for the comparisons of section 1
+# (section 1b checks dropout itself: masks are keyed by the global sample index).
 awk 'BEGIN { srand(7); split("the quick brown fox jumps over a lazy dog and then sat on the mat", w, " ");
              for (i = 0; i < 12000; i++) printf "%s%s", w[int(rand() * 15) + 1], (i % 17 == 16) ? "\n" : " " }' \
     > "$T/c.txt"
@@ -91,6 +91,24 @@ mpi 2 train "${COMMON[@]}" -o "$T/z16" -b 2 --max-steps 12 --zero1 --dtype bf16 
 "$BIN" train "${COMMON[@]}" -o "$T/one16" -b 4 --max-steps 12 --dtype bf16 2>"$T/err" || { cat "$T/err"; fail "1-process bf16 run"; }
 "$CMP" metrics "$T/one16/metrics.jsonl" "$T/z16/metrics.jsonl" 1e-2 || fail "--zero1 bf16: losses differ from 1 process"
 grep -q val_loss "$T/two/metrics.jsonl" || fail "no validation loss under MPI"
+
+# 1b. Dropout on (nano's default 0.1): masks keyed by the sample's index in the global batch, so
+# 2 ranks (or micro-batches) draw 1 process's masks: losses within 1e-5 over 20 steps, and a
+# dropout run stopped at step 7 resumes exactly.
+D=(-t "$T/tok.json" -d "$T/c.txt" -m nano --seq-len 32 --log-every 1 --eval-every 7 --save-every 0
+   --lr-schedule constant --warmup 0)
+"$BIN" train "${D[@]}" -o "$T/d1" -b 4 --max-steps 20 2>"$T/err" || { cat "$T/err"; fail "dropout: 1 process"; }
+mpi 2 train "${D[@]}" -o "$T/d2" -b 2 --max-steps 20 >"$T/out" 2>&1 || { cat "$T/out"; fail "dropout: 2 ranks"; }
+mpi 2 train "${D[@]}" -o "$T/d2a" -b 1 --grad-accum 2 --max-steps 20 >"$T/out" 2>&1 ||
+    { cat "$T/out"; fail "dropout: 2 ranks x grad-accum 2"; }
+for run in d2 d2a; do
+    [ "$(grep -c '"loss"' "$T/$run/metrics.jsonl")" = 20 ] || fail "dropout $run: not 20 logged steps"
+    "$CMP" metrics "$T/d1/metrics.jsonl" "$T/$run/metrics.jsonl" 1e-5 || fail "dropout $run: losses differ from 1 process"
+done
+mpi 2 train "${D[@]}" -o "$T/dpart" -b 2 --max-steps 7 >/dev/null 2>&1 || fail "dropout: first part"
+mpi 2 train "${D[@]}" -o "$T/dpart" -b 2 --max-steps 20 --resume >"$T/out" 2>&1 || { cat "$T/out"; fail "dropout: resume"; }
+"$CMP" metrics "$T/d2/metrics.jsonl" "$T/dpart/metrics.jsonl" 0 || fail "dropout: resumed losses differ"
+"$CMP" weights "$T/d2/state.safetensors" "$T/dpart/state.safetensors" 0 0 || fail "dropout: resumed state differs"
 
 # 2. Resume under MPI: stop at step 5, resume to 12 == 12 uninterrupted (constant LR, so the
 # schedule does not depend on where the first run stopped). Same world size: same sums.

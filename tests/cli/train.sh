@@ -105,13 +105,15 @@ else
 fi
 
 # ---- SIGINT: finish the step, save, print the resume command, exit 0 ----
-"$BIN" train -d "$D" "${COMMON[@]}" --max-steps 100000 -e 1000 -o "$TMP/int" > "$TMP/int.log" 2>&1 &
+# The output folder has a space: the printed command is shell-quoted, so it runs as printed.
+"$BIN" train -d "$D" "${COMMON[@]}" --max-steps 100000 -e 1000 -o "$TMP/my int" > "$TMP/int.log" 2>&1 &
 pid=$!
-for _ in $(seq 1 200); do [ -s "$TMP/int/metrics.jsonl" ] && break; sleep 0.05; done
+for _ in $(seq 1 200); do [ -s "$TMP/my int/metrics.jsonl" ] && break; sleep 0.05; done
 kill -INT $pid
 wait $pid
 rc=$?
-if [ $rc -eq 0 ] && grep -q "Resume with: hermes-llm train .* --resume" "$TMP/int.log" && [ -s "$TMP/int/state.safetensors" ]; then
+if [ $rc -eq 0 ] && grep -qF -- "-o '$TMP/my int' --resume" "$TMP/int.log" &&
+    [ -s "$TMP/my int/state.safetensors" ]; then
     PASSES=$((PASSES + 1))
 else
     echo "FAIL: SIGINT (rc $rc)"; cat "$TMP/int.log" | tail -3; FAILS=$((FAILS + 1))

@@ -529,9 +529,46 @@ static void test_dropout_modes(void **state)
     hm_backend_free(be);
 }
 
+/* Masks keyed by the global sample index: one batch of 4 samples draws exactly the masks of two
+ * batches of 2 holding samples 0-1 and 2-3 (two ranks, or two micro-batches). */
+static void test_dropout_global_sample_index(void **state)
+{
+    struct hm_backend *be = cpu();
+    enum { S = 4, E = 96 }; /* samples, elements per sample */
+    float whole[S * E], half[S * E];
+    for (int split = 1; split <= 2; split++) {
+        int n = S / split;
+        struct hm_block *blk;
+        struct hm_ctx *ctx;
+        struct hm_graph *g;
+        hm_block_new(false, &blk);
+        struct hm_tensor *x = hm_block_add(blk, "x", HM_DTYPE_F32, 3, (int64_t[]){n, 8, E / 8});
+        hm_block_alloc(blk, be);
+        hm_tensor_fill(x, 1.0f);
+        hm_ctx_new(&ctx);
+        struct hm_tensor *y = hm_dropout(ctx, x, 0.5f, 3);
+        hm_graph_new(ctx, &g);
+        hm_graph_build_forward(g, y);
+        hm_graph_plan(g, be);
+        struct hm_runtime *rt = hm_graph_runtime(g);
+        rt->seed = 7, rt->step = 5, rt->samples = (uint64_t)n;
+        for (int part = 0; part < split; part++) {
+            rt->sample0 = (uint64_t)(part * n);
+            assert_int_equal(hm_graph_forward(g), HM_OK);
+            hm_tensor_get(y, (split == 1 ? whole : half) + part * n * E, sizeof(float) * n * E);
+        }
+        hm_graph_free(g);
+        hm_ctx_free(ctx);
+        hm_block_free(blk);
+    }
+    assert_memory_equal(whole, half, sizeof whole);
+    hm_backend_free(be);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_dropout_global_sample_index),
         cmocka_unit_test(test_toy_training),
         cmocka_unit_test(test_step_allocates_nothing),
         cmocka_unit_test(test_determinism),

@@ -603,6 +603,29 @@ static enum hm_status load_str(const char *json)
 
 #define PRE "\"pre_tokenizer\":{\"type\":\"ByteLevel\",\"add_prefix_space\":false}"
 
+/* A byte-level BPE tokenizer.json: the 256 byte tokens (ids 0-255) minus the chars in `skip`,
+ * numbered from 0 in byte order, then `extra` vocab entries and the `merges` array. Caller frees. */
+static char *byte_vocab_json(const char *extra, const char *merges, const char *skip)
+{
+    size_t cap = 16384, n = 0;
+    char *s = malloc(cap);
+    n += (size_t)snprintf(s + n, cap - n, "{\"version\":\"1.0\"," PRE ",\"model\":{\"vocab\":{");
+    int id = 0;
+    for (int b = 0; b < 256; b++) {
+        if (b && strchr(skip, b))
+            continue;
+        char sp[8];
+        size_t k = hm_bytes_to_spelling((const uint8_t[]){(uint8_t)b}, 1, sp);
+        sp[k] = 0;
+        bool esc = sp[0] == '"' || sp[0] == '\\'; /* JSON escapes */
+        n += (size_t)snprintf(s + n, cap - n, "%s\"%s%s\":%d", id ? "," : "", esc ? "\\" : "",
+                              sp, id);
+        id++;
+    }
+    n += (size_t)snprintf(s + n, cap - n, "%s%s},\"merges\":%s}}", *extra ? "," : "", extra, merges);
+    return s;
+}
+
 static void test_load_errors(void **state)
 {
     (void)state;
@@ -636,9 +659,9 @@ static void test_load_errors(void **state)
     assert_int_equal(load_str("{\"version\":\"1.0\"," PRE ",\"model\":{\"vocab\":{\"a\":0},\"merges\":[]},"
                               "\"added_tokens\":[{\"id\":1,\"content\":\"x\",\"single_word\":true}]}"),
                      HM_ERR_UNSUPPORTED);
-    assert_int_equal(load_str("{\"version\":\"1.0\"," PRE ",\"model\":{\"vocab\":{\"a\":0,\"b\":1,\"ab\":2},"
-                              "\"merges\":[[\"a\",\"b\"],\"#version: 0.2\"]}}"),
-                     HM_OK);
+    char *full = byte_vocab_json("\"ab\":256", "[[\"a\",\"b\"],\"#version: 0.2\"]", "");
+    assert_int_equal(load_str(full), HM_OK);
+    free(full);
     /* Truncated copies of a real file fail cleanly at every length tried. */
     char *data;
     size_t len;
@@ -651,10 +674,49 @@ static void test_load_errors(void **state)
     hm_free(data);
 }
 
+/* Class 6 of issue 13: tokenizers that load must round-trip every byte and decode every id. */
+static void test_load_refuses_lossy_tokenizers(void **state)
+{
+    (void)state;
+    /* A byte-level vocab missing byte 0x41 ('A'): 'A' would be dropped. */
+    char *json = byte_vocab_json("", "[]", "A");
+    assert_int_equal(load_str(json), HM_ERR_FORMAT);
+    assert_non_null(strstr(hm_last_error(), "no token for byte 0x41"));
+    free(json);
+    /* Only a handful of tokens: most bytes missing. */
+    assert_int_equal(load_str("{\"version\":\"1.0\"," PRE ",\"model\":{\"vocab\":{\"a\":0},\"merges\":[]}}"),
+                     HM_ERR_FORMAT);
+    /* An id gap (no token 256, one at 300), and a stray huge id: refused before allocating. */
+    json = byte_vocab_json("\"ab\":300", "[]", "");
+    assert_int_equal(load_str(json), HM_ERR_FORMAT);
+    assert_non_null(strstr(hm_last_error(), "without gaps"));
+    free(json);
+    json = byte_vocab_json("\"ab\":60000000", "[]", "");
+    assert_int_equal(load_str(json), HM_ERR_FORMAT);
+    free(json);
+    /* Complete: loads, and every byte round-trips. */
+    json = byte_vocab_json("\"ab\":256", "[\"a b\"]", "");
+    struct hm_tokenizer *t;
+    assert_int_equal(hm_tokenizer_load_json(json, strlen(json), "t.json", &t), HM_OK);
+    uint8_t all[256];
+    for (int i = 0; i < 256; i++)
+        all[i] = (uint8_t)i;
+    hm_token ids[600];
+    size_t n, got;
+    char back[300];
+    assert_int_equal(hm_tokenizer_encode(t, (const char *)all, 256, ids, 600, &n), HM_OK);
+    assert_int_equal(hm_tokenizer_decode(t, ids, n, false, back, sizeof back, &got), HM_OK);
+    assert_int_equal(got, 256);
+    assert_memory_equal(back, all, 256);
+    hm_tokenizer_free(t);
+    free(json);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_byte_table),
+        cmocka_unit_test(test_load_refuses_lossy_tokenizers),
         cmocka_unit_test(test_pretok_spec_cases),
         cmocka_unit_test(test_pretok_matches_hf),
         cmocka_unit_test(test_parity_prose_code),

@@ -144,6 +144,23 @@ static const struct hm_backend_i cpu_iface = {
     .native_stream = cpu_native_stream,
 };
 
+int hm_max_threads(void)
+{
+    /* More OpenMP threads than OpenBLAS was built for exhaust its buffer table, where it spins. */
+    const char *cfg = openblas_get_config(), *m = cfg ? strstr(cfg, "MAX_THREADS=") : NULL;
+    long n = m ? strtol(m + 12, NULL, 10) : 0;
+    return n > 0 && n < 4096 ? (int)n : 4096;
+}
+
+enum hm_status hm_check_threads(const char *flag, long n)
+{
+    int max = hm_max_threads();
+    if (n < 1 || n > max)
+        return hm_fail(HM_ERR_USAGE, "%s %ld: this build supports 1 to %d threads (OpenBLAS "
+                       "MAX_THREADS)", flag, n, max);
+    return HM_OK;
+}
+
 void hm_set_threads(int n)
 {
     if (n < 1)

@@ -218,9 +218,10 @@ CPU_KERNEL(dropout)
     float p = hm_op_f32(dst, 0), scale = 1.0f / (1.0f - p);
     uint32_t thr = hm_dropout_threshold(p), id = (uint32_t)dst->op_params[1];
     uint64_t seed = ex->rt->seed, step = ex->rt->step;
+    uint64_t off = hm_dropout_offset(ex->rt->sample0, ex->rt->samples, n);
 #pragma omp parallel for simd schedule(static) if (parallel : HM_CPU_PAR(n))
     for (int64_t i = 0; i < n; i++) {
-        float keep = hm_dropout_bits(seed, step, id, (uint64_t)i) >= thr ? scale : 0.0f;
+        float keep = hm_dropout_bits(seed, step, id, off + (uint64_t)i) >= thr ? scale : 0.0f;
         STORE(y, i, x[i] * keep, acc);
     }
     return HM_OK;

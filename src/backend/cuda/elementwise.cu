@@ -224,10 +224,10 @@ CUDA_KERNEL(swiglu_back)
 
 template <typename T>
 static __global__ void dropout_kernel(const T *x, T *y, int64_t n, uint64_t seed, uint64_t step, uint32_t id,
-                                      uint32_t thr, float scale, bool acc)
+                                      uint64_t off, uint32_t thr, float scale, bool acc)
 {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-        float keep = hm_dropout_bits(seed, step, id, (uint64_t)i) >= thr ? scale : 0.0f;
+        float keep = hm_dropout_bits(seed, step, id, off + (uint64_t)i) >= thr ? scale : 0.0f;
         hm_store(y, i, hm_ld(x, i) * keep, acc);
     }
 }
@@ -243,7 +243,9 @@ CUDA_KERNEL(dropout)
             hm_map(CPTR(T, dst->src[0]), (const T *)NULL, PTR(T, dst), n, n, ew_scale{1.0f}, acc, stream);
         else
             dropout_kernel<<<EW_GRID(n)>>>(CPTR(T, dst->src[0]), PTR(T, dst), n, ex->rt->seed, ex->rt->step,
-                                           (uint32_t)dst->op_params[1], hm_dropout_threshold(p),
+                                           (uint32_t)dst->op_params[1],
+                                           hm_dropout_offset(ex->rt->sample0, ex->rt->samples, n),
+                                           hm_dropout_threshold(p),
                                            1.0f / (1.0f - p), acc);
     });
     HM_CUDA_LAUNCHED();

@@ -3,7 +3,7 @@
  * makes a graph's memory static and its node list fixed, so the kernels of one direction
  * (forward or backward) can be recorded once with stream capture and replayed with one launch
  * instead of hundreds. What a recording cannot see: the runtime values that kernels take as launch
- * arguments (hm_runtime: position, dropout seed/step/training, loss scale). A recording is kept
+ * arguments (hm_runtime: position, dropout seed/step/sample0/samples/training, loss scale). A recording is kept
  * with the values its nodes read (runtime_sig) and replayed only while they are unchanged;
  * otherwise the sequence is recorded again and the executable graph updated in place
  * (cudaGraphExecUpdate), or re-instantiated when the update is refused. With dropout the step
@@ -19,7 +19,7 @@
 /* The runtime values a node sequence reads; fields no node reads stay zero. */
 struct runtime_sig {
     int64_t pos;
-    uint64_t seed, step;
+    uint64_t seed, step, sample0, samples;
     float loss_scale;
     bool training;
 };
@@ -57,6 +57,8 @@ static struct runtime_sig runtime_sig_of(struct hm_tensor *const *nodes, int n, 
             s.training = rt->training;
             s.seed = rt->seed;
             s.step = rt->step;
+            s.sample0 = rt->sample0;
+            s.samples = rt->samples;
             break;
         case HM_OP_FILL:
             if (nodes[i]->op_params[1])
@@ -71,7 +73,8 @@ static struct runtime_sig runtime_sig_of(struct hm_tensor *const *nodes, int n, 
 
 static bool sig_equal(const struct runtime_sig *a, const struct runtime_sig *b)
 {
-    return a->pos == b->pos && a->seed == b->seed && a->step == b->step && a->loss_scale == b->loss_scale &&
+    return a->pos == b->pos && a->seed == b->seed && a->step == b->step &&
+           a->sample0 == b->sample0 && a->samples == b->samples && a->loss_scale == b->loss_scale &&
            a->training == b->training;
 }
 
