@@ -154,19 +154,14 @@ enum hm_status cmd_chat(int argc, char **argv)
          "System prompt (kept when old turns are dropped)", "none"},
         {0},
     };
-    enum hm_status st = cli_parse("chat", opts, argc, argv, &help);
-    if (st != HM_OK)
+    enum hm_status st = cli_parse_usage(
+        "chat", "-c CHECKPOINT -t tokenizer.json [--system TEXT] [options]",
+        "Talk to a chat model. On a terminal: /reset clears the conversation, /system TEXT sets\n"
+        "the system prompt, Ctrl-C stops a reply, Ctrl-D ends. Otherwise every input line is one\n"
+        "user message and every reply is followed by an empty line.",
+        opts, argc, argv, &help);
+    if (st != HM_OK || help)
         return st;
-    if (help) {
-        cli_usage(stdout, "chat", "-c CHECKPOINT -t tokenizer.json [--system TEXT] [options]",
-                  "Talk to a chat model. On a terminal: /reset clears the conversation, /system "
-                  "TEXT sets the "
-                  "system prompt, Ctrl-C stops a reply, Ctrl-D ends. Otherwise every input line is "
-                  "one user "
-                  "message and every reply is followed by an empty line.",
-                  opts);
-        return HM_OK;
-    }
     struct cli_gen g;
     struct hm_chat_session *s = NULL;
     struct hm_chat_ids ids;

@@ -51,18 +51,14 @@ enum hm_status cmd_export(int argc, char **argv)
         {"force", 0, CLI_FLAG, &force, NULL, "Replace the output if it exists", NULL},
         {0},
     };
-    enum hm_status st = cli_parse("export", opts, argc, argv, &help);
-    if (st != HM_OK)
+    enum hm_status st = cli_parse_usage(
+        "export", "-c RUN_DIR|CHECKPOINT -f gguf|hf -o OUT [options]",
+        "Export a model: GGUF v3 for llama.cpp (SwiGLU models: the llama-* presets), or a\n"
+        "Hugging Face folder for transformers (LlamaForCausalLM for SwiGLU models,\n"
+        "ArceeForCausalLM with exact GELU for the GELU presets).",
+        opts, argc, argv, &help);
+    if (st != HM_OK || help)
         return st;
-    if (help) {
-        cli_usage(
-            stdout, "export", "-c RUN_DIR|CHECKPOINT -f gguf|hf -o OUT [options]",
-            "Export a model: GGUF v3 for llama.cpp (SwiGLU models: the llama-* presets), or a\n"
-            "Hugging Face folder for transformers (LlamaForCausalLM for SwiGLU models,\n"
-            "ArceeForCausalLM with exact GELU for the GELU presets).",
-            opts);
-        return HM_OK;
-    }
     if (!checkpoint || !output)
         return hm_fail(HM_ERR_USAGE, "export: --checkpoint and --output are required");
     if (!format && ends_with(output, ".gguf"))

@@ -75,14 +75,12 @@ static enum hm_status parse_args(int argc, char **argv, struct gen_args *a)
         {"system", 0, CLI_STRING, &a->system, "TEXT", "With --chat: the system prompt", "none"},
         {0},
     };
-    enum hm_status st = cli_parse("generate", opts, argc, argv, &a->help);
-    if (st != HM_OK)
+    enum hm_status st = cli_parse_usage(
+        "generate", "-c CHECKPOINT -t tokenizer.json -p PROMPT [--chat] [options]",
+        "Generate text from a trained checkpoint, streaming it to standard output.",
+        opts, argc, argv, &a->help);
+    if (st != HM_OK || a->help)
         return st;
-    if (a->help) {
-        cli_usage(stdout, "generate", "-c CHECKPOINT -t tokenizer.json -p PROMPT [--chat] [options]",
-                  "Generate text from a trained checkpoint, streaming it to standard output.", opts);
-        return HM_OK;
-    }
     if (!a->g.checkpoint || !a->g.tokenizer || !a->prompt)
         return hm_fail(HM_ERR_USAGE, "generate: --checkpoint, --tokenizer and --prompt are required");
     if (a->system && !a->chat)

@@ -27,18 +27,14 @@ enum hm_status cmd_import(int argc, char **argv)
         argv++;
         argc--;
     }
-    enum hm_status st = cli_parse("import", opts, argc, argv, &help);
-    if (st != HM_OK)
+    enum hm_status st = cli_parse_usage(
+        "import", "HF_FOLDER -o RUN_DIR [options]",
+        "Import a Hugging Face LlamaForCausalLM folder (config.json, model.safetensors or a\n"
+        "sharded index, a byte-level BPE tokenizer.json). Settings we do not compute exactly\n"
+        "(rope scaling, sliding windows, ...) are refused, naming the config key.",
+        opts, argc, argv, &help);
+    if (st != HM_OK || help)
         return st;
-    if (help) {
-        cli_usage(
-            stdout, "import", "HF_FOLDER -o RUN_DIR [options]",
-            "Import a Hugging Face LlamaForCausalLM folder (config.json, model.safetensors or a\n"
-            "sharded index, a byte-level BPE tokenizer.json). Settings we do not compute exactly\n"
-            "(rope scaling, sliding windows, ...) are refused, naming the config key.",
-            opts);
-        return HM_OK;
-    }
     if (!input || !output)
         return hm_fail(HM_ERR_USAGE, "import: a Hugging Face folder and --output are required");
     const char *in = input; /* with --force, replacing the folder that holds it would delete it */

@@ -172,14 +172,12 @@ enum hm_status cmd_info(int argc, char **argv)
         {"json", 0, CLI_FLAG, &json, NULL, "Print machine-readable JSON", NULL},
         {0},
     };
-    enum hm_status st = cli_parse("info", opts, argc, argv, &help);
-    if (st != HM_OK)
+    enum hm_status st = cli_parse_usage(
+        "info", "[options]",
+        "Print a model's architecture, exact parameter count, memory needs and FLOPs.",
+        opts, argc, argv, &help);
+    if (st != HM_OK || help)
         return st;
-    if (help) {
-        cli_usage(stdout, "info", "[options]",
-                  "Print a model's architecture, exact parameter count, memory needs and FLOPs.", opts);
-        return HM_OK;
-    }
     struct info in = {.batch = batch};
     struct hm_model_config *cfg = &in.cfg;
     if ((st = hm_config_resolve(model, cfg)) != HM_OK)

@@ -135,15 +135,13 @@ static enum hm_status parse_args(int argc, char **argv, struct tt_args *a)
         {"threads", 't', CLI_INT, &a->threads, "N", "Threads for word counting", "all cores", 1, 4096},
         {0},
     };
-    enum hm_status st = cli_parse("train-tokenizer", opts, argc, argv, &a->help);
-    if (st != HM_OK)
+    enum hm_status st = cli_parse_usage(
+        "train-tokenizer", "-i FILE... -o tokenizer.json [options]",
+        "Train a byte-level BPE tokenizer (the same vocab and merges as HF tokenizers'\n"
+        "BpeTrainer) and write it as an HF tokenizer.json.",
+        opts, argc, argv, &a->help);
+    if (st != HM_OK || a->help)
         return st;
-    if (a->help) {
-        cli_usage(stdout, "train-tokenizer", "-i FILE... -o tokenizer.json [options]",
-                  "Train a byte-level BPE tokenizer (the same vocab and merges as HF tokenizers'\n"
-                  "BpeTrainer) and write it as an HF tokenizer.json.", opts);
-        return HM_OK;
-    }
     if (a->inputs.n == 0)
         return hm_fail(HM_ERR_USAGE, "train-tokenizer: --input is required");
     if (!a->output)

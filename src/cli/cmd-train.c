@@ -106,15 +106,13 @@ static enum hm_status parse_args(int argc, char **argv, struct train_args *a, bo
         {"zero1", 0, CLI_FLAG, &a->zero1, NULL, "Data parallel: shard the AdamW moments over the processes (ZeRO-1)", NULL},
         {0},
     };
-    enum hm_status st = cli_parse("train", opts, argc, argv, help);
-    if (st != HM_OK)
+    enum hm_status st = cli_parse_usage(
+        "train", "-t tokenizer.json [-d FILE...] [options]",
+        "Train a model from scratch (or from --checkpoint) on text or chat data (ChatML, loss on the "
+        "assistant replies).",
+        opts, argc, argv, help);
+    if (st != HM_OK || *help)
         return st;
-    if (*help) {
-        cli_usage(stdout, "train", "-t tokenizer.json [-d FILE...] [options]",
-                  "Train a model from scratch (or from --checkpoint) on text or chat data (ChatML, loss on the "
-                  "assistant replies).", opts);
-        return HM_OK;
-    }
     if (!a->tokenizer)
         return hm_fail(HM_ERR_USAGE, "train: --tokenizer is required");
     return HM_OK;

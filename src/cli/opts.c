@@ -216,3 +216,12 @@ void cli_print_quoted(FILE *out, const char *arg)
     }
     fputc('\'', out);
 }
+
+enum hm_status cli_parse_usage(const char *cmd, const char *synopsis, const char *description,
+                               const struct cli_opt *opts, int argc, char **argv, bool *help)
+{
+    enum hm_status st = cli_parse(cmd, opts, argc, argv, help);
+    if (st == HM_OK && *help)
+        cli_usage(stdout, cmd, synopsis, description, opts);
+    return st;
+}

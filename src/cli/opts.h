@@ -43,6 +43,10 @@ enum hm_status cli_parse(const char *cmd, const struct cli_opt *opts, int argc, 
 
 void cli_usage(FILE *out, const char *cmd, const char *synopsis, const char *description,
                const struct cli_opt *opts);
+/* cli_parse, then the usage (synopsis, description and the option table) on stdout when --help was
+ * given: the caller returns as soon as st != HM_OK or *help. */
+enum hm_status cli_parse_usage(const char *cmd, const char *synopsis, const char *description,
+                               const struct cli_opt *opts, int argc, char **argv, bool *help);
 
 /* --device: "auto" (the default) becomes "cuda" when a GPU is visible, else "cpu"; anything else
  * must parse as cpu, cuda or cuda:N (HM_ERR_USAGE naming the flag otherwise). */
