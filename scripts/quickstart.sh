@@ -20,8 +20,10 @@ echo "== train-tokenizer (byte-level BPE, 4096 tokens)"
 
 echo "== train llama-tiny for $STEPS steps"
 "$BIN" info -m llama-tiny --vocab-size 4096 --batch-size 16 --seq-len 128
+# --overwrite: a second quickstart starts a fresh run instead of refusing the first one's folder.
 "$BIN" train -d "$OUT"/corpus/*.txt -t "$OUT/tokenizer.json" -m llama-tiny -o "$OUT/run" \
-    -b 16 --seq-len 128 --lr 2e-3 --max-steps "$STEPS" -e 100 --eval-every 200 --log-every 50
+    -b 16 --seq-len 128 --lr 2e-3 --max-steps "$STEPS" -e 100 --eval-every 200 --log-every 50 \
+    --overwrite
 
 echo "== generate"
 "$BIN" generate -c "$OUT/run/weights.safetensors" -t "$OUT/tokenizer.json" \
