@@ -64,27 +64,34 @@ static void test_trains_tokenizer_then_model(void **state)
     free(cfg);
 }
 
+/* The session fails with `want` and a message containing `msg`, trains nothing and leaves no
+ * output folder behind. */
+static struct hm_session_result expect_refused(struct fixture *f, enum hm_status want,
+                                               const char *msg)
+{
+    struct hm_session_result r;
+    assert_int_equal(hm_session_run(&f->o, &r), want);
+    assert_non_null(strstr(hm_last_error(), msg));
+    assert_false(r.trained);
+    assert_int_not_equal(access(f->out, F_OK), 0);
+    return r;
+}
+
 static void test_no_tokenizer_from_stdin(void **state)
 {
     struct fixture *f = *state;
     f->o.n_data = 0;
-    struct hm_session_result r;
-    assert_int_equal(hm_session_run(&f->o, &r), HM_ERR_USAGE);
-    assert_non_null(strstr(hm_last_error(), "not standard input"));
-    assert_false(r.trained);
-    assert_int_not_equal(access(f->out, F_OK), 0); /* the folder it made is gone again */
+    expect_refused(f, HM_ERR_USAGE, "not standard input"); /* the folder it made is gone again */
 }
 
 static void test_seq_len_clamped_or_refused(void **state)
 {
     struct fixture *f = *state;
-    struct hm_session_result r;
     f->o.train.seq_len = 129; /* nano: max_seq_len 128 */
     f->o.clamp_seq_len = false;
-    assert_int_equal(hm_session_run(&f->o, &r), HM_ERR_USAGE);
-    assert_non_null(strstr(hm_last_error(), "--seq-len 129 exceeds the model's max_seq_len 128"));
-    assert_int_not_equal(access(f->out, F_OK), 0);
+    expect_refused(f, HM_ERR_USAGE, "--seq-len 129 exceeds the model's max_seq_len 128");
     f->o.clamp_seq_len = true;
+    struct hm_session_result r;
     f->o.train.max_steps = 1;
     assert_int_equal(hm_session_run(&f->o, &r), HM_OK);
     assert_int_equal(r.summary.steps, 1);
@@ -95,12 +102,8 @@ static void test_failing_rank_cleans_up(void **state)
 {
     struct fixture *f = *state;
     f->o.fail_rank = 0;
-    struct hm_session_result r;
-    assert_int_equal(hm_session_run(&f->o, &r), HM_ERR_IO);
-    assert_non_null(strstr(hm_last_error(), "failing on purpose"));
+    struct hm_session_result r = expect_refused(f, HM_ERR_IO, "failing on purpose");
     assert_false(r.aborted); /* one process: nobody to abort */
-    assert_false(r.trained);
-    assert_int_not_equal(access(f->out, F_OK), 0);
 }
 
 int main(void)
