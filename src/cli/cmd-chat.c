@@ -25,14 +25,8 @@ struct chat_out {
 static bool on_token(hm_token id, void *user)
 {
     struct chat_out *o = user;
-    const char *text;
-    size_t len;
-    if ((o->st = hm_decode_stream_push(o->ds, id, &text, &len)) != HM_OK)
+    if (!cli_stream_token("chat", o->ds, id, &o->st))
         return false;
-    if (len && (fwrite(text, 1, len, stdout) != len || fflush(stdout) != 0)) {
-        o->st = hm_fail(HM_ERR_IO, "chat: standard output: write failed: %s", strerror(errno));
-        return false;
-    }
     if (o->delay_us)
         usleep((useconds_t)o->delay_us);
     return !hm_interrupt_requested();

@@ -10,7 +10,6 @@
 #include "gen-setup.h"
 #include "hermes/chat.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,15 +22,7 @@ struct stream_ctx {
 static bool emit(hm_token id, void *user)
 {
     struct stream_ctx *c = user;
-    const char *text;
-    size_t len;
-    if ((c->st = hm_decode_stream_push(c->ds, id, &text, &len)) != HM_OK)
-        return false;
-    if (len && (fwrite(text, 1, len, stdout) != len || fflush(stdout) != 0)) {
-        c->st = hm_fail(HM_ERR_IO, "generate: standard output: write failed: %s", strerror(errno));
-        return false;
-    }
-    return true;
+    return cli_stream_token("generate", c->ds, id, &c->st);
 }
 
 static enum hm_status read_stdin(char **out, size_t *len)

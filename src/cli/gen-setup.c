@@ -4,7 +4,9 @@
  */
 #include "gen-setup.h"
 
+#include <errno.h>
 #include <libgen.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -107,4 +109,17 @@ enum hm_status cli_gen_load_model(const char *cmd, struct cli_gen_args *a, struc
 fail:
     cli_gen_free(g);
     return st;
+}
+
+bool cli_stream_token(const char *cmd, struct hm_decode_stream *ds, hm_token id, enum hm_status *st)
+{
+    const char *text;
+    size_t len;
+    if ((*st = hm_decode_stream_push(ds, id, &text, &len)) != HM_OK)
+        return false;
+    if (len && (fwrite(text, 1, len, stdout) != len || fflush(stdout) != 0)) {
+        *st = hm_fail(HM_ERR_IO, "%s: standard output: write failed: %s", cmd, strerror(errno));
+        return false;
+    }
+    return true;
 }

@@ -53,4 +53,8 @@ enum hm_status cli_gen_load(const char *cmd, struct cli_gen_args *a, struct cli_
 enum hm_status cli_gen_load_model(const char *cmd, struct cli_gen_args *a, struct cli_gen *g);
 void cli_gen_free(struct cli_gen *g);
 
+/* Decode one generated token and write its text to stdout, flushed: false (with *st set, a write
+ * failure naming `cmd`) when generation must stop. The token callbacks of generate and chat. */
+bool cli_stream_token(const char *cmd, struct hm_decode_stream *ds, hm_token id, enum hm_status *st);
+
 #endif

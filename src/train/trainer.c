@@ -125,6 +125,15 @@ static enum hm_status evaluate(struct trainer *t, double *val_loss)
 
 /* ---- state: weights + moments + position, one file ------------------------------------------ */
 
+/* A token cache's key as saved in the state ("none" without a cache); buf holds 32 bytes. */
+static const char *data_key(const struct hm_token_cache *c, char *buf)
+{
+    if (!c)
+        return strcpy(buf, "none");
+    snprintf(buf, 32, "%016llx", (unsigned long long)c->key);
+    return buf;
+}
+
 static char *state_json(struct trainer *t)
 {
     json_t *o = json_object();
@@ -139,12 +148,9 @@ static char *state_json(struct trainer *t)
     json_object_set_new(o, "adamw_t", json_integer(hm_optimizer_steps(t->opt)));
     /* The data's identity (token cache keys: tokenizer and input bytes), checked on resume. */
     char key[32];
-    snprintf(key, sizeof key, "%016llx", (unsigned long long)t->train->key);
-    json_object_set_new(o, "data_key", json_string(key));
-    if (t->val) {
-        snprintf(key, sizeof key, "%016llx", (unsigned long long)t->val->key);
-        json_object_set_new(o, "val_data_key", json_string(key));
-    }
+    json_object_set_new(o, "data_key", json_string(data_key(t->train, key)));
+    if (t->val)
+        json_object_set_new(o, "val_data_key", json_string(data_key(t->val, key)));
     char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(o);
     return s;
@@ -242,10 +248,8 @@ static enum hm_status check_data_keys(struct trainer *t, json_t *js, const char 
         const char *saved = json_string_value(json_object_get(js, names[i]));
         if (!saved)
             continue;
-        char now[32] = "none";
-        if (caches[i])
-            snprintf(now, sizeof now, "%016llx", (unsigned long long)caches[i]->key);
-        if (strcmp(saved, now) != 0)
+        char now[32];
+        if (strcmp(saved, data_key(caches[i], now)) != 0)
             return hm_fail(HM_ERR_MISMATCH, "%s: the %s or the tokenizer differ from the run being "
                            "resumed (data key %s, saved %s)", path, what[i], now, saved);
     }
