@@ -37,7 +37,8 @@ enum hm_status {
     HM_ERR_DEVICE,      /* CUDA / cuBLAS / NCCL / MPI runtime error */
     HM_ERR_UNSUPPORTED, /* op or dtype not on this backend; feature not built */
     HM_ERR_NUMERIC,     /* non-finite loss or grad norm */
-    HM_ERR_INTERRUPTED, /* SIGINT/SIGTERM after a clean checkpoint */
+    HM_ERR_INTERRUPTED, /* SIGINT/SIGTERM after a clean checkpoint; a draining server */
+    HM_ERR_BUSY,        /* a bounded queue is full: try again later */
 };
 
 /* A token id, the same type from the tokenizer through the data, the model and generation:

@@ -25,6 +25,7 @@ const char *hm_status_str(enum hm_status st)
     case HM_ERR_UNSUPPORTED: return "unsupported";
     case HM_ERR_NUMERIC: return "numerical error";
     case HM_ERR_INTERRUPTED: return "interrupted";
+    case HM_ERR_BUSY: return "busy";
     }
     return "unknown status";
 }
