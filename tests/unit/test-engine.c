@@ -226,6 +226,58 @@ static void test_batch_graph_parity_llama_gqa(void **state)
     batch_parity(&c);
 }
 
+/* Sequence X (slot 1) fed one token per step through an N = 1 graph, and again in chunks of 7,
+ * 7 and 6 at row 5 of an N = 17 graph whose other rows feed other slots or pad: X's logits are
+ * bit-identical at every position (what makes the engine's output batch-invariant). */
+static void test_batch_graph_bitwise_invariant(void **state)
+{
+    struct hm_backend *be;
+    assert_int_equal(hm_backend_cpu_new(&be), HM_OK);
+    struct hm_model_config cfg = cfg_gpt();
+    struct hm_model *m = new_model(be, &cfg, 13);
+    enum { L = 20, N = 17 };
+    int V = cfg.vocab_size;
+    uint32_t seed = 21;
+    int32_t x[L];
+    for (int i = 0; i < L; i++)
+        x[i] = (int32_t)(lcg(&seed) % (uint32_t)V);
+    struct hm_kv_cache *kc;
+    struct hm_batch_graph g1, g;
+    assert_int_equal(hm_kv_cache_new_slots(m, 4, cfg.max_seq_len, &kc), HM_OK);
+    assert_int_equal(hm_model_build_batch_graph(m, kc, 1, 1, &g1), HM_OK);
+    assert_int_equal(hm_model_build_batch_graph(m, kc, N, N, &g), HM_OK);
+    float *alone = malloc((size_t)L * V * sizeof *alone), *out = malloc((size_t)N * V * sizeof *out);
+    for (int p = 0; p < L; p++) {
+        int32_t slot = 1, row = 0;
+        assert_int_equal(hm_batch_run(&g1, &x[p], &slot, &p, &row), HM_OK);
+        assert_int_equal(hm_tensor_get(g1.logits, alone + (size_t)p * V, (size_t)V * sizeof *out), HM_OK);
+    }
+    const int chunks[] = {7, 7, 6};
+    for (int c = 0, p0 = 0; c < 3; p0 += chunks[c++]) {
+        int32_t ids[N], slot[N], pos[N], rows[N];
+        for (int r = 0; r < N; r++) { /* others: slots 0, 2, 3 and padding */
+            ids[r] = (int32_t)(lcg(&seed) % (uint32_t)V);
+            slot[r] = r % 4 == 1 ? -1 : r % 4;
+            pos[r] = c * N + r;
+            rows[r] = r;
+        }
+        for (int i = 0; i < chunks[c]; i++)
+            ids[5 + i] = x[p0 + i], slot[5 + i] = 1, pos[5 + i] = p0 + i;
+        assert_int_equal(hm_batch_run(&g, ids, slot, pos, rows), HM_OK);
+        assert_int_equal(hm_tensor_get(g.logits, out, (size_t)N * V * sizeof *out), HM_OK);
+        for (int i = 0; i < chunks[c]; i++)
+            assert_memory_equal(out + (size_t)(5 + i) * V, alone + (size_t)(p0 + i) * V,
+                                (size_t)V * sizeof *out);
+    }
+    free(alone);
+    free(out);
+    hm_batch_graph_free(&g1);
+    hm_batch_graph_free(&g);
+    hm_kv_cache_free(kc);
+    hm_model_free(m);
+    hm_backend_free(be);
+}
+
 /* ---- engine helpers ------------------------------------------------------------------------- */
 
 enum { MAX_OUT = 128 };
@@ -707,6 +759,7 @@ int main(void)
         cmocka_unit_test(test_matmul_rows_invariant),
         cmocka_unit_test(test_batch_graph_parity_gpt),
         cmocka_unit_test(test_batch_graph_parity_llama_gqa),
+        cmocka_unit_test(test_batch_graph_bitwise_invariant),
         cmocka_unit_test(test_greedy_matches_generate),
         cmocka_unit_test(test_batch_invariance),
         cmocka_unit_test(test_cancel_frees_slot),
