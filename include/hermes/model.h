@@ -176,8 +176,10 @@ struct hm_batch_graph {
     struct hm_tensor *logits;           /* (M, V), the model's dtype */
     int N, M;
 };
+/* row_invariant false: the linear layers use BLAS instead (not batch-invariant; benchmarks
+ * measure what invariance costs with it). */
 HM_API enum hm_status hm_model_build_batch_graph(struct hm_model *m, struct hm_kv_cache *cache, int N,
-                                                 int M, struct hm_batch_graph *out);
+                                                 int M, bool row_invariant, struct hm_batch_graph *out);
 /* Set the four inputs (N, N, N and M entries) and run. */
 HM_API enum hm_status hm_batch_run(struct hm_batch_graph *g, const hm_token *ids, const int32_t *slot,
                                    const int32_t *pos, const int32_t *out_rows);

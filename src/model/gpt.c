@@ -328,16 +328,15 @@ struct build {
     bool training;
     struct hm_kv_cache *cache; /* inference only */
     struct hm_tensor *doc_start; /* packed training windows, or NULL */
-    /* batched serving: i32 (T) KV slot and position of every row (B = 1), or NULL; the linear
-     * layers then use the row-invariant kernel */
+    /* batched serving: i32 (T) KV slot and position of every row (B = 1), or NULL */
     struct hm_tensor *slot, *pos;
+    bool row_invariant; /* linear layers through hm_linear_rows */
 };
 
-/* nn.Linear, row-invariant in a serving graph. */
 static struct hm_tensor *linear(struct build *b, struct hm_tensor *x, struct hm_tensor *w,
                                 struct hm_tensor *bias)
 {
-    return b->slot ? hm_linear_rows(b->ctx, x, w, bias) : hm_linear(b->ctx, x, w, bias);
+    return b->row_invariant ? hm_linear_rows(b->ctx, x, w, bias) : hm_linear(b->ctx, x, w, bias);
 }
 
 static struct hm_tensor *heads(struct build *b, struct hm_tensor *x, int n_heads, int hd)
@@ -422,7 +421,7 @@ static enum hm_status build_train_nodes(struct hm_model *m, int B, int T, bool p
     enum hm_status st = hm_ctx_new(&out->ctx);
     if (st != HM_OK)
         return st;
-    struct build b = {out->ctx, B, T, true, NULL, NULL, NULL, NULL};
+    struct build b = {out->ctx, B, T, true, NULL, NULL, NULL, NULL, false};
     out->B = B;
     out->T = T;
     if (packed) {
@@ -570,7 +569,7 @@ enum hm_status hm_model_build_infer_graph(struct hm_model *m, struct hm_kv_cache
     enum hm_status st = hm_ctx_new(&out->ctx);
     if (st != HM_OK)
         return st;
-    struct build b = {out->ctx, 1, T, false, cache, NULL, NULL, NULL};
+    struct build b = {out->ctx, 1, T, false, cache, NULL, NULL, NULL, false};
     out->T = T;
     out->ids = hm_new_input(out->ctx, HM_DTYPE_I32, 2, (int64_t[]){1, T});
     struct hm_tensor *x = trunk_forward(m, &b, out->ids);
@@ -610,7 +609,7 @@ void hm_infer_graph_free(struct hm_infer_graph *g)
 /* ---- batched serving ---------------------------------------------------------------------- */
 
 enum hm_status hm_model_build_batch_graph(struct hm_model *m, struct hm_kv_cache *cache, int N, int M,
-                                          struct hm_batch_graph *out)
+                                          bool row_invariant, struct hm_batch_graph *out)
 {
     memset(out, 0, sizeof *out);
     if (N < 1 || M < 1 || M > N)
@@ -625,7 +624,7 @@ enum hm_status hm_model_build_batch_graph(struct hm_model *m, struct hm_kv_cache
     out->slot = hm_new_input(ctx, HM_DTYPE_I32, 1, (int64_t[]){N});
     out->pos = hm_new_input(ctx, HM_DTYPE_I32, 1, (int64_t[]){N});
     out->out_rows = hm_new_input(ctx, HM_DTYPE_I32, 1, (int64_t[]){M});
-    struct build b = {ctx, 1, N, false, cache, NULL, out->slot, out->pos};
+    struct build b = {ctx, 1, N, false, cache, NULL, out->slot, out->pos, row_invariant};
     struct hm_tensor *x = trunk_forward(m, &b, out->ids);
     /* Only the rows that sample need logits: gather them (an embedding lookup over the hidden
      * states is a row gather) before the LM head. */

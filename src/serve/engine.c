@@ -327,7 +327,7 @@ static enum hm_status build_graphs(struct hm_engine *e)
         st = hm_fail(HM_ERR_NOMEM, "engine: out of memory");
     for (int i = 0; st == HM_OK && i < n; i++) {
         st = hm_model_build_batch_graph(e->model, e->cache, sizes[i], HM_MIN(sizes[i], e->o.max_batch),
-                                        &e->graphs[i]);
+                                        true, &e->graphs[i]);
         if (st == HM_OK)
             e->n_graphs++;
     }

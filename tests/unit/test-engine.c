@@ -180,7 +180,7 @@ static void batch_parity(const struct hm_model_config *cfg)
     struct hm_kv_cache *kc;
     struct hm_batch_graph g;
     assert_int_equal(hm_kv_cache_new_slots(m, 3, cfg->max_seq_len, &kc), HM_OK);
-    assert_int_equal(hm_model_build_batch_graph(m, kc, N, N, &g), HM_OK);
+    assert_int_equal(hm_model_build_batch_graph(m, kc, N, N, true, &g), HM_OK);
     float *out = malloc((size_t)N * V * sizeof *out);
     float worst = 0;
     for (int fa_ = 0, fb_ = 0; fa_ < LA || fb_ < LB;) {
@@ -244,8 +244,8 @@ static void test_batch_graph_bitwise_invariant(void **state)
     struct hm_kv_cache *kc;
     struct hm_batch_graph g1, g;
     assert_int_equal(hm_kv_cache_new_slots(m, 4, cfg.max_seq_len, &kc), HM_OK);
-    assert_int_equal(hm_model_build_batch_graph(m, kc, 1, 1, &g1), HM_OK);
-    assert_int_equal(hm_model_build_batch_graph(m, kc, N, N, &g), HM_OK);
+    assert_int_equal(hm_model_build_batch_graph(m, kc, 1, 1, true, &g1), HM_OK);
+    assert_int_equal(hm_model_build_batch_graph(m, kc, N, N, true, &g), HM_OK);
     float *alone = malloc((size_t)L * V * sizeof *alone), *out = malloc((size_t)N * V * sizeof *out);
     for (int p = 0; p < L; p++) {
         int32_t slot = 1, row = 0;

@@ -6,27 +6,58 @@
  * positions of the same slot).
  *
  * Batch invariance: each (row, head) is computed whole by one thread in a fixed order - scores
- * as lane-interleaved dot products, the max and the sum in key order, the output accumulated key
- * by key - so a token's result depends only on its own row and its slot's cache, never on which
+ * as the fixed-order dot products of matmul-rows.c, the max and the sum in key order, the output
+ * accumulated key by key - so a token's result depends only on its own row and its slot's cache, never on which
  * other rows share the call or on the thread count. A row with slot -1 is padding: not written,
  * output 0.
  */
 #include "cpu-impl.h"
 
-enum { DOT_LANES = 8 };
-
-/* dot(a, b) in DOT_LANES interleaved partial sums and a fixed tree: the same order everywhere. */
-static inline float dot_fixed(const float *a, const float *b, int64_t n)
+/* Scores of q against keys 0 .. L-1 (rows kstride apart), four keys per pass with the fixed-order
+ * dot product of matmul-rows.c; returns their max. */
+static float scores(const float *q, const float *k, int64_t kstride, int64_t L, int64_t HD,
+                    float scale, float *p)
 {
-    float acc[DOT_LANES] = {0};
-    int64_t k0 = 0;
-    for (; k0 + DOT_LANES <= n; k0 += DOT_LANES)
+    float m = -INFINITY;
+    for (int64_t j0 = 0; j0 < L; j0 += 4) {
+        const float *kr[4];
+        float d[4];
+        for (int i = 0; i < 4; i++) /* past the last key: a duplicate, dropped */
+            kr[i] = k + HM_MIN(j0 + i, L - 1) * kstride;
+        hm_cpu_dots4(q, kr, HD, d);
+        for (int i = 0; i < 4 && j0 + i < L; i++) {
+            p[j0 + i] = scale * d[i];
+            m = hm_maxf(m, p[j0 + i]);
+        }
+    }
+    return m;
+}
+
+/* o = sum over keys j in order of p[j] v[j]: four keys per pass over o, the same adds in the same
+ * order as one key at a time. */
+static void weighted_sum(const float *p, const float *v, int64_t kstride, int64_t L, int64_t HD,
+                         float *o)
+{
+    int64_t j = 0;
+    for (; j + 4 <= L; j += 4) {
+        const float *v0 = v + j * kstride, *v1 = v0 + kstride, *v2 = v1 + kstride, *v3 = v2 + kstride;
+        float p0 = p[j], p1 = p[j + 1], p2 = p[j + 2], p3 = p[j + 3];
 #pragma omp simd
-        for (int l = 0; l < DOT_LANES; l++)
-            acc[l] += a[k0 + l] * b[k0 + l];
-    for (int l = 0; k0 + l < n; l++)
-        acc[l] += a[k0 + l] * b[k0 + l];
-    return ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+        for (int64_t d = 0; d < HD; d++) {
+            float acc = o[d];
+            acc += p0 * v0[d];
+            acc += p1 * v1[d];
+            acc += p2 * v2[d];
+            acc += p3 * v3[d];
+            o[d] = acc;
+        }
+    }
+    for (; j < L; j++) {
+        const float *vj = v + j * kstride;
+#pragma omp simd
+        for (int64_t d = 0; d < HD; d++)
+            o[d] += p[j] * vj[d];
+    }
 }
 
 struct rows_geom {
@@ -88,23 +119,13 @@ enum hm_status hm_cpu_attention_rows(const struct hm_exec *ex, struct hm_tensor 
             int64_t L = (int64_t)g.pos[r] + 1;
             const float *k = CF32(kt) + (s * g.S * g.NKV + kh) * g.HD;
             const float *v = CF32(vt) + (s * g.S * g.NKV + kh) * g.HD;
-            float m = -INFINITY;
-            for (int64_t j = 0; j < L; j++) {
-                p[j] = scale * dot_fixed(q, k + j * kstride, g.HD);
-                m = hm_maxf(m, p[j]);
-            }
+            float m = scores(q, k, kstride, L, g.HD, scale, p);
             float sum = 0.0f;
             for (int64_t j = 0; j < L; j++) {
                 p[j] = hm_expf(p[j] - m);
                 sum += p[j];
             }
-            for (int64_t j = 0; j < L; j++) {
-                const float *vj = v + j * kstride;
-                float pj = p[j];
-#pragma omp simd
-                for (int64_t d = 0; d < g.HD; d++)
-                    o[d] += pj * vj[d];
-            }
+            weighted_sum(p, v, kstride, L, g.HD, o);
             float inv = 1.0f / sum;
 #pragma omp simd
             for (int64_t d = 0; d < g.HD; d++)

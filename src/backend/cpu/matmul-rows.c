@@ -4,8 +4,8 @@
  *
  * Batch invariance: row r of y must not depend on how many other rows share the call or on r's
  * index, and sgemm/sgemv pick kernels (and summation orders) by shape. Here every dot product is
- * summed the same way: LANES interleaved partial sums (lane l takes k = l, l + LANES, ...), then
- * one fixed pairwise tree over the lanes. A tile of ROWS token rows x COLS weight rows shares each
+ * summed the same way: LANES (8) interleaved partial sums (lane l takes k = l, l + LANES, ...),
+ * then one fixed pairwise tree over the lanes. A tile of ROWS token rows x COLS weight rows shares each
  * pass over w; leftover token rows go through the same code one at a time, and leftover weight
  * rows are computed on a duplicate pointer and dropped, so every (row, col) pair runs the same
  * instructions in the same order whatever the tile it lands in. Threads split the weight rows:
@@ -13,42 +13,63 @@
  */
 #include "cpu-impl.h"
 
-enum { LANES = 16, COLS = 4, ROWS = 4, COL_BLOCK = 16 };
+enum { LANES = 8, COLS = 4, ROWS = 4, COL_BLOCK = 16 };
+_Static_assert(COLS == 4, "hm_cpu_dots4 hands out one tile row");
 
-/* The fixed pairwise sum of one dot product's lanes. */
-static inline float lanes_sum(const float *a)
+/* LANES floats in one vector (GCC/Clang vector extension: a register where the target has one,
+ * plain lane-by-lane arithmetic elsewhere; the order per lane is the same either way). */
+typedef float lanes_t __attribute__((vector_size(LANES * sizeof(float))));
+
+static inline lanes_t load_lanes(const float *p)
 {
-    float h[LANES / 2];
-    for (int l = 0; l < LANES / 2; l++)
-        h[l] = a[l] + a[l + LANES / 2];
-    for (int l = 0; l < LANES / 4; l++)
-        h[l] = h[l] + h[l + LANES / 4];
-    for (int l = 0; l < LANES / 8; l++)
-        h[l] = h[l] + h[l + LANES / 8];
-    return h[0] + h[1];
+    lanes_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* The fixed pairwise sum of one dot product's lanes, the tail k = k0 .. K-1 added lane by lane
+ * first (lane l takes k0 + l). */
+static inline float finish_dot(lanes_t acc, const float *x, const float *w, int64_t k0, int64_t K)
+{
+    float a[LANES];
+    memcpy(a, &acc, sizeof a);
+    for (int l = 0; k0 + l < K; l++)
+        a[l] += x[k0 + l] * w[k0 + l];
+    return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
 }
 
 /* dots[i][j] = dot(x[i], w[j]) for `rows` token rows (a compile-time 1 or ROWS) and COLS weight
- * rows, lane-interleaved as described above. */
+ * rows: lane l sums k = l, l + LANES, ... in order, then finish_dot. */
 static inline __attribute__((always_inline)) void dot_tile(const float *const *x,
                                                            const float *const *w, int64_t K,
                                                            int rows, float dots[ROWS][COLS])
 {
-    float acc[ROWS][COLS][LANES];
-    memset(acc, 0, sizeof acc);
-    int64_t k0 = 0;
-    for (; k0 + LANES <= K; k0 += LANES)
-        for (int i = 0; i < rows; i++)
-            for (int j = 0; j < COLS; j++)
-#pragma omp simd
-                for (int l = 0; l < LANES; l++)
-                    acc[i][j][l] += x[i][k0 + l] * w[j][k0 + l];
+    lanes_t acc[ROWS][COLS];
     for (int i = 0; i < rows; i++)
-        for (int j = 0; j < COLS; j++) {
-            for (int l = 0; k0 + l < K; l++)
-                acc[i][j][l] += x[i][k0 + l] * w[j][k0 + l];
-            dots[i][j] = lanes_sum(acc[i][j]);
+        for (int j = 0; j < COLS; j++)
+            acc[i][j] = (lanes_t){0};
+    int64_t k0 = 0;
+    for (; k0 + LANES <= K; k0 += LANES) {
+        lanes_t wv[COLS];
+        for (int j = 0; j < COLS; j++)
+            wv[j] = load_lanes(w[j] + k0);
+        for (int i = 0; i < rows; i++) {
+            lanes_t xv = load_lanes(x[i] + k0);
+            for (int j = 0; j < COLS; j++)
+                acc[i][j] += xv * wv[j];
         }
+    }
+    for (int i = 0; i < rows; i++)
+        for (int j = 0; j < COLS; j++)
+            dots[i][j] = finish_dot(acc[i][j], x[i], w[j], k0, K);
+}
+
+void hm_cpu_dots4(const float *x, const float *const *w, int64_t K, float out[4])
+{
+    const float *xr[ROWS] = {x};
+    float dots[ROWS][COLS];
+    dot_tile(xr, w, K, 1, dots);
+    memcpy(out, dots[0], sizeof dots[0]);
 }
 
 static void store(float *y, const float dots[ROWS][COLS], int rows, int64_t n0, int cols,
