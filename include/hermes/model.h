@@ -134,8 +134,8 @@ HM_API enum hm_status hm_model_plan_train_bytes(struct hm_model *m, struct hm_ba
 
 /*
  * Inference: a KV cache of `ctx_len` positions (<= max_seq_len) for batch 1 (one slot), and
- * graphs that feed T new tokens at position rt.pos (prefill: T = prompt length; decode: T = 1). Each returns
- * the logits of the last new position only, (V). No dropout, no gradients.
+ * graphs that feed T new tokens at position rt.pos (prefill: T = prompt length; decode: T = 1).
+ * Each returns the logits of the last new position only, (V). No dropout, no gradients.
  */
 struct hm_kv_cache;
 HM_API enum hm_status hm_kv_cache_new(struct hm_model *m, int ctx_len, struct hm_kv_cache **out);
@@ -178,11 +178,13 @@ struct hm_batch_graph {
 };
 /* row_invariant false: the linear layers use BLAS instead (not batch-invariant; benchmarks
  * measure what invariance costs with it). */
-HM_API enum hm_status hm_model_build_batch_graph(struct hm_model *m, struct hm_kv_cache *cache, int N,
-                                                 int M, bool row_invariant, struct hm_batch_graph *out);
+HM_API enum hm_status hm_model_build_batch_graph(struct hm_model *m, struct hm_kv_cache *cache,
+                                                 int N, int M, bool row_invariant,
+                                                 struct hm_batch_graph *out);
 /* Set the four inputs (N, N, N and M entries) and run. */
-HM_API enum hm_status hm_batch_run(struct hm_batch_graph *g, const hm_token *ids, const int32_t *slot,
-                                   const int32_t *pos, const int32_t *out_rows);
+HM_API enum hm_status hm_batch_run(struct hm_batch_graph *g, const hm_token *ids,
+                                   const int32_t *slot, const int32_t *pos,
+                                   const int32_t *out_rows);
 HM_API void hm_batch_graph_free(struct hm_batch_graph *g);
 
 /* ---- checkpoints (safetensors) --------------------------------------------------------------- */

@@ -180,8 +180,8 @@ HM_API struct hm_tensor *hm_linear(struct hm_ctx *ctx, struct hm_tensor *x, stru
 /* The same for batched serving: row r of the result depends only on row r of x and on w, each
  * output's dot product summed in one fixed order whatever the number of rows (batch invariance;
  * BLAS picks kernels by shape). Forward only: the backward pass uses the plain matmul. */
-HM_API struct hm_tensor *hm_linear_rows(struct hm_ctx *ctx, struct hm_tensor *x, struct hm_tensor *w,
-                                        struct hm_tensor *bias);
+HM_API struct hm_tensor *hm_linear_rows(struct hm_ctx *ctx, struct hm_tensor *x,
+                                        struct hm_tensor *w, struct hm_tensor *bias);
 
 /* w (V, C), ids i32 (...) -> (..., C). An id outside [0, V) fails the run with HM_ERR_USAGE. */
 HM_API struct hm_tensor *hm_embedding(struct hm_ctx *ctx, struct hm_tensor *w, struct hm_tensor *ids);
@@ -226,11 +226,12 @@ HM_API struct hm_tensor *hm_kv_write(struct hm_ctx *ctx, struct hm_tensor *cache
  * keys 0 .. pos[r] of its slot's cache, each row on its own in a fixed order (batch invariance).
  * A row with slot -1 is padding: never written, its attention output is 0. Forward only.
  */
-HM_API struct hm_tensor *hm_kv_write_at(struct hm_ctx *ctx, struct hm_tensor *cache, struct hm_tensor *x,
-                                        struct hm_tensor *slot, struct hm_tensor *pos);
-HM_API struct hm_tensor *hm_attention_at(struct hm_ctx *ctx, struct hm_tensor *q, struct hm_tensor *k,
-                                         struct hm_tensor *v, struct hm_tensor *slot,
-                                         struct hm_tensor *pos);
+HM_API struct hm_tensor *hm_kv_write_at(struct hm_ctx *ctx, struct hm_tensor *cache,
+                                        struct hm_tensor *x, struct hm_tensor *slot,
+                                        struct hm_tensor *pos);
+HM_API struct hm_tensor *hm_attention_at(struct hm_ctx *ctx, struct hm_tensor *q,
+                                         struct hm_tensor *k, struct hm_tensor *v,
+                                         struct hm_tensor *slot, struct hm_tensor *pos);
 
 HM_API struct hm_tensor *hm_gelu(struct hm_ctx *ctx, struct hm_tensor *x); /* exact, erf */
 HM_API struct hm_tensor *hm_swiglu(struct hm_ctx *ctx, struct hm_tensor *gate, struct hm_tensor *up);

@@ -239,7 +239,8 @@ struct hm_tensor *hm_attention_docs(struct hm_ctx *ctx, struct hm_tensor *q, str
 }
 
 struct hm_tensor *hm_attention_at(struct hm_ctx *ctx, struct hm_tensor *q, struct hm_tensor *k,
-                                  struct hm_tensor *v, struct hm_tensor *slot, struct hm_tensor *pos)
+                                  struct hm_tensor *v, struct hm_tensor *slot,
+                                  struct hm_tensor *pos)
 {
     assert_float(q);
     HM_ASSERT(q->n_dims == 4 && k->n_dims == 4 && hm_same_shape(k, v));

@@ -378,7 +378,8 @@ static struct hm_tensor *layer_forward(struct hm_model *m, struct build *b, int 
 
     struct hm_tensor *f;
     if (c->activation == HM_ACT_SWIGLU)
-        f = hm_swiglu(ctx, linear(b, h, W(l->w_gate), W(l->b_gate)), linear(b, h, W(l->w_up), W(l->b_up)));
+        f = hm_swiglu(ctx, linear(b, h, W(l->w_gate), W(l->b_gate)),
+                      linear(b, h, W(l->w_up), W(l->b_up)));
     else
         f = hm_gelu(ctx, linear(b, h, W(l->w_up), W(l->b_up)));
     f = hm_dropout(ctx, linear(b, f, W(l->w_down), W(l->b_down)), p, i * 4 + 2);
@@ -557,6 +558,18 @@ size_t hm_kv_cache_bytes(const struct hm_kv_cache *c)
     return hm_block_nbytes(c->block);
 }
 
+/* The forward nodes up to `out` as a graph, dropout off, planned on the model's backend. */
+static enum hm_status plan_inference(struct hm_model *m, struct hm_ctx *ctx, struct hm_tensor *out,
+                                     struct hm_graph **g)
+{
+    enum hm_status st = hm_graph_new(ctx, g);
+    if (st != HM_OK)
+        return st;
+    hm_graph_build_forward(*g, out);
+    hm_graph_runtime(*g)->training = false;
+    return hm_graph_plan(*g, m->be);
+}
+
 enum hm_status hm_model_build_infer_graph(struct hm_model *m, struct hm_kv_cache *cache, int T,
                                           struct hm_infer_graph *out)
 {
@@ -578,15 +591,8 @@ enum hm_status hm_model_build_infer_graph(struct hm_model *m, struct hm_kv_cache
     x = hm_slice(out->ctx, x, 0, T - 1, 1);
     struct hm_tensor *logits = lm_head(m, &b, x);
     out->logits = hm_reshape(out->ctx, logits, 1, (int64_t[]){m->cfg.vocab_size});
-    if ((st = hm_graph_new(out->ctx, &out->graph)) != HM_OK)
-        goto fail;
-    hm_graph_build_forward(out->graph, out->logits);
-    hm_graph_runtime(out->graph)->training = false;
-    if ((st = hm_graph_plan(out->graph, m->be)) != HM_OK)
-        goto fail;
-    return HM_OK;
-fail:
-    hm_infer_graph_free(out);
+    if ((st = plan_inference(m, out->ctx, out->logits, &out->graph)) != HM_OK)
+        hm_infer_graph_free(out);
     return st;
 }
 
@@ -608,12 +614,13 @@ void hm_infer_graph_free(struct hm_infer_graph *g)
 
 /* ---- batched serving ---------------------------------------------------------------------- */
 
-enum hm_status hm_model_build_batch_graph(struct hm_model *m, struct hm_kv_cache *cache, int N, int M,
-                                          bool row_invariant, struct hm_batch_graph *out)
+enum hm_status hm_model_build_batch_graph(struct hm_model *m, struct hm_kv_cache *cache, int N,
+                                          int M, bool row_invariant, struct hm_batch_graph *out)
 {
     memset(out, 0, sizeof *out);
     if (N < 1 || M < 1 || M > N)
-        return hm_fail(HM_ERR_USAGE, "batch graph: %d rows and %d logits rows: need 1 <= M <= N", N, M);
+        return hm_fail(HM_ERR_USAGE, "batch graph: %d rows and %d logits rows: need 1 <= M <= N",
+                       N, M);
     enum hm_status st = hm_ctx_new(&out->ctx);
     if (st != HM_OK)
         return st;
@@ -631,15 +638,8 @@ enum hm_status hm_model_build_batch_graph(struct hm_model *m, struct hm_kv_cache
     x = hm_reshape(ctx, x, 2, (int64_t[]){N, m->cfg.hidden_size});
     x = hm_embedding(ctx, x, out->out_rows);
     out->logits = lm_head(m, &b, x);
-    if ((st = hm_graph_new(ctx, &out->graph)) != HM_OK)
-        goto fail;
-    hm_graph_build_forward(out->graph, out->logits);
-    hm_graph_runtime(out->graph)->training = false;
-    if ((st = hm_graph_plan(out->graph, m->be)) != HM_OK)
-        goto fail;
-    return HM_OK;
-fail:
-    hm_batch_graph_free(out);
+    if ((st = plan_inference(m, ctx, out->logits, &out->graph)) != HM_OK)
+        hm_batch_graph_free(out);
     return st;
 }
 
@@ -648,7 +648,8 @@ enum hm_status hm_batch_run(struct hm_batch_graph *g, const hm_token *ids, const
 {
     size_t n = (size_t)g->N * sizeof(int32_t);
     enum hm_status st;
-    if ((st = hm_tensor_set(g->ids, ids, n)) != HM_OK || (st = hm_tensor_set(g->slot, slot, n)) != HM_OK ||
+    if ((st = hm_tensor_set(g->ids, ids, n)) != HM_OK ||
+        (st = hm_tensor_set(g->slot, slot, n)) != HM_OK ||
         (st = hm_tensor_set(g->pos, pos, n)) != HM_OK ||
         (st = hm_tensor_set(g->out_rows, out_rows, (size_t)g->M * sizeof(int32_t))) != HM_OK)
         return st;

@@ -74,17 +74,18 @@ static enum hm_status check_request(const struct hm_engine *e, const struct hm_e
     if (rq->n_prompt < 1 || !rq->prompt)
         return hm_fail(HM_ERR_USAGE, "engine: the prompt is empty: give at least one token");
     if (rq->n_prompt > e->o.ctx_len)
-        return hm_fail(HM_ERR_USAGE, "engine: the prompt has %d tokens, more than the context of %d",
-                       rq->n_prompt, e->o.ctx_len);
+        return hm_fail(HM_ERR_USAGE, "engine: the prompt has %d tokens, more than the context "
+                       "of %d", rq->n_prompt, e->o.ctx_len);
     if (rq->max_new_tokens < 0)
-        return hm_fail(HM_ERR_USAGE, "engine: max_new_tokens must be >= 0, got %d", rq->max_new_tokens);
+        return hm_fail(HM_ERR_USAGE, "engine: max_new_tokens must be >= 0, got %d",
+                       rq->max_new_tokens);
     if (rq->n_stop_ids < 0 || rq->n_stop_ids > HM_ENGINE_MAX_STOP_IDS)
         return hm_fail(HM_ERR_USAGE, "engine: %d stop ids: at most %d", rq->n_stop_ids,
                        HM_ENGINE_MAX_STOP_IDS);
     for (int i = 0; i < rq->n_prompt; i++)
         if (rq->prompt[i] < 0 || rq->prompt[i] >= e->V)
-            return hm_fail(HM_ERR_USAGE, "engine: prompt token id %d is outside the vocabulary (%d)",
-                           rq->prompt[i], e->V);
+            return hm_fail(HM_ERR_USAGE, "engine: prompt token id %d is outside the vocabulary "
+                           "(%d)", rq->prompt[i], e->V);
     return HM_OK;
 }
 
@@ -112,7 +113,8 @@ static enum hm_status seq_new(const struct hm_engine *e, const struct hm_engine_
     return HM_OK;
 }
 
-enum hm_status hm_engine_submit(struct hm_engine *e, const struct hm_engine_request *rq, uint64_t *id)
+enum hm_status hm_engine_submit(struct hm_engine *e, const struct hm_engine_request *rq,
+                                uint64_t *id)
 {
     enum hm_status st = check_request(e, rq);
     struct hm_engine_seq *s = NULL;
@@ -211,7 +213,8 @@ void hm_engine_stats(struct hm_engine *e, struct hm_engine_stats *out)
  * admit waiting requests into free slots. Requests to report are moved to `done` (reported by
  * the caller once the mutex is released). Returns how many.
  */
-static int between_steps(struct hm_engine *e, struct hm_engine_seq **done, enum hm_finish_reason *why)
+static int between_steps(struct hm_engine *e, struct hm_engine_seq **done,
+                         enum hm_finish_reason *why)
 {
     int n_done = 0;
     for (int j = 0; j < e->n_running;) {
@@ -221,7 +224,8 @@ static int between_steps(struct hm_engine *e, struct hm_engine_seq **done, enum 
             continue;
         }
         e->slot_used[s->slot] = false;
-        memmove(&e->running[j], &e->running[j + 1], (size_t)(e->n_running - j - 1) * sizeof *e->running);
+        memmove(&e->running[j], &e->running[j + 1],
+                (size_t)(e->n_running - j - 1) * sizeof *e->running);
         e->n_running--;
         why[n_done] = HM_FINISH_CANCELLED;
         done[n_done++] = s;
@@ -290,14 +294,17 @@ static enum hm_status check_opts(const struct hm_model_config *c, struct hm_engi
     if (o->ctx_len == 0)
         o->ctx_len = c->max_seq_len;
     if (o->max_batch < 1 || o->max_batch > MAX_SLOTS)
-        return hm_fail(HM_ERR_USAGE, "engine: max_batch %d must be in [1, %d]", o->max_batch, MAX_SLOTS);
+        return hm_fail(HM_ERR_USAGE, "engine: max_batch %d must be in [1, %d]", o->max_batch,
+                       MAX_SLOTS);
     if (o->ctx_len < 1 || o->ctx_len > c->max_seq_len)
-        return hm_fail(HM_ERR_USAGE, "engine: ctx_len %d must be in [1, max_seq_len %d]", o->ctx_len,
-                       c->max_seq_len);
+        return hm_fail(HM_ERR_USAGE, "engine: ctx_len %d must be in [1, max_seq_len %d]",
+                       o->ctx_len, c->max_seq_len);
     if (o->prefill_chunk < 1 || o->prefill_chunk > 65536)
-        return hm_fail(HM_ERR_USAGE, "engine: prefill_chunk %d must be in [1, 65536]", o->prefill_chunk);
+        return hm_fail(HM_ERR_USAGE, "engine: prefill_chunk %d must be in [1, 65536]",
+                       o->prefill_chunk);
     if (o->max_queue < 1 || o->max_queue > 1 << 20)
-        return hm_fail(HM_ERR_USAGE, "engine: max_queue %d must be in [1, %d]", o->max_queue, 1 << 20);
+        return hm_fail(HM_ERR_USAGE, "engine: max_queue %d must be in [1, %d]", o->max_queue,
+                       1 << 20);
     return HM_OK;
 }
 
@@ -326,8 +333,9 @@ static enum hm_status build_graphs(struct hm_engine *e)
     if (!e->graphs)
         st = hm_fail(HM_ERR_NOMEM, "engine: out of memory");
     for (int i = 0; st == HM_OK && i < n; i++) {
-        st = hm_model_build_batch_graph(e->model, e->cache, sizes[i], HM_MIN(sizes[i], e->o.max_batch),
-                                        true, &e->graphs[i]);
+        int n_logits = HM_MIN(sizes[i], e->o.max_batch);
+        st = hm_model_build_batch_graph(e->model, e->cache, sizes[i], n_logits, true,
+                                        &e->graphs[i]);
         if (st == HM_OK)
             e->n_graphs++;
     }

@@ -45,7 +45,8 @@ static void mm_build(struct hm_backend *be, int K, int N, int M, bool rows, stru
     check(hm_ctx_new(&out->ctx), "ctx");
     struct hm_tensor *x = hm_new_input(out->ctx, HM_DTYPE_F32, 2, (int64_t[]){M, K});
     struct hm_tensor *w = hm_new_input(out->ctx, HM_DTYPE_F32, 2, (int64_t[]){N, K});
-    struct hm_tensor *y = rows ? hm_linear_rows(out->ctx, x, w, NULL) : hm_linear(out->ctx, x, w, NULL);
+    struct hm_tensor *y = rows ? hm_linear_rows(out->ctx, x, w, NULL)
+                               : hm_linear(out->ctx, x, w, NULL);
     check(hm_graph_new(out->ctx, &out->g), "graph");
     hm_graph_build_forward(out->g, y);
     check(hm_graph_plan(out->g, be), "plan");
@@ -74,7 +75,8 @@ static void bench_matmul(int K, int N, int M, int reps)
         }
     double ma = median(ta, reps), mb = median(tb, reps), flop = 2.0 * K * N * M;
     printf("matmul K=%d N=%d M=%d rows_us=%.1f blas_us=%.1f rows_gflops=%.1f blas_gflops=%.1f "
-           "blas_over_rows=%.3f\n", K, N, M, ma * 1e6, mb * 1e6, flop / ma / 1e9, flop / mb / 1e9, mb / ma);
+           "blas_over_rows=%.3f\n", K, N, M, ma * 1e6, mb * 1e6, flop / ma / 1e9, flop / mb / 1e9,
+           mb / ma);
     hm_graph_free(a.g), hm_ctx_free(a.ctx), hm_graph_free(b.g), hm_ctx_free(b.ctx);
     free(ta), free(tb);
     hm_backend_free(be);
@@ -228,8 +230,8 @@ static void bench_serve(const char *preset, int S, int P, int NEW, int reps)
     }
     double me = median(te, reps), mg = median(tg, reps);
     printf("serve preset=%s streams=%d prompt=%d new=%d threads=%d engine_tok_s=%.1f "
-           "generate_tok_s=%.1f engine_over_generate=%.3f\n", preset, S, P, NEW, omp_get_max_threads(),
-           me, mg, me / mg);
+           "generate_tok_s=%.1f engine_over_generate=%.3f\n", preset, S, P, NEW,
+           omp_get_max_threads(), me, mg, me / mg);
     hm_engine_free(e);
     free(prompt), free(te), free(tg);
     hm_model_free(m);

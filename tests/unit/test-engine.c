@@ -8,7 +8,7 @@
  *   slots, with padding rows, gives at every position the logits of a full forward over that
  *   sequence's prefix (so positions, slots and the causal mask are right).
  * - Engine: greedy output equals hm_generate's; every request's tokens are the same alone, all
- *   submitted together, and staggered (arriving mid-way); cancellation frees the slot for a
+ *   submitted together, and staggered (arriving mid-way), in f32 and in bf16; cancellation frees the slot for a
  *   queued request; a full queue is HM_ERR_BUSY; drain finishes what was accepted; freeing the
  *   engine fires every on_done once; context full, stop ids and request validation.
  */
@@ -23,78 +23,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-static struct hm_model_config make_cfg(int V, int T, int C, int L, int NH, int NKV, int I,
-                                       enum hm_activation act, bool bias, bool tied)
-{
-    struct hm_model_config c;
-    memset(&c, 0, sizeof c);
-    snprintf(c.name, sizeof c.name, "test");
-    c.vocab_size = V, c.max_seq_len = T, c.hidden_size = C, c.num_layers = L, c.num_heads = NH;
-    c.num_kv_heads = NKV, c.intermediate_size = I, c.dropout = 0.1f; /* off at inference */
-    c.layer_norm_eps = 1e-5f, c.rope_theta = 10000.0f, c.use_bias = bias, c.tie_embeddings = tied;
-    c.activation = act;
-    return c;
-}
-
 static struct hm_model_config cfg_gpt(void)
 {
-    return make_cfg(97, 64, 64, 2, 4, 4, 128, HM_ACT_GELU, true, true);
+    return tu_model_cfg(97, 64, 64, 2, 4, 4, 128, HM_ACT_GELU, true, true, 10000.0f);
 }
 
 static struct hm_model_config cfg_llama_gqa(void)
 {
-    return make_cfg(101, 48, 48, 2, 6, 2, 80, HM_ACT_SWIGLU, false, false);
+    return tu_model_cfg(101, 48, 48, 2, 6, 2, 80, HM_ACT_SWIGLU, false, false, 10000.0f);
 }
 
-static uint32_t lcg(uint32_t *s)
-{
-    *s = *s * 1664525u + 1013904223u;
-    return *s >> 8;
-}
-
-/* Weights N(0, ~0.15) and norms 1 + noise: logits far from uniform, so a wrong position, slot
- * or mask shows, and greedy argmax margins are wide. */
-static struct hm_model *new_model(struct hm_backend *be, const struct hm_model_config *cfg,
-                                  uint32_t seed)
-{
-    struct hm_model *m;
-    assert_int_equal(hm_model_new(cfg, be, &m), HM_OK);
-    struct hm_block *blk = hm_model_params(m);
-    size_t n = hm_block_nbytes(blk) / sizeof(float);
-    float *h = malloc(n * sizeof *h);
-    for (int i = 0; i < hm_block_n_tensors(blk); i++) {
-        const struct hm_tensor *t = hm_block_tensor(blk, i);
-        float *p = h + hm_block_elem_offset(t);
-        bool norm = strstr(t->name, "norm") != NULL;
-        for (int64_t j = 0; j < hm_nelements(t); j++) {
-            float u = ((float)lcg(&seed) / 16777216.0f - 0.5f) * 0.52f;
-            p[j] = norm ? 1.0f + u : u;
-        }
-    }
-    assert_int_equal(hm_buffer_set(hm_block_data(blk), 0, h, n * sizeof *h), HM_OK);
-    free(h);
-    return m;
-}
-
-/* Logits (L, V) of a full forward over ids[0..L): no cache, sgemm. */
-static void full_logits(struct hm_model *m, const int32_t *ids, int L, float *out)
-{
-    const struct hm_model_config *c = hm_model_config(m);
-    struct hm_train_graph tg;
-    assert_int_equal(hm_model_build_train_graph(m, 1, L, &tg), HM_OK);
-    hm_graph_runtime(tg.graph)->training = false;
-    int32_t *tgt = malloc((size_t)L * sizeof *tgt);
-    for (int i = 0; i < L; i++)
-        tgt[i] = HM_IGNORE_INDEX;
-    assert_int_equal(hm_tensor_set(tg.ids, ids, (size_t)L * sizeof *ids), HM_OK);
-    assert_int_equal(hm_tensor_set(tg.targets, tgt, (size_t)L * sizeof *tgt), HM_OK);
-    assert_int_equal(hm_graph_forward(tg.graph), HM_OK);
-    assert_int_equal(hm_tensor_get(tg.logits, out, (size_t)L * c->vocab_size * sizeof *out), HM_OK);
-    free(tgt);
-    hm_train_graph_free(&tg);
-}
-
-/* ---- the row-invariant matmul ------------------------------------------------------------------ */
+/* ---- the row-invariant matmul ---------------------------------------------------------------- */
 
 enum { MK = 70, MN = 37 }; /* a K with a lane tail, an N with a column tail */
 
@@ -128,11 +67,11 @@ static void test_matmul_rows_invariant(void **state)
     uint32_t seed = 7;
     float w[MN * MK], bias[MN], probe[MK], ref[MN];
     for (int i = 0; i < MN * MK; i++)
-        w[i] = (float)lcg(&seed) / 16777216.0f - 0.5f;
+        w[i] = (float)tu_lcg(&seed) / 16777216.0f - 0.5f;
     for (int i = 0; i < MN; i++)
-        bias[i] = (float)lcg(&seed) / 16777216.0f - 0.5f;
+        bias[i] = (float)tu_lcg(&seed) / 16777216.0f - 0.5f;
     for (int i = 0; i < MK; i++)
-        probe[i] = (float)lcg(&seed) / 16777216.0f - 0.5f;
+        probe[i] = (float)tu_lcg(&seed) / 16777216.0f - 0.5f;
     linear_rows(be, probe, w, bias, 1, ref);
     for (int n = 0; n < MN; n++) { /* and it is the product */
         double s = bias[n];
@@ -145,7 +84,7 @@ static void test_matmul_rows_invariant(void **state)
         int N = Ns[t];
         float *x = malloc((size_t)N * MK * sizeof *x), *y = malloc((size_t)N * MN * sizeof *y);
         for (int i = 0; i < N * MK; i++)
-            x[i] = (float)lcg(&seed) / 16777216.0f - 0.5f;
+            x[i] = (float)tu_lcg(&seed) / 16777216.0f - 0.5f;
         int at[] = {0, N / 2, N - 1}; /* the probe row first, in the middle, last */
         for (int a = 0; a < 3; a++) {
             memcpy(x + (size_t)at[a] * MK, probe, sizeof probe);
@@ -166,17 +105,17 @@ static void batch_parity(const struct hm_model_config *cfg)
 {
     struct hm_backend *be;
     assert_int_equal(hm_backend_cpu_new(&be), HM_OK);
-    struct hm_model *m = new_model(be, cfg, 11);
+    struct hm_model *m = tu_random_model(be, cfg, 11);
     int V = cfg->vocab_size, LA = 14, LB = 19, N = 3 + 5 + 2;
     uint32_t seed = 3;
     int32_t a[19], b[19];
     for (int i = 0; i < LB; i++) {
-        a[i] = (int32_t)(lcg(&seed) % (uint32_t)V);
-        b[i] = (int32_t)(lcg(&seed) % (uint32_t)V);
+        a[i] = (int32_t)(tu_lcg(&seed) % (uint32_t)V);
+        b[i] = (int32_t)(tu_lcg(&seed) % (uint32_t)V);
     }
     float *fa = malloc((size_t)LA * V * sizeof *fa), *fb = malloc((size_t)LB * V * sizeof *fb);
-    full_logits(m, a, LA, fa);
-    full_logits(m, b, LB, fb);
+    tu_full_logits(m, a, LA, fa);
+    tu_full_logits(m, b, LB, fb);
     struct hm_kv_cache *kc;
     struct hm_batch_graph g;
     assert_int_equal(hm_kv_cache_new_slots(m, 3, cfg->max_seq_len, &kc), HM_OK);
@@ -234,29 +173,31 @@ static void test_batch_graph_bitwise_invariant(void **state)
     struct hm_backend *be;
     assert_int_equal(hm_backend_cpu_new(&be), HM_OK);
     struct hm_model_config cfg = cfg_gpt();
-    struct hm_model *m = new_model(be, &cfg, 13);
+    struct hm_model *m = tu_random_model(be, &cfg, 13);
     enum { L = 20, N = 17 };
     int V = cfg.vocab_size;
     uint32_t seed = 21;
     int32_t x[L];
     for (int i = 0; i < L; i++)
-        x[i] = (int32_t)(lcg(&seed) % (uint32_t)V);
+        x[i] = (int32_t)(tu_lcg(&seed) % (uint32_t)V);
     struct hm_kv_cache *kc;
     struct hm_batch_graph g1, g;
     assert_int_equal(hm_kv_cache_new_slots(m, 4, cfg.max_seq_len, &kc), HM_OK);
     assert_int_equal(hm_model_build_batch_graph(m, kc, 1, 1, true, &g1), HM_OK);
     assert_int_equal(hm_model_build_batch_graph(m, kc, N, N, true, &g), HM_OK);
-    float *alone = malloc((size_t)L * V * sizeof *alone), *out = malloc((size_t)N * V * sizeof *out);
+    float *alone = malloc((size_t)L * V * sizeof *alone);
+    float *out = malloc((size_t)N * V * sizeof *out);
     for (int p = 0; p < L; p++) {
         int32_t slot = 1, row = 0;
         assert_int_equal(hm_batch_run(&g1, &x[p], &slot, &p, &row), HM_OK);
-        assert_int_equal(hm_tensor_get(g1.logits, alone + (size_t)p * V, (size_t)V * sizeof *out), HM_OK);
+        float *row_p = alone + (size_t)p * V;
+        assert_int_equal(hm_tensor_get(g1.logits, row_p, (size_t)V * sizeof *out), HM_OK);
     }
     const int chunks[] = {7, 7, 6};
     for (int c = 0, p0 = 0; c < 3; p0 += chunks[c++]) {
         int32_t ids[N], slot[N], pos[N], rows[N];
         for (int r = 0; r < N; r++) { /* others: slots 0, 2, 3 and padding */
-            ids[r] = (int32_t)(lcg(&seed) % (uint32_t)V);
+            ids[r] = (int32_t)(tu_lcg(&seed) % (uint32_t)V);
             slot[r] = r % 4 == 1 ? -1 : r % 4;
             pos[r] = c * N + r;
             rows[r] = r;
@@ -390,7 +331,7 @@ static struct hm_engine_request make_request(const struct req_spec *sp, int i, i
 {
     uint32_t seed = 100 + (uint32_t)i;
     for (int k = 0; k < sp->n_prompt; k++)
-        prompt_store[i][k] = (hm_token)(lcg(&seed) % (uint32_t)V);
+        prompt_store[i][k] = (hm_token)(tu_lcg(&seed) % (uint32_t)V);
     struct hm_engine_request rq = hm_engine_request_default();
     rq.prompt = prompt_store[i];
     rq.n_prompt = sp->n_prompt;
@@ -416,7 +357,8 @@ static const struct req_spec SPECS[] = {
 };
 enum { N_SPECS = sizeof SPECS / sizeof SPECS[0] };
 
-static struct hm_engine *new_engine(struct hm_model *m, int max_batch, int ctx, int chunk, int queue)
+static struct hm_engine *new_engine(struct hm_model *m, int max_batch, int ctx, int chunk,
+                                     int queue)
 {
     struct hm_engine_opts o = hm_engine_opts_default();
     o.max_batch = max_batch, o.ctx_len = ctx, o.prefill_chunk = chunk, o.max_queue = queue;
@@ -428,7 +370,8 @@ static struct hm_engine *new_engine(struct hm_model *m, int max_batch, int ctx, 
 static void assert_same_tokens(const struct collect *a, const struct collect *b, int i)
 {
     if (a->n != b->n || memcmp(a->tokens, b->tokens, (size_t)a->n * sizeof(hm_token)) != 0) {
-        print_error("request %d: %d tokens alone, %d batched, or different tokens\n", i, a->n, b->n);
+        print_error("request %d: %d tokens alone, %d batched, or different tokens\n", i, a->n,
+                    b->n);
         fail();
     }
     assert_int_equal(a->res.finish, b->res.finish);
@@ -441,7 +384,7 @@ static void test_greedy_matches_generate(void **state)
     struct hm_backend *be;
     assert_int_equal(hm_backend_cpu_new(&be), HM_OK);
     struct hm_model_config cfg = cfg_llama_gqa();
-    struct hm_model *m = new_model(be, &cfg, 5);
+    struct hm_model *m = tu_random_model(be, &cfg, 5);
     struct hm_engine *e = new_engine(m, 4, 0, 8, 16);
     for (int i = 0; i < 3; i++) {
         struct req_spec sp = {1 + 9 * i, 20, 0.0f, 0, 1.0f, 1.0f, 0};
@@ -490,12 +433,13 @@ static void run_all(struct hm_engine *e, int V, struct collect *c, bool staggere
         wait_done(&c[i]);
 }
 
-static void test_batch_invariance(void **state)
+static void batch_invariance(enum hm_dtype dtype)
 {
     struct hm_backend *be;
     assert_int_equal(hm_backend_cpu_new(&be), HM_OK);
     struct hm_model_config cfg = cfg_gpt();
-    struct hm_model *m = new_model(be, &cfg, 9);
+    struct hm_model *m = tu_random_model(be, &cfg, 9);
+    assert_int_equal(hm_model_set_dtype(m, dtype), HM_OK);
     struct hm_engine *e = new_engine(m, 4, 0, 8, 32);
     static struct collect alone[N_SPECS], together[N_SPECS], stagger[N_SPECS];
     uint64_t id;
@@ -527,6 +471,17 @@ static void test_batch_invariance(void **state)
     hm_backend_free(be);
 }
 
+static void test_batch_invariance(void **state)
+{
+    batch_invariance(HM_DTYPE_F32);
+}
+
+/* bf16 weights, activations and KV cache (the CPU computes on f32 shadows): invariant too. */
+static void test_batch_invariance_bf16(void **state)
+{
+    batch_invariance(HM_DTYPE_BF16);
+}
+
 /* One slot: A cancels itself (hm_engine_cancel from its callback) at its 3rd token; B, queued
  * behind it, then gets the slot and runs to the end. C ends itself by returning false. */
 static void test_cancel_frees_slot(void **state)
@@ -534,13 +489,14 @@ static void test_cancel_frees_slot(void **state)
     struct hm_backend *be;
     assert_int_equal(hm_backend_cpu_new(&be), HM_OK);
     struct hm_model_config cfg = cfg_gpt();
-    struct hm_model *m = new_model(be, &cfg, 9);
+    struct hm_model *m = tu_random_model(be, &cfg, 9);
     struct hm_engine *e = new_engine(m, 1, 0, 8, 4);
     struct collect a, b, c;
     collect_init(&a);
     collect_init(&b);
     collect_init(&c);
-    struct req_spec long_run = {4, 50, 0.0f, 0, 1.0f, 1.0f, 0}, short_run = {6, 5, 0.0f, 0, 1.0f, 1.0f, 0};
+    struct req_spec long_run = {4, 50, 0.0f, 0, 1.0f, 1.0f, 0};
+    struct req_spec short_run = {6, 5, 0.0f, 0, 1.0f, 1.0f, 0};
     struct hm_engine_request ra = make_request(&long_run, 0, cfg.vocab_size, &a);
     struct hm_engine_request rb = make_request(&short_run, 1, cfg.vocab_size, &b);
     struct hm_engine_request rc = make_request(&long_run, 2, cfg.vocab_size, &c);
@@ -584,7 +540,7 @@ static void test_queue_full_and_drain(void **state)
     struct hm_backend *be;
     assert_int_equal(hm_backend_cpu_new(&be), HM_OK);
     struct hm_model_config cfg = cfg_gpt();
-    struct hm_model *m = new_model(be, &cfg, 9);
+    struct hm_model *m = tu_random_model(be, &cfg, 9);
     struct hm_engine *e = new_engine(m, 1, 0, 8, 2);
     struct collect c[4];
     struct hm_engine_request rq[4];
@@ -606,7 +562,8 @@ static void test_queue_full_and_drain(void **state)
         assert_int_equal(c[i].n_done, 1);
         assert_int_equal(c[i].res.finish, HM_FINISH_LENGTH);
         assert_int_equal(c[i].n, 6);
-        assert_true(c[i].res.total_s >= c[i].res.first_token_s && c[i].res.first_token_s >= c[i].res.queued_s);
+        assert_true(c[i].res.total_s >= c[i].res.first_token_s);
+        assert_true(c[i].res.first_token_s >= c[i].res.queued_s);
     }
     assert_int_equal(c[3].n_done + c[3].n, 0);
     assert_int_equal(hm_engine_submit(e, &rq[3], &id), HM_ERR_INTERRUPTED);
@@ -631,7 +588,7 @@ static void test_free_in_flight(void **state)
     struct hm_backend *be;
     assert_int_equal(hm_backend_cpu_new(&be), HM_OK);
     struct hm_model_config cfg = cfg_gpt();
-    struct hm_model *m = new_model(be, &cfg, 9);
+    struct hm_model *m = tu_random_model(be, &cfg, 9);
     struct hm_engine *e = new_engine(m, 2, 0, 8, 8);
     enum { N = 6, EXTRA = 8 };
     struct collect c[N + EXTRA];
@@ -677,7 +634,7 @@ static void test_context_full_and_stop(void **state)
     struct hm_backend *be;
     assert_int_equal(hm_backend_cpu_new(&be), HM_OK);
     struct hm_model_config cfg = cfg_gpt();
-    struct hm_model *m = new_model(be, &cfg, 9);
+    struct hm_model *m = tu_random_model(be, &cfg, 9);
     struct hm_engine *e = new_engine(m, 2, 16, 4, 4);
     struct collect full, stop;
     collect_init(&full);
@@ -712,7 +669,7 @@ static void test_refusals(void **state)
     struct hm_backend *be;
     assert_int_equal(hm_backend_cpu_new(&be), HM_OK);
     struct hm_model_config cfg = cfg_gpt();
-    struct hm_model *m = new_model(be, &cfg, 9);
+    struct hm_model *m = tu_random_model(be, &cfg, 9);
     struct hm_engine_opts o = hm_engine_opts_default();
     struct hm_engine *e;
     o.max_batch = 0;
@@ -762,6 +719,7 @@ int main(void)
         cmocka_unit_test(test_batch_graph_bitwise_invariant),
         cmocka_unit_test(test_greedy_matches_generate),
         cmocka_unit_test(test_batch_invariance),
+        cmocka_unit_test(test_batch_invariance_bf16),
         cmocka_unit_test(test_cancel_frees_slot),
         cmocka_unit_test(test_queue_full_and_drain),
         cmocka_unit_test(test_free_in_flight),

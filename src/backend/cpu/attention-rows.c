@@ -7,9 +7,9 @@
  *
  * Batch invariance: each (row, head) is computed whole by one thread in a fixed order - scores
  * as the fixed-order dot products of matmul-rows.c, the max and the sum in key order, the output
- * accumulated key by key - so a token's result depends only on its own row and its slot's cache, never on which
- * other rows share the call or on the thread count. A row with slot -1 is padding: not written,
- * output 0.
+ * accumulated key by key - so a token's result depends only on its own row and its slot's cache,
+ * never on which other rows share the call or on the thread count. A row with slot -1 is
+ * padding: not written, output 0.
  */
 #include "cpu-impl.h"
 
@@ -40,7 +40,8 @@ static void weighted_sum(const float *p, const float *v, int64_t kstride, int64_
 {
     int64_t j = 0;
     for (; j + 4 <= L; j += 4) {
-        const float *v0 = v + j * kstride, *v1 = v0 + kstride, *v2 = v1 + kstride, *v3 = v2 + kstride;
+        const float *v0 = v + j * kstride, *v1 = v0 + kstride;
+        const float *v2 = v1 + kstride, *v3 = v2 + kstride;
         float p0 = p[j], p1 = p[j + 1], p2 = p[j + 2], p3 = p[j + 3];
 #pragma omp simd
         for (int64_t d = 0; d < HD; d++) {
@@ -77,9 +78,9 @@ static enum hm_status rows_geom_init(const struct hm_tensor *x, const struct hm_
     for (int64_t r = 0; r < g->R; r++) {
         int32_t s = g->slot[r], p = g->pos[r];
         if (s < -1 || s >= g->NS || (s >= 0 && (p < 0 || p >= g->S)))
-            return hm_fail(HM_ERR_USAGE, "%s: row %lld has slot %d, position %d: outside the cache's "
-                           "%lld slots of %lld positions", op, (long long)r, s, p, (long long)g->NS,
-                           (long long)g->S);
+            return hm_fail(HM_ERR_USAGE, "%s: row %lld has slot %d, position %d: outside the "
+                           "cache's %lld slots of %lld positions", op, (long long)r, s, p,
+                           (long long)g->NS, (long long)g->S);
     }
     return HM_OK;
 }

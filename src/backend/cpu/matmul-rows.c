@@ -5,8 +5,8 @@
  * Batch invariance: row r of y must not depend on how many other rows share the call or on r's
  * index, and sgemm/sgemv pick kernels (and summation orders) by shape. Here every dot product is
  * summed the same way: LANES (8) interleaved partial sums (lane l takes k = l, l + LANES, ...),
- * then one fixed pairwise tree over the lanes. A tile of ROWS token rows x COLS weight rows shares each
- * pass over w; leftover token rows go through the same code one at a time, and leftover weight
+ * then one fixed pairwise tree over the lanes. A tile of ROWS token rows x COLS weight rows shares
+ * each pass over w; leftover token rows go through the same code one at a time, and leftover weight
  * rows are computed on a duplicate pointer and dropped, so every (row, col) pair runs the same
  * instructions in the same order whatever the tile it lands in. Threads split the weight rows:
  * each block of w is read from memory once and applied to every token row.
