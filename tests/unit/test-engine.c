@@ -33,6 +33,27 @@ static struct hm_model_config cfg_llama_gqa(void)
     return tu_model_cfg(101, 48, 48, 2, 6, 2, 80, HM_ACT_SWIGLU, false, false, 10000.0f);
 }
 
+/* A CPU backend and a model of `cfg` with tu_randomise_weights(seed). */
+struct fixture {
+    struct hm_backend *be;
+    struct hm_model_config cfg;
+    struct hm_model *m;
+};
+
+static struct fixture open_model(struct hm_model_config cfg, uint32_t seed)
+{
+    struct fixture f = {.cfg = cfg};
+    assert_int_equal(hm_backend_cpu_new(&f.be), HM_OK);
+    f.m = tu_random_model(f.be, &f.cfg, seed);
+    return f;
+}
+
+static void close_model(struct fixture *f)
+{
+    hm_model_free(f->m);
+    hm_backend_free(f->be);
+}
+
 /* ---- the row-invariant matmul ---------------------------------------------------------------- */
 
 enum { MK = 70, MN = 37 }; /* a K with a lane tail, an N with a column tail */
@@ -103,9 +124,8 @@ static void test_matmul_rows_invariant(void **state)
  * same steps, B's rows first, with two padding rows; every row's logits are checked. */
 static void batch_parity(const struct hm_model_config *cfg)
 {
-    struct hm_backend *be;
-    assert_int_equal(hm_backend_cpu_new(&be), HM_OK);
-    struct hm_model *m = tu_random_model(be, cfg, 11);
+    struct fixture f = open_model(*cfg, 11);
+    struct hm_model *m = f.m;
     int V = cfg->vocab_size, LA = 14, LB = 19, N = 3 + 5 + 2;
     uint32_t seed = 3;
     int32_t a[19], b[19];
@@ -149,8 +169,7 @@ static void batch_parity(const struct hm_model_config *cfg)
     free(fb);
     hm_batch_graph_free(&g);
     hm_kv_cache_free(kc);
-    hm_model_free(m);
-    hm_backend_free(be);
+    close_model(&f);
 }
 
 static void test_batch_graph_parity_gpt(void **state)
@@ -170,10 +189,9 @@ static void test_batch_graph_parity_llama_gqa(void **state)
  * bit-identical at every position (what makes the engine's output batch-invariant). */
 static void test_batch_graph_bitwise_invariant(void **state)
 {
-    struct hm_backend *be;
-    assert_int_equal(hm_backend_cpu_new(&be), HM_OK);
-    struct hm_model_config cfg = cfg_gpt();
-    struct hm_model *m = tu_random_model(be, &cfg, 13);
+    struct fixture f = open_model(cfg_gpt(), 13);
+    struct hm_model *m = f.m;
+    struct hm_model_config cfg = f.cfg;
     enum { L = 20, N = 17 };
     int V = cfg.vocab_size;
     uint32_t seed = 21;
@@ -215,8 +233,7 @@ static void test_batch_graph_bitwise_invariant(void **state)
     hm_batch_graph_free(&g1);
     hm_batch_graph_free(&g);
     hm_kv_cache_free(kc);
-    hm_model_free(m);
-    hm_backend_free(be);
+    close_model(&f);
 }
 
 /* ---- engine helpers ------------------------------------------------------------------------- */
@@ -381,10 +398,9 @@ static void assert_same_tokens(const struct collect *a, const struct collect *b,
 
 static void test_greedy_matches_generate(void **state)
 {
-    struct hm_backend *be;
-    assert_int_equal(hm_backend_cpu_new(&be), HM_OK);
-    struct hm_model_config cfg = cfg_llama_gqa();
-    struct hm_model *m = tu_random_model(be, &cfg, 5);
+    struct fixture f = open_model(cfg_llama_gqa(), 5);
+    struct hm_model *m = f.m;
+    struct hm_model_config cfg = f.cfg;
     struct hm_engine *e = new_engine(m, 4, 0, 8, 16);
     for (int i = 0; i < 3; i++) {
         struct req_spec sp = {1 + 9 * i, 20, 0.0f, 0, 1.0f, 1.0f, 0};
@@ -412,8 +428,7 @@ static void test_greedy_matches_generate(void **state)
         collect_destroy(&g);
     }
     hm_engine_free(e);
-    hm_model_free(m);
-    hm_backend_free(be);
+    close_model(&f);
 }
 
 /* Run SPECS[i] for i in [0, n): alone (one at a time), all submitted at once, and staggered:
@@ -435,10 +450,9 @@ static void run_all(struct hm_engine *e, int V, struct collect *c, bool staggere
 
 static void batch_invariance(enum hm_dtype dtype)
 {
-    struct hm_backend *be;
-    assert_int_equal(hm_backend_cpu_new(&be), HM_OK);
-    struct hm_model_config cfg = cfg_gpt();
-    struct hm_model *m = tu_random_model(be, &cfg, 9);
+    struct fixture f = open_model(cfg_gpt(), 9);
+    struct hm_model *m = f.m;
+    struct hm_model_config cfg = f.cfg;
     assert_int_equal(hm_model_set_dtype(m, dtype), HM_OK);
     struct hm_engine *e = new_engine(m, 4, 0, 8, 32);
     static struct collect alone[N_SPECS], together[N_SPECS], stagger[N_SPECS];
@@ -467,8 +481,7 @@ static void batch_invariance(enum hm_dtype dtype)
         collect_destroy(&stagger[i]);
     }
     hm_engine_free(e);
-    hm_model_free(m);
-    hm_backend_free(be);
+    close_model(&f);
 }
 
 static void test_batch_invariance(void **state)
@@ -486,10 +499,9 @@ static void test_batch_invariance_bf16(void **state)
  * behind it, then gets the slot and runs to the end. C ends itself by returning false. */
 static void test_cancel_frees_slot(void **state)
 {
-    struct hm_backend *be;
-    assert_int_equal(hm_backend_cpu_new(&be), HM_OK);
-    struct hm_model_config cfg = cfg_gpt();
-    struct hm_model *m = tu_random_model(be, &cfg, 9);
+    struct fixture f = open_model(cfg_gpt(), 9);
+    struct hm_model *m = f.m;
+    struct hm_model_config cfg = f.cfg;
     struct hm_engine *e = new_engine(m, 1, 0, 8, 4);
     struct collect a, b, c;
     collect_init(&a);
@@ -529,18 +541,16 @@ static void test_cancel_frees_slot(void **state)
     collect_destroy(&a);
     collect_destroy(&b);
     collect_destroy(&c);
-    hm_model_free(m);
-    hm_backend_free(be);
+    close_model(&f);
 }
 
 /* One slot, queue of 2: with A holding the slot (blocked in its callback), B and C wait and D
  * is refused with HM_ERR_BUSY, no callback fired; then drain finishes A, B and C. */
 static void test_queue_full_and_drain(void **state)
 {
-    struct hm_backend *be;
-    assert_int_equal(hm_backend_cpu_new(&be), HM_OK);
-    struct hm_model_config cfg = cfg_gpt();
-    struct hm_model *m = tu_random_model(be, &cfg, 9);
+    struct fixture f = open_model(cfg_gpt(), 9);
+    struct hm_model *m = f.m;
+    struct hm_model_config cfg = f.cfg;
     struct hm_engine *e = new_engine(m, 1, 0, 8, 2);
     struct collect c[4];
     struct hm_engine_request rq[4];
@@ -570,8 +580,7 @@ static void test_queue_full_and_drain(void **state)
     hm_engine_free(e);
     for (int i = 0; i < 4; i++)
         collect_destroy(&c[i]);
-    hm_model_free(m);
-    hm_backend_free(be);
+    close_model(&f);
 }
 
 static void *free_engine(void *e)
@@ -585,10 +594,9 @@ static void *free_engine(void *e)
  * has begun (submit then answers HM_ERR_INTERRUPTED), so nothing can finish on its own. */
 static void test_free_in_flight(void **state)
 {
-    struct hm_backend *be;
-    assert_int_equal(hm_backend_cpu_new(&be), HM_OK);
-    struct hm_model_config cfg = cfg_gpt();
-    struct hm_model *m = tu_random_model(be, &cfg, 9);
+    struct fixture f = open_model(cfg_gpt(), 9);
+    struct hm_model *m = f.m;
+    struct hm_model_config cfg = f.cfg;
     struct hm_engine *e = new_engine(m, 2, 0, 8, 8);
     enum { N = 6, EXTRA = 8 };
     struct collect c[N + EXTRA];
@@ -623,18 +631,16 @@ static void test_free_in_flight(void **state)
             assert_int_equal(c[i].res.finish, HM_FINISH_CANCELLED);
         collect_destroy(&c[i]);
     }
-    hm_model_free(m);
-    hm_backend_free(be);
+    close_model(&f);
 }
 
 /* ctx 16: a 10-token prompt yields 7 tokens (positions 10..15 fed, the 7th never fed). A stop
  * id ends the request before that token is passed on. */
 static void test_context_full_and_stop(void **state)
 {
-    struct hm_backend *be;
-    assert_int_equal(hm_backend_cpu_new(&be), HM_OK);
-    struct hm_model_config cfg = cfg_gpt();
-    struct hm_model *m = tu_random_model(be, &cfg, 9);
+    struct fixture f = open_model(cfg_gpt(), 9);
+    struct hm_model *m = f.m;
+    struct hm_model_config cfg = f.cfg;
     struct hm_engine *e = new_engine(m, 2, 16, 4, 4);
     struct collect full, stop;
     collect_init(&full);
@@ -660,16 +666,14 @@ static void test_context_full_and_stop(void **state)
     hm_engine_free(e);
     collect_destroy(&full);
     collect_destroy(&stop);
-    hm_model_free(m);
-    hm_backend_free(be);
+    close_model(&f);
 }
 
 static void test_refusals(void **state)
 {
-    struct hm_backend *be;
-    assert_int_equal(hm_backend_cpu_new(&be), HM_OK);
-    struct hm_model_config cfg = cfg_gpt();
-    struct hm_model *m = tu_random_model(be, &cfg, 9);
+    struct fixture f = open_model(cfg_gpt(), 9);
+    struct hm_model *m = f.m;
+    struct hm_model_config cfg = f.cfg;
     struct hm_engine_opts o = hm_engine_opts_default();
     struct hm_engine *e;
     o.max_batch = 0;
@@ -706,8 +710,7 @@ static void test_refusals(void **state)
     hm_engine_free(e);
     assert_int_equal(c.n_done, 1);
     collect_destroy(&c);
-    hm_model_free(m);
-    hm_backend_free(be);
+    close_model(&f);
 }
 
 int main(void)
