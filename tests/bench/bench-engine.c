@@ -111,14 +111,17 @@ static void bench_step(const char *preset, int M, int reps)
     for (int i = 0; i < M; i++)
         ids[i] = i, slot[i] = i, pos[i] = P, rows[i] = i; /* every sequence P tokens in */
     double *t[2] = {calloc((size_t)reps, sizeof(double)), calloc((size_t)reps, sizeof(double))};
-    enum { STEPS = 8 };
+    int steps = 1; /* per timed run: enough for 0.2 s, from the warm-up's step time */
     for (int r = -1; r < reps; r++)
         for (int which = 0; which < 2; which++) {
             double t0 = now();
-            for (int s = 0; s < STEPS; s++)
+            for (int s = 0; s < steps; s++)
                 check(hm_batch_run(&g[which], ids, slot, pos, rows), "step");
+            double dt = (now() - t0) / steps;
             if (r >= 0)
-                t[which][r] = (now() - t0) / STEPS;
+                t[which][r] = dt;
+            else if (which == 1)
+                steps = (int)(0.2 / dt) + 1;
         }
     double rows_s = median(t[0], reps), blas_s = median(t[1], reps);
     printf("step preset=%s M=%d rows_tok_s=%.1f blas_tok_s=%.1f rows_over_blas=%.3f\n", preset, M,
@@ -161,11 +164,10 @@ static void count_done(const struct hm_engine_result *r, void *user)
     pthread_mutex_unlock(&w->mu);
 }
 
-/* S requests at once; returns generated tokens per second. */
-static double engine_run(struct hm_engine *e, int S, const hm_token *prompt, int P, int NEW)
+/* S requests at once, until all are done. */
+static void engine_run(struct hm_engine *e, int S, const hm_token *prompt, int P, int NEW)
 {
     struct waiter w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, S, 0};
-    double t0 = now();
     for (int i = 0; i < S; i++) {
         struct hm_engine_request rq = hm_engine_request_default();
         rq.prompt = prompt + i; /* a different prompt per stream */
@@ -182,23 +184,20 @@ static double engine_run(struct hm_engine *e, int S, const hm_token *prompt, int
     while (w.left > 0)
         pthread_cond_wait(&w.cv, &w.mu);
     pthread_mutex_unlock(&w.mu);
-    double dt = now() - t0;
     if (w.tokens != (long)S * NEW) {
         fprintf(stderr, "bench-engine: %ld tokens generated, expected %d\n", w.tokens, S * NEW);
         exit(1);
     }
-    return (double)w.tokens / dt;
 }
 
 /* The peer: the same S requests one after another through hm_generate. */
-static double generate_run(struct hm_model *m, int S, const hm_token *prompt, int P, int NEW)
+static void generate_run(struct hm_model *m, int S, const hm_token *prompt, int P, int NEW)
 {
     struct hm_sampler_opts so = hm_sampler_opts_default();
     so.temperature = 0.0f;
     struct hm_generate_opts go = hm_generate_opts_default();
     go.max_new_tokens = NEW;
     struct waiter w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
-    double t0 = now();
     for (int i = 0; i < S; i++) {
         struct hm_sampler *s;
         struct hm_generate_stats st;
@@ -206,7 +205,25 @@ static double generate_run(struct hm_model *m, int S, const hm_token *prompt, in
         check(hm_generate(m, prompt + i, P, &go, s, count_token, &w, &st), "generate");
         hm_sampler_free(s);
     }
-    return (double)w.tokens / (now() - t0);
+}
+
+/* Generated tokens per second over rounds of S requests (the engine's, or hm_generate's when e is
+ * NULL) run until MIN_MS have passed: a tiny model finishes a round in milliseconds, less than a
+ * time slice of a shared machine. */
+enum { MIN_MS = 500 };
+
+static double rounds(struct hm_engine *e, struct hm_model *m, int S, const hm_token *prompt, int P,
+                     int NEW)
+{
+    double t0 = now(), tokens = 0;
+    do {
+        if (e)
+            engine_run(e, S, prompt, P, NEW);
+        else
+            generate_run(m, S, prompt, P, NEW);
+        tokens += (double)S * NEW;
+    } while (now() - t0 < MIN_MS / 1e3);
+    return tokens / (now() - t0);
 }
 
 static void bench_serve(const char *preset, int S, int P, int NEW, int reps)
@@ -224,7 +241,7 @@ static void bench_serve(const char *preset, int S, int P, int NEW, int reps)
         prompt[i] = (hm_token)((i * 7919) % c->vocab_size);
     double *te = calloc((size_t)reps, sizeof *te), *tg = calloc((size_t)reps, sizeof *tg);
     for (int r = -1; r < reps; r++) {
-        double a = engine_run(e, S, prompt, P, NEW), b = generate_run(m, S, prompt, P, NEW);
+        double a = rounds(e, m, S, prompt, P, NEW), b = rounds(NULL, m, S, prompt, P, NEW);
         if (r >= 0)
             te[r] = a, tg[r] = b;
     }

@@ -13,7 +13,10 @@
  */
 #include "cpu-impl.h"
 
-enum { LANES = 8, COLS = 4, ROWS = 4, COL_BLOCK = 16 };
+/* 8 lanes (one AVX register): 16 (AVX-512) measured no faster for gpt2-small's shapes and slower
+ * for tiny ones, where the per-dot lane sum weighs more against a short K. */
+enum { LANES = 8 };
+enum { COLS = 4, ROWS = 4, COL_BLOCK = 16 };
 _Static_assert(COLS == 4, "hm_cpu_dots4 hands out one tile row");
 
 /* LANES floats in one vector (GCC/Clang vector extension: a register where the target has one,
@@ -35,7 +38,10 @@ static inline float finish_dot(lanes_t acc, const float *x, const float *w, int6
     memcpy(a, &acc, sizeof a);
     for (int l = 0; k0 + l < K; l++)
         a[l] += x[k0 + l] * w[k0 + l];
-    return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
+    for (int half = LANES / 2; half > 0; half /= 2) /* pairwise: lane l + half onto lane l */
+        for (int l = 0; l < half; l++)
+            a[l] += a[l + half];
+    return a[0];
 }
 
 /* dots[i][j] = dot(x[i], w[j]) for `rows` token rows (a compile-time 1 or ROWS) and COLS weight
