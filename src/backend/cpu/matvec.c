@@ -1,0 +1,223 @@
+/*
+ * matvec.c - batch-1 decode kernels for bf16 and q8_0 weights (matvec.h): a portable scalar path
+ * and an AVX-512 one chosen at run time (__builtin_cpu_supports), which compute the same sums in
+ * the same order. Each row keeps 16 f32 lanes: bf16 lane l takes columns k = 16c + l; q8_0 lane
+ * 8h + l takes the int32 dot of bytes 4l..4l+3 of block b (h = b mod 2, as a 512-bit register
+ * holds two blocks). The lanes are summed as lane i + lane i+8, then i+4, i+2, i+1.
+ */
+#include "cpu-impl.h"
+#include "matvec.h"
+
+#include "hermes/export.h"
+#include "hermes/safetensors.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define HM_HAVE_AVX512_KERNELS 1
+#define HM_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,f16c,fma")))
+#endif
+
+enum { LANES = 16, ROWS_BF16 = 4, ROWS_Q8 = 2 };
+
+static bool force_scalar;
+
+void hm_cpu_matvec_force_scalar(bool on)
+{
+    force_scalar = on;
+}
+
+enum hm_cpu_isa hm_cpu_matvec_isa(void)
+{
+#ifdef HM_HAVE_AVX512_KERNELS
+    static int have = -1;
+    if (have < 0)
+        have = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+               __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("f16c") &&
+               __builtin_cpu_supports("fma");
+    if (have && !force_scalar)
+        return HM_CPU_ISA_AVX512;
+#endif
+    return HM_CPU_ISA_SCALAR;
+}
+
+const char *hm_cpu_matvec_isa_name(enum hm_cpu_isa isa)
+{
+    return isa == HM_CPU_ISA_AVX512 ? "avx512" : "scalar";
+}
+
+/* The fixed reduction tree over the 16 lanes. */
+static float lanes_sum(float *a)
+{
+    for (int w = LANES / 2; w >= 1; w /= 2)
+        for (int i = 0; i < w; i++)
+            a[i] += a[i + w];
+    return a[0];
+}
+
+static float q8_scale(const uint8_t *wb, const uint8_t *xb)
+{
+    return hm_f32_from_f16((uint16_t)(wb[0] | wb[1] << 8)) *
+           hm_f32_from_f16((uint16_t)(xb[0] | xb[1] << 8));
+}
+
+/* ---- scalar: the oracle -------------------------------------------------------------------- */
+
+static float dot_bf16_scalar(const uint16_t *w, const float *x, int64_t K)
+{
+    float acc[LANES] = {0};
+    for (int64_t k0 = 0; k0 < K; k0 += LANES)
+        for (int l = 0; l < LANES; l++) { /* past K both factors are 0, as the masked loads read */
+            int64_t k = k0 + l;
+            acc[l] = fmaf(k < K ? hm_bf16_to_f32(w[k]) : 0.0f, k < K ? x[k] : 0.0f, acc[l]);
+        }
+    return lanes_sum(acc);
+}
+
+static float dot_q8_0_scalar(const uint8_t *w, const uint8_t *xq, int64_t K)
+{
+    float acc[LANES] = {0};
+    for (int64_t b = 0; b < K / HM_Q8_0_BLOCK; b++) {
+        const uint8_t *wb = w + b * HM_Q8_0_BYTES, *xb = xq + b * HM_Q8_0_BYTES;
+        float d = q8_scale(wb, xb);
+        for (int l = 0; l < 8; l++) {
+            int32_t s = 0;
+            for (int j = 4 * l; j < 4 * l + 4; j++)
+                s += (int32_t)(int8_t)wb[2 + j] * (int32_t)(int8_t)xb[2 + j];
+            float *a = &acc[(b & 1) * 8 + l];
+            *a = fmaf((float)s, d, *a);
+        }
+    }
+    return lanes_sum(acc);
+}
+
+/* ---- AVX-512 ------------------------------------------------------------------------------- */
+
+#ifdef HM_HAVE_AVX512_KERNELS
+HM_AVX512 static float hsum512(__m512 a)
+{
+    __m256 s8 = _mm256_add_ps(_mm512_castps512_ps256(a), _mm512_extractf32x8_ps(a, 1));
+    __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+    __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    return _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1)));
+}
+
+HM_AVX512 static __m512 load_bf16(const uint16_t *p, __mmask16 m)
+{
+    __m256i h = _mm256_maskz_loadu_epi16(m, p);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+/* Rows r0..r0+R-1 (R <= ROWS_BF16; missing rows repeat row 0 and are not stored). */
+HM_AVX512 static void rows_bf16_avx512(const uint16_t *w, const float *x, float *y, int64_t R,
+                                       int64_t K)
+{
+    const uint16_t *wr[ROWS_BF16];
+    for (int r = 0; r < ROWS_BF16; r++)
+        wr[r] = w + (r < R ? r : 0) * K;
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t k = 0; k < K; k += LANES) {
+        __mmask16 m = K - k >= LANES ? (__mmask16)0xffff : (__mmask16)((1u << (K - k)) - 1);
+        __m512 xv = _mm512_maskz_loadu_ps(m, x + k);
+        a0 = _mm512_fmadd_ps(load_bf16(wr[0] + k, m), xv, a0);
+        a1 = _mm512_fmadd_ps(load_bf16(wr[1] + k, m), xv, a1);
+        a2 = _mm512_fmadd_ps(load_bf16(wr[2] + k, m), xv, a2);
+        a3 = _mm512_fmadd_ps(load_bf16(wr[3] + k, m), xv, a3);
+    }
+    float s[ROWS_BF16] = {hsum512(a0), hsum512(a1), hsum512(a2), hsum512(a3)};
+    for (int64_t r = 0; r < R; r++)
+        y[r] = s[r];
+}
+
+/* The int32 dots of a pair of blocks (qs at w and w + 34; `two` false: one block, high lanes 0). */
+HM_AVX512 static __m512 dot_pair(const uint8_t *w, const uint8_t *x, bool two)
+{
+    __m256i wl = _mm256_loadu_si256((const void *)(w + 2)), xl = _mm256_loadu_si256((const void *)(x + 2));
+    __m256i wh = two ? _mm256_loadu_si256((const void *)(w + HM_Q8_0_BYTES + 2)) : _mm256_setzero_si256();
+    __m256i xh = two ? _mm256_loadu_si256((const void *)(x + HM_Q8_0_BYTES + 2)) : _mm256_setzero_si256();
+    __m512i wv = _mm512_inserti64x4(_mm512_castsi256_si512(wl), wh, 1);
+    __m512i xv = _mm512_inserti64x4(_mm512_castsi256_si512(xl), xh, 1);
+    /* dpbusd multiplies unsigned by signed bytes: |w| times x with w's sign moved onto x */
+    __m512i sx = _mm512_mask_sub_epi8(xv, _mm512_movepi8_mask(wv), _mm512_setzero_si512(), xv);
+    return _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(wv), sx));
+}
+
+HM_AVX512 static float f16_at(const uint8_t *p)
+{
+    return _cvtsh_ss((unsigned short)(p[0] | p[1] << 8));
+}
+
+HM_AVX512 static __m512 scales(const uint8_t *w, const uint8_t *x, bool two)
+{
+    float lo = f16_at(w) * f16_at(x);
+    float hi = two ? f16_at(w + HM_Q8_0_BYTES) * f16_at(x + HM_Q8_0_BYTES) : 0.0f;
+    return _mm512_insertf32x8(_mm512_set1_ps(lo), _mm256_set1_ps(hi), 1);
+}
+
+HM_AVX512 static void rows_q8_0_avx512(const uint8_t *w, const uint8_t *xq, float *y, int64_t R,
+                                       int64_t K)
+{
+    int64_t nb = K / HM_Q8_0_BLOCK, rb = nb * HM_Q8_0_BYTES;
+    const uint8_t *w0 = w, *w1 = R > 1 ? w + rb : w;
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0;
+    for (int64_t b = 0; b < nb; b += 2) {
+        bool two = b + 1 < nb;
+        int64_t o = b * HM_Q8_0_BYTES;
+        a0 = _mm512_fmadd_ps(dot_pair(w0 + o, xq + o, two), scales(w0 + o, xq + o, two), a0);
+        a1 = _mm512_fmadd_ps(dot_pair(w1 + o, xq + o, two), scales(w1 + o, xq + o, two), a1);
+    }
+    y[0] = hsum512(a0);
+    if (R > 1)
+        y[1] = hsum512(a1);
+}
+#endif
+
+/* ---- entry points -------------------------------------------------------------------------- */
+
+void hm_cpu_matvec_bf16(const uint16_t *w, const float *x, float *y, int64_t N, int64_t K)
+{
+    enum hm_cpu_isa isa = hm_cpu_matvec_isa();
+#pragma omp parallel for schedule(static) if (parallel : HM_CPU_PAR(N * K))
+    for (int64_t n0 = 0; n0 < N; n0 += ROWS_BF16) {
+        int64_t R = N - n0 < ROWS_BF16 ? N - n0 : ROWS_BF16;
+#ifdef HM_HAVE_AVX512_KERNELS
+        if (isa == HM_CPU_ISA_AVX512) {
+            rows_bf16_avx512(w + n0 * K, x, y + n0, R, K);
+            continue;
+        }
+#endif
+        for (int64_t r = 0; r < R; r++)
+            y[n0 + r] = dot_bf16_scalar(w + (n0 + r) * K, x, K);
+    }
+    (void)isa;
+}
+
+void hm_cpu_matvec_q8_0(const uint8_t *w, const uint8_t *xq, float *y, int64_t N, int64_t K)
+{
+    enum hm_cpu_isa isa = hm_cpu_matvec_isa();
+    int64_t rb = K / HM_Q8_0_BLOCK * HM_Q8_0_BYTES;
+#pragma omp parallel for schedule(static) if (parallel : HM_CPU_PAR(N * K))
+    for (int64_t n0 = 0; n0 < N; n0 += ROWS_Q8) {
+        int64_t R = N - n0 < ROWS_Q8 ? N - n0 : ROWS_Q8;
+#ifdef HM_HAVE_AVX512_KERNELS
+        if (isa == HM_CPU_ISA_AVX512) {
+            rows_q8_0_avx512(w + n0 * rb, xq, y + n0, R, K);
+            continue;
+        }
+#endif
+        for (int64_t r = 0; r < R; r++)
+            y[n0 + r] = dot_q8_0_scalar(w + (n0 + r) * rb, xq, K);
+    }
+    (void)isa;
+}
+
+void hm_cpu_rows_to_f32(int type, const void *w, int64_t r0, int64_t rows, int64_t K, float *out)
+{
+    if (type == HM_DTYPE_BF16) {
+        hm_bf16_to_f32_n((const uint16_t *)w + r0 * K, out, (size_t)(rows * K));
+        return;
+    }
+    HM_ASSERT(type == HM_DTYPE_Q8_0 && K % HM_Q8_0_BLOCK == 0);
+    int64_t rb = K / HM_Q8_0_BLOCK * HM_Q8_0_BYTES;
+    hm_dequantize_q8_0((const uint8_t *)w + r0 * rb, (size_t)(rows * K), out);
+}
