@@ -55,10 +55,9 @@ static float lanes_sum(float *a)
     return a[0];
 }
 
-static float q8_scale(const uint8_t *wb, const uint8_t *xb)
+static float f16_at(const uint8_t *p)
 {
-    return hm_f32_from_f16((uint16_t)(wb[0] | wb[1] << 8)) *
-           hm_f32_from_f16((uint16_t)(xb[0] | xb[1] << 8));
+    return hm_f32_from_f16((uint16_t)(p[0] | p[1] << 8));
 }
 
 /* ---- scalar: the oracle -------------------------------------------------------------------- */
@@ -74,12 +73,12 @@ static float dot_bf16_scalar(const uint16_t *w, const float *x, int64_t K)
     return lanes_sum(acc);
 }
 
-static float dot_q8_0_scalar(const uint8_t *w, const uint8_t *xq, int64_t K)
+static float dot_q8_0_scalar(const uint8_t *w, const uint8_t *xq, const float *xd, int64_t K)
 {
     float acc[LANES] = {0};
     for (int64_t b = 0; b < K / HM_Q8_0_BLOCK; b++) {
         const uint8_t *wb = w + b * HM_Q8_0_BYTES, *xb = xq + b * HM_Q8_0_BYTES;
-        float d = q8_scale(wb, xb);
+        float d = f16_at(wb) * xd[b];
         for (int l = 0; l < 8; l++) {
             int32_t s = 0;
             for (int j = 4 * l; j < 4 * l + 4; j++)
@@ -142,29 +141,33 @@ HM_AVX512 static __m512 dot_pair(const uint8_t *w, const uint8_t *x, bool two)
     return _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(wv), sx));
 }
 
-HM_AVX512 static float f16_at(const uint8_t *p)
-{
-    return _cvtsh_ss((unsigned short)(p[0] | p[1] << 8));
-}
-
-HM_AVX512 static __m512 scales(const uint8_t *w, const uint8_t *x, bool two)
-{
-    float lo = f16_at(w) * f16_at(x);
-    float hi = two ? f16_at(w + HM_Q8_0_BYTES) * f16_at(x + HM_Q8_0_BYTES) : 0.0f;
-    return _mm512_insertf32x8(_mm512_set1_ps(lo), _mm256_set1_ps(hi), 1);
-}
-
-HM_AVX512 static void rows_q8_0_avx512(const uint8_t *w, const uint8_t *xq, float *y, int64_t R,
-                                       int64_t K)
+/* Rows r0, r0+1 (R = 1: row 0 alone). Per 16 blocks one gather fetches the 16 f16 scales of a
+ * row (blocks are 34 bytes apart), times x's scales; a permute hands each block pair its two. */
+HM_AVX512 static void rows_q8_0_avx512(const uint8_t *w, const uint8_t *xq, const float *xd, float *y,
+                                       int64_t R, int64_t K)
 {
     int64_t nb = K / HM_Q8_0_BLOCK, rb = nb * HM_Q8_0_BYTES;
     const uint8_t *w0 = w, *w1 = R > 1 ? w + rb : w;
+    const __m512i offs = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(HM_Q8_0_BYTES));
+    const __m512i pair = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
     __m512 a0 = _mm512_setzero_ps(), a1 = a0;
-    for (int64_t b = 0; b < nb; b += 2) {
-        bool two = b + 1 < nb;
-        int64_t o = b * HM_Q8_0_BYTES;
-        a0 = _mm512_fmadd_ps(dot_pair(w0 + o, xq + o, two), scales(w0 + o, xq + o, two), a0);
-        a1 = _mm512_fmadd_ps(dot_pair(w1 + o, xq + o, two), scales(w1 + o, xq + o, two), a1);
+    for (int64_t c = 0; c < nb; c += 16) {
+        int64_t n = nb - c < 16 ? nb - c : 16;
+        __mmask16 m = n == 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1);
+        int64_t o = c * HM_Q8_0_BYTES;
+        __m512 xs = _mm512_maskz_loadu_ps(m, xd + c);
+        __m512i g0 = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, offs, w0 + o, 1);
+        __m512i g1 = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, offs, w1 + o, 1);
+        __m512 s0 = _mm512_mul_ps(_mm512_cvtph_ps(_mm512_cvtepi32_epi16(g0)), xs);
+        __m512 s1 = _mm512_mul_ps(_mm512_cvtph_ps(_mm512_cvtepi32_epi16(g1)), xs);
+        for (int64_t b = 0; b < n; b += 2) {
+            bool two = b + 1 < n;
+            int64_t ob = o + b * HM_Q8_0_BYTES;
+            __m512i idx = _mm512_add_epi32(pair, _mm512_set1_epi32((int)b));
+            a0 = _mm512_fmadd_ps(dot_pair(w0 + ob, xq + ob, two), _mm512_permutexvar_ps(idx, s0), a0);
+            a1 = _mm512_fmadd_ps(dot_pair(w1 + ob, xq + ob, two), _mm512_permutexvar_ps(idx, s1), a1);
+        }
     }
     y[0] = hsum512(a0);
     if (R > 1)
@@ -192,7 +195,14 @@ void hm_cpu_matvec_bf16(const uint16_t *w, const float *x, float *y, int64_t N, 
     (void)isa;
 }
 
-void hm_cpu_matvec_q8_0(const uint8_t *w, const uint8_t *xq, float *y, int64_t N, int64_t K)
+void hm_cpu_q8_0_scales(const uint8_t *xq, int64_t K, float *xd)
+{
+    for (int64_t b = 0; b < K / HM_Q8_0_BLOCK; b++)
+        xd[b] = f16_at(xq + b * HM_Q8_0_BYTES);
+}
+
+void hm_cpu_matvec_q8_0(const uint8_t *w, const uint8_t *xq, const float *xd, float *y, int64_t N,
+                        int64_t K)
 {
     enum hm_cpu_isa isa = hm_cpu_matvec_isa();
     int64_t rb = K / HM_Q8_0_BLOCK * HM_Q8_0_BYTES;
@@ -201,12 +211,12 @@ void hm_cpu_matvec_q8_0(const uint8_t *w, const uint8_t *xq, float *y, int64_t N
         int64_t R = N - n0 < ROWS_Q8 ? N - n0 : ROWS_Q8;
 #ifdef HM_HAVE_AVX512_KERNELS
         if (isa == HM_CPU_ISA_AVX512) {
-            rows_q8_0_avx512(w + n0 * rb, xq, y + n0, R, K);
+            rows_q8_0_avx512(w + n0 * rb, xq, xd, y + n0, R, K);
             continue;
         }
 #endif
         for (int64_t r = 0; r < R; r++)
-            y[n0 + r] = dot_q8_0_scalar(w + (n0 + r) * rb, xq, K);
+            y[n0 + r] = dot_q8_0_scalar(w + (n0 + r) * rb, xq, xd, K);
     }
     (void)isa;
 }

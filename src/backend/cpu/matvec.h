@@ -25,8 +25,11 @@ const char *hm_cpu_matvec_isa_name(enum hm_cpu_isa isa);
 /* bf16 weights, f32 x, any K: each product widened to f32 and fused-multiply-added. */
 void hm_cpu_matvec_bf16(const uint16_t *w, const float *x, float *y, int64_t N, int64_t K);
 /* q8_0 weights times x already quantised to q8_0 (hm_quantize_q8_0), K a multiple of 32: exact
- * int32 dots of each block pair, scaled by d_w * d_x (as ggml's q8_0 x q8_0 vec_dot). */
-void hm_cpu_matvec_q8_0(const uint8_t *w, const uint8_t *xq, float *y, int64_t N, int64_t K);
+ * int32 dots of each block pair, scaled by d_w * d_x (as ggml's q8_0 x q8_0 vec_dot). xd holds
+ * x's block scales widened to f32 (hm_cpu_q8_0_scales), read once per call instead of per row. */
+void hm_cpu_q8_0_scales(const uint8_t *xq, int64_t K, float *xd);
+void hm_cpu_matvec_q8_0(const uint8_t *w, const uint8_t *xq, const float *xd, float *y, int64_t N,
+                        int64_t K);
 
 /* Rows [r0, r0 + rows) of a bf16 or q8_0 [*, K] weight widened to f32 rows of K (exact). */
 void hm_cpu_rows_to_f32(int type, const void *w, int64_t r0, int64_t rows, int64_t K, float *out);

@@ -43,8 +43,9 @@ size_t hm_cpu_matmul_packed_ws(const struct hm_tensor *node)
         return 0;
     const struct hm_tensor *b = node->src[1];
     int64_t N = b->shape[0], K = b->shape[1], M = hm_nrows(node->src[0]);
-    if (M == 1)
-        return align64((size_t)N * sizeof(float)) + (size_t)(K / HM_Q8_0_BLOCK) * HM_Q8_0_BYTES;
+    if (M == 1) /* y, then x in q8_0 blocks and x's scales in f32 */
+        return align64((size_t)N * sizeof(float)) + align64((size_t)(K / HM_Q8_0_BLOCK) * HM_Q8_0_BYTES) +
+               (size_t)(K / HM_Q8_0_BLOCK) * sizeof(float);
     return (size_t)HM_MIN(N, (int64_t)PANEL_ROWS) * (size_t)K * sizeof(float);
 }
 
@@ -85,8 +86,10 @@ enum hm_status hm_cpu_matmul_packed(const struct hm_exec *ex, const struct hm_te
         hm_cpu_matvec_bf16(b->data, x, y, N, K);
     } else {
         uint8_t *xq = (uint8_t *)ex->ws + align64((size_t)N * sizeof(float));
+        float *xd = (float *)(xq + align64((size_t)(K / HM_Q8_0_BLOCK) * HM_Q8_0_BYTES));
         hm_quantize_q8_0(x, (size_t)K, xq);
-        hm_cpu_matvec_q8_0(b->data, xq, y, N, K);
+        hm_cpu_q8_0_scales(xq, K, xd);
+        hm_cpu_matvec_q8_0(b->data, xq, xd, y, N, K);
     }
 #pragma omp simd
     for (int64_t n = 0; n < N; n++)
