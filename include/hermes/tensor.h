@@ -171,7 +171,8 @@ HM_API struct hm_tensor *hm_scale(struct hm_ctx *ctx, struct hm_tensor *x, float
  * alpha * op(a) @ op(b) + bias, op = transpose when asked.
  * 2-D mode (b is 2-D): a's leading dims are flattened into rows first; out is a.shape[:-1] + (N)
  * (or (M, N) with trans_a). Batched mode (b has 3+ dims): a and b share the leading batch dims.
- * bias (N) or NULL.
+ * bias (N) or NULL. On the CPU, b may be a packed inference weight (bf16 or q8_0, 2-D, trans_b)
+ * when a is f32: the layer then reads it as it is (hm_model_pack_weights).
  */
 HM_API struct hm_tensor *hm_matmul(struct hm_ctx *ctx, struct hm_tensor *a, struct hm_tensor *b,
                                    bool trans_a, bool trans_b);

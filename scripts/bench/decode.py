@@ -80,24 +80,13 @@ def make_model(a, work):
     return tok, ck, wbytes
 
 
-def load_llama(path, n_ctx, threads, plain_cpu_buffers):
-    """llama.cpp as shipped, except that q8_0 runs with plain CPU buffers: llama.cpp 0.3.36
-    segfaults evaluating q8_0 with its repacked (AMX) buffers on this machine
-    (tests/reference/export_ref.py)."""
-    import llama_cpp
-    import llama_cpp.llama as llama_module
-    default_params = llama_cpp.llama_model_default_params
-
-    def params():
-        p = default_params()
-        p.use_extra_bufts = not plain_cpu_buffers
-        return p
-    llama_module.llama_cpp.llama_model_default_params = params
-    try:
-        return llama_cpp.Llama(model_path=path, n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
-                               verbose=False)
-    finally:
-        llama_module.llama_cpp.llama_model_default_params = default_params
+def load_llama(path, plain_cpu_buffers):
+    """tests/reference/export_ref.py's llama.cpp set-up (2 threads, an f32 KV cache and no flash
+    attention, as ours; q8_0 on plain CPU buffers, since llama.cpp 0.3.36 segfaults on this machine
+    with its repacked AMX ones)."""
+    sys.path.insert(0, os.path.join(SRC, "tests", "reference"))
+    from export_ref import load_llama as load
+    return load(path, 256, plain_cpu_buffers)
 
 
 def llama_decode(llm, n_new):
@@ -136,7 +125,6 @@ def main():
     ap.add_argument("--bin", required=True)
     ap.add_argument("--bench", required=True)
     ap.add_argument("--reps", type=int, default=5)
-    ap.add_argument("--prompt", type=int, default=16)  # kept for the wrapper's interface
     ap.add_argument("--new", default="64")
     ap.add_argument("--threads", default="2")
     a = ap.parse_args()
@@ -145,7 +133,7 @@ def main():
     os.makedirs(work, exist_ok=True)
     tok, ck, wbytes = make_model(a, work)
     n_new = int(a.new)
-    llms = {dt: load_llama(f"{work}/model-{dt}.gguf", 256, int(a.threads), dt == "q8_0") for _, dt in PAIRS}
+    llms = {dt: load_llama(f"{work}/model-{dt}.gguf", dt == "q8_0") for _, dt in PAIRS}
     load0 = os.getloadavg()
     res = {k: [] for k in ["bw"] + [f"ours-{o}" for o, _ in PAIRS] + [f"llama-{l}" for _, l in PAIRS] +
            [f"matvec-{o}" for o, _ in PAIRS]}
