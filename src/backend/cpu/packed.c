@@ -4,8 +4,8 @@
  * shadows, which would widen the whole weight on every call.
  *   one row (decode): matvec.c's kernels read the packed weight once; for q8_0, x is quantised to
  *     q8_0 first, as ggml does for its q8_0 x q8_0 dot;
- *   several rows (prefill): a panel of weight rows is widened to f32 in the workspace and sgemm
- *     multiplies it, panel after panel, so prefill runs at the sgemm rate with no allocation.
+ *   several rows (prefill): panels of weight rows are widened to f32 in per-thread workspace and
+ *     multiplied by sgemm, so prefill runs at the sgemm rate with no allocation.
  */
 #include "cpu-impl.h"
 #include "matvec.h"
@@ -37,6 +37,14 @@ static size_t align64(size_t n)
     return (n + 63) / 64 * 64;
 }
 
+/* Prefill: each thread widens panels of PANEL_ROWS weight rows into its own slice of the
+ * workspace and multiplies them with a single-threaded sgemm (OpenBLAS inside a parallel region),
+ * so a layer is one parallel region, not one per panel. */
+static size_t panel_bytes(int64_t N, int64_t K)
+{
+    return align64((size_t)HM_MIN(N, (int64_t)PANEL_ROWS) * (size_t)K * sizeof(float));
+}
+
 size_t hm_cpu_matmul_packed_ws(const struct hm_tensor *node)
 {
     if (!hm_cpu_packed_weight_node(node) || node->op != HM_OP_MATMUL)
@@ -46,14 +54,22 @@ size_t hm_cpu_matmul_packed_ws(const struct hm_tensor *node)
     if (M == 1) /* y, then x in q8_0 blocks and x's scales in f32 */
         return align64((size_t)N * sizeof(float)) + align64((size_t)(K / HM_Q8_0_BLOCK) * HM_Q8_0_BYTES) +
                (size_t)(K / HM_Q8_0_BLOCK) * sizeof(float);
-    return (size_t)HM_MIN(N, (int64_t)PANEL_ROWS) * (size_t)K * sizeof(float);
+    return (size_t)hm_cpu_plan_threads() * panel_bytes(N, K);
 }
 
-static void widen_panel(const struct hm_tensor *b, int64_t r0, int64_t rows, int64_t K, float *out)
+static void prefill(const struct hm_exec *ex, const struct hm_tensor *b, const float *x, float *c, int64_t M,
+                    int64_t N, int64_t K, float alpha, float beta)
 {
-#pragma omp parallel for schedule(static) if (parallel : HM_CPU_PAR(rows * K))
-    for (int64_t r = 0; r < rows; r++)
-        hm_cpu_rows_to_f32(b->type, b->data, r0 + r, 1, K, out + r * K);
+    size_t per_thread = panel_bytes(N, K);
+    int64_t n_panels = (N + PANEL_ROWS - 1) / PANEL_ROWS;
+#pragma omp parallel for schedule(static) num_threads(hm_cpu_threads_for(ex, per_thread))
+    for (int64_t p = 0; p < n_panels; p++) {
+        float *panel = (float *)((char *)ex->ws + (size_t)omp_get_thread_num() * per_thread);
+        int64_t n0 = p * PANEL_ROWS, P = HM_MIN((int64_t)PANEL_ROWS, N - n0);
+        hm_cpu_rows_to_f32(b->type, b->data, n0, P, K, panel);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)P, (int)K, alpha, x, (int)K, panel,
+                    (int)K, beta, c + n0, (int)N);
+    }
 }
 
 enum hm_status hm_cpu_matmul_packed(const struct hm_exec *ex, const struct hm_tensor *dst, float alpha,
@@ -72,13 +88,7 @@ enum hm_status hm_cpu_matmul_packed(const struct hm_exec *ex, const struct hm_te
     float *c = F32(dst);
     const float *x = CF32(a);
     if (M > 1) {
-        float *panel = ex->ws;
-        for (int64_t n0 = 0; n0 < N; n0 += PANEL_ROWS) {
-            int64_t P = HM_MIN((int64_t)PANEL_ROWS, N - n0);
-            widen_panel(b, n0, P, K, panel);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)P, (int)K, alpha, x,
-                        (int)K, panel, (int)K, beta, c + n0, (int)N);
-        }
+        prefill(ex, b, x, c, M, N, K, alpha, beta);
         return HM_OK;
     }
     float *y = ex->ws;
