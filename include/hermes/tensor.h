@@ -186,7 +186,8 @@ HM_API struct hm_tensor *hm_linear(struct hm_ctx *ctx, struct hm_tensor *x, stru
 /* w (V, C), ids i32 (...) -> (..., C). An id outside [0, V) fails the run with HM_ERR_USAGE. */
 HM_API struct hm_tensor *hm_embedding(struct hm_ctx *ctx, struct hm_tensor *w, struct hm_tensor *ids);
 /* The same with f32 rows out of a packed (bf16 or q8_0) inference weight (CPU backend). */
-HM_API struct hm_tensor *hm_embedding_f32(struct hm_ctx *ctx, struct hm_tensor *w, struct hm_tensor *ids);
+HM_API struct hm_tensor *hm_embedding_f32(struct hm_ctx *ctx, struct hm_tensor *w,
+                                          struct hm_tensor *ids);
 /* x / sqrt(mean(x^2) + eps) * w over the last dim; w (C). */
 HM_API struct hm_tensor *hm_rms_norm(struct hm_ctx *ctx, struct hm_tensor *x, struct hm_tensor *w,
                                      float eps);

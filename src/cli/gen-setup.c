@@ -95,7 +95,8 @@ enum hm_status cli_gen_load_model(const char *cmd, struct cli_gen_args *a, struc
     /* On the CPU, bf16 and q8_0 weights are packed for f32 compute; on a GPU bf16 is the model's
      * dtype (activations and KV cache too). */
     bool pack = dtype == HM_DTYPE_Q8_0 || (dtype == HM_DTYPE_BF16 && strcmp(device, "cpu") == 0);
-    if ((st = pack ? hm_model_pack_weights(g->model, dtype) : hm_model_set_dtype(g->model, dtype)) != HM_OK)
+    st = pack ? hm_model_pack_weights(g->model, dtype) : hm_model_set_dtype(g->model, dtype);
+    if (st != HM_OK)
         goto fail;
     if (!a->seed_given) {
         struct timespec ts;

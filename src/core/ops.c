@@ -142,8 +142,8 @@ struct hm_tensor *hm_linear(struct hm_ctx *ctx, struct hm_tensor *x, struct hm_t
     return hm_matmul_ex(ctx, x, w, bias, false, true, 1.0f);
 }
 
-static struct hm_tensor *embedding_as(struct hm_ctx *ctx, struct hm_tensor *w, struct hm_tensor *ids,
-                                      enum hm_dtype out)
+static struct hm_tensor *embedding_as(struct hm_ctx *ctx, struct hm_tensor *w,
+                                      struct hm_tensor *ids, enum hm_dtype out)
 {
     HM_ASSERT(w->n_dims == 2 && ids->type == HM_DTYPE_I32 && ids->n_dims < HM_MAX_DIMS);
     int64_t shape[HM_MAX_DIMS];

@@ -237,17 +237,19 @@ static void pack_tensor(const struct hm_tensor *p, struct hm_tensor *t)
 static enum hm_status pack_check(const struct hm_model *m, enum hm_dtype wtype)
 {
     if (wtype != HM_DTYPE_BF16 && wtype != HM_DTYPE_Q8_0)
-        return hm_fail(HM_ERR_USAGE, "packed weights are bf16 or q8_0, not %s", hm_dtype_name(wtype));
+        return hm_fail(HM_ERR_USAGE, "packed weights are bf16 or q8_0, not %s",
+                       hm_dtype_name(wtype));
     if (!m->be || strcmp(hm_backend_name(m->be), "cpu") != 0)
         return hm_fail(HM_ERR_UNSUPPORTED, "%s weights with f32 activations run on the cpu backend "
                        "only", hm_dtype_name(wtype));
     if (hm_block_grads(m->params) || m->released || m->dtype != HM_DTYPE_F32 || m->packed)
-        return hm_fail(HM_ERR_USAGE, "packing needs an f32 inference model with its weights loaded");
+        return hm_fail(HM_ERR_USAGE, "packing needs an f32 inference model, weights loaded");
     for (int i = 0; i < hm_block_n_tensors(m->params); i++) {
         const struct hm_tensor *p = hm_block_tensor(m->params, i);
         if (wtype == HM_DTYPE_Q8_0 && p->n_dims == 2 && p->shape[1] % HM_Q8_0_BLOCK)
-            return hm_fail(HM_ERR_UNSUPPORTED, "q8_0 needs rows a multiple of %d wide, but '%s' has "
-                           "%lld columns (use bf16 or f32)", HM_Q8_0_BLOCK, p->name, (long long)p->shape[1]);
+            return hm_fail(HM_ERR_UNSUPPORTED, "q8_0 needs rows a multiple of %d wide, but '%s' "
+                           "has %lld columns (use bf16 or f32)", HM_Q8_0_BLOCK, p->name,
+                           (long long)p->shape[1]);
     }
     return HM_OK;
 }
@@ -496,7 +498,8 @@ static struct hm_tensor *trunk_forward(struct hm_model *m, struct build *b, stru
 {
     const struct hm_model_config *c = &m->cfg;
     struct hm_tensor *emb = weight(m, b->ctx, m->embedding);
-    struct hm_tensor *x = m->packed ? hm_embedding_f32(b->ctx, emb, ids) : hm_embedding(b->ctx, emb, ids);
+    struct hm_tensor *x =
+        m->packed ? hm_embedding_f32(b->ctx, emb, ids) : hm_embedding(b->ctx, emb, ids);
     x = hm_dropout(b->ctx, x, b->training ? c->dropout : 0.0f, 0);
     struct hm_tensor *h = hm_rms_norm(b->ctx, x, weight(m, b->ctx, m->layers[0].norm_in), c->layer_norm_eps);
     for (int i = 0; i < c->num_layers; i++)

@@ -103,8 +103,9 @@ static void profile_decode(struct hm_model *m, int P, int N)
 
 static enum hm_dtype parse_dtype(const char *name)
 {
-    enum hm_dtype t = strcmp(name, "q8_0") == 0 ? HM_DTYPE_Q8_0 : strcmp(name, "bf16") == 0 ? HM_DTYPE_BF16
-                                                                                         : HM_DTYPE_F32;
+    enum hm_dtype t = strcmp(name, "q8_0") == 0   ? HM_DTYPE_Q8_0
+                      : strcmp(name, "bf16") == 0 ? HM_DTYPE_BF16
+                                                  : HM_DTYPE_F32;
     if (strcmp(name, hm_dtype_name(t)) != 0) {
         fprintf(stderr, "bench-generate: dtype '%s': expected f32, bf16 or q8_0\n", name);
         exit(2);
@@ -155,7 +156,8 @@ static void bench_decode(const char *preset, int P, int N, int reps, bool profil
     double mean_pos = P + (N - 2) / 2.0;
     double kv_bytes = (double)hm_config_kv_cache_bytes(&cfg, 1, 4) * mean_pos;
     printf("decode preset=%s dtype=%s threads=%d prompt=%d new=%d reps=%d tok_s=%.2f min=%.2f max=%.2f "
-           "ttft_ms=%.1f weight_bytes=%llu kv_bytes=%.0f\n", preset, hm_dtype_name(dt), omp_get_max_threads(), P, N, reps,
+           "ttft_ms=%.1f weight_bytes=%llu kv_bytes=%.0f\n", preset, hm_dtype_name(dt),
+           omp_get_max_threads(), P, N, reps,
            tps[reps / 2], tps[0], tps[reps - 1], ttft * 1e3, (unsigned long long)weight_bytes, kv_bytes);
     if (profile)
         profile_decode(m, P, N);

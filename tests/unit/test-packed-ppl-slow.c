@@ -28,7 +28,8 @@ struct eval {
 };
 
 /* Teacher-forced next-token NLL over windows of WINDOW tokens, one decode step per token. */
-static void evaluate(const char *run, enum hm_dtype dt, const int32_t *ids, int n_ids, struct eval *ev)
+static void evaluate(const char *run, enum hm_dtype dt, const int32_t *ids, int n_ids,
+                     struct eval *ev)
 {
     char path[1024];
     struct hm_model_config cfg;
@@ -84,16 +85,19 @@ static void test_packed_decode_accuracy(void **state)
         cut++;
     char *train = tu_path(dir, "train.txt"), *cfg = tu_path(dir, "llama.json");
     tu_write(train, text, cut);
-    const char *config = "{\"vocab_size\": 512, \"max_seq_len\": 128, \"hidden_size\": 64, \"num_layers\": 2, "
-                         "\"num_heads\": 4, \"num_kv_heads\": 2, \"intermediate_size\": 192, \"dropout\": 0.0, "
-                         "\"layer_norm_eps\": 1e-5, \"use_bias\": false, \"rope_theta\": 10000.0, "
-                         "\"activation\": \"swiglu\", \"tie_embeddings\": true}";
+    const char *config =
+        "{\"vocab_size\": 512, \"max_seq_len\": 128, \"hidden_size\": 64, \"num_layers\": 2, "
+        "\"num_heads\": 4, \"num_kv_heads\": 2, \"intermediate_size\": 192, \"dropout\": 0.0, "
+        "\"layer_norm_eps\": 1e-5, \"use_bias\": false, \"rope_theta\": 10000.0, "
+        "\"activation\": \"swiglu\", \"tie_embeddings\": true}";
     tu_write(cfg, config, strlen(config));
     snprintf(cmd, sizeof cmd, "train-tokenizer -i %s -o %s/tok.json -v 512", train, dir);
     assert_int_equal(tu_cli(cmd, &out), 0);
     free(out);
-    snprintf(cmd, sizeof cmd, "train -d %s -t %s/tok.json -m %s -o %s/run -b 16 --seq-len 64 --max-steps 200 -e 100 "
-             "--lr 3e-3 --warmup 20 --threads 2", train, dir, cfg, dir);
+    snprintf(cmd, sizeof cmd,
+             "train -d %s -t %s/tok.json -m %s -o %s/run -b 16 --seq-len 64 --max-steps 200 -e 100 "
+             "--lr 3e-3 --warmup 20 --threads 2",
+             train, dir, cfg, dir);
     if (tu_cli(cmd, &out) != 0)
         fail_msg("train failed: %s", out);
     free(out);
@@ -118,9 +122,11 @@ static void test_packed_decode_accuracy(void **state)
             agree16 += bf16.argmax[i] == f32.argmax[i];
             agree8 += q8.argmax[i] == f32.argmax[i];
         }
-    printf("held-out perplexity over %d tokens: f32 %.3f, bf16 %.3f (%+.2f%%), q8_0 %.3f (%+.2f%%); "
-           "greedy agreement where f32 wins by > %.1f (%d positions): bf16 %d, q8_0 %d\n", f32.n, p32, p16,
-           100 * (p16 / p32 - 1), p8, 100 * (p8 / p32 - 1), CLEAR_MARGIN, clear, agree16, agree8);
+    printf(
+        "held-out perplexity over %d tokens: f32 %.3f, bf16 %.3f (%+.2f%%), q8_0 %.3f (%+.2f%%); "
+        "greedy agreement where f32 wins by > %.1f (%d positions): bf16 %d, q8_0 %d\n",
+        f32.n, p32, p16, 100 * (p16 / p32 - 1), p8, 100 * (p8 / p32 - 1), CLEAR_MARGIN, clear,
+        agree16, agree8);
     assert_true(f32.n >= 500);
     assert_true(p32 < 512.0 / 4); /* it learnt: far below a uniform guess over the vocabulary */
     assert_true(fabs(p16 / p32 - 1) < 0.01);

@@ -48,7 +48,8 @@ static void test_q8_0_matches_gguf(void **state)
     hm_quantize_q8_0(x, n, ours);
     for (size_t i = 0; i < qbytes; i++)
         if (ours[i] != q[i])
-            fail_msg("q8_0 byte %zu (block %zu): ours 0x%02x, gguf 0x%02x", i, i / HM_Q8_0_BYTES, ours[i], q[i]);
+            fail_msg("q8_0 byte %zu (block %zu): ours 0x%02x, gguf 0x%02x", i, i / HM_Q8_0_BYTES,
+                     ours[i], q[i]);
     hm_dequantize_q8_0(q, n, ours_dq);
     assert_memory_equal(ours_dq, dq, 4 * (size_t)n);
     free(buf), free(x), free(dq), free(ours_dq), free(ours);
@@ -64,8 +65,8 @@ static void fill(float *p, size_t n, uint32_t seed)
 }
 
 /* y from the kernel in use with `threads` threads, or from the scalar oracle. */
-static void run_matvec(bool q8, const void *w, const float *x, const uint8_t *xq, const float *xd, float *y,
-                       int64_t N, int64_t K, bool scalar, int threads)
+static void run_matvec(bool q8, const void *w, const float *x, const uint8_t *xq, const float *xd,
+                       float *y, int64_t N, int64_t K, bool scalar, int threads)
 {
     int saved = omp_get_max_threads();
     omp_set_num_threads(threads);
@@ -131,7 +132,8 @@ static void test_bf16_kernel_equals_oracle(void **state)
 static void test_q8_0_kernel_equals_oracle(void **state)
 {
     /* block counts: 1, 2, 3 (an odd last pair), 15, 17 (a partial 16-block chunk), 86 (K 2752) */
-    const int64_t sizes[][2] = {{1, 32}, {3, 64}, {5, 96}, {2, 480}, {7, 544}, {9, 2752}, {33, 1024}};
+    const int64_t sizes[][2] = {{1, 32},  {3, 64},   {5, 96},   {2, 480},
+                                {7, 544}, {9, 2752}, {33, 1024}};
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++)
         check_kernel(true, sizes[i][0], sizes[i][1]);
 }
@@ -181,10 +183,12 @@ static void check_linear(enum hm_dtype dt, int64_t M, int64_t N, int64_t K)
         for (int64_t n = 0; n < N; n++) {
             double s = bv[n], mag = fabs(bv[n]);
             for (int64_t k = 0; k < K; k++)
-                s += (double)x[m * K + k] * wf[n * K + k], mag += fabs((double)x[m * K + k] * wf[n * K + k]);
+                s += (double)x[m * K + k] * wf[n * K + k],
+                    mag += fabs((double)x[m * K + k] * wf[n * K + k]);
             if (fabs(y[m * N + n] - s) > 1e-5 * mag)
                 fail_msg("%s linear M %lld: y[%lld][%lld] = %.7g, f32 on the widened weights %.7g",
-                         hm_dtype_name(dt), (long long)M, (long long)m, (long long)n, y[m * N + n], s);
+                         hm_dtype_name(dt), (long long)M, (long long)m, (long long)n, y[m * N + n],
+                         s);
         }
     float *rows = malloc((size_t)(2 * K) * sizeof *rows);
     assert_int_equal(hm_tensor_get(et, rows, (size_t)(2 * K) * sizeof *rows), HM_OK);
@@ -227,7 +231,8 @@ static void test_pack_model(void **state)
     assert_int_equal(hm_model_weight_dtype(m), HM_DTYPE_Q8_0);
     assert_true(hm_model_weights_released(m));
     /* q8_0 matrices are 34/128 of f32; the norms stay f32 */
-    uint64_t q8 = hm_model_weight_bytes(m), norms = (uint64_t)(2 * c.num_layers + 1) * c.hidden_size * 4;
+    uint64_t q8 = hm_model_weight_bytes(m),
+             norms = (uint64_t)(2 * c.num_layers + 1) * c.hidden_size * 4;
     assert_int_equal(q8, (f32_bytes - norms) / 128 * 34 + norms);
     assert_int_equal(q8, hm_model_packed_bytes(&c, HM_DTYPE_Q8_0));
     /* packing twice, or to bf16 activations afterwards, is refused */

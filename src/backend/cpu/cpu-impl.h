@@ -44,8 +44,8 @@ enum hm_status hm_cpu_convert(struct hm_backend *be, void *dst, enum hm_dtype ds
  * it directly (no shadows); matmul's workspace for that. */
 bool hm_cpu_packed_weight_node(const struct hm_tensor *node);
 size_t hm_cpu_matmul_packed_ws(const struct hm_tensor *node);
-enum hm_status hm_cpu_matmul_packed(const struct hm_exec *ex, const struct hm_tensor *dst, float alpha,
-                                    float beta);
+enum hm_status hm_cpu_matmul_packed(const struct hm_exec *ex, const struct hm_tensor *dst,
+                                    float alpha, float beta);
 
 size_t hm_cpu_attention_ws(const struct hm_tensor *node, int n_threads);
 size_t hm_cpu_workspace_size(struct hm_backend *be, const struct hm_tensor *node);

@@ -14,7 +14,7 @@
 
 enum hm_cpu_isa {
     HM_CPU_ISA_SCALAR = 0, /* portable C: the oracle */
-    HM_CPU_ISA_AVX512,     /* AVX512F/BW/VL + VNNI + F16C (x86-64, chosen at run time) */
+    HM_CPU_ISA_AVX512, /* AVX512F/BW/VL + VNNI + F16C (x86-64, chosen at run time) */
 };
 
 /* The kernels in use: the best this CPU supports unless hm_cpu_matvec_force_scalar(true). */

@@ -52,13 +52,14 @@ size_t hm_cpu_matmul_packed_ws(const struct hm_tensor *node)
     const struct hm_tensor *b = node->src[1];
     int64_t N = b->shape[0], K = b->shape[1], M = hm_nrows(node->src[0]);
     if (M == 1) /* y, then x in q8_0 blocks and x's scales in f32 */
-        return align64((size_t)N * sizeof(float)) + align64((size_t)(K / HM_Q8_0_BLOCK) * HM_Q8_0_BYTES) +
+        return align64((size_t)N * sizeof(float)) +
+               align64((size_t)(K / HM_Q8_0_BLOCK) * HM_Q8_0_BYTES) +
                (size_t)(K / HM_Q8_0_BLOCK) * sizeof(float);
     return (size_t)hm_cpu_plan_threads() * panel_bytes(N, K);
 }
 
-static void prefill(const struct hm_exec *ex, const struct hm_tensor *b, const float *x, float *c, int64_t M,
-                    int64_t N, int64_t K, float alpha, float beta)
+static void prefill(const struct hm_exec *ex, const struct hm_tensor *b, const float *x, float *c,
+                    int64_t M, int64_t N, int64_t K, float alpha, float beta)
 {
     size_t per_thread = panel_bytes(N, K);
     int64_t n_panels = (N + PANEL_ROWS - 1) / PANEL_ROWS;
@@ -67,20 +68,20 @@ static void prefill(const struct hm_exec *ex, const struct hm_tensor *b, const f
         float *panel = (float *)((char *)ex->ws + (size_t)omp_get_thread_num() * per_thread);
         int64_t n0 = p * PANEL_ROWS, P = HM_MIN((int64_t)PANEL_ROWS, N - n0);
         hm_cpu_rows_to_f32(b->type, b->data, n0, P, K, panel);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)P, (int)K, alpha, x, (int)K, panel,
-                    (int)K, beta, c + n0, (int)N);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)P, (int)K, alpha, x,
+                    (int)K, panel, (int)K, beta, c + n0, (int)N);
     }
 }
 
-enum hm_status hm_cpu_matmul_packed(const struct hm_exec *ex, const struct hm_tensor *dst, float alpha,
-                                    float beta)
+enum hm_status hm_cpu_matmul_packed(const struct hm_exec *ex, const struct hm_tensor *dst,
+                                    float alpha, float beta)
 {
     const struct hm_tensor *a = dst->src[0], *b = dst->src[1];
     bool ta = dst->op_params[1], tb = dst->op_params[2];
     int64_t N = b->shape[0], K = b->shape[1], M = hm_nrows(a);
     if (ta || !tb || b->n_dims != 2 || a->shape[a->n_dims - 1] != K)
-        return hm_fail(HM_ERR_UNSUPPORTED, "matmul: a %s weight must be the [out, in] operand of a "
-                       "linear layer", hm_dtype_name(b->type));
+        return hm_fail(HM_ERR_UNSUPPORTED, "matmul: a %s weight must be the [out, in] operand "
+                       "of a linear layer", hm_dtype_name(b->type));
     if (b->type == HM_DTYPE_Q8_0 && K % HM_Q8_0_BLOCK)
         return hm_fail(HM_ERR_UNSUPPORTED, "matmul: q8_0 rows of %lld are not whole blocks of %d",
                        (long long)K, HM_Q8_0_BLOCK);
