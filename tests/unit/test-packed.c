@@ -70,12 +70,11 @@ static void run_matvec(bool q8, const void *w, const float *x, const uint8_t *xq
 {
     int saved = omp_get_max_threads();
     omp_set_num_threads(threads);
-    hm_cpu_matvec_force_scalar(scalar);
+    enum hm_cpu_isa isa = scalar ? HM_CPU_ISA_SCALAR : hm_cpu_matvec_isa();
     if (q8)
-        hm_cpu_matvec_q8_0(w, xq, xd, y, N, K);
+        hm_cpu_matvec_q8_0(isa, w, xq, xd, y, N, K);
     else
-        hm_cpu_matvec_bf16(w, x, y, N, K);
-    hm_cpu_matvec_force_scalar(false);
+        hm_cpu_matvec_bf16(isa, w, x, y, N, K);
     omp_set_num_threads(saved);
 }
 

@@ -23,23 +23,13 @@
 
 enum { LANES = 16, ROWS_BF16 = 4, ROWS_Q8 = 2 };
 
-static bool force_scalar;
-
-void hm_cpu_matvec_force_scalar(bool on)
-{
-    force_scalar = on;
-}
-
 enum hm_cpu_isa hm_cpu_matvec_isa(void)
 {
 #ifdef HM_HAVE_AVX512_KERNELS
-    static int have = -1;
-    if (have < 0)
-        have = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-               __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("f16c") &&
-               __builtin_cpu_supports("fma");
-    if (have && !force_scalar)
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("f16c") &&
+        __builtin_cpu_supports("fma"))
         return HM_CPU_ISA_AVX512;
 #endif
     return HM_CPU_ISA_SCALAR;
@@ -187,14 +177,15 @@ HM_AVX512 static void rows_q8_0_avx512(const uint8_t *w, const uint8_t *xq, cons
 
 /* ---- entry points -------------------------------------------------------------------------- */
 
-void hm_cpu_matvec_bf16(const uint16_t *w, const float *x, float *y, int64_t N, int64_t K)
+void hm_cpu_matvec_bf16(enum hm_cpu_isa isa, const uint16_t *w, const float *x, float *y, int64_t N,
+                        int64_t K)
 {
-    enum hm_cpu_isa isa = hm_cpu_matvec_isa();
+    bool fast = isa == HM_CPU_ISA_AVX512 && hm_cpu_matvec_isa() == HM_CPU_ISA_AVX512;
 #pragma omp parallel for schedule(static) if (parallel : HM_CPU_PAR(N * K))
     for (int64_t n0 = 0; n0 < N; n0 += ROWS_BF16) {
         int64_t R = N - n0 < ROWS_BF16 ? N - n0 : ROWS_BF16;
 #ifdef HM_HAVE_AVX512_KERNELS
-        if (isa == HM_CPU_ISA_AVX512) {
+        if (fast) {
             rows_bf16_avx512(w + n0 * K, x, y + n0, R, K);
             continue;
         }
@@ -202,7 +193,7 @@ void hm_cpu_matvec_bf16(const uint16_t *w, const float *x, float *y, int64_t N, 
         for (int64_t r = 0; r < R; r++)
             y[n0 + r] = dot_bf16_scalar(w + (n0 + r) * K, x, K);
     }
-    (void)isa;
+    (void)fast;
 }
 
 void hm_cpu_q8_0_scales(const uint8_t *xq, int64_t K, float *xd)
@@ -211,16 +202,16 @@ void hm_cpu_q8_0_scales(const uint8_t *xq, int64_t K, float *xd)
         xd[b] = f16_at(xq + b * HM_Q8_0_BYTES);
 }
 
-void hm_cpu_matvec_q8_0(const uint8_t *w, const uint8_t *xq, const float *xd, float *y, int64_t N,
-                        int64_t K)
+void hm_cpu_matvec_q8_0(enum hm_cpu_isa isa, const uint8_t *w, const uint8_t *xq, const float *xd,
+                        float *y, int64_t N, int64_t K)
 {
-    enum hm_cpu_isa isa = hm_cpu_matvec_isa();
     int64_t rb = K / HM_Q8_0_BLOCK * HM_Q8_0_BYTES;
+    bool fast = isa == HM_CPU_ISA_AVX512 && hm_cpu_matvec_isa() == HM_CPU_ISA_AVX512;
 #pragma omp parallel for schedule(static) if (parallel : HM_CPU_PAR(N * K))
     for (int64_t n0 = 0; n0 < N; n0 += ROWS_Q8) {
         int64_t R = N - n0 < ROWS_Q8 ? N - n0 : ROWS_Q8;
 #ifdef HM_HAVE_AVX512_KERNELS
-        if (isa == HM_CPU_ISA_AVX512) {
+        if (fast) {
             rows_q8_0_avx512(w + n0 * rb, xq, xd, y + n0, R, K);
             continue;
         }
@@ -228,7 +219,7 @@ void hm_cpu_matvec_q8_0(const uint8_t *w, const uint8_t *xq, const float *xd, fl
         for (int64_t r = 0; r < R; r++)
             y[n0 + r] = dot_q8_0_scalar(w + (n0 + r) * rb, xq, xd, K);
     }
-    (void)isa;
+    (void)fast;
 }
 
 void hm_cpu_rows_to_f32(int type, const void *w, int64_t r0, int64_t rows, int64_t K, float *out)

@@ -94,13 +94,13 @@ enum hm_status hm_cpu_matmul_packed(const struct hm_exec *ex, const struct hm_te
     }
     float *y = ex->ws;
     if (b->type == HM_DTYPE_BF16) {
-        hm_cpu_matvec_bf16(b->data, x, y, N, K);
+        hm_cpu_matvec_bf16(hm_cpu_matvec_isa(), b->data, x, y, N, K);
     } else {
         uint8_t *xq = (uint8_t *)ex->ws + align64((size_t)N * sizeof(float));
         float *xd = (float *)(xq + align64((size_t)(K / HM_Q8_0_BLOCK) * HM_Q8_0_BYTES));
         hm_quantize_q8_0(x, (size_t)K, xq);
         hm_cpu_q8_0_scales(xq, K, xd);
-        hm_cpu_matvec_q8_0(b->data, xq, xd, y, N, K);
+        hm_cpu_matvec_q8_0(hm_cpu_matvec_isa(), b->data, xq, xd, y, N, K);
     }
 #pragma omp simd
     for (int64_t n = 0; n < N; n++)
