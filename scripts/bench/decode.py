@@ -13,18 +13,11 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(SRC, "tests", "reference"))
+from export_ref import load_llama as export_ref_load_llama, need  # noqa: E402 (after the path)
 PROMPT = ("The old lighthouse keeper climbed the stairs every evening, counting the steps as his "
           "father had taught him, and at the top he")
 PAIRS = [("f32", "f32"), ("bf16", "f16"), ("q8_0", "q8_0")]  # ours, llama.cpp's
-
-
-def need(*mods):
-    for m in mods:
-        try:
-            __import__(m)
-        except ImportError:
-            print(f"SKIPPED: python3 cannot import {m} (run scripts/setup-python.sh)")
-            sys.exit(77)
 
 
 def run(*args):
@@ -84,9 +77,7 @@ def load_llama(path, plain_cpu_buffers):
     """tests/reference/export_ref.py's llama.cpp set-up (2 threads, an f32 KV cache and no flash
     attention, as ours; q8_0 on plain CPU buffers, since llama.cpp 0.3.36 segfaults on this machine
     with its repacked AMX ones)."""
-    sys.path.insert(0, os.path.join(SRC, "tests", "reference"))
-    from export_ref import load_llama as load
-    return load(path, 256, plain_cpu_buffers)
+    return export_ref_load_llama(path, 256, plain_cpu_buffers)
 
 
 def llama_decode(llm, n_new):

@@ -177,23 +177,49 @@ HM_AVX512 static void rows_q8_0_avx512(const uint8_t *w, const uint8_t *xq, cons
 
 /* ---- entry points -------------------------------------------------------------------------- */
 
+/* One call's operands; a group is the rows one kernel call computes together. */
+struct matvec {
+    const void *w;
+    const float *x, *xd; /* bf16: x; q8_0: x's block scales */
+    const uint8_t *xq;   /* q8_0: x's blocks */
+    float *y;
+    int64_t N, K;
+    bool q8, fast;
+};
+
+static void group(const struct matvec *a, int64_t n0, int64_t R)
+{
+    int64_t rb = a->q8 ? a->K / HM_Q8_0_BLOCK * HM_Q8_0_BYTES : a->K * 2; /* bytes per row */
+    const uint8_t *w = (const uint8_t *)a->w + n0 * rb;
+#ifdef HM_HAVE_AVX512_KERNELS
+    if (a->fast && a->q8) {
+        rows_q8_0_avx512(w, a->xq, a->xd, a->y + n0, R, a->K);
+        return;
+    }
+    if (a->fast) {
+        rows_bf16_avx512((const uint16_t *)w, a->x, a->y + n0, R, a->K);
+        return;
+    }
+#endif
+    for (int64_t r = 0; r < R; r++)
+        a->y[n0 + r] = a->q8 ? dot_q8_0_scalar(w + r * rb, a->xq, a->xd, a->K)
+                             : dot_bf16_scalar((const uint16_t *)(w + r * rb), a->x, a->K);
+}
+
+static void run(struct matvec *a, enum hm_cpu_isa isa)
+{
+    a->fast = isa == HM_CPU_ISA_AVX512 && hm_cpu_matvec_isa() == HM_CPU_ISA_AVX512;
+    int64_t G = a->q8 ? ROWS_Q8 : ROWS_BF16, N = a->N;
+#pragma omp parallel for schedule(static) if (parallel : HM_CPU_PAR(N * a->K))
+    for (int64_t n0 = 0; n0 < N; n0 += G)
+        group(a, n0, N - n0 < G ? N - n0 : G);
+}
+
 void hm_cpu_matvec_bf16(enum hm_cpu_isa isa, const uint16_t *w, const float *x, float *y, int64_t N,
                         int64_t K)
 {
-    bool fast = isa == HM_CPU_ISA_AVX512 && hm_cpu_matvec_isa() == HM_CPU_ISA_AVX512;
-#pragma omp parallel for schedule(static) if (parallel : HM_CPU_PAR(N * K))
-    for (int64_t n0 = 0; n0 < N; n0 += ROWS_BF16) {
-        int64_t R = N - n0 < ROWS_BF16 ? N - n0 : ROWS_BF16;
-#ifdef HM_HAVE_AVX512_KERNELS
-        if (fast) {
-            rows_bf16_avx512(w + n0 * K, x, y + n0, R, K);
-            continue;
-        }
-#endif
-        for (int64_t r = 0; r < R; r++)
-            y[n0 + r] = dot_bf16_scalar(w + (n0 + r) * K, x, K);
-    }
-    (void)fast;
+    struct matvec a = {.w = w, .x = x, .y = y, .N = N, .K = K, .q8 = false};
+    run(&a, isa);
 }
 
 void hm_cpu_q8_0_scales(const uint8_t *xq, int64_t K, float *xd)
@@ -205,21 +231,8 @@ void hm_cpu_q8_0_scales(const uint8_t *xq, int64_t K, float *xd)
 void hm_cpu_matvec_q8_0(enum hm_cpu_isa isa, const uint8_t *w, const uint8_t *xq, const float *xd,
                         float *y, int64_t N, int64_t K)
 {
-    int64_t rb = K / HM_Q8_0_BLOCK * HM_Q8_0_BYTES;
-    bool fast = isa == HM_CPU_ISA_AVX512 && hm_cpu_matvec_isa() == HM_CPU_ISA_AVX512;
-#pragma omp parallel for schedule(static) if (parallel : HM_CPU_PAR(N * K))
-    for (int64_t n0 = 0; n0 < N; n0 += ROWS_Q8) {
-        int64_t R = N - n0 < ROWS_Q8 ? N - n0 : ROWS_Q8;
-#ifdef HM_HAVE_AVX512_KERNELS
-        if (fast) {
-            rows_q8_0_avx512(w + n0 * rb, xq, xd, y + n0, R, K);
-            continue;
-        }
-#endif
-        for (int64_t r = 0; r < R; r++)
-            y[n0 + r] = dot_q8_0_scalar(w + (n0 + r) * rb, xq, xd, K);
-    }
-    (void)fast;
+    struct matvec a = {.w = w, .xq = xq, .xd = xd, .y = y, .N = N, .K = K, .q8 = true};
+    run(&a, isa);
 }
 
 void hm_cpu_rows_to_f32(int type, const void *w, int64_t r0, int64_t rows, int64_t K, float *out)
