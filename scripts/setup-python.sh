@@ -2,7 +2,9 @@
 # Installs the Python packages used only by reference tests and benchmarks (never at run time):
 # HF tokenizers; for the export/import checks (tests/reference/export_ref.py) also torch (the CPU
 # is enough), transformers, safetensors, gguf and llama-cpp-python, which pip builds from source
-# (about 10 minutes on 2 cores the first time, then pip's cache). Missing ones only are installed.
+# (about 10 minutes on 2 cores the first time, then pip's cache); gguf and numpy write the q8_0
+# fixture (tests/reference/make_q8_0_fixture.py); scripts/bench/decode needs numpy, safetensors
+# and llama-cpp-python. Missing ones only are installed.
 set -uo pipefail
 pip_install() {
     python3 -m pip install -q "$@" 2>/dev/null || python3 -m pip install -q --break-system-packages "$@"

@@ -80,11 +80,11 @@ HM_API enum hm_status hm_import_hf(const char *hf_dir, const char *run_dir, bool
 /* f32 -> IEEE half, round to nearest even; overflow to +-Inf, NaN stays NaN. */
 HM_API uint16_t hm_f32_to_f16(float x);
 
-#define HM_Q8_0_BLOCK 32 /* weights per block */
-#define HM_Q8_0_BYTES 34 /* one f16 scale + 32 int8 */
 /* ggml's q8_0 (quantize_row_q8_0_ref): per block d = amax/127 stored as f16, q = round(x/d).
  * n is a multiple of HM_Q8_0_BLOCK; out holds n/32 * 34 bytes. */
 HM_API void hm_quantize_q8_0(const float *x, size_t n, uint8_t *out);
+/* ggml's dequantize_row_q8_0: x = q * d, exact in f32. n is a multiple of HM_Q8_0_BLOCK. */
+HM_API void hm_dequantize_q8_0(const uint8_t *q, size_t n, float *out);
 
 #ifdef __cplusplus
 }

@@ -61,6 +61,8 @@ struct hm_generate_stats {
     double decode_s;
     enum hm_stop_reason stop;
     size_t kv_cache_bytes;
+    uint64_t weight_bytes;  /* what the model's weights take (hm_model_weight_bytes) */
+    enum hm_dtype weight_dtype;
 };
 
 /* Prefill the prompt in one pass, then decode one token per step over the KV cache, which is

@@ -96,6 +96,22 @@ HM_API enum hm_status hm_model_weights_changed(struct hm_model *m);
 /* True for a bf16 inference model, whose f32 weights were freed (it cannot load or save). */
 HM_API bool hm_model_weights_released(const struct hm_model *m);
 
+/*
+ * Packed weights for CPU inference (llama.cpp's f16/q8_0 models): every matrix, the embedding
+ * (and so a tied head) and an untied lm_head held as bf16 or ggml q8_0 blocks (HM_DTYPE_Q8_0),
+ * norms and biases kept f32, as our GGUF export does; activations and the KV cache stay f32 and
+ * the f32 weights are released. Call on an f32 inference model (hm_model_new_infer) on the CPU
+ * backend after loading its weights. q8_0 needs every matrix row a multiple of 32 wide
+ * (HM_ERR_UNSUPPORTED naming the tensor, as the exporter). hm_model_weight_dtype says which;
+ * hm_model_weight_bytes is the memory the graphs' weights take.
+ */
+HM_API enum hm_status hm_model_pack_weights(struct hm_model *m, enum hm_dtype wtype);
+HM_API enum hm_dtype hm_model_weight_dtype(const struct hm_model *m);
+HM_API uint64_t hm_model_weight_bytes(const struct hm_model *m);
+/* The bytes a model of `cfg` holds with its weights packed as `wtype` (f32, bf16 or q8_0: the
+ * matrices in wtype, vectors f32), without allocating it; 0 for an invalid config. */
+HM_API uint64_t hm_model_packed_bytes(const struct hm_model_config *cfg, enum hm_dtype wtype);
+
 HM_API const struct hm_model_config *hm_model_config(const struct hm_model *m);
 HM_API struct hm_backend *hm_model_backend(const struct hm_model *m);
 HM_API struct hm_block *hm_model_params(const struct hm_model *m);

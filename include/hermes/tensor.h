@@ -27,10 +27,15 @@ extern "C" {
 #define HM_MAX_OP_PARAMS 8
 #define HM_IGNORE_INDEX (-100)
 
+#define HM_Q8_0_BLOCK 32 /* weights per q8_0 block */
+#define HM_Q8_0_BYTES 34 /* one f16 scale + 32 int8 */
+
 enum hm_dtype {
     HM_DTYPE_F32 = 0,
     HM_DTYPE_BF16, /* storage only on the CPU backend: compute there is f32 */
     HM_DTYPE_I32,  /* token ids and targets */
+    HM_DTYPE_Q8_0, /* ggml's q8_0 blocks (export.h), CPU inference weights only: the last dim is a
+                      multiple of 32; hm_nbytes counts blocks and hm_dtype_size is 0 */
     HM_DTYPE_COUNT
 };
 
@@ -166,7 +171,8 @@ HM_API struct hm_tensor *hm_scale(struct hm_ctx *ctx, struct hm_tensor *x, float
  * alpha * op(a) @ op(b) + bias, op = transpose when asked.
  * 2-D mode (b is 2-D): a's leading dims are flattened into rows first; out is a.shape[:-1] + (N)
  * (or (M, N) with trans_a). Batched mode (b has 3+ dims): a and b share the leading batch dims.
- * bias (N) or NULL.
+ * bias (N) or NULL. On the CPU, b may be a packed inference weight (bf16 or q8_0, 2-D, trans_b)
+ * when a is f32: the layer then reads it as it is (hm_model_pack_weights).
  */
 HM_API struct hm_tensor *hm_matmul(struct hm_ctx *ctx, struct hm_tensor *a, struct hm_tensor *b,
                                    bool trans_a, bool trans_b);
@@ -185,6 +191,9 @@ HM_API struct hm_tensor *hm_linear_rows(struct hm_ctx *ctx, struct hm_tensor *x,
 
 /* w (V, C), ids i32 (...) -> (..., C). An id outside [0, V) fails the run with HM_ERR_USAGE. */
 HM_API struct hm_tensor *hm_embedding(struct hm_ctx *ctx, struct hm_tensor *w, struct hm_tensor *ids);
+/* The same with f32 rows out of a packed (bf16 or q8_0) inference weight (CPU backend). */
+HM_API struct hm_tensor *hm_embedding_f32(struct hm_ctx *ctx, struct hm_tensor *w,
+                                          struct hm_tensor *ids);
 /* x / sqrt(mean(x^2) + eps) * w over the last dim; w (C). */
 HM_API struct hm_tensor *hm_rms_norm(struct hm_ctx *ctx, struct hm_tensor *x, struct hm_tensor *w,
                                      float eps);

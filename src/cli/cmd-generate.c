@@ -118,6 +118,9 @@ static void print_stats(const struct gen_args *a, const struct hm_generate_stats
             gs->prefill_s > 0 ? gs->prompt_tokens / gs->prefill_s : 0.0, gs->prefill_s * 1000.0,
             gs->decode_s > 0 ? gs->decode_steps / gs->decode_s : 0.0, gs->new_tokens,
             gs->stop == HM_STOP_EOS ? ", stopped at <eos>" : "");
+    fprintf(stderr, "memory: weights %.1f MiB (%s), KV cache %.1f MiB\n",
+            (double)gs->weight_bytes / (1 << 20), hm_dtype_name(gs->weight_dtype),
+            (double)gs->kv_cache_bytes / (1 << 20));
 }
 
 /* The prompt, then the new text (or, with --chat, the reply alone), streamed to stdout. */

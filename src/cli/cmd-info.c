@@ -114,6 +114,15 @@ static void print_architecture(const struct info *in)
     printf("  %-28s %llu\n", "Non-embedding", (unsigned long long)hm_config_param_count_nonembed(&cfg));
 }
 
+static void print_inference_row(const char *dtype, uint64_t weights, uint64_t kv)
+{
+    char a[32], b[32], c[32];
+    human_bytes((double)weights, a, sizeof a);
+    human_bytes((double)kv, b, sizeof b);
+    human_bytes((double)(weights + kv), c, sizeof c);
+    printf("  %-12s %14s %14s %14s\n", dtype, a, b, c);
+}
+
 static void print_memory(const struct info *in)
 {
     const struct hm_model_config cfg = in->cfg;
@@ -122,16 +131,15 @@ static void print_memory(const struct info *in)
     int T = in->T;
     uint64_t P = in->P;
     double flops_fwd = in->flops_fwd;
-    char a[32], b[32], c[32];
+    char a[32], b[32];
     printf("\nInference memory (batch 1, KV cache at %d positions):\n", cfg.max_seq_len);
     printf("  %-12s %14s %14s %14s\n", "dtype", "weights", "KV cache", "total");
-    for (int eb = 4; eb >= 2; eb -= 2) {
-        uint64_t w = P * (uint64_t)eb, kv = hm_config_kv_cache_bytes(&cfg, cfg.max_seq_len, eb);
-        human_bytes((double)w, a, sizeof a);
-        human_bytes((double)kv, b, sizeof b);
-        human_bytes((double)(w + kv), c, sizeof c);
-        printf("  %-12s %14s %14s %14s\n", eb == 4 ? "f32" : "bf16", a, b, c);
-    }
+    for (int eb = 4; eb >= 2; eb -= 2)
+        print_inference_row(eb == 4 ? "f32" : "bf16", P * (uint64_t)eb,
+                            hm_config_kv_cache_bytes(&cfg, cfg.max_seq_len, eb));
+    /* generate --dtype q8_0 on the CPU: packed matrices; vectors and the KV cache f32 */
+    print_inference_row("q8_0 (cpu)", hm_model_packed_bytes(&cfg, HM_DTYPE_Q8_0),
+                        hm_config_kv_cache_bytes(&cfg, cfg.max_seq_len, 4));
 
     printf("\nTraining memory (AdamW, batch %ld x seq %d):\n", batch, T);
     printf("  %-28s %14s %14s\n", "", "f32", "bf16 mixed");

@@ -38,7 +38,7 @@ enum hm_status cli_gen_load(const char *cmd, struct cli_gen_args *a, struct cli_
     if (!a->checkpoint || !a->tokenizer)
         return hm_fail(HM_ERR_USAGE, "%s: --checkpoint and --tokenizer are required", cmd);
     if ((st = cli_resolve_device(cmd, a->device, device, sizeof device)) != HM_OK ||
-        (st = cli_resolve_dtype(cmd, a->dtype, device, &dtype)) != HM_OK)
+        (st = cli_resolve_gen_dtype(cmd, a->dtype, device, &dtype)) != HM_OK)
         return st;
     char flag[64];
     snprintf(flag, sizeof flag, "%s: --threads", cmd);
@@ -76,7 +76,7 @@ enum hm_status cli_gen_load_model(const char *cmd, struct cli_gen_args *a, struc
     enum hm_dtype dtype;
     enum hm_status st;
     if ((st = cli_resolve_device(cmd, a->device, device, sizeof device)) != HM_OK ||
-        (st = cli_resolve_dtype(cmd, a->dtype, device, &dtype)) != HM_OK)
+        (st = cli_resolve_gen_dtype(cmd, a->dtype, device, &dtype)) != HM_OK)
         goto fail;
     /* On the CPU a model that cannot fit is refused before allocating, with its figures. */
     if ((st = hm_backend_new_from_string(device, &g->be)) != HM_OK ||
@@ -92,7 +92,11 @@ enum hm_status cli_gen_load_model(const char *cmd, struct cli_gen_args *a, struc
         }
         goto fail;
     }
-    if ((st = hm_model_set_dtype(g->model, dtype)) != HM_OK)
+    /* On the CPU, bf16 and q8_0 weights are packed for f32 compute; on a GPU bf16 is the model's
+     * dtype (activations and KV cache too). */
+    bool pack = dtype == HM_DTYPE_Q8_0 || (dtype == HM_DTYPE_BF16 && strcmp(device, "cpu") == 0);
+    st = pack ? hm_model_pack_weights(g->model, dtype) : hm_model_set_dtype(g->model, dtype);
+    if (st != HM_OK)
         goto fail;
     if (!a->seed_given) {
         struct timespec ts;

@@ -34,7 +34,7 @@ struct cli_gen_args cli_gen_args_default(void);
     {"seed", 0, CLI_INT, &(a)->seed, "N", "Sampling seed", "random, printed", 0, 1L << 62, &(a)->seed_given},        \
     {"device", 0, CLI_STRING, &(a)->device, "DEV", "auto, cpu, cuda or cuda:N (auto: the GPU when one is present)", \
      "auto"},                                                                                                        \
-    {"dtype", 0, CLI_STRING, &(a)->dtype, "TYPE", CLI_DTYPE_HELP, CLI_DTYPE_DEFAULT},                                \
+    {"dtype", 0, CLI_STRING, &(a)->dtype, "TYPE", CLI_GEN_DTYPE_HELP, CLI_DTYPE_DEFAULT},                                \
     {"threads", 0, CLI_INT, &(a)->threads, "N", "CPU threads", "OMP_NUM_THREADS or all cores", 1, 4096}
 
 struct cli_gen {

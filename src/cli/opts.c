@@ -184,6 +184,23 @@ enum hm_status cli_resolve_dtype(const char *cmd, const char *spec, const char *
     return HM_OK;
 }
 
+enum hm_status cli_resolve_gen_dtype(const char *cmd, const char *spec, const char *device,
+                                     enum hm_dtype *out)
+{
+    bool cpu = strcmp(device, "cpu") == 0;
+    if (strcmp(spec, "q8_0") == 0) {
+        if (!cpu)
+            return hm_fail(HM_ERR_USAGE, "%s: --dtype q8_0 runs on the cpu only, not on %s", cmd,
+                           device);
+        *out = HM_DTYPE_Q8_0;
+        return HM_OK;
+    }
+    if (strcmp(spec, "auto") != 0 && strcmp(spec, "f32") != 0 && strcmp(spec, "bf16") != 0)
+        return hm_fail(HM_ERR_USAGE, "%s: --dtype: expected auto, f32, bf16 or q8_0, got '%s'", cmd,
+                       spec);
+    return cli_resolve_dtype(cmd, spec, device, out);
+}
+
 enum hm_status cli_resolve_device(const char *cmd, const char *spec, char *out, size_t cap)
 {
     if (strcmp(spec, "auto") == 0) {

@@ -55,6 +55,13 @@ enum hm_status cli_resolve_device(const char *cmd, const char *spec, char *out, 
 /* --dtype: "auto" (the default) is bf16 on a GPU and f32 on the CPU, where bf16 is a reference
  * mode (f32 compute on bf16 storage, slower than f32). */
 enum hm_status cli_resolve_dtype(const char *cmd, const char *spec, const char *device, enum hm_dtype *out);
+/* generate and chat: the same, plus q8_0 (CPU only). On the CPU, bf16 and q8_0 pack the weights
+ * (hm_model_pack_weights: f32 activations, as llama.cpp's f16 and q8_0 models). */
+enum hm_status cli_resolve_gen_dtype(const char *cmd, const char *spec, const char *device,
+                                     enum hm_dtype *out);
+#define CLI_GEN_DTYPE_HELP                                                                         \
+    "Weights: auto, f32, bf16 or q8_0 (ggml's 8-bit blocks, CPU only; on the CPU bf16 and q8_0 "   \
+    "weights run with f32 activations)"
 #define CLI_DTYPE_HELP "Weights and activations: auto, f32 or bf16 (f32 master weights, optimizer and loss)"
 #define CLI_DTYPE_DEFAULT "auto: bf16 on a GPU, f32 on the CPU"
 

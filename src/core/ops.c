@@ -93,7 +93,9 @@ struct hm_tensor *hm_matmul_ex(struct hm_ctx *ctx, struct hm_tensor *a, struct h
                                struct hm_tensor *bias, bool trans_a, bool trans_b, float alpha)
 {
     assert_float(a);
-    HM_ASSERT(a->type == b->type && a->n_dims >= 2 && b->n_dims >= 2);
+    /* b may be a packed weight (bf16 or q8_0 [out, in]) of a linear layer on f32 activations */
+    bool packed_w = a->type == HM_DTYPE_F32 && b->type != HM_DTYPE_F32 && trans_b && b->n_dims == 2;
+    HM_ASSERT((a->type == b->type || packed_w) && a->n_dims >= 2 && b->n_dims >= 2);
     int64_t shape[HM_MAX_DIMS];
     int n_dims;
     struct hm_mm_dims d = hm_mm_dims_of(a, b, trans_a, trans_b);
@@ -148,17 +150,29 @@ struct hm_tensor *hm_linear_rows(struct hm_ctx *ctx, struct hm_tensor *x, struct
     return t;
 }
 
-struct hm_tensor *hm_embedding(struct hm_ctx *ctx, struct hm_tensor *w, struct hm_tensor *ids)
+static struct hm_tensor *embedding_as(struct hm_ctx *ctx, struct hm_tensor *w,
+                                      struct hm_tensor *ids, enum hm_dtype out)
 {
-    assert_float(w);
     HM_ASSERT(w->n_dims == 2 && ids->type == HM_DTYPE_I32 && ids->n_dims < HM_MAX_DIMS);
     int64_t shape[HM_MAX_DIMS];
     memcpy(shape, ids->shape, sizeof shape);
     shape[ids->n_dims] = w->shape[1];
-    struct hm_tensor *t = hm_new_node(ctx, HM_OP_EMBEDDING, w->type, ids->n_dims + 1, shape);
+    struct hm_tensor *t = hm_new_node(ctx, HM_OP_EMBEDDING, out, ids->n_dims + 1, shape);
     snprintf(t->name, sizeof t->name, "embedding");
     link_srcs(t, w, ids, NULL, NULL);
     return t;
+}
+
+struct hm_tensor *hm_embedding(struct hm_ctx *ctx, struct hm_tensor *w, struct hm_tensor *ids)
+{
+    assert_float(w);
+    return embedding_as(ctx, w, ids, w->type);
+}
+
+struct hm_tensor *hm_embedding_f32(struct hm_ctx *ctx, struct hm_tensor *w, struct hm_tensor *ids)
+{
+    HM_ASSERT(w->type == HM_DTYPE_BF16 || w->type == HM_DTYPE_Q8_0);
+    return embedding_as(ctx, w, ids, HM_DTYPE_F32);
 }
 
 struct hm_tensor *hm_rms_norm(struct hm_ctx *ctx, struct hm_tensor *x, struct hm_tensor *w, float eps)

@@ -51,6 +51,7 @@ const char *hm_dtype_name(enum hm_dtype type)
     case HM_DTYPE_F32: return "f32";
     case HM_DTYPE_BF16: return "bf16";
     case HM_DTYPE_I32: return "i32";
+    case HM_DTYPE_Q8_0: return "q8_0";
     default: return "?";
     }
 }
@@ -162,6 +163,8 @@ int64_t hm_nelements(const struct hm_tensor *t)
 
 size_t hm_nbytes(const struct hm_tensor *t)
 {
+    if (t->type == HM_DTYPE_Q8_0)
+        return (size_t)hm_nelements(t) / HM_Q8_0_BLOCK * HM_Q8_0_BYTES;
     return (size_t)hm_nelements(t) * hm_dtype_size(t->type);
 }
 

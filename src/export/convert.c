@@ -55,6 +55,15 @@ void hm_quantize_q8_0(const float *x, size_t n, uint8_t *out)
     }
 }
 
+void hm_dequantize_q8_0(const uint8_t *q, size_t n, float *out)
+{
+    for (size_t b = 0; b < n / HM_Q8_0_BLOCK; b++, q += HM_Q8_0_BYTES, out += HM_Q8_0_BLOCK) {
+        const float d = hm_f32_from_f16((uint16_t)(q[0] | q[1] << 8));
+        for (int j = 0; j < HM_Q8_0_BLOCK; j++)
+            out[j] = (float)(int8_t)q[2 + j] * d;
+    }
+}
+
 void hm_export_read_f32(const struct hm_st_tensor *t, size_t first, size_t n, float *dst)
 {
     const uint8_t *src = (const uint8_t *)t->data + first * hm_st_dtype_size(t->dtype);

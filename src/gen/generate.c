@@ -18,6 +18,8 @@ enum hm_status hm_generate(struct hm_model *m, const hm_token *prompt, int n_pro
     const struct hm_model_config *c = hm_model_config(m);
     memset(stats, 0, sizeof *stats);
     stats->prompt_tokens = n_prompt;
+    stats->weight_bytes = hm_model_weight_bytes(m);
+    stats->weight_dtype = hm_model_weight_dtype(m);
     if (n_prompt < 1)
         return hm_fail(HM_ERR_USAGE, "the prompt is empty: give at least one token of text");
     if (opts->max_new_tokens < 0)

@@ -10,6 +10,7 @@
  * rounded copy of every parameter (weight()); backward still accumulates into the f32 gradients
  * and AdamW updates the f32 masters, after which the copies are refreshed.
  */
+#include "hermes/export.h"
 #include "hermes/model.h"
 #include "util/util.h"
 
@@ -28,7 +29,10 @@ struct hm_model {
     struct hm_block *params;
     enum hm_dtype dtype;    /* of the weights the graphs read, of activations and the KV cache */
     struct hm_block *copies; /* bf16: rounded copies of params, refreshed when they change */
-    bool released;           /* bf16 inference: the f32 params were freed, the copies are all */
+    bool released;           /* bf16 or packed inference: the f32 params were freed */
+    enum hm_dtype wtype;     /* packed inference weights (hm_model_pack_weights), else f32 */
+    struct hm_block *packed; /* their storage: f32 vectors first, then the packed matrices */
+    struct hm_tensor **packed_of; /* per parameter id, its tensor in `packed` */
     struct hm_tensor *embedding, *lm_head, *norm;
     struct layer *layers;
     uint64_t n_decay;
@@ -113,6 +117,7 @@ static enum hm_status model_create(const struct hm_model_config *cfg, struct hm_
     m->cfg = *cfg;
     m->be = be;
     m->dtype = HM_DTYPE_F32;
+    m->wtype = HM_DTYPE_F32;
     m->layers = hm_calloc((size_t)cfg->num_layers, sizeof *m->layers);
     if (!m->layers) {
         hm_free(m);
@@ -151,6 +156,8 @@ void hm_model_free(struct hm_model *m)
     if (!m)
         return;
     hm_block_free(m->copies);
+    hm_block_free(m->packed);
+    hm_free(m->packed_of);
     hm_block_free(m->params);
     hm_free(m->layers);
     hm_free(m);
@@ -174,6 +181,9 @@ enum hm_status hm_model_set_dtype(struct hm_model *m, enum hm_dtype dtype)
         return HM_OK;
     if (m->released)
         return hm_fail(HM_ERR_USAGE, "this bf16 inference model has released its f32 weights");
+    if (m->packed)
+        return hm_fail(HM_ERR_USAGE, "a model with packed %s weights computes in f32",
+                       hm_dtype_name(m->wtype));
     enum hm_status st = hm_block_new_copy(m->params, dtype, m->be, &m->copies);
     if (st == HM_OK)
         st = hm_model_weights_changed(m);
@@ -208,10 +218,115 @@ enum hm_status hm_model_weights_changed(struct hm_model *m)
     return m->copies ? hm_block_copy_refresh(m->copies, m->params) : HM_OK;
 }
 
-/* The tensor the graphs read for parameter p: p itself, or its bf16 copy. In a declare-only
- * bf16 model (memory planning) a stand-in of the right dtype takes its place. */
+/* Quantise or round one f32 parameter into its packed tensor: q8_0 row by row in parallel. */
+static void pack_tensor(const struct hm_tensor *p, struct hm_tensor *t)
+{
+    const float *src = p->data;
+    if (t->type == HM_DTYPE_F32) {
+        memcpy(t->data, src, hm_nbytes(p));
+    } else if (t->type == HM_DTYPE_BF16) {
+        hm_f32_to_bf16_n(src, t->data, (size_t)hm_nelements(p));
+    } else {
+        int64_t K = p->shape[1], rb = K / HM_Q8_0_BLOCK * HM_Q8_0_BYTES;
+#pragma omp parallel for schedule(static)
+        for (int64_t r = 0; r < p->shape[0]; r++)
+            hm_quantize_q8_0(src + r * K, (size_t)K, (uint8_t *)t->data + r * rb);
+    }
+}
+
+static enum hm_status pack_check(const struct hm_model *m, enum hm_dtype wtype)
+{
+    if (wtype != HM_DTYPE_BF16 && wtype != HM_DTYPE_Q8_0)
+        return hm_fail(HM_ERR_USAGE, "packed weights are bf16 or q8_0, not %s",
+                       hm_dtype_name(wtype));
+    if (!m->be || strcmp(hm_backend_name(m->be), "cpu") != 0)
+        return hm_fail(HM_ERR_UNSUPPORTED, "%s weights with f32 activations run on the cpu backend "
+                       "only", hm_dtype_name(wtype));
+    if (hm_block_grads(m->params) || m->released || m->dtype != HM_DTYPE_F32 || m->packed)
+        return hm_fail(HM_ERR_USAGE, "packing needs an f32 inference model, weights loaded");
+    for (int i = 0; i < hm_block_n_tensors(m->params); i++) {
+        const struct hm_tensor *p = hm_block_tensor(m->params, i);
+        if (wtype == HM_DTYPE_Q8_0 && p->n_dims == 2 && p->shape[1] % HM_Q8_0_BLOCK)
+            return hm_fail(HM_ERR_UNSUPPORTED, "q8_0 needs rows a multiple of %d wide, but '%s' "
+                           "has %lld columns (use bf16 or f32)", HM_Q8_0_BLOCK, p->name,
+                           (long long)p->shape[1]);
+    }
+    return HM_OK;
+}
+
+enum hm_status hm_model_pack_weights(struct hm_model *m, enum hm_dtype wtype)
+{
+    enum hm_status st = pack_check(m, wtype);
+    if (st != HM_OK)
+        return st;
+    int n = hm_block_n_tensors(m->params);
+    if ((st = hm_block_new(false, &m->packed)) != HM_OK)
+        return st;
+    m->packed_of = hm_calloc((size_t)n, sizeof *m->packed_of);
+    if (!m->packed_of) {
+        st = hm_fail(HM_ERR_NOMEM, "out of memory packing the weights");
+        goto fail;
+    }
+    /* Vectors (f32) first, so every f32 tensor stays 4-byte aligned after the odd-sized blocks. */
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < n; i++) {
+            struct hm_tensor *p = hm_block_tensor(m->params, i);
+            if ((p->n_dims == 2) == (pass == 1))
+                m->packed_of[i] = hm_block_add(m->packed, p->name, pass ? wtype : HM_DTYPE_F32,
+                                               p->n_dims, p->shape);
+        }
+    if ((st = hm_block_alloc(m->packed, m->be)) != HM_OK)
+        goto fail;
+    for (int i = 0; i < n; i++)
+        pack_tensor(hm_block_tensor(m->params, i), m->packed_of[i]);
+    hm_block_release(m->params);
+    m->released = true;
+    m->wtype = wtype;
+    return HM_OK;
+fail:
+    hm_block_free(m->packed);
+    hm_free(m->packed_of);
+    m->packed = NULL;
+    m->packed_of = NULL;
+    return st;
+}
+
+enum hm_dtype hm_model_weight_dtype(const struct hm_model *m)
+{
+    return m->packed ? m->wtype : m->dtype;
+}
+
+uint64_t hm_model_weight_bytes(const struct hm_model *m)
+{
+    uint64_t bytes = m->released ? 0 : hm_block_nbytes(m->params);
+    if (m->copies)
+        bytes += hm_block_nbytes(m->copies);
+    if (m->packed)
+        bytes += hm_block_nbytes(m->packed);
+    return bytes;
+}
+
+uint64_t hm_model_packed_bytes(const struct hm_model_config *cfg, enum hm_dtype wtype)
+{
+    struct hm_model *m;
+    if (model_create(cfg, NULL, false, &m) != HM_OK)
+        return 0;
+    uint64_t bytes = 0;
+    for (int i = 0; i < hm_block_n_tensors(m->params); i++) {
+        struct hm_tensor t = *hm_block_tensor(m->params, i);
+        t.type = t.n_dims == 2 ? wtype : HM_DTYPE_F32;
+        bytes += hm_nbytes(&t);
+    }
+    hm_model_free(m);
+    return bytes;
+}
+
+/* The tensor the graphs read for parameter p: p itself, its bf16 copy or its packed tensor. In a
+ * declare-only bf16 model (memory planning) a stand-in of the right dtype takes its place. */
 static struct hm_tensor *weight(struct hm_model *m, struct hm_ctx *ctx, struct hm_tensor *p)
 {
+    if (p && m->packed_of)
+        return m->packed_of[p->id];
     if (!p || m->dtype == p->type)
         return p;
     if (m->copies)
@@ -393,7 +508,9 @@ static struct hm_tensor *layer_forward(struct hm_model *m, struct build *b, int 
 static struct hm_tensor *trunk_forward(struct hm_model *m, struct build *b, struct hm_tensor *ids)
 {
     const struct hm_model_config *c = &m->cfg;
-    struct hm_tensor *x = hm_embedding(b->ctx, weight(m, b->ctx, m->embedding), ids);
+    struct hm_tensor *emb = weight(m, b->ctx, m->embedding);
+    struct hm_tensor *x =
+        m->packed ? hm_embedding_f32(b->ctx, emb, ids) : hm_embedding(b->ctx, emb, ids);
     x = hm_dropout(b->ctx, x, b->training ? c->dropout : 0.0f, 0);
     struct hm_tensor *h = hm_rms_norm(b->ctx, x, weight(m, b->ctx, m->layers[0].norm_in), c->layer_norm_eps);
     for (int i = 0; i < c->num_layers; i++)

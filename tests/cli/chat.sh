@@ -81,6 +81,11 @@ out=$(cat "$TMP/replies")
 n_empty=$(grep -c '^$' "$TMP/replies")
 if [ $rc -eq 0 ] && [ "$n_empty" -eq 3 ]; then PASSES=$((PASSES + 1)); else
     echo "FAIL: chat from a pipe: exit $rc, $n_empty empty lines (want 3): '$out'"; FAILS=$((FAILS + 1)); fi
+# chat shares generate's loading: q8_0 weights too
+out=$(printf 'say cat\n' | "$BIN" chat -c "$CK" -t "$TMP/tok.json" -m 5 --seed 1 --threads 1 --dtype q8_0 2>&1)
+rc=$?
+if [ $rc -eq 0 ] && [ -n "$out" ]; then PASSES=$((PASSES + 1)); else
+    echo "FAIL: chat --dtype q8_0: exit $rc: '$out'"; FAILS=$((FAILS + 1)); fi
 
 # on a terminal (tmux): two turns, /reset, Ctrl-C mid-reply, Ctrl-D
 if ! command -v tmux >/dev/null; then

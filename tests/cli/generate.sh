@@ -30,7 +30,10 @@ if grep -qE "^prompt tokens: [0-9]+, prefill [0-9.]+ tok/s, time to first token 
     echo "FAIL: generate: stderr lacks the statistics line or prints a seed it was given"; cat "$TMP/err"; FAILS=$((FAILS + 1)); fi
 expect 0 "\(5 new tokens\)" -- "${G[@]}" -p "the cat" -m 5 --temperature 0 --no-eos
 expect 0 "\(5 new tokens\)" -- "${G[@]}" -p "the cat" -m 5 --temperature 0 --no-eos --device cpu --dtype bf16
-expect 2 "--dtype: expected auto, f32 or bf16" -- "${G[@]}" -p "the cat" --dtype fp8
+expect 0 "\(5 new tokens\)" -- "${G[@]}" -p "the cat" -m 5 --temperature 0 --no-eos --dtype q8_0
+expect 0 "^memory: weights [0-9.]+ MiB \(q8_0\)" -- "${G[@]}" -p "the cat" -m 2 --dtype q8_0
+expect 2 "--dtype: expected auto, f32, bf16 or q8_0" -- "${G[@]}" -p "the cat" --dtype fp8
+expect 2 "--dtype q8_0 runs on the cpu only, not on cuda" -- "${G[@]}" -p "the cat" --device cuda --dtype q8_0
 
 # seeds: printed when chosen at random; the same seed gives the same text; temperature 0 is greedy
 expect 0 "^seed: [0-9]+$" -- "${G[@]}" -p "the cat" -m 4

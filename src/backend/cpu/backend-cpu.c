@@ -58,6 +58,8 @@ static size_t f32_workspace(const struct hm_tensor *node)
         return hm_cpu_attention_ws(node, hm_cpu_plan_threads());
     case HM_OP_CROSS_ENTROPY:
         return (size_t)hm_nrows(x) * sizeof(double);
+    case HM_OP_MATMUL:
+        return hm_cpu_matmul_packed_ws(node);
     default:
         return 0;
     }

@@ -48,6 +48,12 @@ void hm_cpu_dots4(const float *x, const float *const *w, int64_t K, float out[4]
 enum hm_status hm_cpu_attention_rows(const struct hm_exec *ex, struct hm_tensor *dst);
 enum hm_status hm_cpu_kv_write_rows(const struct hm_exec *ex, struct hm_tensor *dst);
 size_t hm_cpu_attention_rows_ws(const struct hm_tensor *node, int n_threads);
+/* packed.c: matmul and embedding nodes reading a bf16 or q8_0 weight with f32 activations run on
+ * it directly (no shadows); matmul's workspace for that. */
+bool hm_cpu_packed_weight_node(const struct hm_tensor *node);
+size_t hm_cpu_matmul_packed_ws(const struct hm_tensor *node);
+enum hm_status hm_cpu_matmul_packed(const struct hm_exec *ex, const struct hm_tensor *dst,
+                                    float alpha, float beta);
 
 size_t hm_cpu_attention_ws(const struct hm_tensor *node, int n_threads);
 size_t hm_cpu_workspace_size(struct hm_backend *be, const struct hm_tensor *node);

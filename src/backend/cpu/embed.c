@@ -5,6 +5,7 @@
  * in the forward pass (a bad id is a data error, reported as HM_ERR_USAGE, never clamped).
  */
 #include "cpu-impl.h"
+#include "matvec.h"
 
 CPU_KERNEL(embedding)
 {
@@ -20,6 +21,11 @@ CPU_KERNEL(embedding)
     if (bad >= 0)
         return hm_fail(HM_ERR_USAGE, "embedding: token id %d at index %lld is outside [0, %lld)",
                        ids[bad], (long long)bad, (long long)V);
+    if (wt->type != HM_DTYPE_F32) { /* a packed inference weight (packed.c): widen the rows */
+        for (int64_t i = 0; i < N; i++)
+            hm_cpu_rows_to_f32(wt->type, wt->data, ids[i], 1, C, F32(dst) + i * C);
+        return HM_OK;
+    }
 #pragma omp parallel for schedule(static) if (parallel : HM_CPU_PAR(N * C))
     for (int64_t i = 0; i < N; i++)
         memcpy(F32(dst) + i * C, CF32(wt) + (int64_t)ids[i] * C, (size_t)C * sizeof(float));

@@ -2,7 +2,8 @@
  * matmul.c - MATMUL through CBLAS sgemm (row-major). The forward op and both backward products
  * are this one kernel with different transposes (autograd.c). dst (+)= alpha op(a) op(b) + bias:
  * without accumulation the bias is broadcast into dst first and sgemm runs with beta = 1.
- * A single output row (batch-1 decoding) goes through a streaming matvec instead.
+ * A single output row (batch-1 decoding) goes through a streaming matvec instead, and bf16 or
+ * q8_0 weights with f32 activations through packed.c.
  */
 #include "cpu-impl.h"
 
@@ -67,6 +68,12 @@ CPU_KERNEL(matmul)
         beta = 1.0f;
     }
     int64_t lda = ta ? d.M : d.K, ldb = tb ? d.K : d.N;
+    if (b->type != HM_DTYPE_F32) {
+        enum hm_status st = hm_cpu_matmul_packed(ex, dst, alpha, beta);
+        if (st == HM_OK && bias && acc)
+            add_bias(c, CF32(bias), rows, d.N);
+        return st;
+    }
     if (d.M == 1) {
         /* One row (batch-1 decoding): sgemv streams b once. OpenBLAS 0.3.21's sgemm would first
          * pack all of b, reading and writing the weights again (measured ~3x slower there). With
