@@ -25,11 +25,13 @@ static const hm_kernel_fn f32_kernels[HM_OP_COUNT] = {
 };
 #undef HM_OP
 
-/* f32 nodes go straight to their kernel; nodes with bf16 operands through the f32 shadows of
- * bf16.c. */
+/* f32 nodes go straight to their kernel; bf16 matmuls to the CPU's bf16 units where it has them;
+ * other nodes with bf16 operands through the f32 shadows of bf16.c. */
 static enum hm_status cpu_dispatch(const struct hm_exec *ex, struct hm_tensor *dst)
 {
     hm_kernel_fn f = f32_kernels[dst->op];
+    if (hm_cpu_matmul_bf16_applies(dst))
+        return hm_cpu_matmul_bf16(ex, dst);
     if (hm_cpu_needs_shadows(dst))
         return hm_cpu_run_bf16(ex, dst, f);
     return f(ex, dst);

@@ -37,6 +37,14 @@ void hm_cpu_colsum(const float *x, const float *x2, const float *rscale, float *
 bool hm_cpu_needs_shadows(const struct hm_tensor *node);
 size_t hm_cpu_bf16_shadow_bytes(const struct hm_tensor *node);
 enum hm_status hm_cpu_run_bf16(const struct hm_exec *ex, struct hm_tensor *dst, hm_kernel_fn f32_kernel);
+/* matmul-bf16-onednn.c (matmul-bf16-noonednn.c without oneDNN): MATMUL on bf16 inputs with f32
+ * accumulation on the CPU's bf16 units (AMX, AVX512-BF16). _applies says whether a node takes
+ * this path (bf16 inputs, a CPU with native bf16, not switched off); the others widen (bf16.c).
+ * hm_cpu_bf16_set_native(false) forces the widening path: the tests' oracle. */
+bool hm_cpu_bf16_native_available(void);
+void hm_cpu_bf16_set_native(bool on);
+bool hm_cpu_matmul_bf16_applies(const struct hm_tensor *node);
+enum hm_status hm_cpu_matmul_bf16(const struct hm_exec *ex, struct hm_tensor *dst);
 enum hm_status hm_cpu_convert(struct hm_backend *be, void *dst, enum hm_dtype dst_type, const void *src,
                               enum hm_dtype src_type, size_t n);
 
