@@ -39,12 +39,14 @@ size_t hm_cpu_bf16_shadow_bytes(const struct hm_tensor *node);
 enum hm_status hm_cpu_run_bf16(const struct hm_exec *ex, struct hm_tensor *dst, hm_kernel_fn f32_kernel);
 /* matmul-bf16-onednn.c (matmul-bf16-noonednn.c without oneDNN): MATMUL on bf16 inputs with f32
  * accumulation on the CPU's bf16 units (AMX, AVX512-BF16). _applies says whether a node takes
- * this path (bf16 inputs, a CPU with native bf16, not switched off); the others widen (bf16.c).
- * hm_cpu_bf16_set_native(false) forces the widening path: the tests' oracle. */
+ * this path (bf16 inputs, a CPU with native bf16, fast paths on); the others widen (bf16.c). */
 bool hm_cpu_bf16_native_available(void);
-void hm_cpu_bf16_set_native(bool on);
 bool hm_cpu_matmul_bf16_applies(const struct hm_tensor *node);
 enum hm_status hm_cpu_matmul_bf16(const struct hm_exec *ex, struct hm_tensor *dst);
+/* The bf16 fast paths (native matmuls, blocked row-local ops), on by default. Off, every bf16
+ * node widens whole to f32: the oracle the tests compare the fast paths with. */
+void hm_cpu_bf16_set_fast(bool on);
+bool hm_cpu_bf16_fast(void);
 enum hm_status hm_cpu_convert(struct hm_backend *be, void *dst, enum hm_dtype dst_type, const void *src,
                               enum hm_dtype src_type, size_t n);
 
@@ -78,7 +80,9 @@ static inline int hm_cpu_plan_threads(void)
  * a loop runs in parallel never changes its result: rows are independent and reductions have a
  * fixed order. */
 #define HM_CPU_PAR_MIN 32768
-#define HM_CPU_PAR(work) ((int64_t)(work) >= HM_CPU_PAR_MIN)
+/* Never nested: a kernel called inside a parallel region (bf16.c's blocked path) runs on the
+ * calling thread. */
+#define HM_CPU_PAR(work) ((int64_t)(work) >= HM_CPU_PAR_MIN && !omp_in_parallel())
 
 /*
  * expf and erff written with arithmetic, selects and bit casts only, so loops under
@@ -120,6 +124,30 @@ static inline float hm_erff(float x)
 static inline float hm_maxf(float m, float x)
 {
     return x > m ? x : m;
+}
+
+/* hm_f32_to_bf16 / hm_bf16_to_f32 (tensor.c: round to nearest even, every NaN to 0x7FC0) inline,
+ * so conversion loops vectorise: the bf16 paths convert every operand they touch. */
+static inline uint16_t hm_cpu_to_bf16(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    uint32_t r = (u + 0x7fffu + ((u >> 16) & 1)) >> 16;
+    return (u & 0x7fffffffu) > 0x7f800000u ? 0x7fc0 : (uint16_t)r;
+}
+
+static inline float hm_cpu_from_bf16(uint16_t x)
+{
+    uint32_t u = (uint32_t)x << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* x rounded to bf16 and back: what storing to and reloading from a bf16 tensor gives. */
+static inline float hm_cpu_bf16_round(float x)
+{
+    return hm_cpu_from_bf16(hm_cpu_to_bf16(x));
 }
 
 #define F32(t) ((float *)(t)->data)

@@ -9,10 +9,6 @@ bool hm_cpu_bf16_native_available(void)
     return false;
 }
 
-void hm_cpu_bf16_set_native(bool on)
-{
-}
-
 bool hm_cpu_matmul_bf16_applies(const struct hm_tensor *node)
 {
     return false;

@@ -38,8 +38,6 @@ static struct {
     int n;
 } g = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
-static bool use_native = true; /* tests switch to the widening oracle with hm_cpu_bf16_set_native */
-
 static dnnl_data_type_t dnnl_type(enum hm_dtype t)
 {
     return t == HM_DTYPE_BF16 ? dnnl_bf16 : dnnl_f32;
@@ -66,15 +64,10 @@ bool hm_cpu_bf16_native_available(void)
     return ok;
 }
 
-void hm_cpu_bf16_set_native(bool on)
-{
-    use_native = on;
-}
-
 bool hm_cpu_matmul_bf16_applies(const struct hm_tensor *node)
 {
     const struct hm_tensor *a = node->src[0], *b = node->src[1], *bias = node->src[2];
-    if (!use_native || node->op != HM_OP_MATMUL || a->type != HM_DTYPE_BF16 ||
+    if (!hm_cpu_bf16_fast() || node->op != HM_OP_MATMUL || a->type != HM_DTYPE_BF16 ||
         b->type != HM_DTYPE_BF16)
         return false;
     /* oneDNN adds the bias after the output scale would apply; keep alpha != 1 with a bias on the
