@@ -10,12 +10,14 @@
  *     same oracle and for the same reason: both multiply the same bf16 values exactly and sum in
  *     f32, only in another order, which moves an f32 result by a few ulp and can move it across a
  *     bf16 rounding boundary (one bf16 step is 2^-8 = 3.9e-3 relative): 4 steps.
+ * Also the rule of `train --dtype auto` (hm_auto_train_dtype), from the features, not timed.
  * Without a native bf16 matmul (a build without oneDNN, a CPU without AVX512-BF16) matmuls widen
  * on both sides; the test says so. HM_TEST_OP=substr filters cases.
  */
 #include "op-cases.h"
 
 #include "backend/cpu/cpu-impl.h"
+#include "hermes/backend.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,12 +76,20 @@ static void test_case(void **state)
     hm_backend_free(be);
 }
 
+static void test_auto_dtype(void **state)
+{
+    assert_int_equal(hm_auto_train_dtype(true, HM_CPU_BF16_NONE), HM_DTYPE_BF16);
+    assert_int_equal(hm_auto_train_dtype(false, HM_CPU_BF16_AMX), HM_DTYPE_BF16);
+    assert_int_equal(hm_auto_train_dtype(false, HM_CPU_BF16_AVX512), HM_DTYPE_F32);
+    assert_int_equal(hm_auto_train_dtype(false, HM_CPU_BF16_NONE), HM_DTYPE_F32);
+}
+
 int main(void)
 {
-    if (!hm_cpu_bf16_native_available())
+    if (hm_cpu_bf16_support() == HM_CPU_BF16_NONE)
         printf("note: no native bf16 matmul here (built without oneDNN, or a CPU without "
                "AVX512-BF16): matmuls widen on both sides\n");
-    struct CMUnitTest *tests = calloc((size_t)hm_n_op_cases, sizeof *tests);
+    struct CMUnitTest *tests = calloc((size_t)hm_n_op_cases + 1, sizeof *tests);
     const char *filter = getenv("HM_TEST_OP");
     int n = 0;
     for (int i = 0; i < hm_n_op_cases; i++) {
@@ -88,6 +98,7 @@ int main(void)
             continue;
         tests[n++] = (struct CMUnitTest){c->name, test_case, NULL, NULL, (void *)c};
     }
+    tests[n++] = (struct CMUnitTest){"auto_dtype", test_auto_dtype, NULL, NULL, NULL};
     int rc = _cmocka_run_group_tests("bf16-cpu", tests, (size_t)n, NULL, NULL);
     free(tests);
     return rc;

@@ -44,6 +44,16 @@ static const hm_kernel_fn cpu_kernels[HM_OP_COUNT] = {
 #undef HM_OP
 #undef HM_OP_PSEUDO
 
+const char *hm_cpu_bf16_name(enum hm_cpu_bf16 s)
+{
+    return s == HM_CPU_BF16_AMX ? "AMX" : s == HM_CPU_BF16_AVX512 ? "AVX512-BF16" : "none";
+}
+
+enum hm_dtype hm_auto_train_dtype(bool gpu, enum hm_cpu_bf16 cpu)
+{
+    return gpu || cpu == HM_CPU_BF16_AMX ? HM_DTYPE_BF16 : HM_DTYPE_F32;
+}
+
 static size_t f32_workspace(const struct hm_tensor *node)
 {
     const struct hm_tensor *x = node->src[0];

@@ -38,9 +38,9 @@ bool hm_cpu_needs_shadows(const struct hm_tensor *node);
 size_t hm_cpu_bf16_shadow_bytes(const struct hm_tensor *node);
 enum hm_status hm_cpu_run_bf16(const struct hm_exec *ex, struct hm_tensor *dst, hm_kernel_fn f32_kernel);
 /* matmul-bf16-onednn.c (matmul-bf16-noonednn.c without oneDNN): MATMUL on bf16 inputs with f32
- * accumulation on the CPU's bf16 units (AMX, AVX512-BF16). _applies says whether a node takes
+ * accumulation on the CPU's bf16 units (AMX, AVX512-BF16; hm_cpu_bf16_support in backend.h says
+ * which). _applies says whether a node takes
  * this path (bf16 inputs, a CPU with native bf16, fast paths on); the others widen (bf16.c). */
-bool hm_cpu_bf16_native_available(void);
 bool hm_cpu_matmul_bf16_applies(const struct hm_tensor *node);
 enum hm_status hm_cpu_matmul_bf16(const struct hm_exec *ex, struct hm_tensor *dst);
 /* The bf16 fast paths (native matmuls, blocked row-local ops), on by default. Off, every bf16

@@ -4,9 +4,9 @@
  */
 #include "cpu-impl.h"
 
-bool hm_cpu_bf16_native_available(void)
+enum hm_cpu_bf16 hm_cpu_bf16_support(void)
 {
-    return false;
+    return HM_CPU_BF16_NONE;
 }
 
 bool hm_cpu_matmul_bf16_applies(const struct hm_tensor *node)

@@ -33,7 +33,8 @@ static struct {
     pthread_mutex_t lock;
     dnnl_engine_t engine;
     dnnl_stream_t stream;
-    bool ready, native;
+    bool ready;
+    enum hm_cpu_bf16 support;
     struct mm_entry slot[CACHE_SLOTS];
     int n;
 } g = {.lock = PTHREAD_MUTEX_INITIALIZER};
@@ -43,25 +44,37 @@ static dnnl_data_type_t dnnl_type(enum hm_dtype t)
     return t == HM_DTYPE_BF16 ? dnnl_bf16 : dnnl_f32;
 }
 
-/* Engine and stream, once; whether the CPU multiplies bf16 natively (AVX512-BF16 or AMX).
- * Called with the lock held. */
-static bool ensure_ready(void)
+/* Whether isa includes every feature of `want` (the ISA values are nested bit masks). */
+static bool has_isa(dnnl_cpu_isa_t isa, dnnl_cpu_isa_t want)
+{
+    return ((unsigned)isa & (unsigned)want) == (unsigned)want;
+}
+
+/* Engine and stream, once, where the CPU multiplies bf16 natively (AMX or AVX512-BF16; oneDNN
+ * asks Linux for the AMX tile state itself). Called with the lock held. */
+static enum hm_cpu_bf16 ensure_ready(void)
 {
     if (!g.ready) {
         g.ready = true;
-        g.native = dnnl_get_effective_cpu_isa() >= dnnl_cpu_isa_avx512_core_bf16 &&
-                   dnnl_engine_create(&g.engine, dnnl_cpu, 0) == dnnl_success &&
-                   dnnl_stream_create(&g.stream, g.engine, dnnl_stream_default_flags) == dnnl_success;
+        dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+        enum hm_cpu_bf16 s = has_isa(isa, dnnl_cpu_isa_avx512_core_amx) ? HM_CPU_BF16_AMX
+                             : has_isa(isa, dnnl_cpu_isa_avx512_core_bf16) ? HM_CPU_BF16_AVX512
+                                                                           : HM_CPU_BF16_NONE;
+        if (s != HM_CPU_BF16_NONE &&
+            (dnnl_engine_create(&g.engine, dnnl_cpu, 0) != dnnl_success ||
+             dnnl_stream_create(&g.stream, g.engine, dnnl_stream_default_flags) != dnnl_success))
+            s = HM_CPU_BF16_NONE;
+        g.support = s;
     }
-    return g.native;
+    return g.support;
 }
 
-bool hm_cpu_bf16_native_available(void)
+enum hm_cpu_bf16 hm_cpu_bf16_support(void)
 {
     pthread_mutex_lock(&g.lock);
-    bool ok = ensure_ready();
+    enum hm_cpu_bf16 s = ensure_ready();
     pthread_mutex_unlock(&g.lock);
-    return ok;
+    return s;
 }
 
 bool hm_cpu_matmul_bf16_applies(const struct hm_tensor *node)
@@ -74,7 +87,7 @@ bool hm_cpu_matmul_bf16_applies(const struct hm_tensor *node)
      * widening path rather than guess the order. */
     if (bias && hm_op_f32(node, 0) != 1.0f)
         return false;
-    return hm_cpu_bf16_native_available();
+    return hm_cpu_bf16_support() != HM_CPU_BF16_NONE;
 }
 
 /* A 3-d descriptor [batch, rows, cols] with the given element strides. */
