@@ -67,8 +67,11 @@ static size_t f32_workspace(const struct hm_tensor *node)
     case HM_OP_ATTENTION:
     case HM_OP_ATTENTION_BACK:
         return hm_cpu_attention_ws(node, hm_cpu_plan_threads());
-    case HM_OP_CROSS_ENTROPY:
-        return (size_t)hm_nrows(x) * sizeof(double);
+    case HM_OP_CROSS_ENTROPY: /* per-row losses, 64-byte aligned, then bf16 rows (loss.c) */
+        return ((size_t)hm_nrows(x) * sizeof(double) + 63) / 64 * 64 +
+               hm_cpu_loss_row_ws(node, hm_cpu_plan_threads());
+    case HM_OP_CROSS_ENTROPY_BACK:
+        return hm_cpu_loss_row_ws(node, hm_cpu_plan_threads());
     default:
         return 0;
     }

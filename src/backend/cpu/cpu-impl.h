@@ -50,6 +50,10 @@ bool hm_cpu_bf16_fast(void);
 enum hm_status hm_cpu_convert(struct hm_backend *be, void *dst, enum hm_dtype dst_type, const void *src,
                               enum hm_dtype src_type, size_t n);
 
+/* loss.c: whether a cross-entropy node reads its bf16 logits itself (f32 lse and loss), and the
+ * f32 rows per thread it then needs in its workspace (0 for f32 logits). */
+bool hm_cpu_loss_reads_bf16(const struct hm_tensor *node);
+size_t hm_cpu_loss_row_ws(const struct hm_tensor *node, int n_threads);
 size_t hm_cpu_attention_ws(const struct hm_tensor *node, int n_threads);
 size_t hm_cpu_workspace_size(struct hm_backend *be, const struct hm_tensor *node);
 
