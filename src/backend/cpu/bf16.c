@@ -35,11 +35,13 @@ static const struct hm_tensor *operand(const struct hm_tensor *node, int i)
     return i == 0 ? node : node->src[i - 1];
 }
 
-/* kv_write is a copy that handles any element size itself, and cross-entropy reads bf16 logits
- * row by row (loss.c); every other op with a bf16 operand runs on shadows. */
+/* kv_write is a copy that handles any element size itself, cross-entropy reads bf16 logits row by
+ * row (loss.c) and reduce_rows sums bf16 rows into f32 (elementwise.c); every other op with a bf16
+ * operand runs on shadows. */
 bool hm_cpu_needs_shadows(const struct hm_tensor *node)
 {
-    if (node->op == HM_OP_KV_WRITE || (fast_paths && hm_cpu_loss_reads_bf16(node)))
+    if (node->op == HM_OP_KV_WRITE ||
+        (fast_paths && (hm_cpu_loss_reads_bf16(node) || hm_cpu_reduce_reads_bf16(node))))
         return false;
     for (int i = 0; i < N_OPERANDS; i++) {
         const struct hm_tensor *t = operand(node, i);

@@ -33,6 +33,9 @@
 void hm_cpu_colsum(const float *x, const float *x2, const float *rscale, float *y, int64_t rows, int64_t n,
                    float s, bool acc);
 
+/* elementwise.c: whether a REDUCE_ROWS node sums bf16 rows into f32 itself (bias gradients). */
+bool hm_cpu_reduce_reads_bf16(const struct hm_tensor *node);
+
 /* bf16.c: nodes with bf16 operands run their f32 kernel on f32 shadows in the workspace. */
 bool hm_cpu_needs_shadows(const struct hm_tensor *node);
 size_t hm_cpu_bf16_shadow_bytes(const struct hm_tensor *node);
