@@ -175,19 +175,30 @@ static bool plan_blocked(const struct hm_tensor *node, struct blocked *p)
     return true;
 }
 
+/* node = a copy of dst whose sources are the copies srcs; sh[i] = operand i of the copy (NULL
+ * where dst has none). The callers point bf16 operands of the copy at f32 shadows. */
+static void copy_node(const struct hm_tensor *dst, struct hm_tensor *node, struct hm_tensor *srcs,
+                      struct hm_tensor **sh)
+{
+    *node = *dst;
+    sh[0] = node;
+    for (int i = 1; i < N_OPERANDS; i++) {
+        sh[i] = NULL;
+        if (dst->src[i - 1]) {
+            srcs[i - 1] = *dst->src[i - 1];
+            node->src[i - 1] = sh[i] = &srcs[i - 1];
+        }
+    }
+}
+
 /* One block of rows [r0, r0 + nr): shadows of the split bf16 operands in `ws`, the whole-read
  * ones from `shared`, the f32 kernel, then the written operands rounded back. */
 static enum hm_status run_block(const struct hm_exec *ex, struct hm_tensor *dst, hm_kernel_fn f32_kernel,
                                 const struct blocked *p, float *const *shared, int64_t r0, int64_t nr,
                                 char *ws)
 {
-    struct hm_tensor node = *dst, srcs[HM_MAX_SRC];
-    struct hm_tensor *sh[N_OPERANDS] = {&node};
-    for (int i = 1; i < N_OPERANDS; i++)
-        if (dst->src[i - 1]) {
-            srcs[i - 1] = *dst->src[i - 1];
-            node.src[i - 1] = sh[i] = &srcs[i - 1];
-        }
+    struct hm_tensor node, srcs[HM_MAX_SRC], *sh[N_OPERANDS];
+    copy_node(dst, &node, srcs, sh);
     for (int i = 0; i < N_OPERANDS; i++) {
         const struct hm_tensor *t = operand(dst, i);
         if (!t)
@@ -285,13 +296,8 @@ enum hm_status hm_cpu_run_bf16(const struct hm_exec *ex, struct hm_tensor *dst, 
     /* Copies of the node and its operands, bf16 ones pointing at f32 shadows: kernels only read
      * shapes, params and data pointers, never the operands' own sources (except attention_back,
      * which reads the forward node's doc_start: an i32 graph input, never shadowed). */
-    struct hm_tensor node = *dst, srcs[HM_MAX_SRC];
-    struct hm_tensor *sh[N_OPERANDS] = {&node};
-    for (int i = 1; i < N_OPERANDS; i++)
-        if (dst->src[i - 1]) {
-            srcs[i - 1] = *dst->src[i - 1];
-            node.src[i - 1] = sh[i] = &srcs[i - 1];
-        }
+    struct hm_tensor node, srcs[HM_MAX_SRC], *sh[N_OPERANDS];
+    copy_node(dst, &node, srcs, sh);
     char *ws = ex->ws;
     for (int i = 0; i < N_OPERANDS; i++) {
         const struct hm_tensor *t = operand(dst, i);

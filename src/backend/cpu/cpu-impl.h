@@ -29,9 +29,10 @@
 
 /* elementwise.c: y[c] (+)= s * sum over rows of x[r][c] (times x2[r][c] * rscale[r] when x2 is
  * given), in double, each chunk of 64 columns summed over the rows in order: the result does not
- * depend on the thread count. REDUCE_ROWS and the RMSNorm weight gradient. */
-void hm_cpu_colsum(const float *x, const float *x2, const float *rscale, float *y, int64_t rows, int64_t n,
-                   float s, bool acc);
+ * depend on the thread count. x is f32, or bf16 when x_bf16 (then without x2). REDUCE_ROWS and
+ * the RMSNorm weight gradient. */
+void hm_cpu_colsum(const void *x, bool x_bf16, const float *x2, const float *rscale, float *y,
+                   int64_t rows, int64_t n, float s, bool acc);
 
 /* elementwise.c: whether a REDUCE_ROWS node sums bf16 rows into f32 itself (bias gradients). */
 bool hm_cpu_reduce_reads_bf16(const struct hm_tensor *node);

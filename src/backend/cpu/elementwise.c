@@ -67,8 +67,8 @@ CPU_KERNEL(scale)
     return HM_OK;
 }
 
-void hm_cpu_colsum(const float *x, const float *x2, const float *rscale, float *y, int64_t rows, int64_t n,
-                   float s, bool acc)
+void hm_cpu_colsum(const void *x, bool x_bf16, const float *x2, const float *rscale, float *y,
+                   int64_t rows, int64_t n, float s, bool acc)
 {
     enum { W = 64 };
     int64_t n_chunks = (n + W - 1) / W;
@@ -77,8 +77,13 @@ void hm_cpu_colsum(const float *x, const float *x2, const float *rscale, float *
         int64_t c0 = ch * W, w = n - c0 < W ? n - c0 : W;
         double sum[W] = {0};
         for (int64_t r = 0; r < rows; r++) {
-            const float *xr = x + r * n + c0;
-            if (x2) {
+            const float *xr = (const float *)x + r * n + c0;
+            const uint16_t *xr16 = (const uint16_t *)x + r * n + c0;
+            if (x_bf16) { /* widened exactly as read: the sums of an f32 copy */
+#pragma omp simd
+                for (int64_t j = 0; j < w; j++)
+                    sum[j] += hm_cpu_from_bf16(xr16[j]);
+            } else if (x2) {
                 const float *x2r = x2 + r * n + c0;
                 float rs = rscale[r];
 #pragma omp simd
@@ -102,34 +107,13 @@ bool hm_cpu_reduce_reads_bf16(const struct hm_tensor *node)
            hm_nelements(x) > hm_nelements(node);
 }
 
-/* hm_cpu_colsum's plain sum over bf16 rows (a bias gradient in bf16 training): each value widened
- * exactly as it is read, the same sums in the same order as summing an f32 copy. */
-static void colsum_bf16(const uint16_t *x, float *y, int64_t rows, int64_t n, float s, bool acc)
-{
-    enum { W = 64 };
-    int64_t n_chunks = (n + W - 1) / W;
-#pragma omp parallel for schedule(static) if (parallel : HM_CPU_PAR(n * rows))
-    for (int64_t ch = 0; ch < n_chunks; ch++) {
-        int64_t c0 = ch * W, w = n - c0 < W ? n - c0 : W;
-        double sum[W] = {0};
-        for (int64_t r = 0; r < rows; r++) {
-            const uint16_t *xr = x + r * n + c0;
-#pragma omp simd
-            for (int64_t j = 0; j < w; j++)
-                sum[j] += hm_cpu_from_bf16(xr[j]);
-        }
-        for (int64_t j = 0; j < w; j++)
-            STORE(y, c0 + j, s * (float)sum[j], acc);
-    }
-}
-
 /* dst (+)= s * sum of src over leading rows (src numel is a multiple of dst numel). */
 CPU_KERNEL(reduce_rows)
 {
     if (hm_cpu_reduce_reads_bf16(dst)) {
         int64_t n = hm_nelements(dst);
-        colsum_bf16(dst->src[0]->data, F32(dst), hm_nelements(dst->src[0]) / n, n, hm_op_f32(dst, 0),
-                    dst->acc & 1);
+        hm_cpu_colsum(dst->src[0]->data, true, NULL, NULL, F32(dst), hm_nelements(dst->src[0]) / n, n,
+                      hm_op_f32(dst, 0), dst->acc & 1);
         return HM_OK;
     }
     const float *x = CF32(dst->src[0]);
@@ -142,7 +126,7 @@ CPU_KERNEL(reduce_rows)
             STORE(y, i, s * x[i], acc);
         return HM_OK;
     }
-    hm_cpu_colsum(x, NULL, NULL, y, rows, n, s, acc);
+    hm_cpu_colsum(x, false, NULL, NULL, y, rows, n, s, acc);
     return HM_OK;
 }
 

@@ -68,7 +68,7 @@ CPU_KERNEL(rms_norm_back)
     for (int64_t r = 0; r < N; r++)
         rstd[r] = norm_back_row(dy + r * C, xs + r * C, w, F32(dst) + r * C, C, eps, acc_x);
     if (dst->src[3])
-        hm_cpu_colsum(dy, xs, rstd, F32(dst->src[3]), N, C, 1.0f, dst->acc & 2); /* dw */
+        hm_cpu_colsum(dy, false, xs, rstd, F32(dst->src[3]), N, C, 1.0f, dst->acc & 2); /* dw */
     return HM_OK;
 }
 
@@ -132,6 +132,6 @@ CPU_KERNEL(add_rms_norm_back)
         }
     }
     if (dst->src[5])
-        hm_cpu_colsum(dh, ss, rstd, F32(dst->src[5]), N, C, 1.0f, dst->acc & 8); /* dw */
+        hm_cpu_colsum(dh, false, ss, rstd, F32(dst->src[5]), N, C, 1.0f, dst->acc & 8); /* dw */
     return HM_OK;
 }
