@@ -15,13 +15,13 @@ compile time is not counted); medians are reported. Prints one line:
 Usage: train_torch.py CONFIG_JSON B T V STEPS [WARMUP [MODE]]
   (threads: torch.set_num_threads(OMP_NUM_THREADS); MODE default eager)
 """
+import contextlib
 import json
 import os
 import resource
 import statistics
 import sys
 import time
-import contextlib
 
 import torch
 
@@ -51,12 +51,16 @@ def main():
             if p.dim() == 1:
                 p.fill_(1.0 if name.split(".")[-2].startswith("n") or name == "norm.weight" else 0.0)
             else:
-                std = 0.02 / (2 * c["num_layers"]) ** 0.5 if name.split(".")[-2] in ("o", "down") else 0.02
+                out_proj = name.split(".")[-2] in ("o", "down")
+                std = 0.02 / (2 * c["num_layers"]) ** 0.5 if out_proj else 0.02
                 p.normal_(0.0, std)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1, fused=True)
     fwd = torch.compile(model) if mode.startswith("compile") else model
-    autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if mode.endswith("bf16") \
-        else contextlib.nullcontext
+    if mode.endswith("bf16"):
+        def autocast():
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+    else:
+        autocast = contextlib.nullcontext
     ids = torch.randint(0, V, (B, T))
     tgt = torch.randint(0, V, (B, T))
     t_step, t_fwd, t_bwd, t_opt = [], [], [], []
@@ -76,7 +80,8 @@ def main():
     step = statistics.median(t_step)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(f"RESULT torch mode={mode} B={B} T={T} V={V} threads={torch.get_num_threads()} "
-          f"tok_s={B * T / step:.1f} step_ms={1e3 * step:.1f} fwd_ms={1e3 * statistics.median(t_fwd):.1f} "
+          f"tok_s={B * T / step:.1f} step_ms={1e3 * step:.1f} "
+          f"fwd_ms={1e3 * statistics.median(t_fwd):.1f} "
           f"bwd_ms={1e3 * statistics.median(t_bwd):.1f} opt_ms={1e3 * statistics.median(t_opt):.1f} "
           f"peak_rss={rss} loss={loss.item():.4f}")
 

@@ -9,8 +9,9 @@
  * is a 2048^3 square sgemm through OpenBLAS at the same thread count, best of 5 before and 5
  * after the training steps (on a shared machine the load changes; the larger is used, so the MFU
  * errs low). Peak RSS is read before the second sgemm. Prints one line:
- *   RESULT preset=.. dtype=.. B=.. T=.. V=.. threads=.. tok_s=.. step_ms=.. fwd_ms=.. bwd_ms=.. opt_ms=..
- *          gflops=.. peak_gflops=.. peak_before=.. peak_after=.. mfu=.. peak_rss=.. loss=..
+ *   RESULT preset=.. dtype=.. B=.. T=.. V=.. threads=.. tok_s=.. step_ms=.. fwd_ms=.. bwd_ms=..
+ *          opt_ms=.. gflops=.. peak_gflops=.. peak_before=.. peak_after=.. mfu=.. peak_rss=..
+ *          loss=..
  * where gflops = 3 * hm_config_flops_per_token(T) * tok/s and mfu = gflops / peak_gflops.
  * --profile then runs one more step with the graph profiler and prints the per-op times.
  * Threads: HM_THREADS, else OMP_NUM_THREADS.
@@ -153,9 +154,9 @@ int main(int argc, char **argv)
     getrusage(RUSAGE_SELF, &ru);
     double peak_after = sgemm_peak(2048, 5);
     double peak = peak_after > peak_before ? peak_after : peak_before;
-    printf("RESULT preset=%s dtype=%s B=%d T=%d V=%d threads=%d tok_s=%.1f step_ms=%.1f fwd_ms=%.1f "
-           "bwd_ms=%.1f opt_ms=%.1f gflops=%.1f peak_gflops=%.1f peak_before=%.1f peak_after=%.1f "
-           "mfu=%.3f peak_rss=%ld loss=%.4f\n",
+    printf("RESULT preset=%s dtype=%s B=%d T=%d V=%d threads=%d tok_s=%.1f step_ms=%.1f "
+           "fwd_ms=%.1f bwd_ms=%.1f opt_ms=%.1f gflops=%.1f peak_gflops=%.1f peak_before=%.1f "
+           "peak_after=%.1f mfu=%.3f peak_rss=%ld loss=%.4f\n",
            argv[1], hm_dtype_name(dtype), B, T, cfg.vocab_size, hm_get_threads(), tok_s, 1e3 * step,
            1e3 * median(t_fwd, steps), 1e3 * median(t_bwd, steps), 1e3 * median(t_opt, steps),
            gflops, peak, peak_before, peak_after, gflops / peak, ru.ru_maxrss * 1024L, loss);

@@ -567,7 +567,7 @@ void op_run_free(struct op_run *R)
     memset(R, 0, sizeof *R);
 }
 
-/* ---- running a case and comparing results ------------------------------------------------------ */
+/* ---- running a case and comparing results ---------------------------------------------------- */
 
 void op_result_free(struct op_result *r)
 {

@@ -83,7 +83,8 @@ struct op_result {
     int64_t n[4];
 };
 /* Case c on be from a fixed seed: forward + backward `runs` times (grads zeroed each time), the
- * last kept. In bf16 the graph reads bf16 copies of the f32 inputs, as the model reads its weights. */
+ * last kept. In bf16 the graph reads bf16 copies of the f32 inputs, as the model reads its
+ * weights. */
 void op_run_case(const struct op_case *c, struct hm_backend *be, enum hm_dtype dt, int runs,
                  struct op_result *res);
 void op_result_free(struct op_result *r);

@@ -193,9 +193,9 @@ static void copy_node(const struct hm_tensor *dst, struct hm_tensor *node, struc
 
 /* One block of rows [r0, r0 + nr): shadows of the split bf16 operands in `ws`, the whole-read
  * ones from `shared`, the f32 kernel, then the written operands rounded back. */
-static enum hm_status run_block(const struct hm_exec *ex, struct hm_tensor *dst, hm_kernel_fn f32_kernel,
-                                const struct blocked *p, float *const *shared, int64_t r0, int64_t nr,
-                                char *ws)
+static enum hm_status run_block(const struct hm_exec *ex, struct hm_tensor *dst,
+                                hm_kernel_fn f32_kernel, const struct blocked *p,
+                                float *const *shared, int64_t r0, int64_t nr, char *ws)
 {
     struct hm_tensor node, srcs[HM_MAX_SRC], *sh[N_OPERANDS];
     copy_node(dst, &node, srcs, sh);
@@ -247,8 +247,8 @@ static enum hm_status run_block(const struct hm_exec *ex, struct hm_tensor *dst,
 
 /* The blocked path: blocks spread over the threads, each thread with its own scratch. The f32
  * kernel runs inside the parallel region, so its own loops run on the calling thread. */
-static enum hm_status run_blocked(const struct hm_exec *ex, struct hm_tensor *dst, hm_kernel_fn f32_kernel,
-                                  const struct blocked *p)
+static enum hm_status run_blocked(const struct hm_exec *ex, struct hm_tensor *dst,
+                                  hm_kernel_fn f32_kernel, const struct blocked *p)
 {
     char *ws = ex->ws;
     float *shared[N_OPERANDS] = {NULL};

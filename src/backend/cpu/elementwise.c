@@ -103,8 +103,8 @@ void hm_cpu_colsum(const void *x, bool x_bf16, const float *x2, const float *rsc
 bool hm_cpu_reduce_reads_bf16(const struct hm_tensor *node)
 {
     const struct hm_tensor *x = node->src[0];
-    return node->op == HM_OP_REDUCE_ROWS && x->type == HM_DTYPE_BF16 && node->type == HM_DTYPE_F32 &&
-           hm_nelements(x) > hm_nelements(node);
+    return node->op == HM_OP_REDUCE_ROWS && x->type == HM_DTYPE_BF16 &&
+           node->type == HM_DTYPE_F32 && hm_nelements(x) > hm_nelements(node);
 }
 
 /* dst (+)= s * sum of src over leading rows (src numel is a multiple of dst numel). */
@@ -112,8 +112,9 @@ CPU_KERNEL(reduce_rows)
 {
     if (hm_cpu_reduce_reads_bf16(dst)) {
         int64_t n = hm_nelements(dst);
-        hm_cpu_colsum(dst->src[0]->data, true, NULL, NULL, F32(dst), hm_nelements(dst->src[0]) / n, n,
-                      hm_op_f32(dst, 0), dst->acc & 1);
+        int64_t rows = hm_nelements(dst->src[0]) / n;
+        hm_cpu_colsum(dst->src[0]->data, true, NULL, NULL, F32(dst), rows, n, hm_op_f32(dst, 0),
+                      dst->acc & 1);
         return HM_OK;
     }
     const float *x = CF32(dst->src[0]);

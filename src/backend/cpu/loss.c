@@ -100,7 +100,8 @@ CPU_KERNEL(cross_entropy_back)
     int64_t V = lt->shape[lt->n_dims - 1], N = hm_nrows(lt);
     int64_t n = count_valid(tg, N, ignore);
     float s = n ? CF32(dst->src[0])[0] / (float)n : 0.0f;
-    bool acc = dst->acc & 1, bf16 = dst->type == HM_DTYPE_BF16, rows = bf16 || lt->type == HM_DTYPE_BF16;
+    bool acc = dst->acc & 1, bf16 = dst->type == HM_DTYPE_BF16;
+    bool rows = bf16 || lt->type == HM_DTYPE_BF16; /* f32 rows per thread in the workspace */
     HM_ASSERT(ex->ws_bytes >= hm_cpu_loss_row_ws(dst, omp_get_max_threads()));
 #pragma omp parallel for schedule(static) if (parallel : HM_CPU_PAR(N * V))
     for (int64_t r = 0; r < N; r++) {

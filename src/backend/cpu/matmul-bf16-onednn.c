@@ -29,7 +29,7 @@ struct mm_entry {
     dnnl_memory_t mem[4]; /* src, weights, dst, bias */
 };
 
-static struct {
+struct onednn_state {
     pthread_mutex_t lock;
     dnnl_engine_t engine;
     dnnl_stream_t stream;
@@ -37,7 +37,8 @@ static struct {
     enum hm_cpu_bf16 support;
     struct mm_entry slot[CACHE_SLOTS];
     int n;
-} g = {.lock = PTHREAD_MUTEX_INITIALIZER};
+};
+static struct onednn_state g = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static dnnl_data_type_t dnnl_type(enum hm_dtype t)
 {
@@ -136,8 +137,9 @@ static enum hm_status create_entry(const struct mm_key *k, struct mm_entry *e)
     dnnl_post_ops_destroy(po);
     dnnl_primitive_attr_destroy(attr);
     if (s != dnnl_success)
-        return hm_fail(HM_ERR_DEVICE, "cpu: oneDNN bf16 matmul %lldx%lldx%lld (batch %lld): status %d",
-                       (long long)M, (long long)N, (long long)K, (long long)k->batch, (int)s);
+        return hm_fail(HM_ERR_DEVICE, "cpu: oneDNN bf16 matmul %lldx%lldx%lld (batch %lld): "
+                       "status %d", (long long)M, (long long)N, (long long)K, (long long)k->batch,
+                       (int)s);
     e->key = *k;
     return HM_OK;
 }
