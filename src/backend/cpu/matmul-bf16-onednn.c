@@ -81,8 +81,10 @@ enum hm_cpu_bf16 hm_cpu_bf16_support(void)
 bool hm_cpu_matmul_bf16_applies(const struct hm_tensor *node)
 {
     const struct hm_tensor *a = node->src[0], *b = node->src[1], *bias = node->src[2];
-    if (!hm_cpu_bf16_fast() || node->op != HM_OP_MATMUL || a->type != HM_DTYPE_BF16 ||
-        b->type != HM_DTYPE_BF16)
+    /* p3 marks a row-invariant matmul (hm_linear_rows, batched serving): its results must not
+     * depend on the batch, which oneDNN's blocking does not promise; it keeps its own kernel. */
+    if (!hm_cpu_bf16_fast() || node->op != HM_OP_MATMUL || node->op_params[3] ||
+        a->type != HM_DTYPE_BF16 || b->type != HM_DTYPE_BF16)
         return false;
     /* oneDNN adds the bias after the output scale would apply; keep alpha != 1 with a bias on the
      * widening path rather than guess the order. */
