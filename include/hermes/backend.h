@@ -88,6 +88,17 @@ HM_API enum hm_status hm_backend_run_sequence(struct hm_backend *be, uint64_t ke
                                               const struct hm_runtime *rt,
                                               enum hm_status (*run)(void *user), void *user);
 
+/* The bf16 matmul units the CPU backend uses: none (a build without oneDNN, or a CPU without
+ * them: bf16 matmuls widen to f32 sgemm), AVX512-BF16 dot products, or AMX tiles. */
+enum hm_cpu_bf16 { HM_CPU_BF16_NONE, HM_CPU_BF16_AVX512, HM_CPU_BF16_AMX };
+HM_API enum hm_cpu_bf16 hm_cpu_bf16_support(void);
+HM_API const char *hm_cpu_bf16_name(enum hm_cpu_bf16 s);
+
+/* The dtype `train --dtype auto` picks: bf16 on a GPU; on the CPU bf16 only with AMX, where it
+ * trained faster than f32 and followed f32's loss curve within 1% (docs/performance.md). With
+ * AVX512-BF16 alone oneDNN's bf16 matmuls ran at about the f32 sgemm rate, so f32 stays. */
+HM_API enum hm_dtype hm_auto_train_dtype(bool gpu, enum hm_cpu_bf16 cpu);
+
 /* Threads for OpenMP loops and OpenBLAS together (n >= 1). */
 HM_API void hm_set_threads(int n);
 /* The most threads the BLAS library was built for, and HM_ERR_USAGE naming `flag` when n is

@@ -9,6 +9,7 @@
  * (tests/cli/mpi.sh only) makes rank r fail once its data is loaded.
  */
 #include "commands.h"
+#include "hermes/backend.h"
 #include "hermes/session.h"
 #include "opts.h"
 #include "progress.h"
@@ -93,7 +94,8 @@ static enum hm_status parse_args(int argc, char **argv, struct train_args *a, bo
         {"resume", 0, CLI_FLAG, &a->resume, NULL, "Continue exactly from the output folder's saved state", NULL},
         {"overwrite", 0, CLI_FLAG, &a->overwrite, NULL, "Start over in an output folder that holds a resumable run, replacing it", NULL},
         {"device", 0, CLI_STRING, &a->device, "DEV", "auto, cpu, cuda or cuda:N (auto: the GPU when one is present)", "auto"},
-        {"dtype", 0, CLI_STRING, &a->dtype, "TYPE", CLI_DTYPE_HELP, CLI_DTYPE_DEFAULT},
+        {"dtype", 0, CLI_STRING, &a->dtype, "TYPE", CLI_DTYPE_HELP,
+         "auto: bf16 on a GPU and on a CPU with AMX, f32 otherwise"},
         {"threads", 0, CLI_INT, &a->threads, "N", "CPU threads", "OMP_NUM_THREADS or all cores", 1, 4096},
         {"log-every", 0, CLI_INT, &a->log_every, "N", "Log a metrics line every N steps", "10", 1, 1L << 40},
         {"eval-every", 0, CLI_INT, &a->eval_every, "N", "Validation loss every N steps (0 = only at the end)", "500", 0, 1L << 40},
@@ -161,6 +163,10 @@ static enum hm_status session_opts(struct train_args *a, char *device, size_t ca
         (st = cli_resolve_dtype("train", a->dtype, device, &o->dtype)) != HM_OK ||
         (st = hm_lr_kind_parse(a->lr_schedule, &t->lr.kind)) != HM_OK)
         return st;
+    if (strcmp(a->dtype, "auto") == 0) { /* training has its own rule on the CPU (backend.h) */
+        bool gpu = strncmp(device, "cuda", 4) == 0;
+        o->dtype = hm_auto_train_dtype(gpu, gpu ? HM_CPU_BF16_NONE : hm_cpu_bf16_support());
+    }
     if ((st = hm_data_format_parse(a->format, &o->format)) != HM_OK)
         return hm_fail(st, "train: %s", hm_last_error());
     if (strcmp(a->save_dtype, "f32") != 0 && strcmp(a->save_dtype, "bf16") != 0)

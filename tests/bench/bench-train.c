@@ -2,15 +2,16 @@
  * bench-train.c - CPU training-step throughput of the real model (run through scripts/bench/train,
  * which puts PyTorch next to it in the same run).
  *
- *   bench-train PRESET B T V STEPS [WARMUP] [--profile]
+ *   bench-train PRESET B T V STEPS [WARMUP] [--dtype f32|bf16] [--profile]
  * Random tokens, dropout 0, then per step exactly what the trainer does: zero the gradient block,
  * set ids and targets, forward, backward, AdamW with global-norm clipping at 1.0. Each step is
  * timed on its own after WARMUP (default 2) untimed steps; medians are reported. The sgemm peak
  * is a 2048^3 square sgemm through OpenBLAS at the same thread count, best of 5 before and 5
  * after the training steps (on a shared machine the load changes; the larger is used, so the MFU
  * errs low). Peak RSS is read before the second sgemm. Prints one line:
- *   RESULT preset=.. B=.. T=.. V=.. threads=.. tok_s=.. step_ms=.. fwd_ms=.. bwd_ms=.. opt_ms=..
- *          gflops=.. peak_gflops=.. peak_before=.. peak_after=.. mfu=.. peak_rss=.. loss=..
+ *   RESULT preset=.. dtype=.. B=.. T=.. V=.. threads=.. tok_s=.. step_ms=.. fwd_ms=.. bwd_ms=..
+ *          opt_ms=.. gflops=.. peak_gflops=.. peak_before=.. peak_after=.. mfu=.. peak_rss=..
+ *          loss=..
  * where gflops = 3 * hm_config_flops_per_token(T) * tok/s and mfu = gflops / peak_gflops.
  * --profile then runs one more step with the graph profiler and prints the per-op times.
  * Threads: HM_THREADS, else OMP_NUM_THREADS.
@@ -71,10 +72,27 @@ static void print_profile(struct hm_graph *g, double step_s)
 
 int main(int argc, char **argv)
 {
-    bool profile = argc > 1 && strcmp(argv[argc - 1], "--profile") == 0;
-    int n_args = argc - (profile ? 1 : 0);
+    static const char usage[] =
+        "usage: bench-train PRESET B T V STEPS [WARMUP] [--dtype f32|bf16] [--profile]\n";
+    bool profile = false;
+    enum hm_dtype dtype = HM_DTYPE_F32;
+    int n_args = 0; /* the positional ones, moved to the front of argv */
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--profile") == 0) {
+            profile = true;
+        } else if (strcmp(argv[i], "--dtype") == 0 && i + 1 < argc) {
+            const char *dt = argv[++i];
+            if (strcmp(dt, "f32") != 0 && strcmp(dt, "bf16") != 0) {
+                fprintf(stderr, "bench-train: --dtype: expected f32 or bf16, got '%s'\n", dt);
+                return 2;
+            }
+            dtype = strcmp(dt, "bf16") == 0 ? HM_DTYPE_BF16 : HM_DTYPE_F32;
+        } else {
+            argv[n_args++] = argv[i];
+        }
+    }
     if (n_args < 6) {
-        fprintf(stderr, "usage: bench-train PRESET B T V STEPS [WARMUP] [--profile]\n");
+        fputs(usage, stderr);
         return 2;
     }
     const char *env = getenv("HM_THREADS");
@@ -93,7 +111,7 @@ int main(int argc, char **argv)
     struct hm_backend *be;
     check(hm_backend_cpu_new(&be), "backend");
     struct bench_train b;
-    check(bench_train_setup(&cfg, be, HM_DTYPE_F32, B, T, &b), "setup");
+    check(bench_train_setup(&cfg, be, dtype, B, T, &b), "setup");
     size_t n = b.n;
     double *t_step = calloc((size_t)steps, sizeof(double));
     double *t_fwd = calloc((size_t)steps, sizeof(double));
@@ -136,10 +154,10 @@ int main(int argc, char **argv)
     getrusage(RUSAGE_SELF, &ru);
     double peak_after = sgemm_peak(2048, 5);
     double peak = peak_after > peak_before ? peak_after : peak_before;
-    printf("RESULT preset=%s B=%d T=%d V=%d threads=%d tok_s=%.1f step_ms=%.1f fwd_ms=%.1f "
-           "bwd_ms=%.1f opt_ms=%.1f gflops=%.1f peak_gflops=%.1f peak_before=%.1f peak_after=%.1f "
-           "mfu=%.3f peak_rss=%ld loss=%.4f\n",
-           argv[1], B, T, cfg.vocab_size, hm_get_threads(), tok_s, 1e3 * step,
+    printf("RESULT preset=%s dtype=%s B=%d T=%d V=%d threads=%d tok_s=%.1f step_ms=%.1f "
+           "fwd_ms=%.1f bwd_ms=%.1f opt_ms=%.1f gflops=%.1f peak_gflops=%.1f peak_before=%.1f "
+           "peak_after=%.1f mfu=%.3f peak_rss=%ld loss=%.4f\n",
+           argv[1], hm_dtype_name(dtype), B, T, cfg.vocab_size, hm_get_threads(), tok_s, 1e3 * step,
            1e3 * median(t_fwd, steps), 1e3 * median(t_bwd, steps), 1e3 * median(t_opt, steps),
            gflops, peak, peak_before, peak_after, gflops / peak, ru.ru_maxrss * 1024L, loss);
     bench_train_free(&b);

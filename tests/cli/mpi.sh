@@ -42,8 +42,10 @@ awk 'BEGIN { srand(7); split("the quick brown fox jumps over a lazy dog and then
     > "$T/c.txt"
 "$BIN" train-tokenizer -i "$T/c.txt" -o "$T/tok.json" -v 300 2>/dev/null || { echo "FAIL: tokenizer"; exit 1; }
 sed 's/"dropout": [0-9.]*/"dropout": 0.0/' "$2/configs/nano.json" > "$T/nano0.json"
+# f32 unless a run says bf16 (later flags win): the tolerances below are f32's, and --dtype auto
+# is bf16 on a CPU with AMX.
 COMMON=(-t "$T/tok.json" -d "$T/c.txt" -m "$T/nano0.json" --seq-len 32 --log-every 1 --eval-every 5
-        --eval-batches 4 --save-every 0)
+        --eval-batches 4 --save-every 0 --dtype f32)
 
 if ! mpi 2 train --help >/dev/null 2>"$T/err"; then
     cat "$T/err"
@@ -96,7 +98,7 @@ grep -q val_loss "$T/two/metrics.jsonl" || fail "no validation loss under MPI"
 # 2 ranks (or micro-batches) draw 1 process's masks: losses within 1e-5 over 20 steps, and a
 # dropout run stopped at step 7 resumes exactly.
 D=(-t "$T/tok.json" -d "$T/c.txt" -m nano --seq-len 32 --log-every 1 --eval-every 7 --save-every 0
-   --lr-schedule constant --warmup 0)
+   --lr-schedule constant --warmup 0 --dtype f32)
 "$BIN" train "${D[@]}" -o "$T/d1" -b 4 --max-steps 20 2>"$T/err" || { cat "$T/err"; fail "dropout: 1 process"; }
 mpi 2 train "${D[@]}" -o "$T/d2" -b 2 --max-steps 20 >"$T/out" 2>&1 || { cat "$T/out"; fail "dropout: 2 ranks"; }
 mpi 2 train "${D[@]}" -o "$T/d2a" -b 1 --grad-accum 2 --max-steps 20 >"$T/out" 2>&1 ||

@@ -566,3 +566,50 @@ void op_run_free(struct op_run *R)
     hm_block_free(R->blk);
     memset(R, 0, sizeof *R);
 }
+
+/* ---- running a case and comparing results ---------------------------------------------------- */
+
+void op_result_free(struct op_result *r)
+{
+    free(r->out);
+    for (int i = 0; i < 4; i++)
+        free(r->grad[i]);
+}
+
+void op_run_case(const struct op_case *c, struct hm_backend *be, enum hm_dtype dt, int runs,
+                 struct op_result *res)
+{
+    struct op_run R;
+    op_setup(c, be, dt, 1234, 99, 3, &R);
+    for (int k = 0; k < runs; k++) {
+        assert_int_equal(hm_buffer_zero(hm_block_grads(R.blk)), HM_OK);
+        if (hm_graph_forward(R.g) != HM_OK || (!c->fwd_only && hm_graph_backward(R.g) != HM_OK) ||
+            hm_backend_synchronize(be) != HM_OK)
+            fail_msg("%s on %s: %s", c->name, hm_backend_name(be), hm_last_error());
+    }
+    res->n_out = hm_nelements(R.out);
+    res->out = malloc(sizeof(float) * (size_t)res->n_out);
+    assert_int_equal(hm_tensor_get_f32(R.out, res->out, (size_t)res->n_out), HM_OK);
+    for (int i = 0; i < c->n_f && !c->fwd_only; i++) {
+        res->n[i] = hm_nelements(R.x[i]);
+        res->grad[i] = malloc(hm_nbytes(R.x[i]));
+        assert_int_equal(hm_tensor_get(R.x[i]->grad, res->grad[i], hm_nbytes(R.x[i])), HM_OK);
+    }
+    op_run_free(&R);
+}
+
+double op_rel_err(const float *a, const float *ref, int64_t n, int64_t *worst)
+{
+    double emax = 0, rmax = 1e-3;
+    *worst = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double e = a[i] == ref[i] ? 0.0 : fabs((double)a[i] - ref[i]); /* equal infinities agree */
+        if (e > emax || e != e) {
+            emax = e != e ? INFINITY : e;
+            *worst = i;
+        }
+        if (isfinite(ref[i]))
+            rmax = fmax(rmax, fabs(ref[i]));
+    }
+    return emax / rmax;
+}

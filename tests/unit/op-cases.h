@@ -75,4 +75,20 @@ void op_setup(const struct op_case *c, struct hm_backend *be, enum hm_dtype dt, 
               uint64_t drop_seed, uint64_t drop_step, struct op_run *R);
 void op_run_free(struct op_run *R);
 
+/* A case's output and the gradient of each f32 input, on the host. */
+struct op_result {
+    float *out;
+    int64_t n_out;
+    float *grad[4];
+    int64_t n[4];
+};
+/* Case c on be from a fixed seed: forward + backward `runs` times (grads zeroed each time), the
+ * last kept. In bf16 the graph reads bf16 copies of the f32 inputs, as the model reads its
+ * weights. */
+void op_run_case(const struct op_case *c, struct hm_backend *be, enum hm_dtype dt, int runs,
+                 struct op_result *res);
+void op_result_free(struct op_result *r);
+/* max |a - ref| / max(max |ref|, 1e-3) over n values (NaN in a: infinite); *worst its index. */
+double op_rel_err(const float *a, const float *ref, int64_t n, int64_t *worst);
+
 #endif

@@ -27,78 +27,23 @@
 
 static int g_device;
 
-/* ---- harness -------------------------------------------------------------------------------- */
-
-struct result {
-    float *out;
-    int64_t n_out;
-    float *grad[4];
-    int64_t n[4];
-};
-
-static void result_free(struct result *r)
-{
-    free(r->out);
-    for (int i = 0; i < 4; i++)
-        free(r->grad[i]);
-}
-
-/* Case c on be from a fixed seed: forward + backward `runs` times (grads zeroed each time), the
- * last kept. In bf16 the graph reads bf16 copies of the f32 inputs, as the model reads its weights. */
-static void run_on(const struct op_case *c, struct hm_backend *be, enum hm_dtype dt, int runs, struct result *res)
-{
-    struct op_run R;
-    op_setup(c, be, dt, 1234, 99, 3, &R);
-    for (int k = 0; k < runs; k++) {
-        assert_int_equal(hm_buffer_zero(hm_block_grads(R.blk)), HM_OK);
-        if (hm_graph_forward(R.g) != HM_OK || (!c->fwd_only && hm_graph_backward(R.g) != HM_OK) ||
-            hm_backend_synchronize(be) != HM_OK)
-            fail_msg("%s on %s: %s", c->name, hm_backend_name(be), hm_last_error());
-    }
-    res->n_out = hm_nelements(R.out);
-    res->out = malloc(sizeof(float) * (size_t)res->n_out);
-    assert_int_equal(hm_tensor_get_f32(R.out, res->out, (size_t)res->n_out), HM_OK);
-    for (int i = 0; i < c->n_f && !c->fwd_only; i++) {
-        res->n[i] = hm_nelements(R.x[i]);
-        res->grad[i] = malloc(hm_nbytes(R.x[i]));
-        assert_int_equal(hm_tensor_get(R.x[i]->grad, res->grad[i], hm_nbytes(R.x[i])), HM_OK);
-    }
-    op_run_free(&R);
-}
-
-static double rel_err(const float *a, const float *ref, int64_t n, int64_t *worst)
-{
-    double emax = 0, rmax = 1e-3;
-    *worst = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double e = a[i] == ref[i] ? 0.0 : fabs((double)a[i] - ref[i]); /* equal infinities agree */
-        if (e > emax || e != e) {
-            emax = e != e ? INFINITY : e;
-            *worst = i;
-        }
-        if (isfinite(ref[i]))
-            rmax = fmax(rmax, fabs(ref[i]));
-    }
-    return emax / rmax;
-}
-
 static void compare(const struct op_case *c, enum hm_dtype dt)
 {
     struct hm_backend *cpu, *gpu;
     assert_int_equal(hm_backend_cpu_new(&cpu), HM_OK);
     assert_int_equal(hm_backend_cuda_new(g_device, &gpu), HM_OK);
-    struct result rc = {0}, rg = {0}, rg2 = {0};
-    run_on(c, cpu, dt, 1, &rc);
-    run_on(c, gpu, dt, 1, &rg);
+    struct op_result rc = {0}, rg = {0}, rg2 = {0};
+    op_run_case(c, cpu, dt, 1, &rc);
+    op_run_case(c, gpu, dt, 1, &rg);
     double tol = dt == HM_DTYPE_F32 ? (c->tol ? c->tol : 1e-4) : (c->tol16 ? c->tol16 : 1.6e-2);
     int64_t w;
-    double e = rel_err(rg.out, rc.out, rc.n_out, &w);
+    double e = op_rel_err(rg.out, rc.out, rc.n_out, &w);
     printf("%-22s %-4s forward rel err %.2e", c->name, hm_dtype_name(dt), e);
     if (!(e <= tol))
         fail_msg("%s: forward differs: rel %.3g at %lld (cuda %.7g, cpu %.7g)", c->name, e, (long long)w,
                  rg.out[w], rc.out[w]);
     for (int i = 0; i < c->n_f && !c->fwd_only; i++) {
-        e = rel_err(rg.grad[i], rc.grad[i], rc.n[i], &w);
+        e = op_rel_err(rg.grad[i], rc.grad[i], rc.n[i], &w);
         printf("  d/dx%d %.2e", i, e);
         if (!(e <= tol))
             fail_msg("%s: gradient of input %d differs: rel %.3g at %lld (cuda %.7g, cpu %.7g)", c->name, i, e,
@@ -106,12 +51,12 @@ static void compare(const struct op_case *c, enum hm_dtype dt)
     }
     printf("\n");
     /* determinism: a second run (two forward+backward passes) gives the same bits */
-    run_on(c, gpu, dt, 2, &rg2);
+    op_run_case(c, gpu, dt, 2, &rg2);
     assert_memory_equal(rg.out, rg2.out, (size_t)rg.n_out * sizeof(float));
     for (int i = 0; i < c->n_f && !c->fwd_only; i++)
         if (memcmp(rg.grad[i], rg2.grad[i], (size_t)rg.n[i] * sizeof(float)) != 0)
             fail_msg("%s: gradient of input %d is not bit-identical across runs", c->name, i);
-    result_free(&rc), result_free(&rg), result_free(&rg2);
+    op_result_free(&rc), op_result_free(&rg), op_result_free(&rg2);
     hm_backend_free(cpu);
     hm_backend_free(gpu);
 }
@@ -137,19 +82,19 @@ static void test_flash_vs_reference(void **state)
     assert_int_equal(hm_backend_cuda_new(g_device, &ref), HM_OK);
     unsetenv("HM_CUDA_ATTN");
     assert_int_equal(hm_backend_cuda_new(g_device, &fast), HM_OK);
-    struct result rr = {0}, rf = {0};
-    run_on(c, ref, HM_DTYPE_BF16, 1, &rr);
-    run_on(c, fast, HM_DTYPE_BF16, 1, &rf);
+    struct op_result rr = {0}, rf = {0};
+    op_run_case(c, ref, HM_DTYPE_BF16, 1, &rr);
+    op_run_case(c, fast, HM_DTYPE_BF16, 1, &rf);
     double tol = c->tol16 ? c->tol16 : 1.6e-2;
     int64_t w;
-    double e = rel_err(rf.out, rr.out, rr.n_out, &w);
+    double e = op_rel_err(rf.out, rr.out, rr.n_out, &w);
     bool differs = memcmp(rf.out, rr.out, (size_t)rr.n_out * sizeof(float)) != 0;
     printf("%-22s forward rel err %.2e", c->name, e);
     if (!(e <= tol))
         fail_msg("%s: forward differs: rel %.3g at %lld (flash %.7g, reference %.7g)", c->name, e, (long long)w,
                  rf.out[w], rr.out[w]);
     for (int i = 0; i < c->n_f; i++) {
-        e = rel_err(rf.grad[i], rr.grad[i], rr.n[i], &w);
+        e = op_rel_err(rf.grad[i], rr.grad[i], rr.n[i], &w);
         differs |= memcmp(rf.grad[i], rr.grad[i], (size_t)rr.n[i] * sizeof(float)) != 0;
         printf("  d/dx%d %.2e", i, e);
         if (!(e <= tol))
@@ -159,7 +104,7 @@ static void test_flash_vs_reference(void **state)
     printf("\n");
     if (!differs)
         fail_msg("%s: bit-identical to the reference kernels: the tensor-core path did not run", c->name);
-    result_free(&rr), result_free(&rf);
+    op_result_free(&rr), op_result_free(&rf);
     hm_backend_free(ref);
     hm_backend_free(fast);
 }
@@ -232,7 +177,7 @@ static void test_kv_write(void **state)
     kv_run(gpu, og, kcg);
     assert_memory_equal(kcc, kcg, sizeof kcc); /* a copy: bit-exact */
     int64_t w;
-    double e = rel_err(og, oc, (int64_t)(sizeof oc / 4), &w);
+    double e = op_rel_err(og, oc, (int64_t)(sizeof oc / 4), &w);
     printf("kv_write + attention rel err %.2e\n", e);
     assert_true(e <= 1e-4);
     hm_backend_free(cpu);
@@ -333,7 +278,7 @@ static void test_optim(void **state)
     assert_true(fin[0] && fin[1] && !fin2[0] && !fin2[1]);
     int64_t w;
     for (int k = 0; k < 4; k++) {
-        double e = rel_err(res[1][k], res[0][k], (int64_t)n, &w);
+        double e = op_rel_err(res[1][k], res[0][k], (int64_t)n, &w);
         printf("buffer %d rel err %.2e\n", k, e);
         assert_true(e <= 1e-5);
         free(res[0][k]), free(res[1][k]), free(h[k]);

@@ -25,11 +25,13 @@ static const hm_kernel_fn f32_kernels[HM_OP_COUNT] = {
 };
 #undef HM_OP
 
-/* f32 nodes go straight to their kernel; nodes with bf16 operands through the f32 shadows of
- * bf16.c. */
+/* f32 nodes go straight to their kernel; bf16 matmuls to the CPU's bf16 units where it has them;
+ * other nodes with bf16 operands through the f32 shadows of bf16.c. */
 static enum hm_status cpu_dispatch(const struct hm_exec *ex, struct hm_tensor *dst)
 {
     hm_kernel_fn f = f32_kernels[dst->op];
+    if (hm_cpu_matmul_bf16_applies(dst))
+        return hm_cpu_matmul_bf16(ex, dst);
     if (hm_cpu_needs_shadows(dst))
         return hm_cpu_run_bf16(ex, dst, f);
     return f(ex, dst);
@@ -41,6 +43,16 @@ static const hm_kernel_fn cpu_kernels[HM_OP_COUNT] = {
 };
 #undef HM_OP
 #undef HM_OP_PSEUDO
+
+const char *hm_cpu_bf16_name(enum hm_cpu_bf16 s)
+{
+    return s == HM_CPU_BF16_AMX ? "AMX" : s == HM_CPU_BF16_AVX512 ? "AVX512-BF16" : "none";
+}
+
+enum hm_dtype hm_auto_train_dtype(bool gpu, enum hm_cpu_bf16 cpu)
+{
+    return gpu || cpu == HM_CPU_BF16_AMX ? HM_DTYPE_BF16 : HM_DTYPE_F32;
+}
 
 static size_t f32_workspace(const struct hm_tensor *node)
 {
@@ -56,8 +68,11 @@ static size_t f32_workspace(const struct hm_tensor *node)
     case HM_OP_ATTENTION:
     case HM_OP_ATTENTION_BACK:
         return hm_cpu_attention_ws(node, hm_cpu_plan_threads());
-    case HM_OP_CROSS_ENTROPY:
-        return (size_t)hm_nrows(x) * sizeof(double);
+    case HM_OP_CROSS_ENTROPY: /* per-row losses, 64-byte aligned, then bf16 rows (loss.c) */
+        return ((size_t)hm_nrows(x) * sizeof(double) + 63) / 64 * 64 +
+               hm_cpu_loss_row_ws(node, hm_cpu_plan_threads());
+    case HM_OP_CROSS_ENTROPY_BACK:
+        return hm_cpu_loss_row_ws(node, hm_cpu_plan_threads());
     case HM_OP_MATMUL:
         return hm_cpu_matmul_packed_ws(node);
     default:

@@ -29,14 +29,28 @@
 
 /* elementwise.c: y[c] (+)= s * sum over rows of x[r][c] (times x2[r][c] * rscale[r] when x2 is
  * given), in double, each chunk of 64 columns summed over the rows in order: the result does not
- * depend on the thread count. REDUCE_ROWS and the RMSNorm weight gradient. */
-void hm_cpu_colsum(const float *x, const float *x2, const float *rscale, float *y, int64_t rows, int64_t n,
-                   float s, bool acc);
+ * depend on the thread count. x is f32, or bf16 when x_bf16 (then without x2). REDUCE_ROWS and
+ * the RMSNorm weight gradient. */
+void hm_cpu_colsum(const void *x, bool x_bf16, const float *x2, const float *rscale, float *y,
+                   int64_t rows, int64_t n, float s, bool acc);
+
+/* elementwise.c: whether a REDUCE_ROWS node sums bf16 rows into f32 itself (bias gradients). */
+bool hm_cpu_reduce_reads_bf16(const struct hm_tensor *node);
 
 /* bf16.c: nodes with bf16 operands run their f32 kernel on f32 shadows in the workspace. */
 bool hm_cpu_needs_shadows(const struct hm_tensor *node);
 size_t hm_cpu_bf16_shadow_bytes(const struct hm_tensor *node);
 enum hm_status hm_cpu_run_bf16(const struct hm_exec *ex, struct hm_tensor *dst, hm_kernel_fn f32_kernel);
+/* matmul-bf16-onednn.c (matmul-bf16-noonednn.c without oneDNN): MATMUL on bf16 inputs with f32
+ * accumulation on the CPU's bf16 units (AMX, AVX512-BF16; hm_cpu_bf16_support in backend.h says
+ * which). _applies says whether a node takes
+ * this path (bf16 inputs, a CPU with native bf16, fast paths on); the others widen (bf16.c). */
+bool hm_cpu_matmul_bf16_applies(const struct hm_tensor *node);
+enum hm_status hm_cpu_matmul_bf16(const struct hm_exec *ex, struct hm_tensor *dst);
+/* The bf16 fast paths (native matmuls, blocked row-local ops), on by default. Off, every bf16
+ * node widens whole to f32: the oracle the tests compare the fast paths with. */
+void hm_cpu_bf16_set_fast(bool on);
+bool hm_cpu_bf16_fast(void);
 enum hm_status hm_cpu_convert(struct hm_backend *be, void *dst, enum hm_dtype dst_type, const void *src,
                               enum hm_dtype src_type, size_t n);
 
@@ -55,6 +69,10 @@ size_t hm_cpu_matmul_packed_ws(const struct hm_tensor *node);
 enum hm_status hm_cpu_matmul_packed(const struct hm_exec *ex, const struct hm_tensor *dst,
                                     float alpha, float beta);
 
+/* loss.c: whether a cross-entropy node reads its bf16 logits itself (f32 lse and loss), and the
+ * f32 rows per thread it then needs in its workspace (0 for f32 logits). */
+bool hm_cpu_loss_reads_bf16(const struct hm_tensor *node);
+size_t hm_cpu_loss_row_ws(const struct hm_tensor *node, int n_threads);
 size_t hm_cpu_attention_ws(const struct hm_tensor *node, int n_threads);
 size_t hm_cpu_workspace_size(struct hm_backend *be, const struct hm_tensor *node);
 
@@ -85,7 +103,9 @@ static inline int hm_cpu_plan_threads(void)
  * a loop runs in parallel never changes its result: rows are independent and reductions have a
  * fixed order. */
 #define HM_CPU_PAR_MIN 32768
-#define HM_CPU_PAR(work) ((int64_t)(work) >= HM_CPU_PAR_MIN)
+/* Never nested: a kernel called inside a parallel region (bf16.c's blocked path) runs on the
+ * calling thread. */
+#define HM_CPU_PAR(work) ((int64_t)(work) >= HM_CPU_PAR_MIN && !omp_in_parallel())
 
 /*
  * expf and erff written with arithmetic, selects and bit casts only, so loops under
@@ -127,6 +147,30 @@ static inline float hm_erff(float x)
 static inline float hm_maxf(float m, float x)
 {
     return x > m ? x : m;
+}
+
+/* hm_f32_to_bf16 / hm_bf16_to_f32 (tensor.c: round to nearest even, every NaN to 0x7FC0) inline,
+ * so conversion loops vectorise: the bf16 paths convert every operand they touch. */
+static inline uint16_t hm_cpu_to_bf16(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    uint32_t r = (u + 0x7fffu + ((u >> 16) & 1)) >> 16;
+    return (u & 0x7fffffffu) > 0x7f800000u ? 0x7fc0 : (uint16_t)r;
+}
+
+static inline float hm_cpu_from_bf16(uint16_t x)
+{
+    uint32_t u = (uint32_t)x << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* x rounded to bf16 and back: what storing to and reloading from a bf16 tensor gives. */
+static inline float hm_cpu_bf16_round(float x)
+{
+    return hm_cpu_from_bf16(hm_cpu_to_bf16(x));
 }
 
 #define F32(t) ((float *)(t)->data)

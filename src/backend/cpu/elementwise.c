@@ -67,8 +67,8 @@ CPU_KERNEL(scale)
     return HM_OK;
 }
 
-void hm_cpu_colsum(const float *x, const float *x2, const float *rscale, float *y, int64_t rows, int64_t n,
-                   float s, bool acc)
+void hm_cpu_colsum(const void *x, bool x_bf16, const float *x2, const float *rscale, float *y,
+                   int64_t rows, int64_t n, float s, bool acc)
 {
     enum { W = 64 };
     int64_t n_chunks = (n + W - 1) / W;
@@ -77,8 +77,13 @@ void hm_cpu_colsum(const float *x, const float *x2, const float *rscale, float *
         int64_t c0 = ch * W, w = n - c0 < W ? n - c0 : W;
         double sum[W] = {0};
         for (int64_t r = 0; r < rows; r++) {
-            const float *xr = x + r * n + c0;
-            if (x2) {
+            const float *xr = (const float *)x + r * n + c0;
+            const uint16_t *xr16 = (const uint16_t *)x + r * n + c0;
+            if (x_bf16) { /* widened exactly as read: the sums of an f32 copy */
+#pragma omp simd
+                for (int64_t j = 0; j < w; j++)
+                    sum[j] += hm_cpu_from_bf16(xr16[j]);
+            } else if (x2) {
                 const float *x2r = x2 + r * n + c0;
                 float rs = rscale[r];
 #pragma omp simd
@@ -95,9 +100,23 @@ void hm_cpu_colsum(const float *x, const float *x2, const float *rscale, float *
     }
 }
 
+bool hm_cpu_reduce_reads_bf16(const struct hm_tensor *node)
+{
+    const struct hm_tensor *x = node->src[0];
+    return node->op == HM_OP_REDUCE_ROWS && x->type == HM_DTYPE_BF16 &&
+           node->type == HM_DTYPE_F32 && hm_nelements(x) > hm_nelements(node);
+}
+
 /* dst (+)= s * sum of src over leading rows (src numel is a multiple of dst numel). */
 CPU_KERNEL(reduce_rows)
 {
+    if (hm_cpu_reduce_reads_bf16(dst)) {
+        int64_t n = hm_nelements(dst);
+        int64_t rows = hm_nelements(dst->src[0]) / n;
+        hm_cpu_colsum(dst->src[0]->data, true, NULL, NULL, F32(dst), rows, n, hm_op_f32(dst, 0),
+                      dst->acc & 1);
+        return HM_OK;
+    }
     const float *x = CF32(dst->src[0]);
     float *y = F32(dst), s = hm_op_f32(dst, 0);
     int64_t n = hm_nelements(dst), rows = hm_nelements(dst->src[0]) / n;
@@ -108,7 +127,7 @@ CPU_KERNEL(reduce_rows)
             STORE(y, i, s * x[i], acc);
         return HM_OK;
     }
-    hm_cpu_colsum(x, NULL, NULL, y, rows, n, s, acc);
+    hm_cpu_colsum(x, false, NULL, NULL, y, rows, n, s, acc);
     return HM_OK;
 }
 

@@ -43,13 +43,6 @@ static inline float norm_back_row(const float *d, const float *x, const float *w
     return rs;
 }
 
-/* x rounded to bf16 and back: a value as a bf16 tensor stores it (the bf16 shadows of bf16.c
- * hand the kernels f32 copies; this is the rounding a separate node would have done). */
-static inline float bf16_round(float x)
-{
-    return hm_bf16_to_f32(hm_f32_to_bf16(x));
-}
-
 CPU_KERNEL(rms_norm)
 {
     const struct hm_tensor *xt = dst->src[0];
@@ -75,7 +68,7 @@ CPU_KERNEL(rms_norm_back)
     for (int64_t r = 0; r < N; r++)
         rstd[r] = norm_back_row(dy + r * C, xs + r * C, w, F32(dst) + r * C, C, eps, acc_x);
     if (dst->src[3])
-        hm_cpu_colsum(dy, xs, rstd, F32(dst->src[3]), N, C, 1.0f, dst->acc & 2); /* dw */
+        hm_cpu_colsum(dy, false, xs, rstd, F32(dst->src[3]), N, C, 1.0f, dst->acc & 2); /* dw */
     return HM_OK;
 }
 
@@ -92,9 +85,10 @@ CPU_KERNEL(add_rms_norm)
     for (int64_t r = 0; r < N; r++) {
         const float *ar = a + r * C, *br = b + r * C;
         float *s = F32(dst) + r * C;
-        if (round) {
+        if (round) { /* the rounding a separate bf16 node would have done */
+#pragma omp simd
             for (int64_t j = 0; j < C; j++)
-                s[j] = bf16_round(ar[j] + br[j]);
+                s[j] = hm_cpu_bf16_round(ar[j] + br[j]);
         } else {
 #pragma omp simd
             for (int64_t j = 0; j < C; j++)
@@ -121,8 +115,9 @@ CPU_KERNEL(add_rms_norm_back)
         float *ds = F32(dst) + r * C;
         rstd[r] = norm_back_row(dh + r * C, ss + r * C, w, ds, C, eps, dst->acc & 1);
         if (round)
+#pragma omp simd
             for (int64_t j = 0; j < C; j++)
-                ds[j] = bf16_round(ds[j]);
+                ds[j] = hm_cpu_bf16_round(ds[j]);
         if (db) {
             float *y = db + r * C;
 #pragma omp simd
@@ -137,6 +132,6 @@ CPU_KERNEL(add_rms_norm_back)
         }
     }
     if (dst->src[5])
-        hm_cpu_colsum(dh, ss, rstd, F32(dst->src[5]), N, C, 1.0f, dst->acc & 8); /* dw */
+        hm_cpu_colsum(dh, false, ss, rstd, F32(dst->src[5]), N, C, 1.0f, dst->acc & 8); /* dw */
     return HM_OK;
 }
