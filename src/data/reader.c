@@ -35,6 +35,8 @@ struct hm_reader {
     bool eof;
     uint64_t line;
     uint64_t raw_read;
+    uint64_t text_bytes; /* decompressed bytes produced so far */
+    uint64_t max_bytes;
     uint64_t file_size;
     json_t *rec;
 };
@@ -45,8 +47,8 @@ static bool ends_with(const char *s, size_t n, const char *suf)
     return n >= k && strcmp(s + n - k, suf) == 0;
 }
 
-/* Fill buf with more decompressed bytes; sets eof when there are no more. */
-static enum hm_status fill(struct hm_reader *r)
+/* Append the next block of decompressed bytes to buf; sets eof when there are no more. */
+static enum hm_status read_more(struct hm_reader *r)
 {
     if (r->pos > 0) {
         memmove(r->buf, r->buf + r->pos, r->len - r->pos);
@@ -125,6 +127,20 @@ static enum hm_status fill(struct hm_reader *r)
     return HM_OK;
 }
 
+/* Fill buf with more decompressed bytes, within the caller's limit. */
+static enum hm_status fill(struct hm_reader *r)
+{
+    size_t before = r->len - r->pos;
+    enum hm_status st = read_more(r);
+    if (st != HM_OK)
+        return st;
+    r->text_bytes += r->len - before;
+    if (r->max_bytes && r->text_bytes > r->max_bytes)
+        return hm_fail(HM_ERR_FORMAT, "%s: more than %llu bytes of text (the reader's limit)",
+                       r->path, (unsigned long long)r->max_bytes);
+    return HM_OK;
+}
+
 enum hm_status hm_reader_open(const char *path, const struct hm_reader_opts *opts,
                               struct hm_reader **out)
 {
@@ -134,6 +150,7 @@ enum hm_status hm_reader_open(const char *path, const struct hm_reader_opts *opt
     r->is_stdin = strcmp(path, "-") == 0;
     r->path = hm_strdup(r->is_stdin ? "<stdin>" : path);
     r->field = hm_strdup(opts && opts->text_field ? opts->text_field : "text");
+    r->max_bytes = opts ? opts->max_bytes : 0;
     enum hm_status st = HM_OK;
     if (!r->path || !r->field) {
         st = hm_fail(HM_ERR_NOMEM, "out of memory (reader)");

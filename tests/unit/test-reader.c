@@ -132,12 +132,42 @@ static void test_long_line(void **state)
     free(dir);
 }
 
+/* max_bytes stops a file whose text outgrows it, counted before decompression ends and across
+ * blank JSONL lines that never reach the caller; a file of exactly max_bytes reads in full. */
+static void test_max_bytes(void **state)
+{
+    (void)state;
+    char *dir = tu_mkdtemp();
+    char *p = tu_path(dir, "blank.jsonl");
+    size_t n = 1u << 20;
+    char *blank = malloc(n);
+    memset(blank, '\n', n);
+    tu_write(p, blank, n);
+    struct hm_reader_opts o = {.max_bytes = n - 1};
+    expect_error(p, &o, HM_ERR_FORMAT, "blank.jsonl: more than 1048575 bytes");
+    o.max_bytes = n;
+    expect_records(p, &o, "");
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "cd '%s' && gzip -k blank.jsonl", dir);
+    if (tu_run(cmd, NULL) == 0) {
+        char *gz = tu_path(dir, "blank.jsonl.gz");
+        o.max_bytes = 1000; /* ~1 KB of gzip expands to 1 MiB */
+        expect_error(gz, &o, HM_ERR_FORMAT, "blank.jsonl.gz: more than 1000 bytes");
+        free(gz);
+    }
+    free(blank);
+    tu_rmdir(dir);
+    free(p);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lines_and_compression),
         cmocka_unit_test(test_jsonl),
         cmocka_unit_test(test_long_line),
+        cmocka_unit_test(test_max_bytes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
