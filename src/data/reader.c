@@ -1,6 +1,7 @@
 /*
  * reader.c - corpus reader: file or stdin -> (optional gzip/zstd decompression) -> lines or
- * JSONL text fields. Input is read in 64 KiB blocks; a line may be any length (the line buffer
+ * JSONL text fields. Input is read in 64 KiB blocks, or smaller ones for a small file (so opening
+ * one costs a few KiB, not half a MiB of buffers); a line may be any length (the line buffer
  * grows). Invariant: buf[pos..len) holds decompressed bytes not yet returned.
  */
 #include "data/reader.h"
@@ -14,6 +15,7 @@
 #include <zstd.h>
 
 #define BLOCK (1u << 16)
+#define MIN_BLOCK (1u << 12)
 
 enum codec { CODEC_NONE, CODEC_GZIP, CODEC_ZSTD };
 
@@ -26,7 +28,9 @@ struct hm_reader {
     char *field;
     gzFile gz;
     ZSTD_DCtx *zd;
-    uint8_t *zin;       /* compressed input block (zstd) */
+    size_t block;       /* bytes read at a time: BLOCK, less for a small file */
+    uint8_t *zin;       /* compressed input block (zstd), zin_cap bytes */
+    size_t zin_cap;
     ZSTD_inBuffer zib;
     size_t zlast;       /* last ZSTD_decompressStream hint: 0 = at a frame end */
     bool zstarted;
@@ -55,9 +59,9 @@ static enum hm_status read_more(struct hm_reader *r)
         r->len -= r->pos;
         r->pos = 0;
     }
-    if (r->cap - r->len < BLOCK) {
-        size_t cap = r->cap ? r->cap * 2 : 2 * BLOCK;
-        while (cap - r->len < BLOCK)
+    if (r->cap - r->len < r->block) {
+        size_t cap = r->cap ? r->cap * 2 : 2 * r->block;
+        while (cap - r->len < r->block)
             cap *= 2;
         char *b = hm_realloc(r->buf, cap);
         if (!b)
@@ -103,7 +107,7 @@ static enum hm_status read_more(struct hm_reader *r)
     size_t produced = 0;
     while (produced == 0) {
         if (r->zib.pos == r->zib.size) {
-            size_t got = fread(r->zin, 1, ZSTD_DStreamInSize(), r->f);
+            size_t got = fread(r->zin, 1, r->zin_cap, r->f);
             if (got == 0 && ferror(r->f))
                 return hm_fail(HM_ERR_IO, "%s: read failed: %s", r->path, strerror(errno));
             r->raw_read += got;
@@ -161,6 +165,13 @@ enum hm_status hm_reader_open(const char *path, const struct hm_reader_opts *opt
         st = HM_ERR_IO;
         goto fail;
     }
+    /* The smallest power of two above a small file's size (stdin's is unknown). */
+    r->block = BLOCK;
+    if (!r->is_stdin && r->file_size < BLOCK) {
+        r->block = MIN_BLOCK;
+        while (r->block <= r->file_size)
+            r->block *= 2;
+    }
     size_t n = strlen(path);
     size_t base = n;
     if (ends_with(path, n, ".gz") || ends_with(path, n, ".gzip")) {
@@ -182,10 +193,11 @@ enum hm_status hm_reader_open(const char *path, const struct hm_reader_opts *opt
             st = hm_fail(HM_ERR_IO, "%s: cannot open gzip stream", r->path);
             goto fail;
         }
-        gzbuffer(r->gz, 1 << 17);
+        gzbuffer(r->gz, (unsigned)HM_MAX(2 * r->block, 8192)); /* zlib's default: 8 KiB */
     } else if (r->codec == CODEC_ZSTD) {
         r->zd = ZSTD_createDCtx();
-        r->zin = hm_malloc(ZSTD_DStreamInSize());
+        r->zin_cap = HM_MIN(ZSTD_DStreamInSize(), r->block);
+        r->zin = hm_malloc(r->zin_cap);
         if (!r->zd || !r->zin) {
             st = hm_fail(HM_ERR_NOMEM, "out of memory (zstd)");
             goto fail;
