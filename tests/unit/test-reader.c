@@ -1,7 +1,8 @@
 /*
  * test-reader.c - the corpus reader: lines keep their newline (CRLF too, last line without one),
- * JSONL yields the text field (any field name), .gz and .zst decompress transparently, and bad
- * input gives errors that name the file and line.
+ * JSONL yields the text field (any field name), .gz and .zst decompress transparently (a small
+ * compressed file of one long line too), and bad input gives errors that name the file and line;
+ * max_bytes stops a file whose text outgrows it.
  */
 #include "testutil.h"
 
@@ -126,6 +127,24 @@ static void test_long_line(void **state)
     assert_null(t);
     assert_int_equal(hm_reader_file_size(r), n);
     hm_reader_free(r);
+    /* Compressed to a few KiB, the file is read in small blocks; the line still comes whole. */
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "cd '%s' && gzip -k long.txt && zstd -q -k long.txt", dir);
+    if (tu_run(cmd, NULL) == 0) {
+        static const char *const names[] = {"long.txt.gz", "long.txt.zst"};
+        for (size_t i = 0; i < 2; i++) {
+            char *z = tu_path(dir, names[i]);
+            assert_int_equal(hm_reader_open(z, NULL, &r), HM_OK);
+            assert_true(hm_reader_file_size(r) < 65536);
+            assert_int_equal(hm_reader_next(r, &t, &l), HM_OK);
+            assert_int_equal(l, n);
+            assert_true(t[0] == 'x' && t[n - 2] == 'x' && t[n - 1] == '\n');
+            assert_int_equal(hm_reader_next(r, &t, &l), HM_OK);
+            assert_null(t);
+            hm_reader_free(r);
+            free(z);
+        }
+    }
     free(big);
     tu_rmdir(dir);
     free(p);
