@@ -1,6 +1,7 @@
 /*
  * reader.c - corpus reader: file or stdin -> (optional gzip/zstd decompression) -> lines or
- * JSONL text fields. Input is read in 64 KiB blocks; a line may be any length (the line buffer
+ * JSONL text fields. Input is read in 64 KiB blocks, or smaller ones for a small file (so opening
+ * one costs a few KiB, not half a MiB of buffers); a line may be any length (the line buffer
  * grows). Invariant: buf[pos..len) holds decompressed bytes not yet returned.
  */
 #include "data/reader.h"
@@ -14,6 +15,7 @@
 #include <zstd.h>
 
 #define BLOCK (1u << 16)
+#define MIN_BLOCK (1u << 12)
 
 enum codec { CODEC_NONE, CODEC_GZIP, CODEC_ZSTD };
 
@@ -26,7 +28,9 @@ struct hm_reader {
     char *field;
     gzFile gz;
     ZSTD_DCtx *zd;
-    uint8_t *zin;       /* compressed input block (zstd) */
+    size_t block;       /* bytes read at a time: BLOCK, less for a small file */
+    uint8_t *zin;       /* compressed input block (zstd), zin_cap bytes */
+    size_t zin_cap;
     ZSTD_inBuffer zib;
     size_t zlast;       /* last ZSTD_decompressStream hint: 0 = at a frame end */
     bool zstarted;
@@ -35,6 +39,8 @@ struct hm_reader {
     bool eof;
     uint64_t line;
     uint64_t raw_read;
+    uint64_t text_bytes; /* decompressed bytes produced so far */
+    uint64_t max_bytes;
     uint64_t file_size;
     json_t *rec;
 };
@@ -45,17 +51,17 @@ static bool ends_with(const char *s, size_t n, const char *suf)
     return n >= k && strcmp(s + n - k, suf) == 0;
 }
 
-/* Fill buf with more decompressed bytes; sets eof when there are no more. */
-static enum hm_status fill(struct hm_reader *r)
+/* Append the next block of decompressed bytes to buf; sets eof when there are no more. */
+static enum hm_status read_more(struct hm_reader *r)
 {
     if (r->pos > 0) {
         memmove(r->buf, r->buf + r->pos, r->len - r->pos);
         r->len -= r->pos;
         r->pos = 0;
     }
-    if (r->cap - r->len < BLOCK) {
-        size_t cap = r->cap ? r->cap * 2 : 2 * BLOCK;
-        while (cap - r->len < BLOCK)
+    if (r->cap - r->len < r->block) {
+        size_t cap = r->cap ? r->cap * 2 : 2 * r->block;
+        while (cap - r->len < r->block)
             cap *= 2;
         char *b = hm_realloc(r->buf, cap);
         if (!b)
@@ -101,7 +107,7 @@ static enum hm_status fill(struct hm_reader *r)
     size_t produced = 0;
     while (produced == 0) {
         if (r->zib.pos == r->zib.size) {
-            size_t got = fread(r->zin, 1, ZSTD_DStreamInSize(), r->f);
+            size_t got = fread(r->zin, 1, r->zin_cap, r->f);
             if (got == 0 && ferror(r->f))
                 return hm_fail(HM_ERR_IO, "%s: read failed: %s", r->path, strerror(errno));
             r->raw_read += got;
@@ -125,6 +131,20 @@ static enum hm_status fill(struct hm_reader *r)
     return HM_OK;
 }
 
+/* Fill buf with more decompressed bytes, within the caller's limit. */
+static enum hm_status fill(struct hm_reader *r)
+{
+    size_t before = r->len - r->pos;
+    enum hm_status st = read_more(r);
+    if (st != HM_OK)
+        return st;
+    r->text_bytes += r->len - before;
+    if (r->max_bytes && r->text_bytes > r->max_bytes)
+        return hm_fail(HM_ERR_FORMAT, "%s: more than %llu bytes of text (the reader's limit)",
+                       r->path, (unsigned long long)r->max_bytes);
+    return HM_OK;
+}
+
 enum hm_status hm_reader_open(const char *path, const struct hm_reader_opts *opts,
                               struct hm_reader **out)
 {
@@ -134,6 +154,7 @@ enum hm_status hm_reader_open(const char *path, const struct hm_reader_opts *opt
     r->is_stdin = strcmp(path, "-") == 0;
     r->path = hm_strdup(r->is_stdin ? "<stdin>" : path);
     r->field = hm_strdup(opts && opts->text_field ? opts->text_field : "text");
+    r->max_bytes = opts ? opts->max_bytes : 0;
     enum hm_status st = HM_OK;
     if (!r->path || !r->field) {
         st = hm_fail(HM_ERR_NOMEM, "out of memory (reader)");
@@ -143,6 +164,13 @@ enum hm_status hm_reader_open(const char *path, const struct hm_reader_opts *opt
     if (!r->f) {
         st = HM_ERR_IO;
         goto fail;
+    }
+    /* The smallest power of two above a small file's size (stdin's is unknown). */
+    r->block = BLOCK;
+    if (!r->is_stdin && r->file_size < BLOCK) {
+        r->block = MIN_BLOCK;
+        while (r->block <= r->file_size)
+            r->block *= 2;
     }
     size_t n = strlen(path);
     size_t base = n;
@@ -165,10 +193,11 @@ enum hm_status hm_reader_open(const char *path, const struct hm_reader_opts *opt
             st = hm_fail(HM_ERR_IO, "%s: cannot open gzip stream", r->path);
             goto fail;
         }
-        gzbuffer(r->gz, 1 << 17);
+        gzbuffer(r->gz, (unsigned)HM_MAX(2 * r->block, 8192)); /* zlib's default: 8 KiB */
     } else if (r->codec == CODEC_ZSTD) {
         r->zd = ZSTD_createDCtx();
-        r->zin = hm_malloc(ZSTD_DStreamInSize());
+        r->zin_cap = HM_MIN(ZSTD_DStreamInSize(), r->block);
+        r->zin = hm_malloc(r->zin_cap);
         if (!r->zd || !r->zin) {
             st = hm_fail(HM_ERR_NOMEM, "out of memory (zstd)");
             goto fail;

@@ -27,6 +27,9 @@ enum hm_reader_format {
 struct hm_reader_opts {
     enum hm_reader_format format;
     const char *text_field; /* JSONL: the field holding the text; NULL = "text" */
+    /* Stop with HM_ERR_FORMAT once the (decompressed) text exceeds this many bytes; 0 = no
+     * limit. A guard against decompression bombs where the caller wants one (the fuzz target). */
+    uint64_t max_bytes;
 };
 
 struct hm_reader;

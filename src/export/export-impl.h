@@ -99,6 +99,22 @@ const char *hm_out_dir_file(const struct hm_out_dir *d, const char *name, char *
 enum hm_status hm_out_dir_commit(struct hm_out_dir *d);
 void hm_out_dir_abort(struct hm_out_dir *d); /* removes the temp folder and what it holds */
 
+/* ---- Hugging Face import: the parsers, on bytes (hf-import.c) ----------------------------- */
+
+/* config.json of a LlamaForCausalLM folder -> our config; `name` goes into the messages.
+ * HM_ERR_FORMAT for bad JSON or values, HM_ERR_UNSUPPORTED naming a setting we cannot honour. */
+enum hm_status hm_hf_config_parse(const char *json, size_t len, const char *name,
+                                  struct hm_model_config *out);
+/* model.safetensors.index.json -> the distinct shard file names of its weight_map, in order of
+ * first appearance (each non-empty, without '/'). Free with hm_hf_shard_names_free. */
+struct hm_hf_shard_names {
+    char **names;
+    size_t n;
+};
+enum hm_status hm_hf_index_parse(const char *json, size_t len, const char *name,
+                                 struct hm_hf_shard_names *out);
+void hm_hf_shard_names_free(struct hm_hf_shard_names *s);
+
 /* ---- shared by the Hugging Face writer and reader ----------------------------------------- */
 
 /* "<|im_start|>role\ncontent<|im_end|>\n" per message, then the assistant prompt. */

@@ -10,6 +10,7 @@
  */
 #include "export-impl.h"
 
+#include <float.h>
 #include <jansson.h>
 #include <string.h>
 
@@ -51,8 +52,9 @@ static enum hm_status get_number(const struct hf_config *hc, json_t *obj, const 
         *out = def;
         return HM_OK;
     }
-    if (!json_is_number(v) || !(json_number_value(v) > 0))
-        return key_error(hc, key, "a positive number");
+    /* Beyond FLT_MAX the float would be inf (and the conversion undefined). */
+    if (!json_is_number(v) || !(json_number_value(v) > 0) || json_number_value(v) > FLT_MAX)
+        return key_error(hc, key, "a positive number within the range of a float");
     *out = (float)json_number_value(v);
     return HM_OK;
 }
@@ -219,18 +221,11 @@ static void shards_close(struct shards *s)
     memset(s, 0, sizeof *s);
 }
 
+/* Opens <dir>/<file>; file is a name hm_hf_index_parse checked (or "model.safetensors"). */
 static enum hm_status shard_add(struct shards *s, const char *dir, const char *file)
 {
     char path[4400];
-    if (!*file || strchr(file, '/'))
-        return hm_fail(HM_ERR_FORMAT,
-                       "%s/model.safetensors.index.json: shard name \"%s\" is not a "
-                       "file in the folder",
-                       dir, file);
     snprintf(path, sizeof path, "%s/%s", dir, file);
-    for (size_t i = 0; i < s->n; i++)
-        if (strcmp(hm_st_path(s->files[i]), path) == 0)
-            return HM_OK;
     if (!hm_grow((void **)&s->files, s->n + 1, sizeof *s->files))
         return hm_fail(HM_ERR_NOMEM, "out of memory");
     enum hm_status st = hm_st_open(path, &s->files[s->n]);
@@ -239,21 +234,80 @@ static enum hm_status shard_add(struct shards *s, const char *dir, const char *f
     return st;
 }
 
-/* A JSON file read through hm_read_file: refused unless a regular file (a FIFO never blocks). */
-static enum hm_status load_json(const char *path, json_t **out)
+static enum hm_status parse_json(const char *text, size_t len, const char *name, json_t **out)
 {
-    char *text;
-    size_t len;
-    enum hm_status st = hm_read_file(path, &text, &len);
-    if (st != HM_OK)
-        return st;
     json_error_t err;
     *out = json_loadb(text, len, JSON_REJECT_DUPLICATES, &err);
-    hm_free(text);
     if (!*out)
-        return hm_fail(HM_ERR_FORMAT, "%s: invalid JSON at line %d column %d: %s", path, err.line,
+        return hm_fail(HM_ERR_FORMAT, "%s: invalid JSON at line %d column %d: %s", name, err.line,
                        err.column, err.text);
     return HM_OK;
+}
+
+enum hm_status hm_hf_config_parse(const char *json, size_t len, const char *name,
+                                  struct hm_model_config *out)
+{
+    struct hf_config hc = {name, NULL};
+    enum hm_status st = parse_json(json, len, name, &hc.root);
+    if (st != HM_OK)
+        return st;
+    st = parse_config(&hc, out);
+    json_decref(hc.root);
+    return st;
+}
+
+void hm_hf_shard_names_free(struct hm_hf_shard_names *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        hm_free(s->names[i]);
+    hm_free(s->names);
+    memset(s, 0, sizeof *s);
+}
+
+static enum hm_status shard_name_add(struct hm_hf_shard_names *s, const char *name,
+                                     const char *file)
+{
+    if (!*file || strchr(file, '/'))
+        return hm_fail(HM_ERR_FORMAT, "%s: shard name \"%s\" is not a file in the folder", name,
+                       file);
+    for (size_t i = 0; i < s->n; i++)
+        if (strcmp(s->names[i], file) == 0)
+            return HM_OK;
+    char *copy = hm_strdup(file);
+    if (!copy || !hm_grow((void **)&s->names, s->n + 1, sizeof *s->names)) {
+        hm_free(copy);
+        return hm_fail(HM_ERR_NOMEM, "out of memory");
+    }
+    s->names[s->n++] = copy;
+    return HM_OK;
+}
+
+enum hm_status hm_hf_index_parse(const char *json, size_t len, const char *name,
+                                 struct hm_hf_shard_names *out)
+{
+    memset(out, 0, sizeof *out);
+    json_t *root;
+    enum hm_status st = parse_json(json, len, name, &root);
+    if (st != HM_OK)
+        return st;
+    json_t *map = json_object_get(root, "weight_map");
+    if (!json_is_object(map))
+        st = hm_fail(HM_ERR_FORMAT, "%s: key 'weight_map' must be an object", name);
+    const char *tensor;
+    json_t *file;
+    json_object_foreach(map, tensor, file)
+    {
+        if (st != HM_OK)
+            break;
+        if (!json_is_string(file))
+            st = hm_fail(HM_ERR_FORMAT, "%s: weight_map['%s'] must be a file name", name, tensor);
+        else
+            st = shard_name_add(out, name, json_string_value(file));
+    }
+    json_decref(root);
+    if (st != HM_OK)
+        hm_hf_shard_names_free(out);
+    return st;
 }
 
 static enum hm_status shards_open(struct shards *s, const char *dir)
@@ -265,26 +319,18 @@ static enum hm_status shards_open(struct shards *s, const char *dir)
     snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
     if (!hm_file_exists(path))
         return hm_fail(HM_ERR_IO, "%s: no model.safetensors or model.safetensors.index.json", dir);
-    json_t *root;
-    enum hm_status rst = load_json(path, &root);
-    if (rst != HM_OK)
-        return rst;
-    json_t *map = json_object_get(root, "weight_map");
-    enum hm_status st = HM_OK;
-    if (!json_is_object(map))
-        st = hm_fail(HM_ERR_FORMAT, "%s: key 'weight_map' must be an object", path);
-    const char *name;
-    json_t *file;
-    json_object_foreach(map, name, file)
-    {
-        if (st != HM_OK)
-            break;
-        if (!json_is_string(file))
-            st = hm_fail(HM_ERR_FORMAT, "%s: weight_map['%s'] must be a file name", path, name);
-        else
-            st = shard_add(s, dir, json_string_value(file));
-    }
-    json_decref(root);
+    char *text;
+    size_t len;
+    /* hm_read_file refuses anything but a regular file, so a FIFO never blocks. */
+    enum hm_status st = hm_read_file(path, &text, &len);
+    if (st != HM_OK)
+        return st;
+    struct hm_hf_shard_names names;
+    st = hm_hf_index_parse(text, len, path, &names);
+    hm_free(text);
+    for (size_t i = 0; st == HM_OK && i < names.n; i++)
+        st = shard_add(s, dir, names.names[i]);
+    hm_hf_shard_names_free(&names);
     return st;
 }
 
@@ -355,8 +401,9 @@ enum hm_status hm_import_hf(const char *hf_dir, const char *run_dir, bool replac
     snprintf(tok_path, sizeof tok_path, "%s/tokenizer.json", hf_dir);
     if (!replace && hm_file_exists(run_dir))
         return hm_fail(HM_ERR_USAGE, "%s already exists (use --force to replace it)", run_dir);
-    struct hf_config hc = {cfg_path, NULL};
-    enum hm_status cst = load_json(cfg_path, &hc.root);
+    char *cfg_text;
+    size_t cfg_len;
+    enum hm_status cst = hm_read_file(cfg_path, &cfg_text, &cfg_len);
     if (cst != HM_OK)
         return cst;
     struct hm_model_config cfg;
@@ -366,9 +413,9 @@ enum hm_status hm_import_hf(const char *hf_dir, const char *run_dir, bool replac
     struct hm_st_entry *e = NULL;
     char(*names)[96] = NULL;
     struct hm_out_dir d;
-    enum hm_status st;
-    if ((st = parse_config(&hc, &cfg)) != HM_OK ||
-        (st = hm_tokenizer_load(tok_path, &tok)) != HM_OK)
+    enum hm_status st = hm_hf_config_parse(cfg_text, cfg_len, cfg_path, &cfg);
+    hm_free(cfg_text);
+    if (st != HM_OK || (st = hm_tokenizer_load(tok_path, &tok)) != HM_OK)
         goto out;
     if (hm_tokenizer_vocab_size(tok) != (uint32_t)cfg.vocab_size) {
         st = hm_fail(HM_ERR_UNSUPPORTED,
@@ -404,6 +451,5 @@ out:
     hm_param_list_free(&pl);
     shards_close(&s);
     hm_tokenizer_free(tok);
-    json_decref(hc.root);
     return st;
 }

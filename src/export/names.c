@@ -42,7 +42,8 @@ static bool rename_tensor(const char *name, int from, int to, char *out, size_t 
     char *end;
     errno = 0;
     long layer = strtol(name + plen, &end, 10);
-    if (errno || *end != '.' || layer > 1000000)
+    /* "07" is no layer number: it would map to a name that maps back to "7". */
+    if (errno || *end != '.' || layer > 1000000 || (name[plen] == '0' && end != name + plen + 1))
         return false;
     for (size_t i = 0; i < HM_ARRAY_LEN(layer_parts); i++) {
         size_t n = strlen(layer_parts[i][from]);

@@ -205,8 +205,9 @@ enum hm_status hm_config_validate(const struct hm_model_config *c)
                        c->hidden_size / c->num_heads);
     if (!(c->dropout >= 0.0f && c->dropout < 1.0f))
         return hm_fail(HM_ERR_FORMAT, "dropout %g must be in [0, 1)", c->dropout);
-    if (!(c->layer_norm_eps > 0.0f) || !(c->rope_theta > 0.0f))
-        return hm_fail(HM_ERR_FORMAT, "layer_norm_eps and rope_theta must be positive");
+    if (!(c->layer_norm_eps > 0.0f) || !(c->rope_theta > 0.0f) || !isfinite(c->layer_norm_eps) ||
+        !isfinite(c->rope_theta))
+        return hm_fail(HM_ERR_FORMAT, "layer_norm_eps and rope_theta must be positive and finite");
     return check_sizes(c);
 }
 

@@ -1,7 +1,8 @@
 /*
  * test-reader.c - the corpus reader: lines keep their newline (CRLF too, last line without one),
- * JSONL yields the text field (any field name), .gz and .zst decompress transparently, and bad
- * input gives errors that name the file and line.
+ * JSONL yields the text field (any field name), .gz and .zst decompress transparently (a small
+ * compressed file of one long line too), and bad input gives errors that name the file and line;
+ * max_bytes stops a file whose text outgrows it.
  */
 #include "testutil.h"
 
@@ -126,7 +127,54 @@ static void test_long_line(void **state)
     assert_null(t);
     assert_int_equal(hm_reader_file_size(r), n);
     hm_reader_free(r);
+    /* Compressed to a few KiB, the file is read in small blocks; the line still comes whole. */
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "cd '%s' && gzip -k long.txt && zstd -q -k long.txt", dir);
+    if (tu_run(cmd, NULL) == 0) {
+        static const char *const names[] = {"long.txt.gz", "long.txt.zst"};
+        for (size_t i = 0; i < 2; i++) {
+            char *z = tu_path(dir, names[i]);
+            assert_int_equal(hm_reader_open(z, NULL, &r), HM_OK);
+            assert_true(hm_reader_file_size(r) < 65536);
+            assert_int_equal(hm_reader_next(r, &t, &l), HM_OK);
+            assert_int_equal(l, n);
+            assert_true(t[0] == 'x' && t[n - 2] == 'x' && t[n - 1] == '\n');
+            assert_int_equal(hm_reader_next(r, &t, &l), HM_OK);
+            assert_null(t);
+            hm_reader_free(r);
+            free(z);
+        }
+    }
     free(big);
+    tu_rmdir(dir);
+    free(p);
+    free(dir);
+}
+
+/* max_bytes stops a file whose text outgrows it, counted before decompression ends and across
+ * blank JSONL lines that never reach the caller; a file of exactly max_bytes reads in full. */
+static void test_max_bytes(void **state)
+{
+    (void)state;
+    char *dir = tu_mkdtemp();
+    char *p = tu_path(dir, "blank.jsonl");
+    size_t n = 1u << 20;
+    char *blank = malloc(n);
+    memset(blank, '\n', n);
+    tu_write(p, blank, n);
+    struct hm_reader_opts o = {.max_bytes = n - 1};
+    expect_error(p, &o, HM_ERR_FORMAT, "blank.jsonl: more than 1048575 bytes");
+    o.max_bytes = n;
+    expect_records(p, &o, "");
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "cd '%s' && gzip -k blank.jsonl", dir);
+    if (tu_run(cmd, NULL) == 0) {
+        char *gz = tu_path(dir, "blank.jsonl.gz");
+        o.max_bytes = 1000; /* ~1 KB of gzip expands to 1 MiB */
+        expect_error(gz, &o, HM_ERR_FORMAT, "blank.jsonl.gz: more than 1000 bytes");
+        free(gz);
+    }
+    free(blank);
     tu_rmdir(dir);
     free(p);
     free(dir);
@@ -138,6 +186,7 @@ int main(void)
         cmocka_unit_test(test_lines_and_compression),
         cmocka_unit_test(test_jsonl),
         cmocka_unit_test(test_long_line),
+        cmocka_unit_test(test_max_bytes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
