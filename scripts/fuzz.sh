@@ -30,7 +30,7 @@ fi
 
 # Input size caps per target: big enough for every seed's structure, small enough to stay fast.
 declare -A max_len=([config]=4096 [safetensors]=16384 [tokenizer-json]=8192
-                    [bpe-roundtrip]=4096 [reader]=8192)
+                    [bpe-roundtrip]=4096 [reader]=8192 [api-request]=4096)
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
     for f in tests/fuzz/fuzz-*.c; do n=$(basename "$f" .c); targets+=("${n#fuzz-}"); done

@@ -24,6 +24,9 @@ bool hm_api_error_set(struct hm_api_error *err, int status, const char *param, c
     va_start(ap, fmt);
     vsnprintf(err->message, sizeof err->message, fmt, ap);
     va_end(ap);
+    for (char *p = err->message; *p; p++) /* a quoted role or key may hold any byte: one line */
+        if ((unsigned char)*p < 0x20)
+            *p = ' ';
     return false;
 }
 

@@ -61,27 +61,7 @@ grep -q '^Content-Type: text/event-stream' <(curl -sN -D - -o /dev/null "$URL/v1
 [ "$(sed -n 's/^data: //p' "$TMP/chat.sse" | grep -v DONE | tail -1 | jq -c .usage)" = "$usage" ] && ok ||
     bad "usage chunk differs from the whole reply's $usage"
 
-# ---- errors: status, OpenAI's body, and the server goes on ------------------------------------
-M='"messages": [{"role": "user", "content": "x"}]'
-call POST /v1/chat/completions '{"messages": [' ; expect_error 400 invalid_request_error null "malformed JSON"; alive json
-call POST /v1/chat/completions '{"messages": "hi"}'; expect_error 400 invalid_request_error messages "messages a string"
-call POST /v1/chat/completions "{$M, \"n\": 2}"; expect_error 400 invalid_request_error n "n = 2"
-call POST /v1/chat/completions "{$M, \"temperature\": \"hot\"}"; expect_error 400 invalid_request_error temperature "temperature a string"
-call POST /v1/chat/completions "{$M, \"max_tokens\": 0}"; expect_error 400 invalid_request_error max_tokens "max_tokens 0"
-call POST /v1/completions '{"prompt": 5}'; expect_error 400 invalid_request_error prompt "prompt a number"
-call POST /v1/completions "{\"prompt\": \"$(printf 'the cat %.0s' $(seq 1 200))\"}"
-expect_error 400 invalid_request_error prompt "prompt longer than the context"; alive 400
-call POST /v1/chat/completions "{$M, \"model\": \"gpt-4\"}"; expect_error 404 invalid_request_error model "unknown model"
-[ "$(jq -r .error.code "$TMP/body")" = model_not_found ] && ok || bad "unknown model code"
-call GET /v1/models/gpt-4; expect_error 404 invalid_request_error model "unknown model (GET)"
-call GET /v2/nothing; expect_error 404 invalid_request_error null "unknown route"; alive 404
-call GET /v1/chat/completions; expect_error 405 invalid_request_error null "GET on chat"
-grep -qi '^Allow: POST' "$TMP/headers" && ok || bad "405 without Allow: POST"
-call DELETE /v1/models; expect_error 405 invalid_request_error null "DELETE on models"; alive 405
-big=$(printf '{"prompt": "%05000d"}' 0)
-call POST /v1/completions "$big"; expect_error 413 invalid_request_error null "body over the limit"; alive 413
-call POST /v1/completions "$big" -H "Transfer-Encoding: chunked"
-expect_error 413 invalid_request_error null "chunked body over the limit"; alive "413 chunked"
+check_errors fake
 stop_server
 [ "$SRC" = 0 ] && ok || bad "the server exited $SRC after SIGTERM"
 n_req=$(grep -c '^serve: [A-Z]* /' "$TMP/log")
@@ -114,35 +94,10 @@ grep -q '^serve: POST /v1/completions 499 ' "$TMP/log-busy" && ok || bad "the dr
 
 # ---- a client dropped mid-stream does not disturb the others ----------------------------------
 start_server "$TMP/log-drop" "$FAKE" -t "$TMP/tok.json" --port 0 --max-batch 4 --step-ms 5
-REQ='{"prompt": "the cat sat on", "max_tokens": 300, "stream": true, "stream_options": {"include_usage": true}}'
-curl -sN "$URL/v1/completions" -d "$REQ" > "$TMP/drop.sse" & D=$!
-curl -sN "$URL/v1/completions" -d "$REQ" > "$TMP/keep.sse" & K=$!
-wait_for "$TMP/drop.sse" '^data: '
-wait_for "$TMP/keep.sse" '^data: '
-kill "$D"; wait "$D" 2>/dev/null
-wait "$K"
-call POST /v1/completions '{"prompt": "the cat sat on", "max_tokens": 300}'
-[ "$(sse_text "$TMP/keep.sse")" = "$(jq -r '.choices[0].text' "$TMP/body")" ] && ok ||
-    bad "the other stream's text changed when a client dropped"
-grep -q '"completion_tokens":300' "$TMP/keep.sse" && grep -q '^data: \[DONE\]' "$TMP/keep.sse" && ok ||
-    bad "the other stream did not finish: $(tail -3 "$TMP/keep.sse")"
+check_dropped_client '{"prompt": "the cat sat on", "max_tokens": 300}'
 stop_server
 
 # ---- SIGTERM: stop accepting (503 on an open connection), finish the stream, exit 0 -------------
 start_server "$TMP/log-term" "$FAKE" -t "$TMP/tok.json" --port 0 --step-ms 10
-exec 3<>"/dev/tcp/127.0.0.1/${URL##*:}" # a kept-alive connection, opened before the signal
-curl -sN "$URL/v1/completions" -d '{"prompt": "the cat", "max_tokens": 200, "stream": true}' > "$TMP/inflight.sse" &
-C=$!
-wait_for "$TMP/inflight.sse" '^data: '
-kill -TERM "$SPID"
-wait_for "$TMP/log-term" '^serve: draining'
-printf 'GET /health HTTP/1.1\r\nHost: x\r\n\r\n' >&3
-read -r -t 30 line <&3
-[[ "$line" == "HTTP/1.1 503"* ]] && ok || bad "a request while draining got '$line'"
-exec 3<&-
-wait "$C"
-grep -q '"finish_reason":"length"' "$TMP/inflight.sse" && [ "$(grep '^data: ' "$TMP/inflight.sse" | tail -1)" = "data: [DONE]" ] &&
-    ok || bad "the stream in flight did not finish: $(tail -2 "$TMP/inflight.sse")"
-wait "$SPID"; rc=$?
-[ "$rc" = 0 ] && ok || bad "SIGTERM with a request in flight: exit $rc"
+check_drain '{"prompt": "the cat", "max_tokens": 200}'
 finish

@@ -28,6 +28,7 @@ static void refused(enum hm_api_kind kind, const char *json, const char *param)
     if (strcmp(e.param, param) != 0)
         fail_msg("%s: param '%s', expected '%s' (%s)", json, e.param, param, e.message);
     assert_true(strlen(e.message) > 0);
+    assert_null(strchr(e.message, '\n')); /* one line, whatever the body quoted */
 }
 
 static void test_chat_request(void **state)
@@ -87,6 +88,8 @@ static void test_bad_requests(void **state)
     refused(HM_API_CHAT, "{\"messages\": \"hi\"}", "messages");
     refused(HM_API_CHAT, "{\"messages\": [{\"role\": \"tool\", \"content\": \"x\"}]}", "messages");
     refused(HM_API_CHAT, "{\"messages\": [{\"role\": \"user\", \"content\": 5}]}", "messages");
+    refused(HM_API_CHAT, "{\"messages\": [{\"role\": \"a\\nb\", \"content\": \"x\"}]}", "messages");
+    refused(HM_API_COMPLETION, "{\"stop\": \"\\\n\n\"}", "");
     const char *m = "\"messages\": [{\"role\": \"user\", \"content\": \"x\"}]";
     const char *bad[][2] = {
         {"\"n\": 2", "n"},
