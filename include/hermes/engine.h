@@ -31,7 +31,7 @@ extern "C" {
 
 struct hm_engine_opts {
     int max_batch;     /* KV-cache slots: sequences generating at once (default 16) */
-    int ctx_len;       /* positions per slot, <= max_seq_len (default: max_seq_len) */
+    int ctx_len;       /* positions per slot, <= max_seq_len (default 0: max_seq_len) */
     int prefill_chunk; /* most prompt tokens fed in one step, all sequences together (default 64) */
     int max_queue;     /* requests waiting for a slot before submit refuses (default 64) */
 };

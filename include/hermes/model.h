@@ -133,9 +133,9 @@ HM_API enum hm_status hm_model_plan_train_bytes(struct hm_model *m, struct hm_ba
                                                 size_t *bytes);
 
 /*
- * Inference: a KV cache of `ctx_len` positions (<= max_seq_len) for batch 1, and graphs that
- * feed T new tokens at position rt.pos (prefill: T = prompt length; decode: T = 1). Each returns
- * the logits of the last new position only, (V). No dropout, no gradients.
+ * Inference: a KV cache of `ctx_len` positions (<= max_seq_len) for batch 1 (one slot), and
+ * graphs that feed T new tokens at position rt.pos (prefill: T = prompt length; decode: T = 1).
+ * Each returns the logits of the last new position only, (V). No dropout, no gradients.
  */
 struct hm_kv_cache;
 HM_API enum hm_status hm_kv_cache_new(struct hm_model *m, int ctx_len, struct hm_kv_cache **out);
@@ -155,6 +155,37 @@ HM_API enum hm_status hm_model_build_infer_graph(struct hm_model *m, struct hm_k
 /* Run: positions pos .. pos+T-1; fills the cache there. */
 HM_API enum hm_status hm_infer_run(struct hm_infer_graph *g, const hm_token *ids, int pos);
 HM_API void hm_infer_graph_free(struct hm_infer_graph *g);
+
+/*
+ * Batched serving (engine.h): a cache of n_slots independent sequences of ctx_len positions, and
+ * a graph over N unrelated tokens, token r in KV slot slot[r] (-1: padding, ignored) at position
+ * pos[r], attending its slot's positions 0 .. pos[r] (the tokens of one step are written to the
+ * cache first, so a prompt chunk is causal within itself). Logits come out for the M rows listed
+ * in out_rows only. Every per-token reduction runs in a fixed order whatever N, M or the row's
+ * index (hm_linear_rows, hm_attention_at): a token's logits depend only on its own sequence.
+ */
+HM_API enum hm_status hm_kv_cache_new_slots(struct hm_model *m, int n_slots, int ctx_len,
+                                            struct hm_kv_cache **out);
+HM_API int hm_kv_cache_slots(const struct hm_kv_cache *c);
+
+struct hm_batch_graph {
+    struct hm_ctx *ctx;
+    struct hm_graph *graph;
+    struct hm_tensor *ids, *slot, *pos; /* i32 (N) each */
+    struct hm_tensor *out_rows;         /* i32 (M): rows of the N whose logits are wanted */
+    struct hm_tensor *logits;           /* (M, V), the model's dtype */
+    int N, M;
+};
+/* row_invariant false: the linear layers use BLAS instead (not batch-invariant; benchmarks
+ * measure what invariance costs with it). */
+HM_API enum hm_status hm_model_build_batch_graph(struct hm_model *m, struct hm_kv_cache *cache,
+                                                 int N, int M, bool row_invariant,
+                                                 struct hm_batch_graph *out);
+/* Set the four inputs (N, N, N and M entries) and run. */
+HM_API enum hm_status hm_batch_run(struct hm_batch_graph *g, const hm_token *ids,
+                                   const int32_t *slot, const int32_t *pos,
+                                   const int32_t *out_rows);
+HM_API void hm_batch_graph_free(struct hm_batch_graph *g);
 
 /* ---- checkpoints (safetensors) --------------------------------------------------------------- */
 

@@ -29,6 +29,9 @@ struct hm_op_info {
 /* The facts of `op`; NULL for a value outside enum hm_op. */
 HM_API const struct hm_op_info *hm_op_info(enum hm_op op);
 
+/* ATTENTION's extra output, the row log-sum-exp (B, NH, T): after its six input slots. */
+#define HM_ATTN_LSE 6
+
 /* ---- reading a node --------------------------------------------------------------------------- */
 
 static inline float hm_op_f32(const struct hm_tensor *t, int i)

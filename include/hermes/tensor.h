@@ -177,6 +177,12 @@ HM_API struct hm_tensor *hm_matmul_ex(struct hm_ctx *ctx, struct hm_tensor *a, s
 HM_API struct hm_tensor *hm_linear(struct hm_ctx *ctx, struct hm_tensor *x, struct hm_tensor *w,
                                    struct hm_tensor *bias);
 
+/* The same for batched serving: row r of the result depends only on row r of x and on w, each
+ * output's dot product summed in one fixed order whatever the number of rows (batch invariance;
+ * BLAS picks kernels by shape). Forward only: the backward pass uses the plain matmul. */
+HM_API struct hm_tensor *hm_linear_rows(struct hm_ctx *ctx, struct hm_tensor *x,
+                                        struct hm_tensor *w, struct hm_tensor *bias);
+
 /* w (V, C), ids i32 (...) -> (..., C). An id outside [0, V) fails the run with HM_ERR_USAGE. */
 HM_API struct hm_tensor *hm_embedding(struct hm_ctx *ctx, struct hm_tensor *w, struct hm_tensor *ids);
 /* x / sqrt(mean(x^2) + eps) * w over the last dim; w (C). */
@@ -192,6 +198,9 @@ HM_API struct hm_tensor *hm_add_rms_norm(struct hm_ctx *ctx, struct hm_tensor *a
                                          struct hm_tensor *w, float eps, struct hm_tensor **sum);
 /* RoPE, half-split (GPT-NeoX "rotate_half"); x (B, T, H, HD), position of row t = rt.pos + t. */
 HM_API struct hm_tensor *hm_rope(struct hm_ctx *ctx, struct hm_tensor *x, float theta);
+/* The same with a position per row: pos i32 (B*T), a graph input (batched serving). */
+HM_API struct hm_tensor *hm_rope_at(struct hm_ctx *ctx, struct hm_tensor *x, float theta,
+                                    struct hm_tensor *pos);
 /*
  * Fused causal attention with grouped-query heads, scale 1/sqrt(HD).
  * q (B, T, NH, HD); k, v (B, S, NKV, HD) with NKV | NH; query head h reads kv head h / (NH/NKV).
@@ -210,6 +219,19 @@ HM_API struct hm_tensor *hm_attention_docs(struct hm_ctx *ctx, struct hm_tensor 
 /* cache[:, pos:pos+T] = x for cache (B, T_max, NKV, HD), x (B, T, NKV, HD); returns the cache
  * (a view ordered after the write) to pass to hm_attention. Inference only (no backward). */
 HM_API struct hm_tensor *hm_kv_write(struct hm_ctx *ctx, struct hm_tensor *cache, struct hm_tensor *x);
+/*
+ * Batched serving: the rows of q (B, T) are unrelated tokens, row r in KV-cache slot slot[r] at
+ * position pos[r] (i32 (B*T) graph inputs); the cache is (n_slots, S, NKV, HD).
+ * hm_kv_write_at writes x's row r to cache[slot[r], pos[r]]; hm_attention_at makes row r attend
+ * keys 0 .. pos[r] of its slot's cache, each row on its own in a fixed order (batch invariance).
+ * A row with slot -1 is padding: never written, its attention output is 0. Forward only.
+ */
+HM_API struct hm_tensor *hm_kv_write_at(struct hm_ctx *ctx, struct hm_tensor *cache,
+                                        struct hm_tensor *x, struct hm_tensor *slot,
+                                        struct hm_tensor *pos);
+HM_API struct hm_tensor *hm_attention_at(struct hm_ctx *ctx, struct hm_tensor *q,
+                                         struct hm_tensor *k, struct hm_tensor *v,
+                                         struct hm_tensor *slot, struct hm_tensor *pos);
 
 HM_API struct hm_tensor *hm_gelu(struct hm_ctx *ctx, struct hm_tensor *x); /* exact, erf */
 HM_API struct hm_tensor *hm_swiglu(struct hm_ctx *ctx, struct hm_tensor *gate, struct hm_tensor *up);

@@ -234,14 +234,16 @@ static void backward_node(struct ab *ab, struct hm_tensor *y)
             extra_out(ab, n, 3, 1, s1);
         break;
     case HM_OP_ROPE:
+        HM_ASSERT(!y->src[1]); /* per-row positions: serving graphs, never differentiated */
         n = emit_into(ab, HM_OP_ROPE_BACK, s0);
         n->src[0] = g;
         n->op_params[0] = y->op_params[0];
         break;
     case HM_OP_ATTENTION:
+        HM_ASSERT(!y->src[4]); /* per-row slots: serving graphs, never differentiated */
         n = emit_into(ab, HM_OP_ATTENTION_BACK, s0); /* dq; dk, dv in src[6], src[7] */
         n->src[0] = g, n->src[1] = s0, n->src[2] = s1, n->src[3] = y->src[2];
-        n->src[4] = y, n->src[5] = y->src[4]; /* doc_start stays y->src[3] */
+        n->src[4] = y, n->src[5] = y->src[HM_ATTN_LSE]; /* doc_start stays y->src[3] */
         extra_out(ab, n, 6, 1, s1);
         extra_out(ab, n, 7, 2, y->src[2]);
         break;

@@ -140,6 +140,14 @@ struct hm_tensor *hm_linear(struct hm_ctx *ctx, struct hm_tensor *x, struct hm_t
     return hm_matmul_ex(ctx, x, w, bias, false, true, 1.0f);
 }
 
+struct hm_tensor *hm_linear_rows(struct hm_ctx *ctx, struct hm_tensor *x, struct hm_tensor *w,
+                                 struct hm_tensor *bias)
+{
+    struct hm_tensor *t = hm_linear(ctx, x, w, bias);
+    t->op_params[3] = 1; /* row-invariant kernel */
+    return t;
+}
+
 struct hm_tensor *hm_embedding(struct hm_ctx *ctx, struct hm_tensor *w, struct hm_tensor *ids)
 {
     assert_float(w);
@@ -182,10 +190,25 @@ struct hm_tensor *hm_add_rms_norm(struct hm_ctx *ctx, struct hm_tensor *a, struc
 
 struct hm_tensor *hm_rope(struct hm_ctx *ctx, struct hm_tensor *x, float theta)
 {
+    return hm_rope_at(ctx, x, theta, NULL);
+}
+
+/* A per-row i32 input (slots, positions) of the (B, T) rows of x. */
+static void assert_row_ids(const struct hm_tensor *ids, const struct hm_tensor *x)
+{
+    HM_ASSERT(ids->type == HM_DTYPE_I32 && ids->op == HM_OP_NONE);
+    HM_ASSERT(hm_nelements(ids) == x->shape[0] * x->shape[1]);
+}
+
+struct hm_tensor *hm_rope_at(struct hm_ctx *ctx, struct hm_tensor *x, float theta,
+                             struct hm_tensor *pos)
+{
     assert_float(x);
     HM_ASSERT(x->n_dims == 4 && x->shape[3] % 2 == 0);
+    if (pos)
+        assert_row_ids(pos, x);
     struct hm_tensor *t = node_like(ctx, HM_OP_ROPE, x);
-    t->src[0] = x;
+    link_srcs(t, x, pos, NULL, NULL);
     hm_op_set_f32(t, 0, theta);
     return t;
 }
@@ -211,18 +234,50 @@ struct hm_tensor *hm_attention_docs(struct hm_ctx *ctx, struct hm_tensor *q, str
         HM_ASSERT(doc_start->n_dims == 2 && doc_start->shape[0] == B && doc_start->shape[1] == T);
     }
     link_srcs(t, q, k, v, doc_start);
-    t->src[4] = extra_output(ctx, 3, (int64_t[]){B, NH, T}, "attention.lse");
+    t->src[HM_ATTN_LSE] = extra_output(ctx, 3, (int64_t[]){B, NH, T}, "attention.lse");
+    return t;
+}
+
+struct hm_tensor *hm_attention_at(struct hm_ctx *ctx, struct hm_tensor *q, struct hm_tensor *k,
+                                  struct hm_tensor *v, struct hm_tensor *slot,
+                                  struct hm_tensor *pos)
+{
+    assert_float(q);
+    HM_ASSERT(q->n_dims == 4 && k->n_dims == 4 && hm_same_shape(k, v));
+    HM_ASSERT(k->type == q->type && v->type == q->type && k->shape[3] == q->shape[3]);
+    HM_ASSERT(q->shape[2] % k->shape[2] == 0);
+    assert_row_ids(slot, q);
+    assert_row_ids(pos, q);
+    int64_t B = q->shape[0], T = q->shape[1], NH = q->shape[2];
+    struct hm_tensor *t = node_like(ctx, HM_OP_ATTENTION, q);
+    link_srcs(t, q, k, v, NULL);
+    t->src[4] = slot;
+    t->src[5] = pos;
+    t->src[HM_ATTN_LSE] = extra_output(ctx, 3, (int64_t[]){B, NH, T}, "attention.lse");
     return t;
 }
 
 struct hm_tensor *hm_kv_write(struct hm_ctx *ctx, struct hm_tensor *cache, struct hm_tensor *x)
 {
+    HM_ASSERT(x->n_dims == 4 && x->shape[0] == cache->shape[0] && x->shape[1] <= cache->shape[1]);
+    return hm_kv_write_at(ctx, cache, x, NULL, NULL);
+}
+
+struct hm_tensor *hm_kv_write_at(struct hm_ctx *ctx, struct hm_tensor *cache, struct hm_tensor *x,
+                                 struct hm_tensor *slot, struct hm_tensor *pos)
+{
     HM_ASSERT(cache->n_dims == 4 && x->n_dims == 4 && cache->type == x->type);
-    HM_ASSERT(x->shape[0] == cache->shape[0] && x->shape[2] == cache->shape[2] &&
-              x->shape[3] == cache->shape[3] && x->shape[1] <= cache->shape[1]);
+    HM_ASSERT(x->shape[2] == cache->shape[2] && x->shape[3] == cache->shape[3]);
+    HM_ASSERT(!slot == !pos);
+    if (slot) {
+        assert_row_ids(slot, x);
+        assert_row_ids(pos, x);
+    }
     struct hm_tensor *t = hm_view_of(ctx, cache, 4, cache->shape, 0);
     t->op = HM_OP_KV_WRITE;
     t->src[1] = x;
+    t->src[2] = slot;
+    t->src[3] = pos;
     snprintf(t->name, sizeof t->name, "kv_write");
     return t;
 }

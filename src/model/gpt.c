@@ -39,8 +39,8 @@ struct hm_model {
 struct hm_kv_cache {
     struct hm_model *model;
     struct hm_block *block;
-    struct hm_tensor **k, **v; /* per layer (1, ctx, NKV, HD) */
-    int len;
+    struct hm_tensor **k, **v; /* per layer (n_slots, ctx, NKV, HD) */
+    int len, n_slots;
 };
 
 static struct hm_tensor *add_param(struct hm_model *m, enum hm_param_role role, int n_dims,
@@ -328,7 +328,16 @@ struct build {
     bool training;
     struct hm_kv_cache *cache; /* inference only */
     struct hm_tensor *doc_start; /* packed training windows, or NULL */
+    /* batched serving: i32 (T) KV slot and position of every row (B = 1), or NULL */
+    struct hm_tensor *slot, *pos;
+    bool row_invariant; /* linear layers through hm_linear_rows */
 };
+
+static struct hm_tensor *linear(struct build *b, struct hm_tensor *x, struct hm_tensor *w,
+                                struct hm_tensor *bias)
+{
+    return b->row_invariant ? hm_linear_rows(b->ctx, x, w, bias) : hm_linear(b->ctx, x, w, bias);
+}
 
 static struct hm_tensor *heads(struct build *b, struct hm_tensor *x, int n_heads, int hd)
 {
@@ -352,26 +361,28 @@ static struct hm_tensor *layer_forward(struct hm_model *m, struct build *b, int 
     float p = b->training ? c->dropout : 0.0f;
 
 #define W(p) weight(m, ctx, (p))
-    struct hm_tensor *q = heads(b, hm_linear(ctx, h, W(l->wq), W(l->bq)), c->num_heads, HD);
-    struct hm_tensor *k = heads(b, hm_linear(ctx, h, W(l->wk), W(l->bk)), c->num_kv_heads, HD);
-    struct hm_tensor *v = heads(b, hm_linear(ctx, h, W(l->wv), W(l->bv)), c->num_kv_heads, HD);
-    q = hm_rope(ctx, q, c->rope_theta);
-    k = hm_rope(ctx, k, c->rope_theta);
+    struct hm_tensor *q = heads(b, linear(b, h, W(l->wq), W(l->bq)), c->num_heads, HD);
+    struct hm_tensor *k = heads(b, linear(b, h, W(l->wk), W(l->bk)), c->num_kv_heads, HD);
+    struct hm_tensor *v = heads(b, linear(b, h, W(l->wv), W(l->bv)), c->num_kv_heads, HD);
+    q = hm_rope_at(ctx, q, c->rope_theta, b->pos);
+    k = hm_rope_at(ctx, k, c->rope_theta, b->pos);
     if (b->cache) {
-        k = hm_kv_write(ctx, b->cache->k[i], k);
-        v = hm_kv_write(ctx, b->cache->v[i], v);
+        k = hm_kv_write_at(ctx, b->cache->k[i], k, b->slot, b->pos);
+        v = hm_kv_write_at(ctx, b->cache->v[i], v, b->slot, b->pos);
     }
-    struct hm_tensor *a = hm_attention_docs(ctx, q, k, v, b->doc_start);
+    struct hm_tensor *a = b->slot ? hm_attention_at(ctx, q, k, v, b->slot, b->pos)
+                                  : hm_attention_docs(ctx, q, k, v, b->doc_start);
     a = hm_reshape(ctx, a, 3, (int64_t[]){b->B, b->T, c->hidden_size});
-    struct hm_tensor *o = hm_dropout(ctx, hm_linear(ctx, a, W(l->wo), W(l->bo)), p, i * 4 + 1);
+    struct hm_tensor *o = hm_dropout(ctx, linear(b, a, W(l->wo), W(l->bo)), p, i * 4 + 1);
     h = hm_add_rms_norm(ctx, *x, o, W(l->norm_post), c->layer_norm_eps, x);
 
     struct hm_tensor *f;
     if (c->activation == HM_ACT_SWIGLU)
-        f = hm_swiglu(ctx, hm_linear(ctx, h, W(l->w_gate), W(l->b_gate)), hm_linear(ctx, h, W(l->w_up), W(l->b_up)));
+        f = hm_swiglu(ctx, linear(b, h, W(l->w_gate), W(l->b_gate)),
+                      linear(b, h, W(l->w_up), W(l->b_up)));
     else
-        f = hm_gelu(ctx, hm_linear(ctx, h, W(l->w_up), W(l->b_up)));
-    f = hm_dropout(ctx, hm_linear(ctx, f, W(l->w_down), W(l->b_down)), p, i * 4 + 2);
+        f = hm_gelu(ctx, linear(b, h, W(l->w_up), W(l->b_up)));
+    f = hm_dropout(ctx, linear(b, f, W(l->w_down), W(l->b_down)), p, i * 4 + 2);
     struct hm_tensor *next_norm = i + 1 < c->num_layers ? m->layers[i + 1].norm_in : m->norm;
     h = hm_add_rms_norm(ctx, *x, f, W(next_norm), c->layer_norm_eps, x);
 #undef W
@@ -392,7 +403,7 @@ static struct hm_tensor *trunk_forward(struct hm_model *m, struct build *b, stru
 
 static struct hm_tensor *lm_head(struct hm_model *m, struct build *b, struct hm_tensor *x)
 {
-    return hm_linear(b->ctx, x, weight(m, b->ctx, m->lm_head ? m->lm_head : m->embedding), NULL);
+    return linear(b, x, weight(m, b->ctx, m->lm_head ? m->lm_head : m->embedding), NULL);
 }
 
 /* Forward, loss and backward nodes for (B, T); planning is left to the caller. */
@@ -411,7 +422,7 @@ static enum hm_status build_train_nodes(struct hm_model *m, int B, int T, bool p
     enum hm_status st = hm_ctx_new(&out->ctx);
     if (st != HM_OK)
         return st;
-    struct build b = {out->ctx, B, T, true, NULL, NULL};
+    struct build b = {out->ctx, B, T, true, NULL, NULL, NULL, NULL, false};
     out->B = B;
     out->T = T;
     if (packed) {
@@ -478,15 +489,24 @@ void hm_train_graph_free(struct hm_train_graph *tg)
 
 enum hm_status hm_kv_cache_new(struct hm_model *m, int ctx_len, struct hm_kv_cache **out)
 {
+    return hm_kv_cache_new_slots(m, 1, ctx_len, out);
+}
+
+enum hm_status hm_kv_cache_new_slots(struct hm_model *m, int n_slots, int ctx_len,
+                                     struct hm_kv_cache **out)
+{
     const struct hm_model_config *c = &m->cfg;
     if (ctx_len < 1 || ctx_len > c->max_seq_len)
         return hm_fail(HM_ERR_USAGE, "KV cache length %d must be in [1, max_seq_len %d]", ctx_len,
                        c->max_seq_len);
+    if (n_slots < 1)
+        return hm_fail(HM_ERR_USAGE, "KV cache slots %d must be positive", n_slots);
     struct hm_kv_cache *kc = hm_calloc(1, sizeof *kc);
     if (!kc)
         return hm_fail(HM_ERR_NOMEM, "out of memory creating the KV cache");
     kc->model = m;
     kc->len = ctx_len;
+    kc->n_slots = n_slots;
     kc->k = hm_calloc((size_t)c->num_layers, sizeof *kc->k);
     kc->v = hm_calloc((size_t)c->num_layers, sizeof *kc->v);
     enum hm_status st = HM_OK;
@@ -496,7 +516,7 @@ enum hm_status hm_kv_cache_new(struct hm_model *m, int ctx_len, struct hm_kv_cac
     }
     if ((st = hm_block_new(false, &kc->block)) != HM_OK)
         goto fail;
-    int64_t shape[4] = {1, ctx_len, c->num_kv_heads, hm_config_head_dim(c)};
+    int64_t shape[4] = {n_slots, ctx_len, c->num_kv_heads, hm_config_head_dim(c)};
     for (int i = 0; i < c->num_layers; i++) {
         char name[64];
         snprintf(name, sizeof name, "cache.%d.k", i);
@@ -528,9 +548,26 @@ int hm_kv_cache_len(const struct hm_kv_cache *c)
     return c->len;
 }
 
+int hm_kv_cache_slots(const struct hm_kv_cache *c)
+{
+    return c->n_slots;
+}
+
 size_t hm_kv_cache_bytes(const struct hm_kv_cache *c)
 {
     return hm_block_nbytes(c->block);
+}
+
+/* The forward nodes up to `out` as a graph, dropout off, planned on the model's backend. */
+static enum hm_status plan_inference(struct hm_model *m, struct hm_ctx *ctx, struct hm_tensor *out,
+                                     struct hm_graph **g)
+{
+    enum hm_status st = hm_graph_new(ctx, g);
+    if (st != HM_OK)
+        return st;
+    hm_graph_build_forward(*g, out);
+    hm_graph_runtime(*g)->training = false;
+    return hm_graph_plan(*g, m->be);
 }
 
 enum hm_status hm_model_build_infer_graph(struct hm_model *m, struct hm_kv_cache *cache, int T,
@@ -539,10 +576,13 @@ enum hm_status hm_model_build_infer_graph(struct hm_model *m, struct hm_kv_cache
     memset(out, 0, sizeof *out);
     if (T < 1 || T > cache->len)
         return hm_fail(HM_ERR_USAGE, "%d new tokens do not fit a KV cache of %d positions", T, cache->len);
+    if (cache->n_slots != 1)
+        return hm_fail(HM_ERR_USAGE, "a KV cache of %d slots is for batch graphs "
+                       "(hm_model_build_batch_graph), not batch-1 generation", cache->n_slots);
     enum hm_status st = hm_ctx_new(&out->ctx);
     if (st != HM_OK)
         return st;
-    struct build b = {out->ctx, 1, T, false, cache};
+    struct build b = {out->ctx, 1, T, false, cache, NULL, NULL, NULL, false};
     out->T = T;
     out->ids = hm_new_input(out->ctx, HM_DTYPE_I32, 2, (int64_t[]){1, T});
     struct hm_tensor *x = trunk_forward(m, &b, out->ids);
@@ -551,15 +591,8 @@ enum hm_status hm_model_build_infer_graph(struct hm_model *m, struct hm_kv_cache
     x = hm_slice(out->ctx, x, 0, T - 1, 1);
     struct hm_tensor *logits = lm_head(m, &b, x);
     out->logits = hm_reshape(out->ctx, logits, 1, (int64_t[]){m->cfg.vocab_size});
-    if ((st = hm_graph_new(out->ctx, &out->graph)) != HM_OK)
-        goto fail;
-    hm_graph_build_forward(out->graph, out->logits);
-    hm_graph_runtime(out->graph)->training = false;
-    if ((st = hm_graph_plan(out->graph, m->be)) != HM_OK)
-        goto fail;
-    return HM_OK;
-fail:
-    hm_infer_graph_free(out);
+    if ((st = plan_inference(m, out->ctx, out->logits, &out->graph)) != HM_OK)
+        hm_infer_graph_free(out);
     return st;
 }
 
@@ -573,6 +606,57 @@ enum hm_status hm_infer_run(struct hm_infer_graph *g, const hm_token *ids, int p
 }
 
 void hm_infer_graph_free(struct hm_infer_graph *g)
+{
+    hm_graph_free(g->graph);
+    hm_ctx_free(g->ctx);
+    memset(g, 0, sizeof *g);
+}
+
+/* ---- batched serving ---------------------------------------------------------------------- */
+
+enum hm_status hm_model_build_batch_graph(struct hm_model *m, struct hm_kv_cache *cache, int N,
+                                          int M, bool row_invariant, struct hm_batch_graph *out)
+{
+    memset(out, 0, sizeof *out);
+    if (N < 1 || M < 1 || M > N)
+        return hm_fail(HM_ERR_USAGE, "batch graph: %d rows and %d logits rows: need 1 <= M <= N",
+                       N, M);
+    enum hm_status st = hm_ctx_new(&out->ctx);
+    if (st != HM_OK)
+        return st;
+    struct hm_ctx *ctx = out->ctx;
+    out->N = N;
+    out->M = M;
+    out->ids = hm_new_input(ctx, HM_DTYPE_I32, 2, (int64_t[]){1, N});
+    out->slot = hm_new_input(ctx, HM_DTYPE_I32, 1, (int64_t[]){N});
+    out->pos = hm_new_input(ctx, HM_DTYPE_I32, 1, (int64_t[]){N});
+    out->out_rows = hm_new_input(ctx, HM_DTYPE_I32, 1, (int64_t[]){M});
+    struct build b = {ctx, 1, N, false, cache, NULL, out->slot, out->pos, row_invariant};
+    struct hm_tensor *x = trunk_forward(m, &b, out->ids);
+    /* Only the rows that sample need logits: gather them (an embedding lookup over the hidden
+     * states is a row gather) before the LM head. */
+    x = hm_reshape(ctx, x, 2, (int64_t[]){N, m->cfg.hidden_size});
+    x = hm_embedding(ctx, x, out->out_rows);
+    out->logits = lm_head(m, &b, x);
+    if ((st = plan_inference(m, ctx, out->logits, &out->graph)) != HM_OK)
+        hm_batch_graph_free(out);
+    return st;
+}
+
+enum hm_status hm_batch_run(struct hm_batch_graph *g, const hm_token *ids, const int32_t *slot,
+                            const int32_t *pos, const int32_t *out_rows)
+{
+    size_t n = (size_t)g->N * sizeof(int32_t);
+    enum hm_status st;
+    if ((st = hm_tensor_set(g->ids, ids, n)) != HM_OK ||
+        (st = hm_tensor_set(g->slot, slot, n)) != HM_OK ||
+        (st = hm_tensor_set(g->pos, pos, n)) != HM_OK ||
+        (st = hm_tensor_set(g->out_rows, out_rows, (size_t)g->M * sizeof(int32_t))) != HM_OK)
+        return st;
+    return hm_graph_forward(g->graph);
+}
+
+void hm_batch_graph_free(struct hm_batch_graph *g)
 {
     hm_graph_free(g->graph);
     hm_ctx_free(g->ctx);

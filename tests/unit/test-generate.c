@@ -23,85 +23,27 @@
 
 #define TOL 1e-5f
 
-static struct hm_model_config make_cfg(int V, int T, int C, int L, int NH, int NKV, int I,
-                                       enum hm_activation act, bool bias, bool tied, float theta)
-{
-    struct hm_model_config c;
-    memset(&c, 0, sizeof c);
-    snprintf(c.name, sizeof c.name, "test");
-    c.vocab_size = V, c.max_seq_len = T, c.hidden_size = C, c.num_layers = L, c.num_heads = NH;
-    c.num_kv_heads = NKV, c.intermediate_size = I, c.dropout = 0.1f; /* must be off at inference */
-    c.layer_norm_eps = 1e-5f, c.rope_theta = theta, c.use_bias = bias, c.tie_embeddings = tied;
-    c.activation = act;
-    return c;
-}
-
 static struct hm_model_config cfg_gpt(void)
 {
-    return make_cfg(97, 20, 64, 2, 4, 4, 128, HM_ACT_GELU, true, true, 10000.0f);
+    return tu_model_cfg(97, 20, 64, 2, 4, 4, 128, HM_ACT_GELU, true, true, 10000.0f);
 }
 static struct hm_model_config cfg_llama_gqa(void)
 {
-    return make_cfg(101, 24, 48, 2, 6, 2, 80, HM_ACT_SWIGLU, false, false, 10000.0f);
+    return tu_model_cfg(101, 24, 48, 2, 6, 2, 80, HM_ACT_SWIGLU, false, false, 10000.0f);
 }
 static struct hm_model_config cfg_mqa(void)
 {
-    return make_cfg(67, 12, 32, 3, 2, 1, 64, HM_ACT_GELU, true, false, 500000.0f);
-}
-
-static uint32_t lcg(uint32_t *s)
-{
-    *s = *s * 1664525u + 1013904223u;
-    return *s >> 8;
-}
-
-/* Random weights larger than the init rule (N(0, 0.15), norms 1 + noise), so attention is far
- * from uniform and logits are spread: a wrong position or cache row changes them visibly. */
-static void randomise(struct hm_model *m, uint32_t seed)
-{
-    struct hm_block *blk = hm_model_params(m);
-    size_t n = hm_block_nbytes(blk) / sizeof(float);
-    float *h = malloc(n * sizeof *h);
-    for (int i = 0; i < hm_block_n_tensors(blk); i++) {
-        const struct hm_tensor *t = hm_block_tensor(blk, i);
-        float *p = h + hm_block_elem_offset(t);
-        bool norm = strstr(t->name, "norm") != NULL;
-        for (int64_t j = 0; j < hm_nelements(t); j++) {
-            float u = ((float)lcg(&seed) / 16777216.0f - 0.5f) * 0.52f; /* std 0.15 */
-            p[j] = norm ? 1.0f + u : u;
-        }
-    }
-    assert_int_equal(hm_buffer_set(hm_block_data(blk), 0, h, n * sizeof *h), HM_OK);
-    free(h);
-}
-
-static struct hm_model *new_model(struct hm_backend *be, const struct hm_model_config *cfg, uint32_t seed)
-{
-    struct hm_model *m;
-    assert_int_equal(hm_model_new(cfg, be, &m), HM_OK);
-    randomise(m, seed);
-    return m;
+    return tu_model_cfg(67, 12, 32, 3, 2, 1, 64, HM_ACT_GELU, true, false, 500000.0f);
 }
 
 /* The recompute path: last-position logits of a full forward over ids[0..L). */
 static void full_logits(struct hm_model *m, const int32_t *ids, int L, float *out)
 {
-    const struct hm_model_config *c = hm_model_config(m);
-    struct hm_train_graph tg;
-    assert_int_equal(hm_model_build_train_graph(m, 1, L, &tg), HM_OK);
-    hm_graph_runtime(tg.graph)->training = false;
-    int32_t *tgt = malloc((size_t)L * sizeof *tgt);
-    for (int i = 0; i < L; i++)
-        tgt[i] = HM_IGNORE_INDEX;
-    assert_int_equal(hm_tensor_set(tg.ids, ids, (size_t)L * sizeof *ids), HM_OK);
-    assert_int_equal(hm_tensor_set(tg.targets, tgt, (size_t)L * sizeof *tgt), HM_OK);
-    assert_int_equal(hm_graph_forward(tg.graph), HM_OK);
-    float *all = malloc((size_t)L * c->vocab_size * sizeof *all);
-    assert_int_equal(hm_tensor_get(tg.logits, all, (size_t)L * c->vocab_size * sizeof *all), HM_OK);
-    memcpy(out, all + (size_t)(L - 1) * c->vocab_size, (size_t)c->vocab_size * sizeof *out);
+    int V = hm_model_config(m)->vocab_size;
+    float *all = malloc((size_t)L * V * sizeof *all);
+    tu_full_logits(m, ids, L, all);
+    memcpy(out, all + (size_t)(L - 1) * V, (size_t)V * sizeof *out);
     free(all);
-    free(tgt);
-    hm_train_graph_free(&tg);
 }
 
 static float max_abs_diff(const float *a, const float *b, int n)
@@ -129,7 +71,7 @@ static float parity_run(const struct hm_model_config *cfg, int P, uint32_t seed)
 {
     struct hm_backend *be;
     assert_int_equal(hm_backend_cpu_new(&be), HM_OK);
-    struct hm_model *m = new_model(be, cfg, seed);
+    struct hm_model *m = tu_random_model(be, cfg, seed);
     int V = cfg->vocab_size, S = cfg->max_seq_len;
     struct hm_kv_cache *kc;
     struct hm_infer_graph pre, dec;
@@ -139,7 +81,7 @@ static float parity_run(const struct hm_model_config *cfg, int P, uint32_t seed)
     int32_t *ids = malloc((size_t)S * sizeof *ids);
     float *kv = malloc((size_t)V * sizeof *kv), *full = malloc((size_t)V * sizeof *full);
     for (int i = 0; i < S; i++)
-        ids[i] = (int32_t)(lcg(&seed) % (uint32_t)V);
+        ids[i] = (int32_t)(tu_lcg(&seed) % (uint32_t)V);
     float worst = 0;
     assert_int_equal(hm_infer_run(&pre, ids, 0), HM_OK);
     assert_int_equal(hm_tensor_get(pre.logits, kv, (size_t)V * sizeof *kv), HM_OK);
@@ -224,7 +166,7 @@ static void test_generate_matches_recompute_to_full_context(void **state)
     struct hm_model_config cfg = cfg_llama_gqa();
     struct hm_backend *be;
     assert_int_equal(hm_backend_cpu_new(&be), HM_OK);
-    struct hm_model *m = new_model(be, &cfg, 7);
+    struct hm_model *m = tu_random_model(be, &cfg, 7);
     int V = cfg.vocab_size, S = cfg.max_seq_len;
     struct hm_sampler *s = greedy(V);
     struct hm_generate_opts go = {1000, -1};
@@ -256,7 +198,7 @@ static void test_generate_limits(void **state)
     struct hm_model_config cfg = cfg_gpt();
     struct hm_backend *be;
     assert_int_equal(hm_backend_cpu_new(&be), HM_OK);
-    struct hm_model *m = new_model(be, &cfg, 9);
+    struct hm_model *m = tu_random_model(be, &cfg, 9);
     int V = cfg.vocab_size, S = cfg.max_seq_len;
     struct hm_sampler *s = greedy(V);
     int32_t prompt[64];
@@ -355,7 +297,7 @@ static void test_memorised_text_comes_back_greedily(void **state)
         ids[i] = map[ch];
     }
     /* nano-sized: hidden 64, 2 layers, 2 heads, FFN 256; no dropout so 300 steps are enough. */
-    struct hm_model_config cfg = make_cfg(V, 64, 64, 2, 2, 2, 256, HM_ACT_GELU, true, true, 10000.0f);
+    struct hm_model_config cfg = tu_model_cfg(V, 64, 64, 2, 2, 2, 256, HM_ACT_GELU, true, true, 10000.0f);
     cfg.dropout = 0.0f;
     struct hm_backend *be;
     struct hm_model *m;

@@ -66,6 +66,8 @@ enum { ATTN_ROWS = 64 };
 
 size_t hm_cpu_attention_ws(const struct hm_tensor *node, int n_threads)
 {
+    if (node->op == HM_OP_ATTENTION && node->src[4])
+        return hm_cpu_attention_rows_ws(node, n_threads);
     const struct hm_tensor *k = node->src[node->op == HM_OP_ATTENTION ? 1 : 2];
     size_t S = (size_t)k->shape[1], HD = (size_t)k->shape[3], R = ATTN_ROWS;
     size_t per = node->op == HM_OP_ATTENTION ? R * S : 2 * R * S + 2 * S * HD;
@@ -74,8 +76,10 @@ size_t hm_cpu_attention_ws(const struct hm_tensor *node, int n_threads)
 
 CPU_KERNEL(attention)
 {
+    if (dst->src[4]) /* per-row slots and positions: batched serving */
+        return hm_cpu_attention_rows(ex, dst);
     const struct hm_tensor *qt = dst->src[0], *kt = dst->src[1], *vt = dst->src[2];
-    float *lse = F32(dst->src[4]);
+    float *lse = F32(dst->src[HM_ATTN_LSE]);
     struct hm_attn_geom g;
     enum hm_status st = geom(ex, qt, kt, dst->src[3], &g);
     if (st != HM_OK)
@@ -217,6 +221,8 @@ CPU_KERNEL(attention_back)
 
 CPU_KERNEL(kv_write)
 {
+    if (dst->src[2])
+        return hm_cpu_kv_write_rows(ex, dst);
     struct hm_kv_write_geom g;
     enum hm_status st = hm_kv_write_geom_init(ex, dst, &g);
     if (st != HM_OK)

@@ -50,8 +50,9 @@ static size_t f32_workspace(const struct hm_tensor *node)
     case HM_OP_ADD_RMS_NORM_BACK:
         return (size_t)hm_nrows(node->src[1]) * sizeof(float);
     case HM_OP_ROPE:
-    case HM_OP_ROPE_BACK:
-        return (size_t)(x->shape[1] * x->shape[3]) * sizeof(float);
+    case HM_OP_ROPE_BACK: /* cos/sin per position: per row with per-row positions */
+        return (size_t)((node->src[1] ? x->shape[0] : 1) * x->shape[1] * x->shape[3]) *
+               sizeof(float);
     case HM_OP_ATTENTION:
     case HM_OP_ATTENTION_BACK:
         return hm_cpu_attention_ws(node, hm_cpu_plan_threads());

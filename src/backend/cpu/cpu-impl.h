@@ -40,6 +40,15 @@ enum hm_status hm_cpu_run_bf16(const struct hm_exec *ex, struct hm_tensor *dst, 
 enum hm_status hm_cpu_convert(struct hm_backend *be, void *dst, enum hm_dtype dst_type, const void *src,
                               enum hm_dtype src_type, size_t n);
 
+/* matmul-rows.c: MATMUL with p3 set (hm_linear_rows), row-invariant; and its fixed-order dot
+ * product, out[j] = dot(x, w[j]) for 4 rows w[j] of K floats, the same bits for any x, w. */
+enum hm_status hm_cpu_matmul_rows(const struct hm_exec *ex, struct hm_tensor *dst);
+void hm_cpu_dots4(const float *x, const float *const *w, int64_t K, float out[4]);
+/* attention-rows.c: ATTENTION and KV_WRITE with per-row KV slots and positions (serving). */
+enum hm_status hm_cpu_attention_rows(const struct hm_exec *ex, struct hm_tensor *dst);
+enum hm_status hm_cpu_kv_write_rows(const struct hm_exec *ex, struct hm_tensor *dst);
+size_t hm_cpu_attention_rows_ws(const struct hm_tensor *node, int n_threads);
+
 size_t hm_cpu_attention_ws(const struct hm_tensor *node, int n_threads);
 size_t hm_cpu_workspace_size(struct hm_backend *be, const struct hm_tensor *node);
 

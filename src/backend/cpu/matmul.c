@@ -50,6 +50,8 @@ static void matvec_rows(const float *w, const float *x, float *y, int64_t N, int
 
 CPU_KERNEL(matmul)
 {
+    if (dst->op_params[3]) /* batched serving: each row summed in one fixed order */
+        return hm_cpu_matmul_rows(ex, dst);
     const struct hm_tensor *a = dst->src[0], *b = dst->src[1], *bias = dst->src[2];
     float alpha = hm_op_f32(dst, 0);
     bool ta = dst->op_params[1], tb = dst->op_params[2], acc = dst->acc & 1;

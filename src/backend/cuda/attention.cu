@@ -161,7 +161,7 @@ CUDA_KERNEL(attention)
         return HM_OK;
     }
     cudaStream_t s = hm_cuda_stream(ex);
-    float *lse = F32(dst->src[4]);
+    float *lse = F32(dst->src[HM_ATTN_LSE]);
     HM_DISPATCH(dst->type, T, {
         const T *q = CPTR(T, qt), *k = CPTR(T, kt), *v = CPTR(T, vt);
         T *o = PTR(T, dst);

@@ -142,9 +142,26 @@ static void fill_kernel_table(void)
 #undef HM_OP
 }
 
+/* The batched-serving modes (per-row KV slots and positions, the row-invariant matmul) have CPU
+ * kernels only: the serving engine runs on the CPU. */
+static bool serving_mode(const struct hm_tensor *node)
+{
+    switch (node->op) {
+    case HM_OP_MATMUL: return node->op_params[3] != 0;
+    case HM_OP_ROPE: return node->src[1] != NULL;
+    case HM_OP_KV_WRITE: return node->src[2] != NULL;
+    case HM_OP_ATTENTION: return node->src[4] != NULL;
+    default: return false;
+    }
+}
+
 static enum hm_status cuda_check_node(struct hm_backend *be, const struct hm_tensor *node)
 {
     struct hm_cuda_ctx *cx = (struct hm_cuda_ctx *)be->context;
+    if (serving_mode(node))
+        return hm_fail(HM_ERR_UNSUPPORTED, "%s: the batched-serving mode (per-token KV slots and "
+                       "positions, row-invariant matmul) runs on the cpu backend only",
+                       hm_op_name(node->op));
     /* bf16: every kernel reads and writes f32 or bf16 storage (HM_DISPATCH); a matmul's operands
      * share one dtype, which the model guarantees (weights are copied to the activations' dtype). */
     if (node->op == HM_OP_MATMUL &&

@@ -603,7 +603,8 @@ void hm_cuda_flash_forward(const struct hm_exec *ex, struct hm_tensor *dst, int6
 {
     const struct hm_tensor *q = dst->src[0], *k = dst->src[1];
     struct fa_fwd_args a = {CPTR(bf16_t, q), CPTR(bf16_t, k), CPTR(bf16_t, dst->src[2]), PTR(bf16_t, dst),
-                            F32(dst->src[4]), q->shape[1], q->shape[2], k->shape[1], k->shape[2],
+                            F32(dst->src[HM_ATTN_LSE]), q->shape[1], q->shape[2], k->shape[1],
+                            k->shape[2],
                             q->shape[2] / k->shape[2], pos, 1.0f / sqrtf((float)q->shape[3])};
     if (q->shape[3] == 64)
         launch_forward<64>(&a, q->shape[0], hm_cuda_stream(ex));
