@@ -156,7 +156,7 @@ static bool encode_prompt(struct hm_server *s, const struct hm_api_request *rq, 
 static bool submit(struct hm_server *s, struct hm_serve_job *j, const hm_token *ids, int n,
                    struct hm_api_error *err)
 {
-    struct hm_engine_request rq = {0}; /* every field is set below */
+    struct hm_engine_request rq = hm_engine_request_default();
     rq.prompt = ids;
     rq.n_prompt = n;
     rq.max_new_tokens = j->req.max_tokens ? j->req.max_tokens : s->o.ctx_len;
