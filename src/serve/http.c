@@ -12,6 +12,7 @@
 
 #include <microhttpd.h>
 #include <netdb.h>
+#include <poll.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +37,7 @@ struct hm_server {
 /* One request, from its headers to MHD's completion notice. */
 struct conn {
     struct hm_server *srv;
+    struct MHD_Connection *c;
     char method[16], path[128];
     struct timespec t0;
     char *body;
@@ -165,9 +167,9 @@ static bool submit(struct hm_server *s, struct hm_serve_job *j, const hm_token *
         rq.sampling.seed = hm_hash64(HM_HASH64_INIT, &(uint64_t){atomic_fetch_add(&s->next_id, 1)},
                                      sizeof(uint64_t)) ^ (uint64_t)time(NULL);
     hm_token eos = hm_tokenizer_eos_id(s->o.tok);
-    if (eos >= 0)
+    if (eos >= 0 && !j->req.ignore_eos)
         rq.stop_ids[rq.n_stop_ids++] = eos;
-    if (s->chat_ok)
+    if (s->chat_ok && !j->req.ignore_eos)
         rq.stop_ids[rq.n_stop_ids++] = s->chat.im_end;
     hm_serve_job_bind(j, &rq);
     j->prompt_tokens = n;
@@ -213,6 +215,20 @@ static bool job_outcome(struct hm_server *s, struct hm_serve_job *j, struct hm_a
     return true;
 }
 
+/* How often a request waiting for text looks whether its client is still there: a generation
+ * whose tokens make no text (special tokens) writes nothing that could fail. */
+#define CLIENT_CHECK_S 0.2
+
+/* True when the client has closed its connection (MHD notices only when a write fails). */
+static bool client_gone(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *i = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!i)
+        return false;
+    struct pollfd p = {.fd = i->connect_fd, .events = POLLIN | POLLRDHUP};
+    return poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
 static bool append_sse(struct conn *k, char *event)
 {
     size_t n = event ? strlen(event) : 0;
@@ -248,11 +264,17 @@ static ssize_t read_stream(void *cls, uint64_t pos, char *buf, size_t max)
         if (k->finished)
             return MHD_CONTENT_READER_END_OF_STREAM;
         k->n_sse = k->sent = k->n_text = 0;
-        bool done;
-        if (hm_serve_job_take(k->job, &k->text, &k->n_text, &k->cap_text, &done) != HM_OK)
+        bool done = false;
+        /* the role chunk goes out at once; then each piece of text as it comes */
+        if (!k->first_chunk &&
+            hm_serve_job_take(k->job, CLIENT_CHECK_S, &k->text, &k->n_text, &k->cap_text, &done) !=
+                HM_OK)
             return MHD_CONTENT_READER_END_WITH_ERROR;
+        if (!k->first_chunk && !done && k->n_text == 0 && client_gone(k->c))
+            return MHD_CONTENT_READER_END_WITH_ERROR; /* ends the request: on_completed cancels */
         if (k->n_text || k->first_chunk) {
-            if (!append_sse(k, hm_api_chunk_sse(&k->reply, k->text, k->n_text, k->first_chunk, NULL)))
+            const char *text = k->text ? k->text : ""; /* nothing taken yet: no buffer */
+            if (!append_sse(k, hm_api_chunk_sse(&k->reply, text, k->n_text, k->first_chunk, NULL)))
                 return MHD_CONTENT_READER_END_WITH_ERROR;
             k->first_chunk = false;
         }
@@ -284,9 +306,13 @@ static enum MHD_Result start_stream(struct MHD_Connection *c, struct conn *k)
 static enum MHD_Result send_whole(struct MHD_Connection *c, struct conn *k)
 {
     bool done = false;
-    while (!done)
-        if (hm_serve_job_take(k->job, &k->text, &k->n_text, &k->cap_text, &done) != HM_OK)
+    while (!done) {
+        if (hm_serve_job_take(k->job, CLIENT_CHECK_S, &k->text, &k->n_text, &k->cap_text, &done) !=
+            HM_OK)
             return fail(c, k, 500, NULL, NULL, hm_last_error());
+        if (!done && client_gone(c))
+            return MHD_NO; /* closes the connection: on_completed cancels and logs 499 */
+    }
     struct hm_api_usage u;
     const char *finish;
     struct hm_api_error e;
@@ -385,6 +411,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (!(k = hm_calloc(1, sizeof *k)))
             return MHD_NO;
         k->srv = s;
+        k->c = c;
         clock_gettime(CLOCK_MONOTONIC, &k->t0);
         snprintf(k->method, sizeof k->method, "%s", method);
         snprintf(k->path, sizeof k->path, "%s", url);
@@ -482,6 +509,8 @@ enum hm_status hm_serve_start(const struct hm_serve_opts *opts, struct hm_server
         return hm_fail(HM_ERR_NOMEM, "out of memory (server)");
     s->o = *opts;
     s->created = (long long)time(NULL);
+    /* ids (and default seeds) differ from one server run to the next */
+    atomic_store(&s->next_id, ((uint64_t)s->created << 20) ^ ((uint64_t)getpid() << 40));
     s->chat_ok = hm_chat_special_ids(opts->tok, "tokenizer", &s->chat) == HM_OK;
     pthread_mutex_init(&s->tok_mu, NULL);
     pthread_mutex_init(&s->mu, NULL);

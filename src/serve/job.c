@@ -9,6 +9,7 @@
 #include "util/util.h"
 
 #include <string.h>
+#include <time.h>
 
 enum hm_status hm_serve_job_new(const struct hm_tokenizer *tok, struct hm_api_request *req,
                                 struct hm_serve_job **out)
@@ -91,13 +92,19 @@ void hm_serve_job_bind(struct hm_serve_job *j, struct hm_engine_request *rq)
     rq->user = j;
 }
 
-enum hm_status hm_serve_job_take(struct hm_serve_job *j, char **buf, size_t *len, size_t *cap,
-                                 bool *done)
+enum hm_status hm_serve_job_take(struct hm_serve_job *j, double wait_s, char **buf, size_t *len,
+                                 size_t *cap, bool *done)
 {
     enum hm_status st = HM_OK;
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    long long ns = until.tv_nsec + (long long)(wait_s * 1e9);
+    until.tv_sec += (time_t)(ns / 1000000000);
+    until.tv_nsec = (long)(ns % 1000000000);
     pthread_mutex_lock(&j->mu);
     while (!j->done && j->filter.n_out == 0)
-        pthread_cond_wait(&j->cv, &j->mu);
+        if (pthread_cond_timedwait(&j->cv, &j->mu, &until) != 0)
+            break;
     size_t n = j->filter.n_out;
     if (*len + n > *cap) {
         size_t c = HM_MAX((size_t)256, 2 * (*len + n));

@@ -150,6 +150,7 @@ static bool get_params(json_t *root, struct hm_api_request *r, struct hm_api_err
         !get_number(root, "top_p", 1e-6, 1, &s->top_p, err) ||
         !get_number(root, "repetition_penalty", 1e-3, 100, &s->repetition_penalty, err) ||
         !get_bool(root, "stream", &r->stream, err) || !get_stop(root, r, err) ||
+        !get_bool(root, "ignore_eos", &r->ignore_eos, err) ||
         !get_model(root, r, err))
         return false;
     r->max_tokens = (int)max_tokens;

@@ -41,6 +41,7 @@ struct hm_api_request {
     size_t stop_len[HM_API_MAX_STOP];
     int n_stop;
     bool stream, include_usage;      /* include_usage: stream_options.include_usage */
+    bool ignore_eos;                 /* extension (vLLM's): run to max_tokens through eos */
 };
 
 /* An error as the client sees it: the HTTP status and OpenAI's {"error": {...}} fields. */
@@ -168,10 +169,10 @@ enum hm_status hm_serve_job_new(const struct hm_tokenizer *tok, struct hm_api_re
 void hm_serve_job_bind(struct hm_serve_job *j, struct hm_engine_request *rq);
 /* Drop one reference (the connection's; on_done drops the engine's). */
 void hm_serve_job_unref(struct hm_serve_job *j);
-/* Wait until text is ready or the job is done; move the text into *buf (grown as needed) and
- * say whether the job is done. */
-enum hm_status hm_serve_job_take(struct hm_serve_job *j, char **buf, size_t *len, size_t *cap,
-                                 bool *done);
+/* Wait until text is ready, the job is done or wait_s passed; append the text to *buf (grown as
+ * needed) and say whether the job is done. */
+enum hm_status hm_serve_job_take(struct hm_serve_job *j, double wait_s, char **buf, size_t *len,
+                                 size_t *cap, bool *done);
 bool hm_serve_job_finished_by_stop_string(struct hm_serve_job *j);
 
 /* ---- the server (http.c) ------------------------------------------------------------------- */

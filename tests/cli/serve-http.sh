@@ -38,6 +38,15 @@ curl -sN "$URL/v1/completions" -d '{"prompt": "the cat sat", "max_tokens": 20, "
 [ "$(sse_text "$TMP/stop.sse")" = "the ca" ] && ok || bad "streamed stop string: $(cat "$TMP/stop.sse")"
 grep -q '"finish_reason":"stop"' "$TMP/stop.sse" && ok || bad "streamed stop: no finish_reason stop"
 
+# a stream that ends before its first token (the echo starts with the stop token <|im_end|>)
+curl -sN "$URL/v1/completions" -d '{"prompt": "<|im_end|> the", "stream": true}' > "$TMP/empty.sse"
+[ "$(grep -c '^data: ' "$TMP/empty.sse")" = 3 ] && grep -q '"finish_reason":"stop"' "$TMP/empty.sse" &&
+    [ "$(tail -2 "$TMP/empty.sse" | head -1)" = "data: [DONE]" ] && ok || bad "an empty stream: $(cat "$TMP/empty.sse")"
+# ignore_eos (an extension): the stop token is generated like any other
+call POST /v1/completions '{"prompt": "<|im_end|> the", "max_tokens": 3, "ignore_eos": true}'
+[ "$(jq -r '"\(.usage.completion_tokens) " + .choices[0].finish_reason' "$TMP/body")" = "3 length" ] && ok ||
+    bad "ignore_eos: $(cat "$TMP/body")"
+
 # chat: the ChatML prompt is echoed up to its first <|im_end|>, a stop token (finish "stop")
 CHAT='{"model": "fake", "messages": [{"role": "user", "content": "say cat"}]}'
 call POST /v1/chat/completions "$CHAT"

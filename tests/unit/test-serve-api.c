@@ -39,7 +39,8 @@ static void test_chat_request(void **state)
                        "brief.\"}, {\"role\": \"user\", \"content\": \"Hi\"}], \"max_tokens\": 7, "
                        "\"temperature\": 0, \"top_p\": 0.5, \"top_k\": 3, \"repetition_penalty\": "
                        "1.1, \"seed\": 42, \"stop\": [\"a\", \"bc\"], \"stream\": true, "
-                       "\"stream_options\": {\"include_usage\": true}, \"n\": 1, \"user\": \"x\"}";
+                       "\"stream_options\": {\"include_usage\": true}, \"n\": 1, \"user\": \"x\", "
+                       "\"ignore_eos\": true}";
     assert_true(parse(HM_API_CHAT, json, &r, &e));
     assert_int_equal(r.conv.n, 2);
     assert_int_equal(r.conv.msgs[0].role, HM_ROLE_SYSTEM);
@@ -52,7 +53,7 @@ static void test_chat_request(void **state)
     assert_true(r.seed_given && r.sampling.seed == 42);
     assert_int_equal(r.n_stop, 2);
     assert_string_equal(r.stop[1], "bc");
-    assert_true(r.stream && r.include_usage);
+    assert_true(r.stream && r.include_usage && r.ignore_eos);
     hm_api_request_free(&r);
 }
 
@@ -111,6 +112,7 @@ static void test_bad_requests(void **state)
         {"\"stream_options\": 1", "stream_options"},
         {"\"stream_options\": {\"include_usage\": \"yes\"}", "include_usage"},
         {"\"model\": 3", "model"},
+        {"\"ignore_eos\": 0", "ignore_eos"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char json[512];
