@@ -139,27 +139,26 @@ def main():
                 model=model, prompt=prompt, max_tokens=32, temperature=0, stream=True))
             check(streamed == text, f"streamed completion = whole ({text!r})")
 
-            # stop: a string from the middle of the greedy text, across whatever tokens it spans
-            stop = text[len(text) // 2: len(text) // 2 + 3]
-            if len(stop) == 3:
-                want = text[:text.find(stop)]
-                r = c.completions.create(model=model, prompt=prompt, max_tokens=32, temperature=0,
-                                         stop=[stop])
-                check(r.choices[0].text == want and r.choices[0].finish_reason == "stop",
-                      f"stop {stop!r}: {r.choices[0].text!r} = {want!r}, finish stop")
-                streamed = "".join(ch.choices[0].text for ch in c.completions.create(
-                    model=model, prompt=prompt, max_tokens=32, temperature=0, stop=stop, stream=True))
-                check(streamed == want, f"streamed stop {stop!r}: {streamed!r}")
-            else:
-                check(False, f"the greedy text {text!r} is too short to take a stop string from")
-
             # seed: the same seed, the same sampled text; another seed, another
-            def sample(seed):
+            def sample(seed, **kw):
                 return c.completions.create(model=model, prompt=prompt, max_tokens=32,
-                                            temperature=1.0, seed=seed).choices[0].text
-            a, b, other = sample(7), sample(7), sample(8)
+                                            temperature=1.0, seed=seed, **kw)
+            a, b, other = sample(7).choices[0].text, sample(7).choices[0].text, sample(8).choices[0].text
             check(a == b, f"seed 7 twice: {a!r}")
             check(a != other, "seed 8 differs from seed 7")
+
+            # stop: 3 plain characters first seen after the start of the seeded text
+            at = next((i for i in range(1, len(a) - 2) if a[i:i + 3].isascii() and
+                       a[i:i + 3].isprintable() and a.find(a[i:i + 3]) == i), None)
+            if at is None:
+                check(False, f"no stop string to take from {a!r}")
+            else:
+                stop = a[at:at + 3]
+                r = sample(7, stop=[stop])
+                check(r.choices[0].text == a[:at] and r.choices[0].finish_reason == "stop",
+                      f"stop {stop!r}: {r.choices[0].text!r} = {a[:at]!r}, finish stop")
+                streamed = "".join(ch.choices[0].text for ch in sample(7, stop=stop, stream=True))
+                check(streamed == a[:at], f"streamed stop {stop!r}: {streamed!r}")
 
             # the client's own errors
             for exc, what, call in [
