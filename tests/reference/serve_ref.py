@@ -21,23 +21,9 @@ import threading
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+from export_ref import need, run  # noqa: E402  (the same helpers, stdlib only)
 WORDS = "the cat sat on a mat and dog ran to park while birds sang songs of summer rain".split()
 KEY = "sk-serve-ref"
-
-
-def need(*mods):
-    for m in mods:
-        try:
-            __import__(m)
-        except ImportError:
-            print(f"SKIPPED: python3 cannot import {m} (run scripts/setup-python.sh)")
-            sys.exit(77)
-
-
-def run(*args):
-    r = subprocess.run([str(a) for a in args], capture_output=True, text=True)
-    if r.returncode != 0:
-        sys.exit(f"FAIL: {' '.join(map(str, args))} exited {r.returncode}:\n{r.stderr}{r.stdout}")
 
 
 def chat_model(hm, tmp):
