@@ -114,7 +114,7 @@ enum hm_status hm_serve_job_take(struct hm_serve_job *j, double wait_s, char **b
         else
             st = hm_fail(HM_ERR_NOMEM, "out of memory (generated text)");
     }
-    if (st == HM_OK) {
+    if (st == HM_OK && n) {
         memcpy(*buf + *len, j->filter.out, n);
         *len += n;
         j->filter.n_out = 0;

@@ -31,6 +31,8 @@ void hm_text_filter_free(struct hm_text_filter *f)
 
 static bool append(char **buf, size_t *n, size_t *cap, const char *s, size_t len)
 {
+    if (len == 0) /* also: memcpy may not be given the NULL of an empty buffer */
+        return true;
     if (*n + len > *cap) {
         size_t c = HM_MAX((size_t)64, 2 * (*n + len));
         char *b = hm_realloc(*buf, c);
@@ -76,7 +78,8 @@ static enum hm_status stop_stage(struct hm_text_filter *f, const char *text, siz
     if (!append(&f->out, &f->n_out, &f->cap_out, f->held, release))
         return hm_fail(HM_ERR_NOMEM, "out of memory (generated text)");
     f->n_held = f->stopped ? 0 : f->n_held - release;
-    memmove(f->held, f->held + release, f->n_held);
+    if (f->n_held)
+        memmove(f->held, f->held + release, f->n_held);
     return HM_OK;
 }
 
