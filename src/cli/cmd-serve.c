@@ -61,41 +61,51 @@ static enum hm_status fill_defaults(struct serve_args *a)
 static enum hm_status parse_args(int argc, char **argv, struct serve_args *a, bool *help)
 {
     struct hm_engine_opts eo = hm_engine_opts_default();
-    *a = (struct serve_args){.g = cli_gen_args_default(), .host = "127.0.0.1", .port = 8080,
-                             .max_batch = eo.max_batch, .max_queue = eo.max_queue, .drain_s = 30,
+    *a = (struct serve_args){.g = cli_gen_args_default(),
+                             .host = "127.0.0.1",
+                             .port = 8080,
+                             .max_batch = eo.max_batch,
+                             .max_queue = eo.max_queue,
+                             .drain_s = 30,
                              .max_body_kib = 1024};
     struct cli_gen_args *g = &a->g;
     const struct cli_opt opts[] = {
-        {"checkpoint", 'c', CLI_STRING, &g->checkpoint, "FILE", "Model weights (.safetensors)", NULL},
-        {"config", 0, CLI_STRING, &g->config, "FILE", "Model config.json", "config.json next to the checkpoint"},
+        {"checkpoint", 'c', CLI_STRING, &g->checkpoint, "FILE", "Model weights (.safetensors)",
+         NULL},
+        {"config", 0, CLI_STRING, &g->config, "FILE", "Model config.json",
+         "config.json next to the checkpoint"},
         {"tokenizer", 't', CLI_STRING, &g->tokenizer, "FILE", "tokenizer.json",
          "tokenizer.json next to the checkpoint"},
         {"host", 0, CLI_STRING, &a->host, "ADDR", "Address to listen on (0.0.0.0: every interface)",
          "127.0.0.1"},
-        {"port", 0, CLI_INT, &a->port, "N", "TCP port (0: any free port, printed)", "8080", 0, 65535},
-        {"max-batch", 0, CLI_INT, &a->max_batch, "N", "Sequences generating at once (KV-cache slots)",
-         "16", 1, 4096},
-        {"ctx", 0, CLI_INT, &a->ctx, "N", "Positions per sequence, prompt included", "the model's max_seq_len",
-         1, 1 << 24},
-        {"max-queue", 0, CLI_INT, &a->max_queue, "N", "Requests waiting for a slot before 429", "64", 0,
-         1 << 20},
+        {"port", 0, CLI_INT, &a->port, "N", "TCP port (0: any free port, printed)", "8080", 0,
+         65535},
+        {"max-batch", 0, CLI_INT, &a->max_batch, "N",
+         "Sequences generating at once (KV-cache slots)", "16", 1, 4096},
+        {"ctx", 0, CLI_INT, &a->ctx, "N", "Positions per sequence, prompt included",
+         "the model's max_seq_len", 1, 1 << 24},
+        {"max-queue", 0, CLI_INT, &a->max_queue, "N", "Requests waiting for a slot before 429",
+         "64", 0, 1 << 20},
         {"api-key", 0, CLI_STRING, &a->api_key, "KEY", "Require 'Authorization: Bearer KEY'",
          "$HERMES_API_KEY, else none"},
         {"model-name", 0, CLI_STRING, &a->model_name, "NAME", "The model's name in the API",
          "the checkpoint's folder name"},
-        {"drain-timeout", 0, CLI_INT, &a->drain_s, "S", "On SIGTERM, seconds in-flight requests may take",
-         "30", 0, 86400},
-        {"max-body", 0, CLI_INT, &a->max_body_kib, "KIB", "Largest request body (413 above)", "1024", 1,
-         1 << 20},
+        {"drain-timeout", 0, CLI_INT, &a->drain_s, "S",
+         "On SIGTERM, seconds in-flight requests may take", "30", 0, 86400},
+        {"max-body", 0, CLI_INT, &a->max_body_kib, "KIB", "Largest request body (413 above)",
+         "1024", 1, 1 << 20},
         {"device", 0, CLI_STRING, &g->device, "DEV", "auto, cpu, cuda or cuda:N", "auto"},
         {"dtype", 0, CLI_STRING, &g->dtype, "TYPE", CLI_DTYPE_HELP, CLI_DTYPE_DEFAULT},
-        {"threads", 0, CLI_INT, &g->threads, "N", "CPU threads", "OMP_NUM_THREADS or all cores", 1, 4096},
+        {"threads", 0, CLI_INT, &g->threads, "N", "CPU threads", "OMP_NUM_THREADS or all cores", 1,
+         4096},
         {0},
     };
     enum hm_status st = cli_parse_usage(
         "serve", "-c CHECKPOINT [-t tokenizer.json] [--host ADDR] [--port N] [options]",
-        "Serve the model over an OpenAI-compatible HTTP API: POST /v1/chat/completions (chat models),\n"
-        "POST /v1/completions, GET /v1/models, GET /health. Requests run together, one batched step\n"
+        "Serve the model over an OpenAI-compatible HTTP API: POST /v1/chat/completions (chat "
+        "models),\n"
+        "POST /v1/completions, GET /v1/models, GET /health. Requests run together, one batched "
+        "step\n"
         "at a time; SIGTERM or Ctrl-C stops accepting, finishes what is in flight and exits.",
         opts, argc, argv, help);
     if (st != HM_OK || *help)

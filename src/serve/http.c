@@ -26,10 +26,10 @@ struct hm_server {
     long long created;
     atomic_bool draining;
     atomic_uint_fast64_t next_id; /* request ids and default seeds */
-    pthread_mutex_t tok_mu;       /* hm_tokenizer_encode: one thread at a time */
-    pthread_mutex_t mu;           /* guards `active` */
+    pthread_mutex_t tok_mu; /* hm_tokenizer_encode: one thread at a time */
+    pthread_mutex_t mu; /* guards `active` */
     pthread_cond_t idle;
-    int active;                   /* requests between their first byte and their completion */
+    int active; /* requests between their first byte and their completion */
     bool chat_ok;
     struct hm_chat_ids chat;
 };
@@ -55,8 +55,8 @@ struct conn {
 
 struct hm_serve_opts hm_serve_opts_default(void)
 {
-    return (struct hm_serve_opts){.host = "127.0.0.1", .port = 8080, .max_body = 1 << 20,
-                                  .drain_timeout_s = 30};
+    return (struct hm_serve_opts){
+        .host = "127.0.0.1", .port = 8080, .max_body = 1 << 20, .drain_timeout_s = 30};
 }
 
 static double seconds_since(const struct timespec *t0)
@@ -87,10 +87,10 @@ static enum MHD_Result send_json(struct MHD_Connection *c, struct conn *k, int s
     if (status == 429)
         MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, "1");
     if (status == 405)
-        MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW,
-                                strncmp(k->path, "/v1/models", 10) == 0 || !strcmp(k->path, "/health")
-                                    ? "GET"
-                                    : "POST");
+        MHD_add_response_header(
+            r, MHD_HTTP_HEADER_ALLOW,
+            strncmp(k->path, "/v1/models", 10) == 0 || !strcmp(k->path, "/health") ? "GET"
+                                                                                   : "POST");
     if (status == 401)
         MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
     k->status = status;
@@ -105,8 +105,8 @@ static enum MHD_Result send_error(struct MHD_Connection *c, struct conn *k,
     return send_json(c, k, e->status, hm_api_error_json(e));
 }
 
-static enum MHD_Result fail(struct MHD_Connection *c, struct conn *k, int status,
-                            const char *param, const char *code, const char *message)
+static enum MHD_Result fail(struct MHD_Connection *c, struct conn *k, int status, const char *param,
+                            const char *code, const char *message)
 {
     struct hm_api_error e;
     hm_api_error_set(&e, status, param, "%s", message);
@@ -165,7 +165,8 @@ static bool submit(struct hm_server *s, struct hm_serve_job *j, const hm_token *
     rq.sampling = j->req.sampling;
     if (!j->req.seed_given) /* a different seed per request, as OpenAI does without one */
         rq.sampling.seed = hm_hash64(HM_HASH64_INIT, &(uint64_t){atomic_fetch_add(&s->next_id, 1)},
-                                     sizeof(uint64_t)) ^ (uint64_t)time(NULL);
+                                     sizeof(uint64_t)) ^
+                           (uint64_t)time(NULL);
     hm_token eos = hm_tokenizer_eos_id(s->o.tok);
     if (eos >= 0 && !j->req.ignore_eos)
         rq.stop_ids[rq.n_stop_ids++] = eos;
@@ -191,8 +192,8 @@ static void reply_init(struct hm_server *s, struct conn *k, enum hm_api_kind kin
 {
     snprintf(k->reply_id, sizeof k->reply_id, "%s-%016llx",
              kind == HM_API_CHAT ? "chatcmpl" : "cmpl",
-             (unsigned long long)hm_hash64(HM_HASH64_INIT, &(uint64_t){atomic_fetch_add(&s->next_id, 1)},
-                                           sizeof(uint64_t)));
+             (unsigned long long)hm_hash64(
+                 HM_HASH64_INIT, &(uint64_t){atomic_fetch_add(&s->next_id, 1)}, sizeof(uint64_t)));
     k->reply = (struct hm_api_reply){kind, k->reply_id, s->o.model_id, (long long)time(NULL)};
 }
 
@@ -222,7 +223,8 @@ static bool job_outcome(struct hm_server *s, struct hm_serve_job *j, struct hm_a
 /* True when the client has closed its connection (MHD notices only when a write fails). */
 static bool client_gone(struct MHD_Connection *c)
 {
-    const union MHD_ConnectionInfo *i = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    const union MHD_ConnectionInfo *i =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
     if (!i)
         return false;
     struct pollfd p = {.fd = i->connect_fd, .events = POLLIN | POLLRDHUP};
@@ -248,10 +250,11 @@ static bool close_stream(struct conn *k)
     struct hm_api_usage u;
     const char *finish;
     struct hm_api_error e;
-    bool ok = job_outcome(k->srv, k->job, &u, &finish, &e)
-                  ? append_sse(k, hm_api_chunk_sse(&k->reply, "", 0, false, finish)) &&
-                        (!k->job->req.include_usage || append_sse(k, hm_api_usage_sse(&k->reply, u)))
-                  : append_sse(k, hm_api_error_sse(&e));
+    bool ok =
+        job_outcome(k->srv, k->job, &u, &finish, &e)
+            ? append_sse(k, hm_api_chunk_sse(&k->reply, "", 0, false, finish)) &&
+                  (!k->job->req.include_usage || append_sse(k, hm_api_usage_sse(&k->reply, u)))
+            : append_sse(k, hm_api_error_sse(&e));
     k->finished = true;
     return ok && append_sse(k, strdup(HM_API_SSE_DONE));
 }
@@ -266,9 +269,8 @@ static ssize_t read_stream(void *cls, uint64_t pos, char *buf, size_t max)
         k->n_sse = k->sent = k->n_text = 0;
         bool done = false;
         /* the role chunk goes out at once; then each piece of text as it comes */
-        if (!k->first_chunk &&
-            hm_serve_job_take(k->job, CLIENT_CHECK_S, &k->text, &k->n_text, &k->cap_text, &done) !=
-                HM_OK)
+        if (!k->first_chunk && hm_serve_job_take(k->job, CLIENT_CHECK_S, &k->text, &k->n_text,
+                                                 &k->cap_text, &done) != HM_OK)
             return MHD_CONTENT_READER_END_WITH_ERROR;
         if (!k->first_chunk && !done && k->n_text == 0 && client_gone(k->c))
             return MHD_CONTENT_READER_END_WITH_ERROR; /* ends the request: on_completed cancels */
@@ -290,8 +292,8 @@ static ssize_t read_stream(void *cls, uint64_t pos, char *buf, size_t max)
 static enum MHD_Result start_stream(struct MHD_Connection *c, struct conn *k)
 {
     k->first_chunk = true;
-    struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, read_stream,
-                                                               k, NULL);
+    struct MHD_Response *r =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, read_stream, k, NULL);
     if (!r)
         return MHD_NO;
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
@@ -318,8 +320,8 @@ static enum MHD_Result send_whole(struct MHD_Connection *c, struct conn *k)
     struct hm_api_error e;
     if (!job_outcome(k->srv, k->job, &u, &finish, &e))
         return send_error(c, k, &e);
-    return send_json(c, k, 200, hm_api_reply_json(&k->reply, k->text ? k->text : "", k->n_text,
-                                                   finish, u));
+    return send_json(c, k, 200,
+                     hm_api_reply_json(&k->reply, k->text ? k->text : "", k->n_text, finish, u));
 }
 
 static enum MHD_Result generate(struct MHD_Connection *c, struct conn *k, enum hm_api_kind kind)
@@ -333,12 +335,14 @@ static enum MHD_Result generate(struct MHD_Connection *c, struct conn *k, enum h
         return send_error(c, k, &err);
     bool ok = true;
     if (rq.model[0] && strcmp(rq.model, s->o.model_id) != 0) {
-        ok = hm_api_error_set(&err, 404, "model", "the model '%s' does not exist; this server has '%s'",
-                              rq.model, s->o.model_id);
+        ok = hm_api_error_set(&err, 404, "model",
+                              "the model '%s' does not exist; this server has '%s'", rq.model,
+                              s->o.model_id);
         err.code = "model_not_found";
     } else if (kind == HM_API_CHAT && !s->chat_ok) {
-        ok = hm_api_error_set(&err, 400, "messages", "this model's tokenizer has no <|im_start|> "
-                                                     "and <|im_end|> tokens: it is not a chat model");
+        ok = hm_api_error_set(&err, 400, "messages",
+                              "this model's tokenizer has no <|im_start|> "
+                              "and <|im_end|> tokens: it is not a chat model");
     }
     if (!ok || !encode_prompt(s, &rq, &ids, &n, &err)) {
         hm_api_request_free(&rq);
@@ -377,12 +381,12 @@ static enum MHD_Result route(struct MHD_Connection *c, struct conn *k)
                     "missing or wrong API key: send 'Authorization: Bearer <key>'");
     bool chat = strcmp(p, "/v1/chat/completions") == 0, compl = strcmp(p, "/v1/completions") == 0;
     bool models = strcmp(p, "/v1/models") == 0, one_model = strncmp(p, "/v1/models/", 11) == 0;
-    if (!chat && !compl && !models && !one_model && !is_health) {
+    if (!chat && !compl &&!models && !one_model && !is_health) {
         char msg[192];
         snprintf(msg, sizeof msg, "no such route: %s %s", k->method, p);
         return fail(c, k, 404, NULL, "unknown_url", msg);
     }
-    if ((chat || compl) ? !post : !get)
+    if ((chat || compl ) ? !post : !get)
         return fail(c, k, 405, NULL, NULL, "method not allowed on this route");
     if (k->too_big) {
         char msg[128];
@@ -419,8 +423,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         s->active++;
         pthread_mutex_unlock(&s->mu);
         *con_cls = k;
-        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-                                                     MHD_HTTP_HEADER_CONTENT_LENGTH);
+        const char *cl =
+            MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl && strtoull(cl, NULL, 10) > s->o.max_body) { /* refuse before reading it */
             k->too_big = true;
             return route(c, k);
@@ -484,8 +488,10 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 
 static enum hm_status resolve(const char *host, int port, struct sockaddr_storage *addr, bool *v6)
 {
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE}, *res;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE},
+                    *res;
     char service[16];
     snprintf(service, sizeof service, "%d", port);
     int rc = getaddrinfo(host, service, &hints, &res);
@@ -522,8 +528,9 @@ enum hm_status hm_serve_start(const struct hm_serve_opts *opts, struct hm_server
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
     if (!s->d) {
         hm_serve_free(s);
-        return hm_fail(HM_ERR_IO, "serve: cannot listen on %s port %d (in use, or not an address "
-                                  "of this machine?)",
+        return hm_fail(HM_ERR_IO,
+                       "serve: cannot listen on %s port %d (in use, or not an address "
+                       "of this machine?)",
                        opts->host, opts->port);
     }
     *out = s;
@@ -577,7 +584,8 @@ enum hm_status hm_serve_run(const struct hm_serve_opts *opts)
     if (st != HM_OK)
         return st;
     hm_interrupt_install();
-    fprintf(stderr, "serve: listening on http://%s:%d (model %s); SIGTERM or Ctrl-C drains and stops\n",
+    fprintf(stderr,
+            "serve: listening on http://%s:%d (model %s); SIGTERM or Ctrl-C drains and stops\n",
             opts->host, hm_serve_port(s), opts->model_id);
     while (!hm_interrupt_requested())
         usleep(100 * 1000);

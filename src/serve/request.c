@@ -14,7 +14,7 @@
 bool hm_api_error_set(struct hm_api_error *err, int status, const char *param, const char *fmt, ...)
 {
     err->status = status;
-    err->type = status == 401 ? "authentication_error"
+    err->type = status == 401   ? "authentication_error"
                 : status == 429 ? "rate_limit_error"
                 : status >= 500 ? "server_error"
                                 : "invalid_request_error";
@@ -51,7 +51,8 @@ static bool get_int(json_t *root, const char *key, long long lo, long long hi, l
         return hm_api_error_set(err, 400, key, "'%s' must be an integer", key);
     long long x = json_is_integer(v) ? json_integer_value(v) : (long long)d;
     if (x < lo || x > hi)
-        return hm_api_error_set(err, 400, key, "'%s' is %lld; expected %lld to %lld", key, x, lo, hi);
+        return hm_api_error_set(err, 400, key, "'%s' is %lld; expected %lld to %lld", key, x, lo,
+                                hi);
     *out = x;
     return true;
 }
@@ -142,7 +143,8 @@ static bool get_params(json_t *root, struct hm_api_request *r, struct hm_api_err
         return false;
     if (n != 1)
         return hm_api_error_set(err, 400, "n", "'n' must be 1 (one choice per request)");
-    const char *len_key = field(root, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
+    const char *len_key =
+        field(root, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
     if (!get_int(root, len_key, 1, 1 << 24, &max_tokens, NULL, err) ||
         !get_int(root, "top_k", 0, 1 << 24, &top_k, NULL, err) ||
         !get_int(root, "seed", INT64_MIN, INT64_MAX, &seed, &given, err) ||
@@ -150,8 +152,7 @@ static bool get_params(json_t *root, struct hm_api_request *r, struct hm_api_err
         !get_number(root, "top_p", 1e-6, 1, &s->top_p, err) ||
         !get_number(root, "repetition_penalty", 1e-3, 100, &s->repetition_penalty, err) ||
         !get_bool(root, "stream", &r->stream, err) || !get_stop(root, r, err) ||
-        !get_bool(root, "ignore_eos", &r->ignore_eos, err) ||
-        !get_model(root, r, err))
+        !get_bool(root, "ignore_eos", &r->ignore_eos, err) || !get_model(root, r, err))
         return false;
     r->max_tokens = (int)max_tokens;
     s->top_k = (int)top_k;
@@ -183,7 +184,7 @@ static bool get_prompt(json_t *root, struct hm_api_request *r, struct hm_api_err
     return true;
 }
 
-/* "messages" through the chat module's OpenAI record parser (the one training data goes through). */
+/* "messages" through the chat module's OpenAI record parser (the one training data meets). */
 static bool get_messages(json_t *root, const char *json, size_t len, struct hm_api_request *r,
                          struct hm_api_error *err)
 {
@@ -217,9 +218,9 @@ bool hm_api_parse_request(enum hm_api_kind kind, const char *json, size_t len,
     else if (!json_is_object(root))
         ok = hm_api_error_set(err, 400, NULL, "the body must be a JSON object");
     else
-        ok = get_params(root, out, err) && (kind == HM_API_CHAT
-                                                 ? get_messages(root, json, len, out, err)
-                                                 : get_prompt(root, out, err));
+        ok = get_params(root, out, err) &&
+             (kind == HM_API_CHAT ? get_messages(root, json, len, out, err)
+                                  : get_prompt(root, out, err));
     json_decref(root);
     if (!ok)
         hm_api_request_free(out);

@@ -16,7 +16,8 @@ static void check(const struct hm_api_request *r)
         !(r->sampling.top_p > 0 && r->sampling.top_p <= 1) || !(r->sampling.repetition_penalty > 0))
         abort();
     for (int i = 0; i < r->n_stop; i++)
-        if (r->stop_len[i] == 0 || r->stop_len[i] > HM_API_MAX_STOP_LEN || strlen(r->stop[i]) > r->stop_len[i])
+        if (r->stop_len[i] == 0 || r->stop_len[i] > HM_API_MAX_STOP_LEN ||
+            strlen(r->stop[i]) > r->stop_len[i])
             abort();
     if (memchr(r->model, 0, sizeof r->model) == NULL)
         abort();

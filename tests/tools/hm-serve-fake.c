@@ -40,8 +40,8 @@ struct fake {
 
 static void finish(struct fake_req *r, enum hm_finish_reason why)
 {
-    struct hm_engine_result res = {.finish = why, .prompt_tokens = r->rq.n_prompt,
-                                   .completion_tokens = r->generated};
+    struct hm_engine_result res = {
+        .finish = why, .prompt_tokens = r->rq.n_prompt, .completion_tokens = r->generated};
     r->rq.on_done(&res, r->rq.user);
     free(r->prompt);
     free(r);
@@ -215,7 +215,8 @@ int main(int argc, char **argv)
         }
     }
     if (!tok_path || hm_tokenizer_load(tok_path, &o.tok) != HM_OK) {
-        fprintf(stderr, "hm-serve-fake: -t tokenizer.json: %s\n", tok_path ? hm_last_error() : "required");
+        fprintf(stderr, "hm-serve-fake: -t tokenizer.json: %s\n",
+                tok_path ? hm_last_error() : "required");
         return 2;
     }
     f.queue = calloc((size_t)(f.max_queue + f.max_batch) + 1, sizeof *f.queue);

@@ -71,8 +71,8 @@ static void test_defaults_and_aliases(void **state)
     hm_api_request_free(&r);
     /* max_completion_tokens (the newer name) wins; a prompt list of one string; 3.0 is 3 */
     assert_true(parse(HM_API_COMPLETION,
-                      "{\"prompt\": [\"p\"], \"max_tokens\": 9, \"max_completion_tokens\": 3.0}", &r,
-                      &e));
+                      "{\"prompt\": [\"p\"], \"max_tokens\": 9, \"max_completion_tokens\": 3.0}",
+                      &r, &e));
     assert_int_equal(r.max_tokens, 3);
     assert_string_equal(r.prompt, "p");
     hm_api_request_free(&r);
@@ -143,8 +143,9 @@ static void test_reply_bodies(void **state)
     json_t *j = load(s);
     assert_string_equal(json_string_value(json_object_get(j, "object")), "chat.completion");
     json_t *c0 = json_array_get(json_object_get(j, "choices"), 0);
-    assert_string_equal(json_string_value(json_object_get(json_object_get(c0, "message"), "content")),
-                        "hi \"you\"");
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(c0, "message"), "content")),
+        "hi \"you\"");
     assert_string_equal(json_string_value(json_object_get(c0, "finish_reason")), "length");
     json_t *usage = json_object_get(j, "usage");
     assert_int_equal(json_integer_value(json_object_get(usage, "total_tokens")), 8);
@@ -190,7 +191,8 @@ static void test_sse_chunks(void **state)
     json_decref(j);
     j = event(hm_api_usage_sse(&chat, (struct hm_api_usage){4, 2}));
     assert_int_equal(json_array_size(json_object_get(j, "choices")), 0);
-    assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "usage"), "total_tokens")), 6);
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(j, "usage"), "total_tokens")), 6);
     json_decref(j);
     struct hm_api_reply cmpl = {HM_API_COMPLETION, "cmpl-1", "m", 1};
     j = event(hm_api_chunk_sse(&cmpl, "lo", 2, true, NULL));
@@ -216,14 +218,16 @@ static void test_error_and_models_bodies(void **state)
     s = hm_api_error_json(&e);
     j = load(s);
     err = json_object_get(j, "error");
-    assert_true(json_is_null(json_object_get(err, "param")) && json_is_null(json_object_get(err, "code")));
+    assert_true(json_is_null(json_object_get(err, "param")) &&
+                json_is_null(json_object_get(err, "code")));
     assert_string_equal(json_string_value(json_object_get(err, "type")), "rate_limit_error");
     json_decref(j);
     free(s);
     s = hm_api_models_json("tiny", 5, true);
     j = load(s);
-    assert_string_equal(json_string_value(json_object_get(json_array_get(json_object_get(j, "data"), 0), "id")),
-                        "tiny");
+    assert_string_equal(
+        json_string_value(json_object_get(json_array_get(json_object_get(j, "data"), 0), "id")),
+        "tiny");
     json_decref(j);
     free(s);
     assert_string_equal(hm_api_finish_reason(HM_FINISH_STOP, false), "stop");
@@ -287,9 +291,13 @@ static void test_utf8_held_back(void **state)
     hm_text_filter_free(&f);
     /* bytes that can never form a character become U+FFFD; an unfinished one at the end too */
     filter_case(NULL, 0, (const char *[]){"a\x80", "b\xC3", "c"}, 3,
-                "a\xEF\xBF\xBD" "b\xEF\xBF\xBD" "c", false);
+                "a\xEF\xBF\xBD"
+                "b\xEF\xBF\xBD"
+                "c",
+                false);
     filter_case(NULL, 0, (const char *[]){"z\xE2\x82"}, 1, "z\xEF\xBF\xBD", false);
-    filter_case(NULL, 0, (const char *[]){"\xE2\x82", "\xE2\x82\xAC"}, 2, "\xEF\xBF\xBD\xE2\x82\xAC", false);
+    filter_case(NULL, 0, (const char *[]){"\xE2\x82", "\xE2\x82\xAC"}, 2,
+                "\xEF\xBF\xBD\xE2\x82\xAC", false);
     /* a stop string with a multi-byte character, split mid-character */
     const char *stop[] = {"\xC3\xA9t\xC3\xA9"};
     filter_case(stop, 1, (const char *[]){"un \xC3", "\xA9t\xC3", "\xA9!"}, 3, "un ", true);
