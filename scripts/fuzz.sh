@@ -31,7 +31,7 @@ fi
 # Input size caps per target: big enough for every seed's structure, small enough to stay fast.
 declare -A max_len=([config]=4096 [safetensors]=16384 [tokenizer-json]=8192
                     [bpe-roundtrip]=4096 [reader]=8192 [hf-config]=4096 [hf-index]=4096
-                    [hf-names]=256 [chat-record]=4096 [token-cache]=1024)
+                    [hf-names]=256 [chat-record]=4096 [token-cache]=1024 [api-request]=4096)
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
     for f in tests/fuzz/fuzz-*.c; do n=$(basename "$f" .c); targets+=("${n#fuzz-}"); done

@@ -5,10 +5,11 @@ set -euo pipefail
 
 PKGS=(build-essential cmake pkg-config libopenblas-openmp-dev libcmocka-dev libjansson-dev
       zlib1g-dev libzstd-dev libopenmpi-dev openmpi-bin fortunes python3 python3-pip
-      clang-14 libclang-rt-14-dev libomp-14-dev util-linux libmicrohttpd-dev libdnnl-dev)
+      clang-14 libclang-rt-14-dev libomp-14-dev util-linux libmicrohttpd-dev libdnnl-dev curl jq)
 # clang-14 + libclang-rt-14-dev (libFuzzer's runtime) + libomp-14-dev: scripts/fuzz.sh;
 # util-linux: flock(1), used by tests/cli/harden.sh; libmicrohttpd-dev: the HTTP server of `serve`;
-# libdnnl-dev (oneDNN): bf16 matmuls on the CPU's AMX / AVX512-BF16 units (optional; CMake warns)
+# libdnnl-dev (oneDNN): bf16 matmuls on the CPU's AMX / AVX512-BF16 units (optional; CMake warns);
+# curl + jq: the serve tests (tests/cli/serve-*.sh) call the server and read its JSON
 
 missing=()
 for p in "${PKGS[@]}"; do

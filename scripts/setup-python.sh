@@ -4,14 +4,17 @@
 # is enough), transformers, safetensors, gguf and llama-cpp-python, which pip builds from source
 # (about 10 minutes on 2 cores the first time, then pip's cache); gguf and numpy write the q8_0
 # fixture (tests/reference/make_q8_0_fixture.py); scripts/bench/decode needs numpy, safetensors
-# and llama-cpp-python. Missing ones only are installed.
+# and llama-cpp-python. For `serve`: the official openai client (tests/reference/serve_ref.py)
+# and llama-cpp-python's [server] extras, the benchmark peer (scripts/bench/serve). Missing ones
+# only are installed.
 set -uo pipefail
 pip_install() {
     python3 -m pip install -q "$@" 2>/dev/null || python3 -m pip install -q --break-system-packages "$@"
 }
 want=()
 for pair in tokenizers:tokenizers torch:torch transformers:transformers safetensors:safetensors \
-            gguf:gguf numpy:numpy llama_cpp:llama-cpp-python; do
+            gguf:gguf numpy:numpy llama_cpp:llama-cpp-python openai:openai \
+            starlette_context:llama-cpp-python[server]; do
     python3 -c "import ${pair%%:*}" 2>/dev/null || want+=("${pair#*:}")
 done
 [ ${#want[@]} -eq 0 ] && exit 0

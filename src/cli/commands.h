@@ -12,5 +12,6 @@ enum hm_status cmd_chat(int argc, char **argv);
 enum hm_status cmd_info(int argc, char **argv);
 enum hm_status cmd_export(int argc, char **argv);
 enum hm_status cmd_import(int argc, char **argv);
+enum hm_status cmd_serve(int argc, char **argv);
 
 #endif

@@ -40,6 +40,7 @@ static const struct {
     {"info", cmd_info, "Show a model's architecture, parameter count, memory and FLOPs"},
     {"export", cmd_export, "Export a model to GGUF (llama.cpp) or a Hugging Face folder"},
     {"import", cmd_import, "Import a Hugging Face LlamaForCausalLM folder as a run folder"},
+    {"serve", cmd_serve, "Serve a model over an OpenAI-compatible HTTP API"},
 };
 
 static void usage(FILE *out)

@@ -569,39 +569,6 @@ enum hm_status hm_decode_stream_new(const struct hm_tokenizer *tok, bool skip_sp
     return HM_OK;
 }
 
-/* Can s[0..k) (k >= 1, shorter than the char its lead byte announces) still become a char? */
-static bool utf8_prefix_ok(const uint8_t *s, size_t k)
-{
-    uint8_t c = s[0];
-    size_t need;
-    uint8_t lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF)
-        need = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        need = 3;
-        if (c == 0xE0)
-            lo = 0xA0;
-        if (c == 0xED)
-            hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        need = 4;
-        if (c == 0xF0)
-            lo = 0x90;
-        if (c == 0xF4)
-            hi = 0x8F;
-    } else {
-        return false;
-    }
-    if (k >= need)
-        return false;
-    if (k >= 2 && (s[1] < lo || s[1] > hi))
-        return false;
-    for (size_t i = 2; i < k; i++)
-        if ((s[i] & 0xC0) != 0x80)
-            return false;
-    return true;
-}
-
 /* Length of the prefix of s[0..n) that ends at a character boundary (invalid bytes pass). */
 static size_t utf8_ready(const uint8_t *s, size_t n)
 {
@@ -613,7 +580,7 @@ static size_t utf8_ready(const uint8_t *s, size_t n)
             i += (size_t)l;
             continue;
         }
-        if (utf8_prefix_ok(s + i, n - i))
+        if (hm_utf8_prefix_ok(s + i, n - i))
             return i;
         i++;
     }

@@ -78,6 +78,38 @@ int hm_utf8_decode(const uint8_t *s, size_t n, uint32_t *cp)
     return len;
 }
 
+bool hm_utf8_prefix_ok(const uint8_t *s, size_t k)
+{
+    uint8_t c = s[0];
+    size_t need;
+    uint8_t lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF)
+        need = 2;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        need = 3;
+        if (c == 0xE0)
+            lo = 0xA0;
+        if (c == 0xED)
+            hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        need = 4;
+        if (c == 0xF0)
+            lo = 0x90;
+        if (c == 0xF4)
+            hi = 0x8F;
+    } else {
+        return false;
+    }
+    if (k >= need)
+        return false;
+    if (k >= 2 && (s[1] < lo || s[1] > hi))
+        return false;
+    for (size_t i = 2; i < k; i++)
+        if ((s[i] & 0xC0) != 0x80)
+            return false;
+    return true;
+}
+
 int hm_utf8_encode(uint32_t cp, char out[4])
 {
     if (cp < 0x80) {

@@ -102,6 +102,8 @@ extern const uint16_t hm_byte_to_cp[256]; /* GPT-2 bytes_to_unicode */
 int hm_cp_to_byte(uint32_t cp);
 /* Strict UTF-8 decode at s[0..n): returns the length (1..4) and *cp, or 0 if invalid there. */
 int hm_utf8_decode(const uint8_t *s, size_t n, uint32_t *cp);
+/* Can s[0..k) (k >= 1, shorter than the char its lead byte announces) still become a char? */
+bool hm_utf8_prefix_ok(const uint8_t *s, size_t k);
 int hm_utf8_encode(uint32_t cp, char out[4]);
 bool hm_utf8_valid(const char *s, size_t n);
 /* Append the byte-level spelling of bytes (each byte -> its char, UTF-8) to out (cap >= 2n+1). */

@@ -116,6 +116,9 @@ enum hm_status hm_cpu_matmul_rows(const struct hm_exec *ex, struct hm_tensor *ds
 {
     const struct hm_tensor *a = dst->src[0], *b = dst->src[1], *bias = dst->src[2];
     bool ta = dst->op_params[1], tb = dst->op_params[2];
+    if (b->type != HM_DTYPE_F32 || a->type != HM_DTYPE_F32)
+        return hm_fail(HM_ERR_UNSUPPORTED, "matmul: the row-invariant kernel reads f32 operands, "
+                                           "not packed (bf16/q8_0) weights");
     if (ta || !tb || b->n_dims != 2)
         return hm_fail(HM_ERR_UNSUPPORTED, "matmul: the row-invariant kernel takes x @ w^T with a "
                                            "2-D weight (a linear layer) only");
