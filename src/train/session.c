@@ -369,10 +369,18 @@ static enum hm_status build_model(struct session *s)
     }
     if ((st = hm_model_set_dtype(s->model, o->dtype)) != HM_OK)
         return st;
-    if (s->rank == 0 && o->dtype == HM_DTYPE_BF16)
+    if (s->rank == 0 && o->dtype == HM_DTYPE_BF16) {
+        /* On the CPU, say which units run the bf16 matmuls: without them bf16 only widens. */
+        char where[96] = "";
+        if (strcmp(hm_backend_name(s->be), "cpu") == 0) {
+            enum hm_cpu_bf16 units = hm_cpu_bf16_support();
+            snprintf(where, sizeof where, units == HM_CPU_BF16_NONE ?
+                     " (no bf16 matmul units here: a slow reference mode)" : " (matmuls on %s)",
+                     hm_cpu_bf16_name(units));
+        }
         hm_log(HM_LOG_INFO, "Precision: bf16 weights and activations, f32 master weights, optimizer "
-               "and loss%s", strcmp(hm_backend_name(s->be), "cpu") == 0 ?
-               " (bf16 on the cpu is a slow reference mode)" : "");
+               "and loss%s", where);
+    }
     return s->rank == 0 ? hm_config_save(&s->cfg, out_path(s, "config.json")) : HM_OK;
 }
 
