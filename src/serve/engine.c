@@ -391,6 +391,12 @@ enum hm_status hm_engine_new(struct hm_model *m, const struct hm_engine_opts *op
     enum hm_status st = check_opts(hm_model_config(m), &o);
     if (st != HM_OK)
         return st;
+    /* Packed weights compute in f32 from bf16/q8_0 matrices, which the row-invariant kernel
+     * does not read: refuse here rather than fail every request at its first step. */
+    if (hm_model_weight_dtype(m) != hm_model_dtype(m))
+        return hm_fail(HM_ERR_UNSUPPORTED,
+                       "engine: the model's weights are packed as %s; batched serving reads "
+                       "unpacked weights", hm_dtype_name(hm_model_weight_dtype(m)));
     struct hm_engine *e = hm_calloc(1, sizeof *e);
     if (!e)
         return hm_fail(HM_ERR_NOMEM, "engine: out of memory");

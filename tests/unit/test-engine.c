@@ -713,6 +713,26 @@ static void test_refusals(void **state)
     close_model(&f);
 }
 
+/* A model with packed weights (generate --dtype bf16|q8_0 on the CPU) is refused at creation. */
+static void test_refuses_packed_weights(void **state)
+{
+    (void)state;
+    struct hm_model_config cfg = cfg_gpt();
+    struct hm_backend *be;
+    struct hm_model *m;
+    assert_int_equal(hm_backend_cpu_new(&be), HM_OK);
+    assert_int_equal(hm_model_new_infer(&cfg, be, &m), HM_OK);
+    assert_int_equal(hm_model_init_weights(m, 3), HM_OK);
+    assert_int_equal(hm_model_pack_weights(m, HM_DTYPE_BF16), HM_OK);
+    struct hm_engine_opts o = hm_engine_opts_default();
+    struct hm_engine *e = NULL;
+    assert_int_equal(hm_engine_new(m, &o, &e), HM_ERR_UNSUPPORTED);
+    assert_null(e);
+    assert_non_null(strstr(hm_last_error(), "packed"));
+    hm_model_free(m);
+    hm_backend_free(be);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -728,6 +748,7 @@ int main(void)
         cmocka_unit_test(test_free_in_flight),
         cmocka_unit_test(test_context_full_and_stop),
         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_refuses_packed_weights),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
