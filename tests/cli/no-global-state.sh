@@ -18,7 +18,7 @@ ALLOWED=(
     "util/status.c:last_error"         # thread-local last error (hm_last_error)
     "backend/cpu/backend-cpu.c:warned" # warn once per process about a non-OpenMP OpenBLAS
     "backend/cpu/bf16.c:fast_paths"    # the tests' switch to the widening oracle (hm_cpu_bf16_set_fast)
-    "backend/cpu/matmul-bf16-onednn.c:g" # oneDNN's engine and the bf16 matmul primitives, made
+    "backend/cpu/matmul-onednn.c:g"    # oneDNN's engine and the matmul primitives, made
                                        # once per shape for the process (oneDNN's own caches are
                                        # process-wide too); behind a mutex
     "backend/cuda/backend-cuda.cu:cuda_kernels" # filled once, identically, before first use

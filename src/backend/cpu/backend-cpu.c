@@ -25,13 +25,13 @@ static const hm_kernel_fn f32_kernels[HM_OP_COUNT] = {
 };
 #undef HM_OP
 
-/* f32 nodes go straight to their kernel; bf16 matmuls to the CPU's bf16 units where it has them;
- * other nodes with bf16 operands through the f32 shadows of bf16.c. */
+/* Matmuls to oneDNN where it applies (bf16 on the CPU's bf16 units, f32 shapes it runs faster);
+ * nodes with bf16 operands through the f32 shadows of bf16.c; the rest straight to their kernel. */
 static enum hm_status cpu_dispatch(const struct hm_exec *ex, struct hm_tensor *dst)
 {
     hm_kernel_fn f = f32_kernels[dst->op];
-    if (hm_cpu_matmul_bf16_applies(dst))
-        return hm_cpu_matmul_bf16(ex, dst);
+    if (hm_cpu_matmul_onednn_applies(dst))
+        return hm_cpu_matmul_onednn(ex, dst);
     if (hm_cpu_needs_shadows(dst))
         return hm_cpu_run_bf16(ex, dst, f);
     return f(ex, dst);
@@ -220,6 +220,20 @@ enum hm_status hm_backend_cpu_new(struct hm_backend **out)
         hm_log(HM_LOG_WARN, "OpenBLAS is not the OpenMP build (openblas_get_parallel() = %d): "
                             "BLAS and OpenMP loops will fight over cores and results may vary run to "
                             "run; link libopenblas0-openmp", openblas_get_parallel());
+    }
+    const char *lib = getenv("HM_CPU_F32_MATMUL");
+    if (lib && *lib) {
+        enum hm_cpu_f32_matmul mode;
+        if (!strcmp(lib, "auto"))
+            mode = HM_CPU_F32_MATMUL_AUTO;
+        else if (!strcmp(lib, "openblas"))
+            mode = HM_CPU_F32_MATMUL_OPENBLAS;
+        else if (!strcmp(lib, "onednn") && hm_cpu_have_onednn())
+            mode = HM_CPU_F32_MATMUL_ONEDNN;
+        else
+            return hm_fail(HM_ERR_USAGE, "HM_CPU_F32_MATMUL=%s: expected auto, openblas%s", lib,
+                           hm_cpu_have_onednn() ? " or onednn" : " (this build has no oneDNN)");
+        hm_cpu_set_f32_matmul(mode);
     }
     struct hm_backend *be = hm_calloc(1, sizeof(*be));
     if (!be)

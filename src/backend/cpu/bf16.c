@@ -6,7 +6,7 @@
  * machine. Row-local ops (norms, activations) run blocked: a few rows at a time are widened into
  * a thread's own scratch, computed and rounded back while still in cache, which gives the same
  * bits as widening whole tensors with far less memory traffic. Matmuls on a CPU with bf16 units
- * do not come here (matmul-bf16-onednn.c).
+ * do not come here (matmul-onednn.c).
  */
 #include "cpu-impl.h"
 

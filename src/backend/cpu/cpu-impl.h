@@ -41,12 +41,20 @@ bool hm_cpu_reduce_reads_bf16(const struct hm_tensor *node);
 bool hm_cpu_needs_shadows(const struct hm_tensor *node);
 size_t hm_cpu_bf16_shadow_bytes(const struct hm_tensor *node);
 enum hm_status hm_cpu_run_bf16(const struct hm_exec *ex, struct hm_tensor *dst, hm_kernel_fn f32_kernel);
-/* matmul-bf16-onednn.c (matmul-bf16-noonednn.c without oneDNN): MATMUL on bf16 inputs with f32
- * accumulation on the CPU's bf16 units (AMX, AVX512-BF16; hm_cpu_bf16_support in backend.h says
- * which). _applies says whether a node takes
- * this path (bf16 inputs, a CPU with native bf16, fast paths on); the others widen (bf16.c). */
-bool hm_cpu_matmul_bf16_applies(const struct hm_tensor *node);
-enum hm_status hm_cpu_matmul_bf16(const struct hm_exec *ex, struct hm_tensor *dst);
+/* matmul-onednn.c (matmul-noonednn.c without oneDNN): MATMUL through oneDNN, for bf16 inputs with
+ * f32 accumulation on the CPU's bf16 units (AMX, AVX512-BF16; hm_cpu_bf16_support in backend.h
+ * says which) and for the f32 shapes where oneDNN beats sgemm on an AVX-512 CPU. _applies says
+ * whether a node takes this path; other bf16 matmuls widen (bf16.c), other f32 ones run sgemm. */
+bool hm_cpu_matmul_onednn_applies(const struct hm_tensor *node);
+enum hm_status hm_cpu_matmul_onednn(const struct hm_exec *ex, struct hm_tensor *dst);
+/* Which library runs f32 matmuls (with more than one output row): AUTO = oneDNN for the shapes
+ * its rule names, OpenBLAS for the rest; or one of them for every shape (the tests compare the
+ * two; HM_CPU_F32_MATMUL=auto|openblas|onednn sets it at backend creation). */
+enum hm_cpu_f32_matmul { HM_CPU_F32_MATMUL_AUTO, HM_CPU_F32_MATMUL_OPENBLAS, HM_CPU_F32_MATMUL_ONEDNN };
+void hm_cpu_set_f32_matmul(enum hm_cpu_f32_matmul mode);
+bool hm_cpu_have_onednn(void); /* built with oneDNN and its engine could be created */
+/* The auto rule: whether oneDNN takes an f32 product of these dims on an AVX-512 CPU. */
+bool hm_cpu_f32_onednn_rule(int64_t M, int64_t N, int64_t K, bool ta, bool tb);
 /* The bf16 fast paths (native matmuls, blocked row-local ops), on by default. Off, every bf16
  * node widens whole to f32: the oracle the tests compare the fast paths with. */
 void hm_cpu_bf16_set_fast(bool on);
@@ -74,6 +82,18 @@ enum hm_status hm_cpu_matmul_packed(const struct hm_exec *ex, const struct hm_te
 bool hm_cpu_loss_reads_bf16(const struct hm_tensor *node);
 size_t hm_cpu_loss_row_ws(const struct hm_tensor *node, int n_threads);
 size_t hm_cpu_attention_ws(const struct hm_tensor *node, int n_threads);
+/* attention-blocks.c: an attention block's products at head dims HD that are multiples of 16
+ * (_apply says whether HD is one). abt: C[i][j] = alpha * a_i . bT column j, i < n, j < Lp (a
+ * multiple of 16; bT is HD x Lp, from _transpose, zero past L). ab: C[i][:HD] (+)= sum_j<L
+ * a[i][j] b[j][:HD]. atb: C[j][:HD] += sum_i<n a[i][j] b[i][:HD], j < L. */
+bool hm_cpu_att_blocks_apply(int64_t HD);
+void hm_cpu_att_transpose(const float *b, int64_t ldb, int64_t L, int64_t Lp, int64_t HD, float *bt);
+void hm_cpu_att_abt(const float *a, int64_t lda, const float *bt, int64_t ldb, int64_t n, int64_t Lp,
+                    int64_t HD, float alpha, float *C, int64_t ldc);
+void hm_cpu_att_ab(const float *a, int64_t lda, const float *b, int64_t ldb, int64_t n, int64_t L,
+                   int64_t HD, bool acc_c, float *C, int64_t ldc);
+void hm_cpu_att_atb(const float *a, int64_t lda, const float *b, int64_t ldb, int64_t n, int64_t L,
+                    int64_t HD, float *C, int64_t ldc);
 size_t hm_cpu_workspace_size(struct hm_backend *be, const struct hm_tensor *node);
 
 enum hm_status hm_cpu_adamw(struct hm_backend *be, float *p, const float *g, float *m, float *v,
