@@ -143,7 +143,9 @@ HM_API enum hm_status hm_buffer_scale(struct hm_buffer *buf, size_t offset, size
 HM_API enum hm_status hm_buffer_is_finite(const struct hm_buffer *buf, size_t offset, size_t n, bool *out);
 
 /*
- * AdamW over elements [offset, offset + n) of four same-layout buffers, step t >= 1:
+ * AdamW over elements [offset, offset + n) of four same-layout buffers, step t >= 1, on the
+ * gradient g = grad_scale * grads (global-norm clipping without a pass that rewrites the
+ * gradients; 0, what an initializer that omits it gives, stands for 1):
  *   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  mh = m / (1-b1^t);  vh = v / (1-b2^t)
  *   p -= lr * (mh / (sqrt(vh) + eps) + weight_decay * p)      (decoupled weight decay)
  */
@@ -154,6 +156,7 @@ struct hm_adamw_params {
     float eps;
     float weight_decay;
     int64_t t;
+    float grad_scale;
 };
 HM_API enum hm_status hm_backend_adamw(struct hm_buffer *params, const struct hm_buffer *grads,
                                        struct hm_buffer *m, struct hm_buffer *v, size_t offset,

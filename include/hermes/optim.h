@@ -2,8 +2,9 @@
  * optim.h - AdamW with global-norm gradient clipping over a model's parameter block.
  *
  * The moments m and v are two more buffers with the parameter block's layout, so one step is:
- * the global gradient norm (one deterministic reduction), an optional rescale of the whole
- * gradient block, and two fused AdamW calls (decayed range, then the norms and biases). With
+ * the global gradient norm (one deterministic reduction), then two fused AdamW calls (decayed
+ * range, then the norms and biases) that apply the clipping factor to each gradient as they read
+ * it (no pass of its own over the gradient block). With
  * ZeRO-1 each rank does that for its shard of the block only.
  */
 #ifndef HERMES_OPTIM_H
@@ -50,7 +51,8 @@ HM_API enum hm_status hm_optimizer_grad_norm(struct hm_optimizer *o, double *nor
  * One optimizer step at learning rate `lr` on the gradients already accumulated (and averaged):
  * measures the global norm (returned in *grad_norm, before clipping), fails with HM_ERR_NUMERIC if
  * it is not finite (parameters untouched), clips to grad_clip, then applies AdamW with step t+1.
- * The gradient block is left as used; the caller zeroes it before the next accumulation.
+ * The gradient block is left as accumulated (unclipped); the caller zeroes it before the next
+ * accumulation.
  */
 HM_API enum hm_status hm_optimizer_step(struct hm_optimizer *o, float lr, double *grad_norm);
 

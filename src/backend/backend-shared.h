@@ -64,11 +64,18 @@ static inline enum hm_status hm_kv_write_geom_init(const struct hm_exec *ex,
     return HM_OK;
 }
 
-/* One AdamW element; bc1/bc2 are the bias corrections 1 - beta^t, rounded to f32 on the host. */
-static inline HM_HOSTDEV void hm_adamw_elem(float *p, float g, float *m, float *v, float lr,
+/* One AdamW element; bc1/bc2 are the bias corrections 1 - beta^t, rounded to f32 on the host;
+ * gs scales the gradient first (clipping: the same product a pass over the gradients stored). */
+#ifdef __CUDACC__
+#define HM_SIMD_INLINE
+#else /* inlined into the CPU's OpenMP simd loop, which GCC otherwise leaves a scalar call */
+#define HM_SIMD_INLINE __attribute__((always_inline))
+#endif
+static inline HM_HOSTDEV HM_SIMD_INLINE void hm_adamw_elem(float *p, float g, float *m, float *v, float lr,
                                             float b1, float b2, float eps, float wd, float bc1,
-                                            float bc2)
+                                            float bc2, float gs)
 {
+    g *= gs;
     float mi = b1 * *m + (1.0f - b1) * g;
     float vi = b2 * *v + (1.0f - b2) * g * g;
     *m = mi;

@@ -101,11 +101,10 @@ enum hm_status hm_optimizer_step(struct hm_optimizer *o, float lr, double *grad_
     if (!isfinite(norm))
         return hm_fail(HM_ERR_NUMERIC, "gradient norm is %g at optimizer step %lld", norm,
                        (long long)(o->t + 1));
-    if (o->cfg.grad_clip > 0 && norm > o->cfg.grad_clip &&
-        (st = hm_buffer_scale(o->g, 0, o->n, (float)(o->cfg.grad_clip / norm))) != HM_OK)
-        return st;
+    /* Clipping scales the gradient inside the update, not in a pass of its own over it. */
+    float gs = o->cfg.grad_clip > 0 && norm > o->cfg.grad_clip ? (float)(o->cfg.grad_clip / norm) : 1.0f;
     o->t++;
-    struct hm_adamw_params hp = {lr, o->cfg.beta1, o->cfg.beta2, o->cfg.eps, o->cfg.weight_decay, o->t};
+    struct hm_adamw_params hp = {lr, o->cfg.beta1, o->cfg.beta2, o->cfg.eps, o->cfg.weight_decay, o->t, gs};
     /* Weight decay is per tensor: the decayed tensors are the block's prefix [0, n_decay). */
     size_t nd = o->n_decay > o->off ? HM_MIN(o->n, o->n_decay - o->off) : 0;
     if (nd && (st = hm_backend_adamw(o->p, o->g, o->m, o->v, 0, nd, &hp)) != HM_OK)

@@ -179,14 +179,40 @@ static void test_clip_norm_independent(void **state)
     ac.grad_clip = (float)(want / 4); /* it must clip */
     struct hm_optimizer *opt;
     assert_int_equal(hm_optimizer_new(r.m, &ac, &opt), HM_OK);
+    /* Keep the parameters and gradients: the clipped step is compared with an unclipped one on
+     * gradients scaled beforehand by the same factor. */
+    size_t bytes = hm_buffer_size(hm_block_data(blk));
+    char *p0 = malloc(bytes), *g0 = malloc(bytes), *p1 = malloc(bytes), *p2 = malloc(bytes);
+    assert_int_equal(hm_buffer_get(hm_block_data(blk), 0, p0, bytes), HM_OK);
+    assert_int_equal(hm_buffer_get(hm_block_grads(blk), 0, g0, bytes), HM_OK);
     double reported;
     assert_int_equal(hm_optimizer_step(opt, 1e-3f, &reported), HM_OK);
     printf("grad norm: reported %.9g, independent %.9g\n", reported, want);
     assert_true(fabs(reported - want) <= 1e-6 * want);
-    double after; /* the gradient block was rescaled to the bound */
+    assert_int_equal(hm_buffer_get(hm_block_data(blk), 0, p1, bytes), HM_OK);
+    double after; /* the gradient block is left as accumulated: clipping scaled it in the update */
     assert_int_equal(hm_optimizer_grad_norm(opt, &after), HM_OK);
-    assert_true(fabs(after - ac.grad_clip) <= 1e-5 * ac.grad_clip);
+    assert_true(after == reported);
     hm_optimizer_free(opt);
+    struct hm_adamw_config noclip = ac;
+    noclip.grad_clip = 0.0f;
+    for (int pass = 0; pass < 2; pass++) { /* 0: pre-scaled gradients (same bits); 1: unscaled */
+        assert_int_equal(hm_buffer_set(hm_block_data(blk), 0, p0, bytes), HM_OK);
+        assert_int_equal(hm_buffer_set(hm_block_grads(blk), 0, g0, bytes), HM_OK);
+        if (pass == 0)
+            assert_int_equal(hm_buffer_scale(hm_block_grads(blk), 0, bytes / 4,
+                                             (float)(ac.grad_clip / reported)), HM_OK);
+        assert_int_equal(hm_optimizer_new(r.m, &noclip, &opt), HM_OK);
+        double n2;
+        assert_int_equal(hm_optimizer_step(opt, 1e-3f, &n2), HM_OK);
+        hm_optimizer_free(opt);
+        assert_int_equal(hm_buffer_get(hm_block_data(blk), 0, p2, bytes), HM_OK);
+        if (pass == 0)
+            assert_memory_equal(p1, p2, bytes);
+        else
+            assert_memory_not_equal(p1, p2, bytes);
+    }
+    free(p0), free(g0), free(p1), free(p2);
     hm_train_graph_free(&tg);
     run_close(&r);
     tu_rmdir(dir);

@@ -10,10 +10,11 @@
 #include "optim.cuh"
 
 static __global__ void adamw_f32_kernel(float *p, const float *g, float *m, float *v, int64_t n, float lr,
-                                        float b1, float b2, float eps, float wd, float bc1, float bc2)
+                                        float b1, float b2, float eps, float wd, float bc1, float bc2,
+                                        float gs)
 {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-        hm_adamw_elem(&p[i], g[i], &m[i], &v[i], lr, b1, b2, eps, wd, bc1, bc2);
+        hm_adamw_elem(&p[i], g[i], &m[i], &v[i], lr, b1, b2, eps, wd, bc1, bc2, gs);
     }
 }
 
@@ -26,7 +27,8 @@ enum hm_status hm_cuda_adamw(struct hm_backend *be, float *p, const float *g, fl
     float bc1 = (float)(1.0 - pow((double)hp->beta1, (double)hp->t));
     float bc2 = (float)(1.0 - pow((double)hp->beta2, (double)hp->t));
     adamw_f32_kernel<<<hm_cuda_blocks((int64_t)n, HM_CUDA_THREADS), HM_CUDA_THREADS, 0, cx->stream>>>(
-        p, g, m, v, (int64_t)n, hp->lr, hp->beta1, hp->beta2, hp->eps, hp->weight_decay, bc1, bc2);
+        p, g, m, v, (int64_t)n, hp->lr, hp->beta1, hp->beta2, hp->eps, hp->weight_decay, bc1, bc2,
+        hp->grad_scale != 0.0f ? hp->grad_scale : 1.0f);
     HM_CUDA_TRY(cudaGetLastError());
     return HM_OK;
 }
