@@ -435,7 +435,7 @@ const struct op_case hm_op_cases[] = {
     {.name = "attention_hd16_docs", .n_f = 3, .nd = {4, 4, 4}, .sh = {{1, 70, 2, 16}, {1, 70, 1, 16}, {1, 70, 1, 16}},
      .n_i = 1, .ind = {2}, .ish = {{1, 70}}, .id_at = docs_blocks, .build = b_attention_docs, .ref = ref_attention},
     {.name = "attention_hd32_cache_pos", .n_f = 3, .nd = {4, 4, 4},
-     .sh = {{1, 5, 2, 32}, {1, 21, 2, 32}, {1, 21, 2, 32}}, .pos = 15, .build = b_attention, .ref = ref_attention},
+     .sh = {{1, 17, 2, 32}, {1, 33, 2, 32}, {1, 33, 2, 32}}, .pos = 15, .build = b_attention, .ref = ref_attention},
     {.name = "attention_hd48", .n_f = 3, .nd = {4, 4, 4}, .sh = {{1, 9, 2, 48}, {1, 9, 2, 48}, {1, 9, 2, 48}},
      .build = b_attention, .ref = ref_attention},
     {.name = "attention_hd64_gqa", .n_f = 3, .nd = {4, 4, 4},

@@ -103,7 +103,9 @@ CPU_KERNEL(attention)
     if (st != HM_OK)
         return st;
     size_t per = per_thread(false, g.S, g.HD);
-    bool blk = hm_cpu_att_blocks_apply(g.HD);
+    /* Decoding (a few rows over a long cache) reads the keys once per head either way: there a
+     * transpose would only add a pass, and sgemm's small-matrix kernels take the one row. */
+    bool blk = hm_cpu_att_blocks_apply(g.HD) && g.T >= 16;
     int nt = hm_cpu_threads_for(ex, per * sizeof(float));
     int64_t n_chunks = (g.T + ATTN_ROWS - 1) / ATTN_ROWS, units = g.B * g.NH * n_chunks;
     int64_t qstride = g.NH * g.HD, kstride = g.NKV * g.HD;
