@@ -428,8 +428,8 @@ const struct op_case hm_op_cases[] = {
      .id_at = docs_tiles, .gpu = true, .build = b_rope_attention_docs},
     {.name = "attention_cache_pos", .n_f = 3, .nd = {4, 4, 4},
      .sh = {{1, 2, 4, 4}, {1, 6, 2, 4}, {1, 6, 2, 4}}, .pos = 3, .build = b_attention, .ref = ref_attention},
-    /* head dims that are multiples of 16 take attention-blocks.c's kernels on the CPU: several
-     * row blocks with GQA, document starts, a cache offset, 3 vectors (a 2 + 1 column tail) */
+    /* the head dims of the presets (16, 32) against the reference loop on the CPU: several row
+     * blocks with GQA, document starts, a cache offset, and 48 */
     {.name = "attention_hd32_blocks", .n_f = 3, .nd = {4, 4, 4},
      .sh = {{2, 70, 4, 32}, {2, 70, 2, 32}, {2, 70, 2, 32}}, .build = b_attention, .ref = ref_attention},
     {.name = "attention_hd16_docs", .n_f = 3, .nd = {4, 4, 4}, .sh = {{1, 70, 2, 16}, {1, 70, 1, 16}, {1, 70, 1, 16}},

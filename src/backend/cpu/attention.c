@@ -57,38 +57,20 @@ static inline float dot(const float *a, const float *b, int64_t n)
 /*
  * Work is cut into blocks of ATTN_ROWS query rows of one head; a block attends keys [0, L) with
  * L = pos + its last row + 1, so the causal mask wastes only the triangle of the diagonal block.
- * The score, P V and gradient products are attention-blocks.c's register-blocked kernels (head
- * dims that are multiples of 16) or single-threaded sgemm calls made from inside the OpenMP
- * region (the OpenMP build of OpenBLAS runs one thread when called in a parallel region),
+ * The score, P V and gradient products are single-threaded sgemm calls made from inside the
+ * OpenMP region (the OpenMP build of OpenBLAS runs one thread when called in a parallel region),
  * and every block is computed whole by one thread: the result does not depend on the thread
  * count or on which thread runs which block, so blocks are handed out dynamically.
  */
 enum { ATTN_ROWS = 64 };
-
-/* Head dims that are multiples of 16 run the register-blocked products of attention-blocks.c on
- * score rows padded to 16 keys, reading a KV head's keys (and values) transposed once into
- * scratch, HD rows of T_STRIDE(S) floats: a block's keys lo .. lo+L-1 padded to 16 then stay
- * inside a row. Other head dims run single-threaded sgemm. */
-static int64_t pad16(int64_t n)
-{
-    return (n + 15) / 16 * 16;
-}
-#define T_STRIDE(S) (pad16(S) + 16)
-
-/* Floats of scratch per thread: scores (and their gradients), key/value transposes, dK and dV. */
-static size_t per_thread(bool back, int64_t S, int64_t HD)
-{
-    size_t R = ATTN_ROWS, Sp = (size_t)pad16(S), hd = (size_t)HD;
-    size_t t = hm_cpu_att_blocks_apply(HD) ? hd * (size_t)T_STRIDE(S) : 0;
-    return back ? 2 * R * Sp + 2 * (size_t)S * hd + 2 * t : R * Sp + t;
-}
 
 size_t hm_cpu_attention_ws(const struct hm_tensor *node, int n_threads)
 {
     if (node->op == HM_OP_ATTENTION && node->src[4])
         return hm_cpu_attention_rows_ws(node, n_threads);
     const struct hm_tensor *k = node->src[node->op == HM_OP_ATTENTION ? 1 : 2];
-    size_t per = per_thread(node->op == HM_OP_ATTENTION_BACK, k->shape[1], k->shape[3]);
+    size_t S = (size_t)k->shape[1], HD = (size_t)k->shape[3], R = ATTN_ROWS;
+    size_t per = node->op == HM_OP_ATTENTION ? R * S : 2 * R * S + 2 * S * HD;
     return (size_t)n_threads * per * sizeof(float);
 }
 
@@ -102,21 +84,14 @@ CPU_KERNEL(attention)
     enum hm_status st = geom(ex, qt, kt, dst->src[3], &g);
     if (st != HM_OK)
         return st;
-    size_t per = per_thread(false, g.S, g.HD);
-    /* Decoding (a few rows over a long cache) reads the keys once per head either way: there a
-     * transpose would only add a pass, and sgemm's small-matrix kernels take the one row. */
-    bool blk = hm_cpu_att_blocks_apply(g.HD) && g.T >= 16;
+    size_t per = (size_t)(ATTN_ROWS * g.S);
     int nt = hm_cpu_threads_for(ex, per * sizeof(float));
     int64_t n_chunks = (g.T + ATTN_ROWS - 1) / ATTN_ROWS, units = g.B * g.NH * n_chunks;
     int64_t qstride = g.NH * g.HD, kstride = g.NKV * g.HD;
 #pragma omp parallel num_threads(nt) if (parallel : HM_CPU_PAR(g.B * g.NH * g.T * g.S * g.HD))
     {
         float *sc = (float *)ex->ws + (size_t)omp_get_thread_num() * per;
-        float *kT = sc + ATTN_ROWS * pad16(g.S);
-        int64_t kT_of = -1; /* the (b, kv head) whose keys kT holds */
-        /* A thread takes all row blocks of a head in turn (the same total work per head), so it
-         * transposes each KV head's keys once per head instead of once per block. */
-#pragma omp for schedule(static, n_chunks)
+#pragma omp for schedule(dynamic)
         for (int64_t u = 0; u < units; u++) {
             int64_t ch = u % n_chunks, h = (u / n_chunks) % g.NH, b = u / (n_chunks * g.NH);
             int64_t kh = h / g.group, t0 = ch * ATTN_ROWS;
@@ -126,20 +101,10 @@ CPU_KERNEL(attention)
             const float *k = CF32(kt) + ((b * g.S + lo) * g.NKV + kh) * g.HD;
             const float *v = CF32(vt) + ((b * g.S + lo) * g.NKV + kh) * g.HD;
             float *o = F32(dst) + ((b * g.T + t0) * g.NH + h) * g.HD;
-            int64_t ld = blk ? pad16(L) : L; /* the score rows' stride */
-            if (blk) {
-                if (kT_of != b * g.NKV + kh) {
-                    kT_of = b * g.NKV + kh;
-                    hm_cpu_att_transpose(k - lo * kstride, kstride, g.pos + g.T, T_STRIDE(g.S), g.HD,
-                                         kT);
-                }
-                hm_cpu_att_abt(q, qstride, kT + lo, T_STRIDE(g.S), n, ld, g.HD, g.scale, sc, ld);
-            } else {
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)L, (int)g.HD,
-                            g.scale, q, (int)qstride, k, (int)kstride, 0.0f, sc, (int)L);
-            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)L, (int)g.HD, g.scale,
+                        q, (int)qstride, k, (int)kstride, 0.0f, sc, (int)L);
             for (int64_t i = 0; i < n; i++) {
-                float *p = sc + i * ld;
+                float *p = sc + i * L;
                 int64_t j0 = row_start(&g, b, t0 + i) - lo, Li = g.pos + t0 + i + 1 - lo;
                 float m = -INFINITY;
 #pragma omp simd reduction(max : m)
@@ -161,11 +126,8 @@ CPU_KERNEL(attention)
                     p[j] = 0.0f;
                 lse[(b * g.NH + h) * g.T + t0 + i] = m + logf(sum);
             }
-            if (blk)
-                hm_cpu_att_ab(sc, ld, v, kstride, n, L, g.HD, false, o, qstride);
-            else
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)g.HD, (int)L,
-                            1.0f, sc, (int)L, v, (int)kstride, 0.0f, o, (int)qstride);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)g.HD, (int)L, 1.0f,
+                        sc, (int)L, v, (int)kstride, 0.0f, o, (int)qstride);
         }
     }
     return HM_OK;
@@ -188,17 +150,14 @@ CPU_KERNEL(attention_back)
         return st;
     bool acc_q = dst->acc & 1, acc_k = dst->acc & 2, acc_v = dst->acc & 4;
     int64_t S = g.S, HD = g.HD, R = ATTN_ROWS;
-    size_t per = per_thread(true, S, HD);
-    bool blk = hm_cpu_att_blocks_apply(HD);
+    size_t per = (size_t)(2 * R * S + 2 * S * HD);
     int nt = hm_cpu_threads_for(ex, per * sizeof(float));
     int64_t units = g.B * g.NKV, Lall = g.pos + g.T;
     int64_t qstride = g.NH * HD, kstride = g.NKV * HD, n_chunks = (g.T + R - 1) / R;
 #pragma omp parallel num_threads(nt) if (parallel : HM_CPU_PAR(g.B * g.NH * g.T * g.S * g.HD))
     {
         float *P = (float *)ex->ws + (size_t)omp_get_thread_num() * per;
-        int64_t Sp = pad16(S);
-        float *dP = P + R * Sp, *dK = dP + R * Sp, *dV = dK + S * HD;
-        float *kT = dV + S * HD, *vT = kT + HD * T_STRIDE(S); /* used when blk */
+        float *dP = P + R * S, *dK = dP + R * S, *dV = dK + S * HD;
 #pragma omp for schedule(dynamic)
         for (int64_t u = 0; u < units; u++) {
             int64_t b = u / g.NKV, kh = u % g.NKV;
@@ -206,10 +165,6 @@ CPU_KERNEL(attention_back)
             const float *v = CF32(vt) + (b * S * g.NKV + kh) * HD;
             memset(dK, 0, (size_t)(Lall * HD) * sizeof(float));
             memset(dV, 0, (size_t)(Lall * HD) * sizeof(float));
-            if (blk) {
-                hm_cpu_att_transpose(k, kstride, Lall, T_STRIDE(S), HD, kT);
-                hm_cpu_att_transpose(v, kstride, Lall, T_STRIDE(S), HD, vT);
-            }
             for (int64_t h = kh * g.group; h < (kh + 1) * g.group; h++)
                 for (int64_t ch = 0; ch < n_chunks; ch++) {
                     int64_t t0 = ch * R, n = t0 + R < g.T ? R : g.T - t0;
@@ -220,18 +175,12 @@ CPU_KERNEL(attention_back)
                     const float *lse = CF32(lt) + (b * g.NH + h) * g.T + t0;
                     const float *kl = k + lo * kstride, *vl = v + lo * kstride;
                     float *dq = F32(dst) + row0 * HD;
-                    int64_t ld = blk ? pad16(L) : L; /* the rows' stride of P and dP */
-                    if (blk) {
-                        hm_cpu_att_abt(q, qstride, kT + lo, T_STRIDE(S), n, ld, HD, g.scale, P, ld);
-                        hm_cpu_att_abt(dout, qstride, vT + lo, T_STRIDE(S), n, ld, HD, 1.0f, dP, ld);
-                    } else {
-                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)L, (int)HD,
-                                    g.scale, q, (int)qstride, kl, (int)kstride, 0.0f, P, (int)L);
-                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)L, (int)HD,
-                                    1.0f, dout, (int)qstride, vl, (int)kstride, 0.0f, dP, (int)L);
-                    }
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)L, (int)HD,
+                                g.scale, q, (int)qstride, kl, (int)kstride, 0.0f, P, (int)L);
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)L, (int)HD,
+                                1.0f, dout, (int)qstride, vl, (int)kstride, 0.0f, dP, (int)L);
                     for (int64_t i = 0; i < n; i++) {
-                        float *p = P + i * ld, *dp = dP + i * ld;
+                        float *p = P + i * L, *dp = dP + i * L;
                         int64_t j0 = row_start(&g, b, t0 + i) - lo, Li = g.pos + t0 + i + 1 - lo;
                         float D = dot(dout + i * qstride, o + i * qstride, HD), l = lse[i];
 #pragma omp simd
@@ -245,20 +194,13 @@ CPU_KERNEL(attention_back)
                         for (int64_t j = Li; j < L; j++)
                             p[j] = dp[j] = 0.0f;
                     }
-                    if (blk) {
-                        hm_cpu_att_ab(dP, ld, kl, kstride, n, L, HD, acc_q, dq, qstride);
-                        hm_cpu_att_atb(dP, ld, q, qstride, n, L, HD, dK + lo * HD, HD);
-                        hm_cpu_att_atb(P, ld, dout, qstride, n, L, HD, dV + lo * HD, HD);
-                    } else {
-                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)HD,
-                                    (int)L, 1.0f, dP, (int)L, kl, (int)kstride,
-                                    acc_q ? 1.0f : 0.0f, dq, (int)qstride);
-                        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)L, (int)HD, (int)n,
-                                    1.0f, dP, (int)L, q, (int)qstride, 1.0f, dK + lo * HD, (int)HD);
-                        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)L, (int)HD, (int)n,
-                                    1.0f, P, (int)L, dout, (int)qstride, 1.0f, dV + lo * HD,
-                                    (int)HD);
-                    }
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)HD, (int)L,
+                                1.0f, dP, (int)L, kl, (int)kstride, acc_q ? 1.0f : 0.0f, dq,
+                                (int)qstride);
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)L, (int)HD, (int)n,
+                                1.0f, dP, (int)L, q, (int)qstride, 1.0f, dK + lo * HD, (int)HD);
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)L, (int)HD, (int)n,
+                                1.0f, P, (int)L, dout, (int)qstride, 1.0f, dV + lo * HD, (int)HD);
                 }
             float *dkb = F32(dkt) + (b * S * g.NKV + kh) * HD;
             float *dvb = F32(dvt) + (b * S * g.NKV + kh) * HD;

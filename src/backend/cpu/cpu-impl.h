@@ -82,18 +82,6 @@ enum hm_status hm_cpu_matmul_packed(const struct hm_exec *ex, const struct hm_te
 bool hm_cpu_loss_reads_bf16(const struct hm_tensor *node);
 size_t hm_cpu_loss_row_ws(const struct hm_tensor *node, int n_threads);
 size_t hm_cpu_attention_ws(const struct hm_tensor *node, int n_threads);
-/* attention-blocks.c: an attention block's products at head dims HD that are multiples of 16
- * (_apply says whether HD is one). abt: C[i][j] = alpha * a_i . bT column j, i < n, j < Lp (a
- * multiple of 16; bT is HD x Lp, from _transpose, zero past L). ab: C[i][:HD] (+)= sum_j<L
- * a[i][j] b[j][:HD]. atb: C[j][:HD] += sum_i<n a[i][j] b[i][:HD], j < L. */
-bool hm_cpu_att_blocks_apply(int64_t HD);
-void hm_cpu_att_transpose(const float *b, int64_t ldb, int64_t L, int64_t Lp, int64_t HD, float *bt);
-void hm_cpu_att_abt(const float *a, int64_t lda, const float *bt, int64_t ldb, int64_t n, int64_t Lp,
-                    int64_t HD, float alpha, float *C, int64_t ldc);
-void hm_cpu_att_ab(const float *a, int64_t lda, const float *b, int64_t ldb, int64_t n, int64_t L,
-                   int64_t HD, bool acc_c, float *C, int64_t ldc);
-void hm_cpu_att_atb(const float *a, int64_t lda, const float *b, int64_t ldb, int64_t n, int64_t L,
-                    int64_t HD, float *C, int64_t ldc);
 size_t hm_cpu_workspace_size(struct hm_backend *be, const struct hm_tensor *node);
 
 enum hm_status hm_cpu_adamw(struct hm_backend *be, float *p, const float *g, float *m, float *v,
