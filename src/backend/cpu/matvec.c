@@ -21,7 +21,10 @@
 #define HM_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,f16c,fma")))
 #endif
 
-enum { LANES = 16, ROWS_BF16 = 4, ROWS_Q8 = 2 };
+/* q8_0 rows are read 1 KiB ahead with software prefetches: 12.7 -> 14.4 GB/s (median of 5,
+ * interleaved, 2 threads, read bandwidth 16.5 GB/s; 2 and 4 KiB ahead did no better). Two rows
+ * at a time: four measured slower. */
+enum { LANES = 16, ROWS_BF16 = 4, ROWS_Q8 = 2, Q8_PREFETCH = 1024 };
 
 enum hm_cpu_isa hm_cpu_matvec_isa(void)
 {
@@ -163,6 +166,8 @@ HM_AVX512 static void rows_q8_0_avx512(const uint8_t *w, const uint8_t *xq, cons
             bool two = b + 1 < n;
             int64_t ob = o + b * HM_Q8_0_BYTES;
             __m512i idx = _mm512_add_epi32(pair, _mm512_set1_epi32((int)b));
+            _mm_prefetch((const char *)(w0 + ob + Q8_PREFETCH), _MM_HINT_T0);
+            _mm_prefetch((const char *)(w1 + ob + Q8_PREFETCH), _MM_HINT_T0);
             a0 = _mm512_fmadd_ps(dot_pair(w0 + ob, xq + ob, two), _mm512_permutexvar_ps(idx, s0),
                                  a0);
             a1 = _mm512_fmadd_ps(dot_pair(w1 + ob, xq + ob, two), _mm512_permutexvar_ps(idx, s1),
