@@ -577,6 +577,20 @@ void op_run_free(struct op_run *R)
     memset(R, 0, sizeof *R);
 }
 
+bool op_case_runs_matmul(const struct op_case *c, struct hm_backend *be, enum hm_dtype dt)
+{
+    struct op_run R;
+    op_setup(c, be, dt, 1234, 99, 3, &R);
+    hm_graph_set_profiling(R.g, true);
+    assert_int_equal(hm_graph_forward(R.g), HM_OK);
+    if (!c->fwd_only)
+        assert_int_equal(hm_graph_backward(R.g), HM_OK);
+    bool mm = hm_graph_profile(R.g, false)[HM_OP_MATMUL].calls > 0 ||
+              hm_graph_profile(R.g, true)[HM_OP_MATMUL].calls > 0;
+    op_run_free(&R);
+    return mm;
+}
+
 /* ---- running a case and comparing results ---------------------------------------------------- */
 
 void op_result_free(struct op_result *r)

@@ -74,6 +74,8 @@ struct op_run {
 void op_setup(const struct op_case *c, struct hm_backend *be, enum hm_dtype dt, uint64_t seed,
               uint64_t drop_seed, uint64_t drop_step, struct op_run *R);
 void op_run_free(struct op_run *R);
+/* Whether the case's graph, in dtype dt, runs a matmul: the profile of one forward and backward. */
+bool op_case_runs_matmul(const struct op_case *c, struct hm_backend *be, enum hm_dtype dt);
 
 /* A case's output and the gradient of each f32 input, on the host. */
 struct op_result {

@@ -23,21 +23,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Whether the case's graph runs a matmul: the profile of one forward and backward pass. */
-static bool runs_matmul(const struct op_case *c, struct hm_backend *be)
-{
-    struct op_run R;
-    op_setup(c, be, HM_DTYPE_BF16, 1234, 99, 3, &R);
-    hm_graph_set_profiling(R.g, true);
-    assert_int_equal(hm_graph_forward(R.g), HM_OK);
-    if (!c->fwd_only)
-        assert_int_equal(hm_graph_backward(R.g), HM_OK);
-    bool mm = hm_graph_profile(R.g, false)[HM_OP_MATMUL].calls > 0 ||
-              hm_graph_profile(R.g, true)[HM_OP_MATMUL].calls > 0;
-    op_run_free(&R);
-    return mm;
-}
-
 static void check(const struct op_case *c, const char *what, const float *fast, const float *ref,
                   int64_t n, double tol)
 {
@@ -65,7 +50,7 @@ static void test_case(void **state)
     op_run_case(c, be, HM_DTYPE_BF16, 1, &ref);
     hm_cpu_bf16_set_fast(true);
     op_run_case(c, be, HM_DTYPE_BF16, 1, &fast);
-    double tol = runs_matmul(c, be) ? (c->tol16 ? c->tol16 : 1.6e-2) : 0.0;
+    double tol = op_case_runs_matmul(c, be, HM_DTYPE_BF16) ? (c->tol16 ? c->tol16 : 1.6e-2) : 0.0;
     check(c, "output", fast.out, ref.out, ref.n_out, tol);
     for (int i = 0; i < c->n_f && !c->fwd_only; i++) {
         char what[32];

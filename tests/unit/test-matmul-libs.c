@@ -17,20 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static bool runs_matmul(const struct op_case *c, struct hm_backend *be)
-{
-    struct op_run R;
-    op_setup(c, be, HM_DTYPE_F32, 1234, 99, 3, &R);
-    hm_graph_set_profiling(R.g, true);
-    assert_int_equal(hm_graph_forward(R.g), HM_OK);
-    if (!c->fwd_only)
-        assert_int_equal(hm_graph_backward(R.g), HM_OK);
-    bool mm = hm_graph_profile(R.g, false)[HM_OP_MATMUL].calls > 0 ||
-              hm_graph_profile(R.g, true)[HM_OP_MATMUL].calls > 0;
-    op_run_free(&R);
-    return mm;
-}
-
 static void check(const char *name, const char *what, const float *got, const float *ref, int64_t n)
 {
     int64_t w;
@@ -45,7 +31,7 @@ static void test_case(void **state)
     const struct op_case *c = *state;
     struct hm_backend *be;
     assert_int_equal(hm_backend_cpu_new(&be), HM_OK);
-    if (!runs_matmul(c, be)) {
+    if (!op_case_runs_matmul(c, be, HM_DTYPE_F32)) {
         hm_backend_free(be);
         skip();
     }
