@@ -92,7 +92,7 @@ int main(int argc, char **argv)
             hm_cpu_set_f32_matmul(HM_CPU_F32_MATMUL_ONEDNN);
             double g1 = run(be, s, a, b, c, reps);
             hm_cpu_set_f32_matmul(HM_CPU_F32_MATMUL_AUTO);
-            bool rule = hm_cpu_f32_onednn_rule(s->M, s->N, s->K, s->ta, s->tb);
+            bool rule = hm_cpu_f32_onednn_rule(s->M, s->N, s->K);
             double picked = rule ? g1 : g0, other = rule ? g0 : g1;
             bool bad = picked < 0.9 * other;
             wrong += bad;

@@ -145,12 +145,12 @@ static void test_many_shapes(void **state)
  * oneDNN for tiny's products, OpenBLAS for gpt2-small's larger ones and for short prompts. */
 static void test_rule(void **state)
 {
-    assert_true(hm_cpu_f32_onednn_rule(8192, 128, 128, false, true));    /* tiny q/o forward */
-    assert_true(hm_cpu_f32_onednn_rule(8192, 128, 4096, false, false));  /* tiny head dX */
-    assert_true(hm_cpu_f32_onednn_rule(512, 128, 8192, true, false));    /* tiny up dW */
-    assert_false(hm_cpu_f32_onednn_rule(1024, 3072, 768, false, false)); /* gpt2 down dX */
-    assert_false(hm_cpu_f32_onednn_rule(1024, 768, 32000, false, false)); /* gpt2 head dX */
-    assert_false(hm_cpu_f32_onednn_rule(7, 128, 128, false, true));      /* a 7-token prompt */
+    assert_true(hm_cpu_f32_onednn_rule(8192, 128, 128));        /* tiny q/o forward */
+    assert_true(hm_cpu_f32_onednn_rule(8192, 128, 4096));       /* tiny head dX */
+    assert_true(hm_cpu_f32_onednn_rule(512, 128, 8192));        /* tiny up dW */
+    assert_false(hm_cpu_f32_onednn_rule(1024, 3072, 768));      /* gpt2 down dX */
+    assert_false(hm_cpu_f32_onednn_rule(1024, 768, 32000));     /* gpt2 head dX */
+    assert_false(hm_cpu_f32_onednn_rule(7, 128, 128));          /* a 7-token prompt */
 }
 
 int main(void)

@@ -54,7 +54,7 @@ enum hm_cpu_f32_matmul { HM_CPU_F32_MATMUL_AUTO, HM_CPU_F32_MATMUL_OPENBLAS, HM_
 void hm_cpu_set_f32_matmul(enum hm_cpu_f32_matmul mode);
 bool hm_cpu_have_onednn(void); /* built with oneDNN and its engine could be created */
 /* The auto rule: whether oneDNN takes an f32 product of these dims on an AVX-512 CPU. */
-bool hm_cpu_f32_onednn_rule(int64_t M, int64_t N, int64_t K, bool ta, bool tb);
+bool hm_cpu_f32_onednn_rule(int64_t M, int64_t N, int64_t K);
 /* The bf16 fast paths (native matmuls, blocked row-local ops), on by default. Off, every bf16
  * node widens whole to f32: the oracle the tests compare the fast paths with. */
 void hm_cpu_bf16_set_fast(bool on);

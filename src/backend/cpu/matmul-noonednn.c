@@ -19,7 +19,7 @@ void hm_cpu_set_f32_matmul(enum hm_cpu_f32_matmul mode)
     (void)mode; /* OpenBLAS runs every f32 matmul whatever the mode */
 }
 
-bool hm_cpu_f32_onednn_rule(int64_t M, int64_t N, int64_t K, bool ta, bool tb)
+bool hm_cpu_f32_onednn_rule(int64_t M, int64_t N, int64_t K)
 {
     return false;
 }

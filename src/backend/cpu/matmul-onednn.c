@@ -6,8 +6,8 @@
  *    on our shapes oneDNN ran 2-10x faster than the widening path's sgemm. The result is written
  *    in dst's dtype, rounded once from the f32 accumulator, as the widening path does.
  *  - f32 on AVX-512 CPUs, for the shapes where oneDNN's brgemm kernels beat OpenBLAS's sgemm:
- *    a small inner or outer dimension (the layers of small models, every weight gradient), where
- *    OpenBLAS 0.3.21 ran at a third to a half of oneDNN's rate (docs/performance.md). The choice
+ *    a small inner or outer dimension (the layers of small models), where OpenBLAS 0.3.21 ran at
+ *    60-90% of oneDNN's rate on an idle machine (docs/performance.md). The choice
  *    is a fixed rule of the shape, never a timing, so a run's results do not depend on the load.
  *
  * Primitives are created once per shape and kept in a small table, with their memory objects
@@ -103,15 +103,13 @@ enum hm_cpu_bf16 hm_cpu_bf16_support(void)
 /*
  * The f32 shapes oneDNN takes in auto mode, from scripts/bench/matmul-libs on a Sapphire Rapids
  * (2 threads; docs/performance.md has the table): products with an inner or output dimension of
- * at most 512 (every product of a model with hidden size <= 512, and the weight gradients of
- * small layers), where oneDNN ran 1.1-4x OpenBLAS's rate; at gpt2-small's 768 and up they were
- * even or OpenBLAS led (by 2.5x on some input gradients, where oneDNN reorders the weights each
- * call). Tiny products (under 2^21 multiply-adds: short prompts) stay with sgemm, whose cost does
- * not depend on a primitive made per shape.
+ * at most 512 (every product of a model with hidden size <= 512), where oneDNN ran 1.10-1.72x
+ * OpenBLAS's rate whatever the transposes; at gpt2-small's 768 and up the two were even or
+ * OpenBLAS led (2x on the input and weight gradients of the 3072-wide layer). Tiny products
+ * (under 2^21 multiply-adds: short prompts) stay with sgemm, which needs no primitive per shape.
  */
-bool hm_cpu_f32_onednn_rule(int64_t M, int64_t N, int64_t K, bool ta, bool tb)
+bool hm_cpu_f32_onednn_rule(int64_t M, int64_t N, int64_t K)
 {
-    (void)ta, (void)tb;
     return HM_MIN(N, K) <= 512 && (double)M * (double)N * (double)K >= (double)(1 << 21);
 }
 
@@ -142,7 +140,7 @@ bool hm_cpu_matmul_onednn_applies(const struct hm_tensor *node)
     if (!engine || mode == HM_CPU_F32_MATMUL_OPENBLAS)
         return false;
     return mode == HM_CPU_F32_MATMUL_ONEDNN ||
-           (avx512 && hm_cpu_f32_onednn_rule(d.M, d.N, d.K, ta, tb));
+           (avx512 && hm_cpu_f32_onednn_rule(d.M, d.N, d.K));
 }
 
 /* A 3-d descriptor [batch, rows, cols] with the given element strides. */
