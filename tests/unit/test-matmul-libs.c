@@ -153,13 +153,27 @@ static void test_rule(void **state)
     assert_false(hm_cpu_f32_onednn_rule(7, 128, 128));          /* a 7-token prompt */
 }
 
+/* HM_CPU_F32_MATMUL picks the library at backend creation; anything else is a usage error. */
+static void test_env(void **state)
+{
+    struct hm_backend *be = NULL;
+    setenv("HM_CPU_F32_MATMUL", "mkl", 1);
+    assert_int_equal(hm_backend_cpu_new(&be), HM_ERR_USAGE);
+    assert_non_null(strstr(hm_last_error(), "HM_CPU_F32_MATMUL=mkl"));
+    setenv("HM_CPU_F32_MATMUL", "openblas", 1);
+    assert_int_equal(hm_backend_cpu_new(&be), HM_OK);
+    hm_backend_free(be);
+    unsetenv("HM_CPU_F32_MATMUL");
+    hm_cpu_set_f32_matmul(HM_CPU_F32_MATMUL_AUTO);
+}
+
 int main(void)
 {
     if (!hm_cpu_have_onednn()) {
         printf("skip: built without oneDNN (or its CPU engine failed): every f32 matmul is sgemm\n");
         return 77;
     }
-    struct CMUnitTest *tests = calloc((size_t)hm_n_op_cases + 4, sizeof *tests);
+    struct CMUnitTest *tests = calloc((size_t)hm_n_op_cases + 5, sizeof *tests);
     const char *filter = getenv("HM_TEST_OP");
     int n = 0;
     for (int i = 0; i < hm_n_op_cases; i++) {
@@ -171,6 +185,7 @@ int main(void)
     tests[n++] = (struct CMUnitTest){"training_shapes", test_training_shapes, NULL, NULL, NULL};
     tests[n++] = (struct CMUnitTest){"many_shapes", test_many_shapes, NULL, NULL, NULL};
     tests[n++] = (struct CMUnitTest){"rule", test_rule, NULL, NULL, NULL};
+    tests[n++] = (struct CMUnitTest){"env", test_env, NULL, NULL, NULL};
     int rc = _cmocka_run_group_tests("matmul-libs", tests, (size_t)n, NULL, NULL);
     free(tests);
     return rc;
