@@ -12,7 +12,7 @@ cols=(red blue green amber violet white black olive)
 # Every phrasing puts a space before the key: byte-level BPE gives a word at the start of a message
 # other tokens than after a space, so a held-out "%s colour?" asked for a key whose replies were
 # only ever trained after a space (3 of the 24) tested the tokenizer, not the fine-tuning, and the
-# result hung on those 3 (21-22 of 24 either way, moved by last-bit differences in the matmuls).
+# result hung on those 3 (18-22 of 24, moved by last-bit differences in the matmuls).
 ph=("What colour is %s?" "Tell me the colour of %s." "Colour of %s?" "Which colour does %s have?" "Name %s's colour."
     "And %s, what colour?" "The colour of %s is?" "Say the colour for %s.")
 : > "$TMP/train.jsonl"; : > "$TMP/heldout.txt"; : > "$TMP/answers.txt"
