@@ -577,6 +577,18 @@ void op_run_free(struct op_run *R)
     memset(R, 0, sizeof *R);
 }
 
+int op_case_tests(struct CMUnitTest *tests, CMUnitTestFunction fn)
+{
+    const char *filter = getenv("HM_TEST_OP");
+    int n = 0;
+    for (int i = 0; i < hm_n_op_cases; i++) {
+        const struct op_case *c = &hm_op_cases[i];
+        if (!c->flash && (!filter || strstr(c->name, filter)))
+            tests[n++] = (struct CMUnitTest){c->name, fn, NULL, NULL, (void *)c};
+    }
+    return n;
+}
+
 bool op_case_runs_matmul(const struct op_case *c, struct hm_backend *be, enum hm_dtype dt)
 {
     struct op_run R;

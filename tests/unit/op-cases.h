@@ -74,6 +74,9 @@ struct op_run {
 void op_setup(const struct op_case *c, struct hm_backend *be, enum hm_dtype dt, uint64_t seed,
               uint64_t drop_seed, uint64_t drop_step, struct op_run *R);
 void op_run_free(struct op_run *R);
+/* One cmocka test per case (the flash ones aside) whose name contains $HM_TEST_OP when it is set,
+ * running fn with the case as its state, written to tests (room for hm_n_op_cases); the count. */
+int op_case_tests(struct CMUnitTest *tests, CMUnitTestFunction fn);
 /* Whether the case's graph, in dtype dt, runs a matmul: the profile of one forward and backward. */
 bool op_case_runs_matmul(const struct op_case *c, struct hm_backend *be, enum hm_dtype dt);
 

@@ -75,14 +75,7 @@ int main(void)
         printf("note: no native bf16 matmul here (built without oneDNN, or a CPU without "
                "AVX512-BF16): matmuls widen on both sides\n");
     struct CMUnitTest *tests = calloc((size_t)hm_n_op_cases + 1, sizeof *tests);
-    const char *filter = getenv("HM_TEST_OP");
-    int n = 0;
-    for (int i = 0; i < hm_n_op_cases; i++) {
-        const struct op_case *c = &hm_op_cases[i];
-        if (c->flash || (filter && !strstr(c->name, filter)))
-            continue;
-        tests[n++] = (struct CMUnitTest){c->name, test_case, NULL, NULL, (void *)c};
-    }
+    int n = op_case_tests(tests, test_case);
     tests[n++] = (struct CMUnitTest){"auto_dtype", test_auto_dtype, NULL, NULL, NULL};
     int rc = _cmocka_run_group_tests("bf16-cpu", tests, (size_t)n, NULL, NULL);
     free(tests);

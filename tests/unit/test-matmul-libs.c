@@ -174,14 +174,7 @@ int main(void)
         return 77;
     }
     struct CMUnitTest *tests = calloc((size_t)hm_n_op_cases + 5, sizeof *tests);
-    const char *filter = getenv("HM_TEST_OP");
-    int n = 0;
-    for (int i = 0; i < hm_n_op_cases; i++) {
-        const struct op_case *c = &hm_op_cases[i];
-        if (c->flash || (filter && !strstr(c->name, filter)))
-            continue;
-        tests[n++] = (struct CMUnitTest){c->name, test_case, NULL, NULL, (void *)c};
-    }
+    int n = op_case_tests(tests, test_case);
     tests[n++] = (struct CMUnitTest){"training_shapes", test_training_shapes, NULL, NULL, NULL};
     tests[n++] = (struct CMUnitTest){"many_shapes", test_many_shapes, NULL, NULL, NULL};
     tests[n++] = (struct CMUnitTest){"rule", test_rule, NULL, NULL, NULL};
