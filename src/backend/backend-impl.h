@@ -40,6 +40,7 @@ struct hm_backend_i {
     enum hm_status (*check_node)(struct hm_backend *be, const struct hm_tensor *node);
     size_t (*workspace_size)(struct hm_backend *be, const struct hm_tensor *node);
     /* optimizer and reductions over f32 ranges (pointers in backend memory) */
+    /* hp->grad_scale is never 0 here (hm_backend_adamw turns a left-out 0 into 1) */
     enum hm_status (*adamw)(struct hm_backend *be, float *p, const float *g, float *m, float *v,
                             size_t n, const struct hm_adamw_params *hp);
     enum hm_status (*sumsq)(struct hm_backend *be, const float *x, size_t n, double *out);

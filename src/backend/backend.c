@@ -239,5 +239,8 @@ enum hm_status hm_backend_adamw(struct hm_buffer *params, const struct hm_buffer
         (st = f32_range(m, offset, n, "hm_backend_adamw", &mm)) != HM_OK ||
         (st = f32_range(v, offset, n, "hm_backend_adamw", &vv)) != HM_OK)
         return st;
-    return params->be->iface->adamw(params->be, p, g, mm, vv, n, hp);
+    struct hm_adamw_params h = *hp; /* backends get the factor itself: 0 (left out) means 1 */
+    if (h.grad_scale == 0.0f)
+        h.grad_scale = 1.0f;
+    return params->be->iface->adamw(params->be, p, g, mm, vv, n, &h);
 }

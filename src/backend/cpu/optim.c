@@ -13,7 +13,7 @@ enum hm_status hm_cpu_adamw(struct hm_backend *be, float *p, const float *g, flo
     float b1 = hp->beta1, b2 = hp->beta2, lr = hp->lr, eps = hp->eps, wd = hp->weight_decay;
     float bc1 = (float)(1.0 - pow((double)b1, (double)hp->t));
     float bc2 = (float)(1.0 - pow((double)b2, (double)hp->t));
-    float gs = hp->grad_scale != 0.0f ? hp->grad_scale : 1.0f;
+    float gs = hp->grad_scale;
 #pragma omp parallel for simd schedule(static) if (parallel : HM_CPU_PAR((int64_t)n))
     for (size_t i = 0; i < n; i++) {
         hm_adamw_elem(&p[i], g[i], &m[i], &v[i], lr, b1, b2, eps, wd, bc1, bc2, gs);

@@ -28,7 +28,7 @@ enum hm_status hm_cuda_adamw(struct hm_backend *be, float *p, const float *g, fl
     float bc2 = (float)(1.0 - pow((double)hp->beta2, (double)hp->t));
     adamw_f32_kernel<<<hm_cuda_blocks((int64_t)n, HM_CUDA_THREADS), HM_CUDA_THREADS, 0, cx->stream>>>(
         p, g, m, v, (int64_t)n, hp->lr, hp->beta1, hp->beta2, hp->eps, hp->weight_decay, bc1, bc2,
-        hp->grad_scale != 0.0f ? hp->grad_scale : 1.0f);
+        hp->grad_scale);
     HM_CUDA_TRY(cudaGetLastError());
     return HM_OK;
 }
