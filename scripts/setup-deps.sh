@@ -8,7 +8,8 @@ PKGS=(build-essential cmake pkg-config libopenblas-openmp-dev libcmocka-dev libj
       clang-14 libclang-rt-14-dev libomp-14-dev util-linux libmicrohttpd-dev libdnnl-dev curl jq)
 # clang-14 + libclang-rt-14-dev (libFuzzer's runtime) + libomp-14-dev: scripts/fuzz.sh;
 # util-linux: flock(1), used by tests/cli/harden.sh; libmicrohttpd-dev: the HTTP server of `serve`;
-# libdnnl-dev (oneDNN): bf16 matmuls on the CPU's AMX / AVX512-BF16 units (optional; CMake warns);
+# libdnnl-dev (oneDNN): bf16 matmuls on the CPU's AMX / AVX512-BF16 units and the small f32 ones
+# (optional; CMake warns);
 # curl + jq: the serve tests (tests/cli/serve-*.sh) call the server and read its JSON
 
 missing=()
